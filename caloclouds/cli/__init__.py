@@ -1,0 +1,101 @@
+"""The ``caloclouds`` command: a thin dispatcher over one module per verb.
+
+Each verb lives in ``caloclouds/cli/<module>.py`` with two functions:
+
+* ``add_arguments(parser: argparse.ArgumentParser) -> None``
+* ``run(args: argparse.Namespace) -> int`` (the exit code)
+
+A verb's module (and with it torch and friends) is imported only when that verb runs, so
+``caloclouds --help`` is instant. Errors a user can fix (:class:`CaloCloudsError`) are printed as
+one line without a traceback, with exit code 2. Set ``CALOCLOUDS_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+__all__ = ["main", "VERBS"]
+
+# verb -> (module under caloclouds.cli, one-line summary shown by `caloclouds --help`)
+VERBS: dict[str, tuple[str, str]] = {
+    "info": ("info", "summarise a shower file: showers, energies, points, visible energy"),
+    "convert": ("convert", "convert EDM4hep ROOT, CaloClouds HDF5 or raw Geant4 steps to our HDF5/ROOT"),
+    "project": ("project", "bin point-cloud showers into the cells of a geometry (ILD, HGCal, hex, file)"),
+    "plot-shower": ("plot_shower", "draw one shower layer by layer on the cells of a geometry"),
+    "bench-projection": ("bench_projection", "measure projection speed (points per second)"),
+    "train-flow": ("train_flow", "train the Shower Flow on a shower file"),
+    "check-flow": ("check_flow", "compare Shower Flow samples with a reference file (standardised W1)"),
+    "bench-flow": ("bench_flow", "measure Shower Flow sampling time per shower"),
+    "train-diffusion": ("train_diffusion", "train the PointWise Net EDM teacher"),
+    "distill": ("distill", "distil the EDM teacher into a one-step consistency model"),
+    "bench-diffusion": ("bench_diffusion", "measure PointWise Net / CM evaluation time"),
+    "evaluate": ("evaluate", "cell-level validation against Geant4: W1, classifier AUC, FPD/KPD, report"),
+    "calibrate": ("calibrate", "fit the N-points calibration of a model bundle on Geant4"),
+    "generate": ("generate", "generate showers with a model bundle to ROOT or HDF5"),
+    "bench": ("bench", "measure end-to-end generation speed (CPU single shower, GPU throughput)"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    width = max(len(v) for v in VERBS)
+    verbs = "\n".join(f"  {name:<{width}}  {summary}" for name, (_, summary) in VERBS.items())
+    return argparse.ArgumentParser(
+        prog="caloclouds",
+        usage="caloclouds VERB [options]",
+        description="Fast calorimeter shower simulation with generative point-cloud models.",
+        epilog=f"verbs:\n{verbs}\n\nRun `caloclouds VERB --help` for the options of one verb.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    top = _top_parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from caloclouds import __version__
+
+        print(f"caloclouds {__version__}")
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        top.print_usage(sys.stderr)
+        print(f"caloclouds: error: unknown verb {verb!r}; valid verbs are: {', '.join(VERBS)}", file=sys.stderr)
+        return 2
+    module_name, summary = VERBS[verb]
+    try:
+        module = importlib.import_module(f"caloclouds.cli.{module_name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"caloclouds.cli.{module_name}":
+            print(f"caloclouds: error: verb {verb!r} is not implemented yet", file=sys.stderr)
+            return 2
+        raise
+    parser = argparse.ArgumentParser(
+        prog=f"caloclouds {verb}",
+        description=(module.__doc__ or summary).strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+
+    from caloclouds.errors import CaloCloudsError
+
+    try:
+        return int(module.run(args) or 0)
+    except CaloCloudsError as exc:
+        if os.environ.get("CALOCLOUDS_DEBUG"):
+            raise
+        print(f"caloclouds {verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"caloclouds {verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

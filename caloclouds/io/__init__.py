@@ -1,0 +1,14 @@
+"""Readers and writers. The data layer: nothing here imports models, projection or flows.
+
+* ``hdf5``: our ragged HDF5 schema (read lazily, write atomically in chunks).
+* ``caloclouds_hdf5``: the CaloClouds training format (``events``/``energy``, padded).
+* ``edm4hep``: EDM4hep ROOT files (SimCalorimeterHit contributions) via uproot.
+* ``steps``: clustering of raw Geant4 steps onto the sub-cell grid.
+* ``root``: ROOT output (and read-back) via uproot.
+"""
+
+from __future__ import annotations
+
+from caloclouds.io.hdf5 import ShowerFile, ShowerWriter, read_showers, write_showers
+
+__all__ = ["ShowerFile", "ShowerWriter", "read_showers", "write_showers"]
