@@ -52,5 +52,11 @@ def shared_file(name: str) -> Path:
 
 
 @pytest.fixture
+def shared():
+    """``shared("g4_photons_train.h5")`` -> Path, skipping the test if the file is absent."""
+    return shared_file
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
