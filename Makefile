@@ -17,8 +17,18 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+BUNDLE := caloclouds/models/default
+
+# The main job: 1000 ILD photon showers (10-90 GeV) with the bundled model, projected onto ILD
+# cells, written to demo_showers.root. Without a bundled model it converts the EDM4hep event.
 demo: venv
-	$(VENV)/bin/caloclouds demo --data $(DATA)
+	@if [ -f $(BUNDLE)/bundle.json ]; then \
+	  $(VENV)/bin/caloclouds generate --energy-range 10 90 -n 1000 --cells ild -o demo_showers.root; \
+	else \
+	  echo "no bundled model yet: converting the shared EDM4hep event instead"; \
+	  $(VENV)/bin/caloclouds convert $(DATA)/ild_single_photon.edm4hep.root -o demo_edm4hep.h5 && \
+	  $(VENV)/bin/caloclouds info demo_edm4hep.h5; \
+	fi
 
 test: venv
 	$(PY) -m pytest -q

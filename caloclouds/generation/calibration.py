@@ -1,0 +1,193 @@
+"""Calibration of generated point clouds onto the Shower Flow's per-shower quantities.
+
+The diffusion model places points i.i.d.; the Shower Flow knows how many points and how much energy
+each layer has. These functions force the points onto the flow's values, for a whole ragged batch at
+once (torch, CPU or CUDA, no loop over showers):
+
+1. :func:`assign_layers_by_depth`: sort each shower's points by depth; layer l receives exactly n_l.
+2. :func:`rescale_layer_energies`: negative energies go to 0, then each layer is scaled to E_l.
+3. :func:`shift_centre_of_gravity`: move x and y so the energy-weighted CoG equals the flow's.
+
+The N-points calibration (:class:`PointCountCalibration`) maps the flow's N onto the number of points
+the diffusion model needs to give the right number of cells, fitted by ``caloclouds calibrate``.
+
+References:
+    Buhmann et al., "CaloClouds II" (arXiv:2309.05704), Sec. 3.3 and the reference notes, Sec. 5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "assign_layers_by_depth",
+    "rescale_layer_energies",
+    "shift_centre_of_gravity",
+    "largest_remainder",
+    "PointCountCalibration",
+]
+
+
+def largest_remainder(weights: Tensor, totals: Tensor) -> Tensor:
+    """Split integer ``totals`` (B,) in proportion to non-negative ``weights`` (B, L).
+
+    Returns (B, L) int64 with rows summing exactly to ``totals`` (largest-remainder rounding).
+    Rows whose weights are all zero put everything in column 0.
+    """
+    weights = weights.clamp_min(0).double()
+    totals = totals.long()
+    norm = weights.sum(1, keepdim=True)
+    empty = norm.squeeze(1) <= 0
+    weights = torch.where(empty[:, None], torch.nn.functional.one_hot(
+        torch.zeros_like(totals), weights.shape[1]).double(), weights)
+    exact = weights / weights.sum(1, keepdim=True) * totals[:, None].double()
+    base = exact.floor().long()
+    missing = totals - base.sum(1)
+    # give the remaining units to the largest fractional parts
+    order = torch.argsort(exact - base.double(), dim=1, descending=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(weights.shape[1], device=weights.device).expand_as(order))
+    return base + (rank < missing[:, None]).long()
+
+
+def assign_layers_by_depth(depth: Tensor, offsets: Tensor, points_per_layer: Tensor) -> Tensor:
+    """Integer layer of each point such that shower b's layer l holds ``points_per_layer[b, l]`` points.
+
+    Within each shower the shallowest points go to the first non-empty layer, and so on (assignment
+    by depth rank), which keeps the model's longitudinal ordering while matching the flow's counts.
+
+    Args:
+        depth: (P,) continuous depth of each point (any monotonic depth unit).
+        offsets: (B+1,) int64 ragged offsets; shower b has ``offsets[b+1]-offsets[b]`` points.
+        points_per_layer: (B, L) int64 with ``points_per_layer.sum(1) == diff(offsets)``.
+
+    Returns:
+        (P,) int64 layer index of each point, in the input order.
+    """
+    counts = offsets[1:] - offsets[:-1]
+    if not torch.equal(points_per_layer.sum(1), counts):
+        msg = "points_per_layer rows must sum to the number of points of each shower"
+        raise ValueError(msg)
+    n_showers, n_layers = points_per_layer.shape
+    shower = torch.repeat_interleave(torch.arange(n_showers, device=depth.device), counts)
+    # sort by depth, then stably by shower: the points of each shower end up contiguous and depth-ordered
+    by_depth = torch.argsort(depth, stable=True)
+    order = by_depth[torch.argsort(shower[by_depth], stable=True)]
+    labels = torch.repeat_interleave(
+        torch.arange(n_layers, device=depth.device).repeat(n_showers), points_per_layer.reshape(-1)
+    )
+    layer = torch.empty_like(labels)
+    layer[order] = labels
+    return layer
+
+
+def rescale_layer_energies(
+    e_mev: Tensor, layer: Tensor, offsets: Tensor, energy_per_layer_mev: Tensor
+) -> Tensor:
+    """Scale the point energies of every (shower, layer) so that they sum to ``energy_per_layer_mev``.
+
+    Negative energies are set to 0 first. A layer whose points carry no positive energy shares its
+    target equally among its points. Energy asked for in a layer that has no points cannot be placed;
+    the shower's other layers are then scaled up so that the shower's total is still kept.
+
+    Args:
+        e_mev: (P,) point energies.
+        layer: (P,) int64 layer of each point.
+        offsets: (B+1,) ragged offsets.
+        energy_per_layer_mev: (B, L) targets.
+
+    Returns:
+        (P,) calibrated energies in MeV (float32), all >= 0.
+    """
+    n_showers, n_layers = energy_per_layer_mev.shape
+    counts = offsets[1:] - offsets[:-1]
+    shower = torch.repeat_interleave(torch.arange(n_showers, device=e_mev.device), counts)
+    key = shower * n_layers + layer
+    e = e_mev.double().clamp_min(0)
+    flat_sum = torch.zeros(n_showers * n_layers, dtype=torch.float64, device=e.device).index_add_(0, key, e)
+    flat_n = torch.zeros_like(flat_sum).index_add_(0, key, torch.ones_like(e))
+    target = energy_per_layer_mev.double().reshape(-1).clamp_min(0)
+    # layers with points but no positive energy: equal shares
+    dead = (flat_sum[key] <= 0)
+    e = torch.where(dead, 1.0 / flat_n[key].clamp_min(1), e / flat_sum[key].clamp_min(1e-300))
+    e = e * target[key]
+    # target energy that fell into layers without points goes to the shower's other layers
+    placed = torch.zeros(n_showers, dtype=torch.float64, device=e.device).index_add_(0, shower, e)
+    wanted = energy_per_layer_mev.double().clamp_min(0).sum(1)
+    scale = torch.where(placed > 0, wanted / placed.clamp_min(1e-300), torch.ones_like(placed))
+    return (e * scale[shower]).float()
+
+
+def shift_centre_of_gravity(
+    x_mm: Tensor, y_mm: Tensor, e_mev: Tensor, offsets: Tensor, cog_mm: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Translate each shower in x and y so that its energy-weighted centre of gravity is ``cog_mm`` (B, 2)."""
+    n_showers = len(offsets) - 1
+    shower = torch.repeat_interleave(torch.arange(n_showers, device=x_mm.device), offsets[1:] - offsets[:-1])
+    e = e_mev.double()
+    total = torch.zeros(n_showers, dtype=torch.float64, device=e.device).index_add_(0, shower, e)
+    safe = total.clamp_min(1e-300)
+    cx = torch.zeros_like(total).index_add_(0, shower, e * x_mm.double()) / safe
+    cy = torch.zeros_like(total).index_add_(0, shower, e * y_mm.double()) / safe
+    has_energy = total > 0
+    dx = torch.where(has_energy, cog_mm[:, 0].double() - cx, torch.zeros_like(cx))
+    dy = torch.where(has_energy, cog_mm[:, 1].double() - cy, torch.zeros_like(cy))
+    return (x_mm.double() + dx[shower]).float(), (y_mm.double() + dy[shower]).float()
+
+
+@dataclass(frozen=True)
+class PointCountCalibration:
+    """Maps the flow's number of points N to the number of points to generate.
+
+    The clustered Geant4 points and the model's points do not merge into cells in the same way, so
+    the same N gives a different number of cells. Two cubic fits fix this (CaloClouds II, Sec. 3.3):
+
+    * ``g4_cells_from_points``: N_cells = P_g4(N_points), fitted on Geant4;
+    * ``model_points_from_cells``: N_points = P_model(N_cells), fitted on the uncalibrated model;
+
+    and N_generate = N * k(N) with k(N) = P_model(P_g4(N)) / N. k is evaluated with N clipped to
+    ``points_range`` (the range the fits saw), so a cubic is never extrapolated. The identity (no
+    fits) is the uncalibrated default. Coefficients are in numpy ``polyfit`` order.
+    """
+
+    g4_cells_from_points: tuple[float, ...] | None = None
+    model_points_from_cells: tuple[float, ...] | None = None
+    points_range: tuple[float, float] = (1.0, 1e9)
+    min_points: int = 1
+
+    @property
+    def is_identity(self) -> bool:
+        return self.g4_cells_from_points is None or self.model_points_from_cells is None
+
+    def scale(self, n_points: np.ndarray) -> np.ndarray:
+        """k(N), the factor applied to N."""
+        if self.is_identity:
+            return np.ones_like(np.asarray(n_points, dtype=np.float64))
+        n = np.clip(np.asarray(n_points, dtype=np.float64), *self.points_range)
+        return np.polyval(self.model_points_from_cells, np.polyval(self.g4_cells_from_points, n)) / n
+
+    def __call__(self, n_points: Tensor) -> Tensor:
+        if self.is_identity:
+            return n_points.long()
+        n = n_points.double().cpu().numpy()
+        out = np.rint(np.clip(n * self.scale(n), self.min_points, None))
+        return torch.as_tensor(out, dtype=torch.long, device=n_points.device)
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PointCountCalibration:
+        def tup(v: object) -> tuple[float, ...] | None:
+            return None if v is None else tuple(float(c) for c in v)  # type: ignore[union-attr]
+
+        return cls(
+            tup(data.get("g4_cells_from_points")),
+            tup(data.get("model_points_from_cells")),
+            tup(data.get("points_range")) or (1.0, 1e9),  # type: ignore[arg-type]
+            int(data.get("min_points", 1)),
+        )

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from caloclouds.generation.calibration import (
+    PointCountCalibration,
+    assign_layers_by_depth,
+    largest_remainder,
+    rescale_layer_energies,
+    shift_centre_of_gravity,
+)
+
+
+def test_largest_remainder_sums_exactly():
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(50, 30, generator=g)
+    w[3] = 0  # an all-zero row
+    totals = torch.randint(0, 5000, (50,), generator=g)
+    n = largest_remainder(w, totals)
+    assert n.dtype == torch.int64
+    assert torch.equal(n.sum(1), totals)
+    assert (n >= 0).all()
+    exact = w[0].double() / w[0].sum() * totals[0]
+    assert (n[0].double() - exact).abs().max() < 1
+
+
+def test_assign_layers_by_depth_gives_requested_counts_in_depth_order():
+    g = torch.Generator().manual_seed(1)
+    ppl = torch.tensor([[2, 0, 3], [0, 4, 1], [0, 0, 0]])
+    offsets = torch.tensor([0, 5, 10, 10])
+    depth = torch.rand(10, generator=g) * 3
+    layer = assign_layers_by_depth(depth, offsets, ppl)
+    for b in range(3):
+        lay = layer[offsets[b]:offsets[b + 1]]
+        dep = depth[offsets[b]:offsets[b + 1]]
+        assert torch.equal(torch.bincount(lay, minlength=3), ppl[b])
+        # monotonic: deeper points never get a shallower layer
+        order = torch.argsort(dep)
+        assert (torch.diff(lay[order]) >= 0).all()
+    with pytest.raises(ValueError, match="sum"):
+        assign_layers_by_depth(depth, offsets, ppl + 1)
+
+
+def test_rescale_layer_energies_matches_targets_and_handles_edge_cases():
+    offsets = torch.tensor([0, 4, 6])
+    layer = torch.tensor([0, 0, 1, 2, 0, 1])
+    e = torch.tensor([1.0, -1.0, 0.0, 2.0, 3.0, 1.0])  # layer 1 of shower 0 has no positive energy
+    target = torch.tensor([[10.0, 4.0, 6.0], [5.0, 5.0, 2.0]])  # shower 1 asks 2 MeV of an empty layer
+    out = rescale_layer_energies(e, layer, offsets, target)
+    assert (out >= 0).all()
+    assert out[1] == 0  # negative energy -> 0
+    assert out[0] == pytest.approx(10.0)
+    assert out[2] == pytest.approx(4.0)
+    assert out[3] == pytest.approx(6.0)
+    # shower 1: total kept (12 MeV) although layer 2 has no points
+    assert float(out[4:].sum()) == pytest.approx(12.0)
+    assert float(out[4] / out[5]) == pytest.approx(1.0)
+
+
+def test_shift_centre_of_gravity():
+    offsets = torch.tensor([0, 2, 3, 3])
+    x = torch.tensor([0.0, 2.0, 5.0])
+    y = torch.tensor([1.0, 1.0, -1.0])
+    e = torch.tensor([1.0, 3.0, 2.0])
+    cog = torch.tensor([[10.0, 0.0], [1.0, 1.0], [7.0, 7.0]])
+    x2, y2 = shift_centre_of_gravity(x, y, e, offsets, cog)
+    for b in range(2):
+        s = slice(int(offsets[b]), int(offsets[b + 1]))
+        w = e[s] / e[s].sum()
+        assert float((w * x2[s]).sum()) == pytest.approx(float(cog[b, 0]), abs=1e-5)
+        assert float((w * y2[s]).sum()) == pytest.approx(float(cog[b, 1]), abs=1e-5)
+
+
+def test_point_count_calibration_round_trip():
+    identity = PointCountCalibration()
+    n = torch.tensor([10, 500, 3000])
+    assert torch.equal(identity(n), n)
+    cal = PointCountCalibration((0.0, 0.0, 0.5, 10.0), (0.0, 0.0, 2.0, -20.0))
+    assert torch.equal(cal(n), n)  # the two fits are inverse to each other here
+    again = PointCountCalibration.from_dict(cal.to_dict())
+    assert again == cal
+    assert np.all(again(torch.tensor([0])).numpy() >= 1)
