@@ -1,0 +1,69 @@
+"""Draw one shower layer by layer on the cells of a geometry (hexagons for HGCal), coloured by energy.
+
+The shower is projected first (same options as `caloclouds project`); every layer gets a panel with
+the cells of the window outlined (HGCal wafer edges in black) and the hit cells filled on a log
+colour scale.
+
+Example:
+  caloclouds plot-shower g4_photons_val_fixed.h5 --index 200 --geometry hgcal -o shower.png --threshold-mip 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from caloclouds.cli.project import add_geometry_arguments, placement_options
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, metavar="FILE", help="shower file")
+    parser.add_argument("--index", type=int, default=0, metavar="I", help="shower index in the file (default 0)")
+    add_geometry_arguments(parser)
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="PNG", help="image file (.png, .pdf, .svg)")
+    parser.add_argument("--layers", default=None, metavar="LIST", help="detector layers to draw, e.g. 0-25 or 3,6,9 (default all)")
+    parser.add_argument("--half-width-mm", type=float, default=60.0, metavar="MM", help="half width of each panel (default 60)")
+    parser.add_argument("--centre", nargs=2, type=float, default=None, metavar=("X_MM", "Y_MM"),
+                        help="panel centre (default: the energy-weighted centre of the hits)")
+    parser.add_argument("--title", default=None, help="figure title (default: energy and geometry)")
+    parser.add_argument("--dpi", type=int, default=100)
+
+
+def _layers(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b) + 1) if b else [int(a)])
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import projection
+    from caloclouds.errors import CaloCloudsError
+    from caloclouds.io.formats import count_showers, iter_any
+    from projection.plot import plot_shower
+
+    n = count_showers(args.file)
+    if not 0 <= args.index < n:
+        raise CaloCloudsError(f"--index {args.index} is outside the {n} showers of {args.file}")
+    geometry = projection.get_geometry(args.geometry, data_dir=args.data_dir)
+    start = 0
+    for chunk in iter_any(args.file):
+        if args.index < start + len(chunk):
+            showers = chunk[args.index - start : args.index - start + 1]
+            break
+        start += len(chunk)
+    hits = projection.project(showers, geometry, **placement_options(args))
+    energy = float(showers.incident_energy_gev[0])
+    title = args.title or (
+        f"shower {args.index} of {args.file.name}: {energy:.3g} GeV, on {geometry.name} "
+        f"({100 * hits.e_mev.sum() / max(showers.visible_energy_mev()[0], 1e-30):.1f} % of {showers.visible_energy_mev()[0]:.4g} MeV in cells)"
+    )
+    plot_shower(hits, geometry, path=args.output, title=title, layers=_layers(args.layers),
+                centre_mm=None if args.centre is None else tuple(args.centre), half_width_mm=args.half_width_mm, dpi=args.dpi)
+    print(f"wrote {args.output}")
+    return 0
