@@ -53,7 +53,6 @@ class DetectorConfig:
     silicon_thickness_mm: float = 0.5       # Thickness of each silicon layer.
     cell_pitch_mm: float = 5.088333         # Readout cell size (square cells).
     subcells_per_cell: int = 6              # Clustering grid: 6 -> 6x6 sub-cells per cell ("x36" grid).
-    mip_mev: float = 0.16                   # Most probable energy of a MIP in one cell of silicon.
 
     @property
     def subcell_pitch_mm(self) -> float:
@@ -74,7 +73,7 @@ class DetectorConfig:
             raise ConfigError(msg)
         if any(b <= a for a, b in zip(self.silicon_front_mm, self.silicon_front_mm[1:])):
             raise ConfigError("detector.silicon_front_mm must increase strictly")
-        for name in ("silicon_thickness_mm", "cell_pitch_mm", "mip_mev"):
+        for name in ("silicon_thickness_mm", "cell_pitch_mm"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"detector.{name} must be > 0, got {getattr(self, name)}")
         if self.subcells_per_cell < 1:
@@ -83,55 +82,152 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """Shower Flow architecture and training (see flows/)."""
+    """Shower Flow architecture and training (see flows/).
 
-    n_blocks: int = 2                       # Repetitions of the transform pattern.
-    hidden_factor: int = 4                  # Hidden width of the conditioner nets, in units of D.
+    Each of the ``n_blocks`` blocks is ``couplings_per_block`` x (affine coupling, permutation),
+    then one conditional element-wise spline and a permutation.
+    """
+
+    n_blocks: int = 1                       # Repetitions of the transform pattern.
+    couplings_per_block: int = 4            # Affine coupling + permutation pairs per block.
+    coupling_hidden: tuple[int, ...] = (128, 128)  # Hidden widths of each coupling's conditioner net.
+    spline_hidden: tuple[int, ...] = (32, 32)      # Hidden widths of each spline's net (input: condition only).
     spline_bins: int = 8                    # Bins of the conditional spline transforms.
-    extra_conditions: int = 0               # Extra condition features beyond the incident energy.
-    batch_size: int = 512
-    learning_rate: float = 1e-3
-    steps: int = 20000                      # Default number of optimiser steps.
+    spline_bound: float = 4.0               # Splines act on [-bound, bound] (standardised units), identity outside.
+    permutation_seed: int = 0               # Seed of the random permutations (stored as buffers, not re-drawn).
+    condition_names: tuple[str, ...] = ()   # Extra per-shower condition datasets of the file (e.g. angles), after E_inc.
+    batch_size: int = 512                   # Showers per optimiser step.
+    learning_rate: float = 1e-3             # Peak Adam learning rate.
+    final_lr_factor: float = 0.01           # Cosine decay to learning_rate * final_lr_factor at the last step.
+    weight_decay: float = 0.0               # Adam (L2) weight decay.
+    grad_clip: float = 10.0                 # Max global gradient norm, 0 = no clipping.
+    steps: int = 4000                       # Default number of optimiser steps.
+    eval_every: int = 250                   # Steps between validation losses, log rows and checkpoints.
+    rotate_cog: bool = True                 # Augment: rotate the CoG by a random angle about the shower axis.
+    target_noise: float = 0.1               # Gaussian noise (standardised units) added to the training targets:
+                                            # regularises a small training set and the sum-to-one layer fractions.
+    chunk_showers: int = 1000               # Showers read at a time when computing the features of a file.
+    range_margin: float = 1.0               # Samples are clamped to the training range widened by this many std.
+    calibrate_profile: bool = True          # After training, scale each layer's fractions so the mean profile
+                                            # of best.pt matches the training set (flows/calibration.py).
+    calibration_samples: int = 4            # Flow samples per training shower for that calibration.
+
+    def __post_init__(self) -> None:
+        for name in ("n_blocks", "couplings_per_block", "spline_bins", "batch_size", "steps",
+                     "eval_every", "chunk_showers", "calibration_samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"flow.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("coupling_hidden", "spline_hidden"):
+            if not getattr(self, name) or min(getattr(self, name)) < 1:
+                raise ConfigError(f"flow.{name} must be a non-empty list of widths >= 1, got {getattr(self, name)}")
+        for name in ("spline_bound", "learning_rate", "final_lr_factor"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"flow.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip", "range_margin", "target_noise"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"flow.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
 class DiffusionConfig:
     """PointWise Net and its EDM training (see caloclouds/diffusion/)."""
 
-    hidden: tuple[int, ...] = (64, 128, 256, 128, 64)  # Widths of the ConcatSquash layers.
-    fourier_features: int = 64              # Size of the noise-level embedding.
+    hidden: tuple[int, ...] = (32, 64, 128, 64, 32)  # Widths of the hidden ConcatSquash layers (CC3 size).
+    fourier_features: int = 64              # Size of the Fourier embedding of c_noise = ln(sigma)/4.
+    fourier_std: float = 16.0               # Std of the (frozen, random) Fourier frequencies.
+    time_features: int = 64                 # Width of the Linear after the Fourier embedding.
+    extra_conditions: int = 0               # Per-shower condition features beyond (energy, n points).
     sigma_data: float = 0.5                 # EDM sigma_data (features are standardised to this).
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    rho: float = 7.0
-    p_mean: float = -1.2                    # Log-normal sigma sampling for training.
-    p_std: float = 1.2
-    batch_size: int = 64                    # Showers per optimiser step.
-    learning_rate: float = 2e-4
-    steps: int = 100000
+    sigma_min: float = 0.002                # Smallest noise level of the Karras schedule.
+    sigma_max: float = 10.0                 # Largest noise level (start of sampling); EDM paper: 80.
+    rho: float = 3.0                        # Karras schedule exponent; EDM paper: 7 (less accurate here at 13 steps).
+    p_mean: float = -1.2                    # Log-normal sigma sampling for training: mean of ln(sigma).
+    p_std: float = 1.2                      # ... and its std.
+    noise_groups: int = 8                   # Noise levels per shower in training (points split at random).
+    batch_size: int = 32                    # Showers per optimiser step (all ranks together).
+    learning_rate: float = 1e-3             # Adam learning rate.
+    grad_clip: float = 10.0                 # Max gradient norm (0 = no clipping).
+    steps: int = 100000                     # Default number of optimiser steps.
     ema_power: float = 0.6667               # EMA warm-up: decay = 1 - (1 + step)^-power, capped below.
-    ema_max: float = 0.9999
+    ema_max: float = 0.9999                 # Cap of the EMA decay.
     heun_steps: int = 13                    # Default number of Heun steps at sampling time.
+    rotate: bool = True                     # Augment by a random rotation about the shower axis.
+    xy_jitter: bool = True                  # Jitter x, y uniformly inside the clustering sub-cell.
+    checkpoint_every: int = 500             # Steps between checkpoints.
 
 
 @dataclass(frozen=True)
 class DistillationConfig:
     """Consistency distillation of the EDM teacher (see caloclouds/diffusion/consistency.py)."""
 
-    num_steps: int = 18                     # Karras discretisation levels N.
-    target_ema: float = 0.95                # mu of the target network EMA.
-    batch_size: int = 64
-    learning_rate: float = 1e-4
-    steps: int = 50000
+    num_steps: int = 18                     # Karras discretisation levels N of the teacher's Heun steps.
+    target_ema: float = 0.95                # mu of the target network EMA (constant).
+    batch_size: int = 32                    # Showers per optimiser step (all ranks together).
+    learning_rate: float = 1e-4             # Adam learning rate.
+    grad_clip: float = 10.0                 # Max gradient norm (0 = no clipping).
+    steps: int = 50000                      # Default number of optimiser steps.
+    init_from_teacher: bool = True          # Student and target start from the teacher's EMA weights.
+    sample_steps: int = 1                   # Default CM sampling steps (1 = one-step).
+    checkpoint_every: int = 500             # Steps between checkpoints.
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """Cell-level validation (see caloclouds/evaluation/)."""
+    """Cell-level validation (see caloclouds/evaluation/).
 
-    cell_threshold_mip: float = 0.5         # Cell threshold in MIPs (MIP value from detector.mip_mev).
-    n_batches: int = 10                     # Disjoint batches for W1 mean +- std.
-    classifier_folds: int = 5
+    ``mip_mev`` is the most probable value (MPV) of the energy of a cell crossed by one particle,
+    measured on Geant4 with ``caloclouds evaluate --reference g4_photons_train.h5 --measure-mip``:
+    the cells of the first three layers (single, near-normal tracks of the first e+e- pair) of the
+    6000 training showers, projected on the ILD 5.088 mm grid without threshold, fitted with a
+    Moyal (Landau) peak plus a linear continuum (``caloclouds/evaluation/mip.py``). Result:
+    0.147 MeV (0.146-0.148 MeV over fit windows). The peak of all cells, inclined and
+    overlapping tracks included, is at 0.167 MeV.
+    """
+
+    geometry: str = "ild"                   # Cells of the observables: a projection.get_geometry spec.
+    mip_mev: float = 0.147                  # Measured MIP MPV of one cell in MeV (see above).
+    cell_threshold_mip: float = 0.5         # Cell threshold in MIPs: cells below 0.5 x mip_mev are dropped.
+    radial_axis: str = "nominal"            # Radii about "nominal" (x = y = 0) or "cog" (each shower's x, y CoG).
+    n_longitudinal_bins: int = 10           # Layer bins with reference hit-count decile edges.
+    n_radial_bins: int = 10                 # Radius bins with reference hit-count decile edges.
+    n_batches: int = 10                     # Disjoint shower batches for W1 mean +- std.
+    classifier_folds: int = 10              # k of the k-fold classifier test (>= 3).
+    classifier_hidden: tuple[int, ...] = (32, 16)  # Hidden widths of the classifier MLP.
+    classifier_epochs: int = 30             # Epochs per fold; the best validation epoch is kept.
+    classifier_batch_size: int = 256        # Showers per classifier step.
+    classifier_learning_rate: float = 1e-3  # Adam learning rate of the classifier.
+    fpd_min_samples: int = 20000            # Smallest FPD bootstrap size (clipped to the sample size).
+    fpd_max_samples: int = 50000            # Largest FPD bootstrap size (clipped to the sample size).
+    kpd_batch_size: int = 5000              # Showers per KPD batch (clipped to half the sample size).
+    kpd_batches: int = 10                   # KPD batches (median and 68 % half-width reported).
+    kpd_degree: int = 4                     # Degree of the KPD polynomial kernel (3 or 4).
+    seed: int = 42                          # Seed of the splits, batches, bootstraps and classifier.
+
+    def __post_init__(self) -> None:
+        positive = (
+            "mip_mev", "n_longitudinal_bins", "n_radial_bins", "n_batches", "classifier_epochs",
+            "classifier_batch_size", "classifier_learning_rate", "fpd_min_samples",
+            "fpd_max_samples", "kpd_batch_size", "kpd_batches", "kpd_degree",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"evaluation.{name} must be > 0, got {getattr(self, name)}")
+        if self.cell_threshold_mip < 0:
+            raise ConfigError(f"evaluation.cell_threshold_mip must be >= 0, got {self.cell_threshold_mip}")
+        if self.radial_axis not in ("nominal", "cog"):
+            raise ConfigError(f"evaluation.radial_axis must be 'nominal' or 'cog', got {self.radial_axis!r}")
+        if self.classifier_folds < 3:
+            raise ConfigError(f"evaluation.classifier_folds must be >= 3, got {self.classifier_folds}")
+        if self.fpd_min_samples > self.fpd_max_samples:
+            raise ConfigError(
+                f"evaluation.fpd_min_samples ({self.fpd_min_samples}) must be <= "
+                f"evaluation.fpd_max_samples ({self.fpd_max_samples})"
+            )
+
+    @property
+    def threshold_mev(self) -> float:
+        """Cell threshold in MeV."""
+        return self.cell_threshold_mip * self.mip_mev
 
 
 @dataclass(frozen=True)
