@@ -7,7 +7,7 @@ with the exact rule of the geometry's kind, then sum energies per (shower, cell)
 
 The threshold is applied after summing: cells with ``E < threshold`` are removed and their energy
 goes to ``below_threshold_mev``. Give it in MeV (``threshold_mev``) or in MIPs (``threshold_mip``
-times ``mip_mev``, default :attr:`caloclouds.config.DetectorConfig.mip_mev` = 0.16 MeV).
+times ``mip_mev``, default :attr:`caloclouds.config.EvaluationConfig.mip_mev` = 0.147 MeV, measured).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from caloclouds.config import DetectorConfig
+from caloclouds.config import EvaluationConfig
 from caloclouds.showers import Showers
 from projection.binning import segment_sums_numpy, segment_sums_torch
 from projection.cells import CellHits
@@ -98,7 +98,7 @@ def project(
     layer_map: str | Sequence[int] | None = None,
     threshold_mev: float | None = None,
     threshold_mip: float | None = None,
-    mip_mev: float = DetectorConfig.mip_mev,
+    mip_mev: float = EvaluationConfig.mip_mev,
     n_shower_layers: int = DEFAULT_SHOWER_LAYERS,
     block_points: int = BLOCK_POINTS,
 ) -> CellHits:
@@ -170,7 +170,7 @@ def project_torch(
     layer_map: str | Sequence[int] | None = None,
     threshold_mev: float | None = None,
     threshold_mip: float | None = None,
-    mip_mev: float = DetectorConfig.mip_mev,
+    mip_mev: float = EvaluationConfig.mip_mev,
     n_shower_layers: int = DEFAULT_SHOWER_LAYERS,
 ) -> CellHits:
     """Torch version of :func:`project` on the device of ``points`` (CUDA when given CUDA tensors).

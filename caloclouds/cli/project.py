@@ -33,7 +33,7 @@ def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--threshold-mev", type=float, default=None, metavar="MEV", help="drop cells below this energy")
     group.add_argument("--threshold-mip", type=float, default=None, metavar="MIPS", help="drop cells below this many MIPs")
-    parser.add_argument("--mip-mev", type=float, default=None, metavar="MEV", help="MIP energy for --threshold-mip (default 0.16)")
+    parser.add_argument("--mip-mev", type=float, default=None, metavar="MEV", help="MIP energy for --threshold-mip (default 0.147, the measured ILD value)")
     parser.add_argument("--data-dir", type=Path, default=None, help="folder with the geometry data files (default ../shared/data)")
 
 
