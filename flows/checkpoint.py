@@ -1,0 +1,127 @@
+"""Shower Flow checkpoints: plain dicts that load with ``torch.load(path, weights_only=True)``.
+
+Layout (``format_version`` 1)::
+
+    {"format_version": 1, "kind": "shower_flow",
+     "config": {"detector": {...}, "flow": {...}},     # plain dicts (config_to_dict)
+     "preprocessing": {...},                            # FeaturePreprocessing.to_state()
+     "state_dict": {...},                               # flow weights and permutation buffers
+     "training": {...}}                                 # step, losses; optimiser state in last.pt only
+
+A run folder holds ``best.pt`` (lowest validation loss), ``last.pt`` (everything needed to
+resume) and ``losses.csv``. :func:`load_shower_flow` takes a checkpoint file or a run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from caloclouds.config import DetectorConfig, config_from_dict, config_to_dict
+from caloclouds.errors import InputFileError
+from caloclouds.io.atomic import atomic_path
+from flows.preprocessing import FeaturePreprocessing
+from flows.sampling import ShowerFlow
+
+__all__ = [
+    "FORMAT_VERSION",
+    "BEST_NAME",
+    "LAST_NAME",
+    "default_flow_path",
+    "flow_checkpoint",
+    "save_checkpoint",
+    "read_checkpoint",
+    "flow_from_checkpoint",
+    "load_shower_flow",
+    "flow_detector_config",
+]
+
+FORMAT_VERSION = 1
+KIND = "shower_flow"
+BEST_NAME = "best.pt"
+LAST_NAME = "last.pt"
+
+
+def default_flow_path() -> Path:
+    """The flow checkpoint bundled with the package (``caloclouds/models/default/flow.pt``)."""
+    import caloclouds
+
+    return Path(caloclouds.__file__).resolve().parent / "models" / "default" / "flow.pt"
+
+
+def flow_checkpoint(flow: ShowerFlow, *, detector: DetectorConfig, training: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint dict of a flow (tensors copied to the CPU)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": KIND,
+        "config": {"detector": config_to_dict(detector), "flow": config_to_dict(flow.config)},
+        "preprocessing": flow.preprocessing.to_state(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in flow.model.state_dict().items()},
+        "training": dict(training or {}),
+    }
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Write a checkpoint atomically (a kill never leaves a half-written file)."""
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a Shower Flow checkpoint dict (``weights_only=True``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST_NAME
+    if not path.is_file():
+        raise InputFileError(path, "Shower Flow checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
+        raise InputFileError(path, f"not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != KIND:
+        raise InputFileError(path, "not a Shower Flow checkpoint (missing kind 'shower_flow')")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise InputFileError(path, f"format_version {ckpt.get('format_version')!r}, this code reads {FORMAT_VERSION}")
+    return ckpt
+
+
+def flow_from_checkpoint(ckpt: dict[str, Any]) -> ShowerFlow:
+    """Rebuild a :class:`ShowerFlow` from a checkpoint dict (no seed involved)."""
+    config = config_from_dict({"flow": ckpt["config"]["flow"]}).flow
+    flow = ShowerFlow(FeaturePreprocessing.from_state(ckpt["preprocessing"]), config)
+    flow.model.load_state_dict(ckpt["state_dict"])
+    return flow.eval()
+
+
+def load_shower_flow(path: str | Path, *, map_location: str | torch.device = "cpu") -> ShowerFlow:
+    """Load a trained Shower Flow.
+
+    Args:
+        path: a checkpoint file, or a training run folder (its ``best.pt``).
+        map_location: device to put the flow on.
+
+    Returns:
+        The :class:`ShowerFlow` in eval mode on ``map_location``.
+    """
+    ckpt = read_checkpoint(path, map_location="cpu")
+    try:
+        flow = flow_from_checkpoint(ckpt)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise InputFileError(path, f"inconsistent Shower Flow checkpoint: {exc}") from None
+    return flow.to(map_location)
+
+
+def flow_detector_config(ckpt: dict[str, Any]) -> DetectorConfig:
+    """The detector the flow was trained for.
+
+    Keys that ``DetectorConfig`` no longer has are dropped: the flow needs only the layer count,
+    and a checkpoint must stay loadable when the detector section of the config evolves.
+    """
+    known = {f.name for f in dataclasses.fields(DetectorConfig)}
+    stored = {k: v for k, v in ckpt["config"]["detector"].items() if k in known}
+    return config_from_dict({"detector": stored}).detector
+
+

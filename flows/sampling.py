@@ -1,0 +1,133 @@
+"""The public Shower Flow: preprocessing + conditional flow, sampled at given incident energies."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from caloclouds.config import FlowConfig
+from flows.features import ShowerFeatures
+from flows.preprocessing import FeaturePreprocessing
+from flows.shower_flow import ShowerFlowModel
+
+__all__ = ["FlowSample", "ShowerFlow", "EnergyRangeWarning"]
+
+
+class EnergyRangeWarning(UserWarning):
+    """Incident energies outside the range the flow was trained on (the flow extrapolates)."""
+
+
+@dataclass
+class FlowSample:
+    """Per-shower statistics drawn by the Shower Flow (all tensors on the flow's device).
+
+    Attributes:
+        n_points: (B,) int64, equal to ``points_per_layer.sum(1)``.
+        visible_energy_mev: (B,) float, equal to ``energy_per_layer_mev.sum(1)``.
+        points_per_layer: (B, L) int64 >= 0.
+        energy_per_layer_mev: (B, L) float >= 0 (0 in every layer without points).
+        cog_mm: (B, 2) float, energy-weighted x and y.
+    """
+
+    n_points: Tensor
+    visible_energy_mev: Tensor
+    points_per_layer: Tensor
+    energy_per_layer_mev: Tensor
+    cog_mm: Tensor
+
+    def __len__(self) -> int:
+        return self.n_points.shape[0]
+
+
+class ShowerFlow(nn.Module):
+    """Shower Flow: draws N, E_vis, n_l, E_l and the CoG of showers given the incident energy.
+
+    Args:
+        preprocessing: the fitted feature transform.
+        config: the flow's architecture (``FlowConfig``).
+    """
+
+    def __init__(self, preprocessing: FeaturePreprocessing, config: FlowConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.preprocessing = preprocessing
+        self.model = ShowerFlowModel(preprocessing.dim, preprocessing.condition_dim, config)
+
+    @property
+    def device(self) -> torch.device:
+        return self.preprocessing.mean.device
+
+    @property
+    def n_layers(self) -> int:
+        return self.preprocessing.n_layers
+
+    @property
+    def energy_range_gev(self) -> tuple[float, float]:
+        lo, hi = self.preprocessing.energy_range_gev.tolist()
+        return lo, hi
+
+    def _condition(self, incident_energy_gev: Tensor, extra_conditions: Tensor | None) -> tuple[Tensor, Tensor]:
+        energy = torch.as_tensor(incident_energy_gev, dtype=torch.float32, device=self.device).reshape(-1)
+        lo, hi = self.energy_range_gev
+        if not bool(((energy >= lo) & (energy <= hi)).all()):  # one check on the fast path
+            if not bool((torch.isfinite(energy) & (energy > 0)).all()):
+                bad = energy[~torch.isfinite(energy) | (energy <= 0)][0].item()
+                raise ValueError(f"incident_energy_gev must be finite and > 0, got {bad}")
+            msg = (f"incident energies {energy.min().item():.4g}-{energy.max().item():.4g} GeV reach outside "
+                   f"the training range {lo:.4g}-{hi:.4g} GeV; the flow extrapolates there")
+            warnings.warn(msg, EnergyRangeWarning, stacklevel=3)
+        extra = None
+        if extra_conditions is not None:
+            extra = torch.as_tensor(extra_conditions, dtype=torch.float32, device=self.device).reshape(len(energy), -1)
+        return energy, self.preprocessing.encode_condition(energy, extra)
+
+    def sample(
+        self,
+        incident_energy_gev: Tensor,
+        *,
+        extra_conditions: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> FlowSample:
+        """Draw the statistics of one shower per incident energy.
+
+        Args:
+            incident_energy_gev: (B,) photon energies in GeV (> 0). Energies outside the training
+                range give an :class:`EnergyRangeWarning`.
+            extra_conditions: (B, K) extra conditions, if the flow was trained with K > 0.
+            generator: the random source; the same generator state gives the same sample.
+
+        Returns:
+            A :class:`FlowSample` on the flow's device.
+        """
+        with torch.inference_mode():  # fastest for batch 1
+            energy, cond = self._condition(incident_energy_gev, extra_conditions)
+            noise_device = generator.device if generator is not None else self.device
+            noise = torch.randn(len(energy), self.preprocessing.dim, generator=generator, device=noise_device)
+            out = self.preprocessing.decode(self.model.sample_from_noise(noise.to(self.device), cond), energy)
+        # plain tensors again, which callers may modify in place or use with autograd
+        return FlowSample(**{k: v.clone() for k, v in out.items()})
+
+    def log_prob(self, features: ShowerFeatures, *, dequantise: torch.Generator | None = None) -> Tensor:
+        """(B,) log density of showers' statistics in the standardised space (the training loss).
+
+        ``dequantise``: generator of the dequantisation noise used in training (see
+        :meth:`FeaturePreprocessing.encode`); give one to compare with the training loss.
+        """
+        n_l, e_l, cog, energy, extra = self.preprocessing.tensors_from(features)
+        x = self.preprocessing.encode(n_l, e_l, cog, energy, dequantise=dequantise)
+        cond = self.preprocessing.encode_condition(energy, extra)
+        return self.model(cond).log_prob(x)
+
+    def extra_repr(self) -> str:
+        n = sum(p.numel() for p in self.parameters())
+        return f"n_layers={self.n_layers}, dim={self.preprocessing.dim}, parameters={n}"
+
+    def describe(self) -> dict[str, Any]:
+        """Short summary for printing."""
+        return {"n_layers": self.n_layers, "dim": self.preprocessing.dim,
+                "parameters": sum(p.numel() for p in self.parameters()),
+                "energy_range_gev": self.energy_range_gev}

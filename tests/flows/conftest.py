@@ -1,0 +1,50 @@
+"""Fixtures of the Shower Flow tests: a tiny flow trained once per session on real showers."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from caloclouds.config import FlowConfig, RunConfig
+
+TINY_STEPS = 200
+DATA_DIR = Path(os.environ.get("CALOCLOUDS_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+
+
+def tiny_config(**overrides: object) -> RunConfig:
+    """A flow small enough to train a few hundred steps in seconds."""
+    flow = FlowConfig(n_blocks=1, couplings_per_block=2, coupling_hidden=(32,), spline_hidden=(8,),
+                      spline_bins=4, batch_size=64, learning_rate=3e-3, steps=TINY_STEPS, eval_every=100,
+                      chunk_showers=250)
+    return RunConfig(flow=dataclasses.replace(flow, **overrides))
+
+
+@pytest.fixture
+def make_tiny_config():
+    """``make_tiny_config(**flow_overrides) -> RunConfig`` of a tiny flow."""
+    return tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run folder of a tiny flow trained on the fixed-energy validation file (10, 50, 90 GeV)."""
+    from flows.training import train_shower_flow
+
+    data = DATA_DIR / "g4_photons_val_fixed.h5"
+    if not data.is_file():
+        pytest.skip(f"shared data file {data} not available")
+    out = tmp_path_factory.mktemp("tiny_flow")
+    torch.set_num_threads(1)
+    train_shower_flow(tiny_config(), data=data, val=data, out=out, progress=False, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_flow(tiny_run: Path):
+    from flows import load_shower_flow
+
+    return load_shower_flow(tiny_run)
