@@ -27,6 +27,7 @@ class InputFileError(CaloCloudsError, ValueError):
 
     def __init__(self, path: str | Path, problem: str, *, where: str | None = None) -> None:
         self.path = str(path)
+        problem = " ".join(str(problem).split())  # one line, even when wrapping a multi-line library message
         self.problem = problem
         self.where = where
         location = f"{self.path}[{where}]" if where else self.path

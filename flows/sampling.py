@@ -17,6 +17,11 @@ from flows.shower_flow import ShowerFlowModel
 __all__ = ["FlowSample", "ShowerFlow", "EnergyRangeWarning"]
 
 
+# The training energies are a finite sample of the generated range (10.01-89.97 GeV for 10-90 GeV),
+# so energies within this fraction of the range width outside it are not extrapolation.
+RANGE_TOLERANCE = 0.01
+
+
 class EnergyRangeWarning(UserWarning):
     """Incident energies outside the range the flow was trained on (the flow extrapolates)."""
 
@@ -73,7 +78,8 @@ class ShowerFlow(nn.Module):
     def _condition(self, incident_energy_gev: Tensor, extra_conditions: Tensor | None) -> tuple[Tensor, Tensor]:
         energy = torch.as_tensor(incident_energy_gev, dtype=torch.float32, device=self.device).reshape(-1)
         lo, hi = self.energy_range_gev
-        if not bool(((energy >= lo) & (energy <= hi)).all()):  # one check on the fast path
+        margin = RANGE_TOLERANCE * (hi - lo) if hi < float("inf") else 0.0
+        if not bool(((energy >= lo - margin) & (energy <= hi + margin)).all()):  # one check on the fast path
             if not bool((torch.isfinite(energy) & (energy > 0)).all()):
                 bad = energy[~torch.isfinite(energy) | (energy <= 0)][0].item()
                 raise ValueError(f"incident_energy_gev must be finite and > 0, got {bad}")

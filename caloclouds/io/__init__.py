@@ -5,10 +5,24 @@
 * ``edm4hep``: EDM4hep ROOT files (SimCalorimeterHit contributions) via uproot.
 * ``steps``: clustering of raw Geant4 steps onto the sub-cell grid.
 * ``root``: ROOT output (and read-back) via uproot.
+* ``formats``: format detection, ``read_any``/``iter_any`` for every format, ``convert_file``.
+* ``summary``: one-pass statistics of a file (``caloclouds info``).
+
+Modules that need uproot or awkward import them inside their functions.
 """
 
 from __future__ import annotations
 
+from caloclouds.io.formats import FORMATS, detect_format, iter_any, read_any
 from caloclouds.io.hdf5 import ShowerFile, ShowerWriter, read_showers, write_showers
 
-__all__ = ["ShowerFile", "ShowerWriter", "read_showers", "write_showers"]
+__all__ = [
+    "FORMATS",
+    "ShowerFile",
+    "ShowerWriter",
+    "detect_format",
+    "iter_any",
+    "read_any",
+    "read_showers",
+    "write_showers",
+]
