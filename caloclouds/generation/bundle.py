@@ -1,0 +1,132 @@
+"""The model bundle: one folder with everything generation needs.
+
+::
+
+    bundle.json   format version, config (plain dict), file names, N calibration, provenance
+    flow.pt       Shower Flow checkpoint          (flows.load_shower_flow)
+    cm.pt         consistency model checkpoint     (caloclouds.diffusion.load_point_model)
+    teacher.pt    EDM teacher checkpoint           (optional for generation with --sampler edm)
+
+Every ``.pt`` loads with ``torch.load(..., weights_only=True)``. :func:`load_bundle` validates the
+folder and names the missing or incompatible part.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from caloclouds.config import RunConfig, config_from_dict, config_to_dict
+from caloclouds.errors import ConfigError, InputFileError
+from caloclouds.generation.calibration import PointCountCalibration
+from caloclouds.io.atomic import atomic_path
+
+__all__ = ["BUNDLE_FORMAT_VERSION", "ModelBundle", "default_bundle_path", "load_bundle", "write_bundle_manifest"]
+
+BUNDLE_FORMAT_VERSION = 1
+MANIFEST = "bundle.json"
+PARTS = {"flow": "flow.pt", "cm": "cm.pt", "teacher": "teacher.pt"}
+SAMPLER_PART = {"cm": "cm", "edm": "teacher"}
+
+
+def default_bundle_path() -> Path:
+    """The model shipped inside the package (``caloclouds/models/default``)."""
+    return Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+def resolve_bundle_path(spec: str | Path) -> Path:
+    return default_bundle_path() if str(spec) == "default" else Path(spec)
+
+
+@dataclass
+class ModelBundle:
+    """A validated bundle folder; networks are loaded on first use (``flow()``, ``point_model()``)."""
+
+    path: Path
+    config: RunConfig
+    calibration: PointCountCalibration
+    files: dict[str, str]
+    manifest: dict[str, Any]
+    _cache: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+
+    def has(self, part: str) -> bool:
+        return part in self.files and (self.path / self.files[part]).is_file()
+
+    def flow(self, *, device: str = "cpu") -> Any:
+        """The Shower Flow, on ``device``."""
+        from flows import load_shower_flow
+
+        return self._load("flow", device, load_shower_flow)
+
+    def point_model(self, sampler: str, *, device: str = "cpu") -> Any:
+        """The PointWise Net for ``sampler`` ("cm" or "edm"), on ``device``."""
+        from caloclouds.diffusion import load_point_model
+
+        if sampler not in SAMPLER_PART:
+            raise ConfigError(f"unknown sampler {sampler!r}; valid samplers are {sorted(SAMPLER_PART)}")
+        return self._load(SAMPLER_PART[sampler], device, load_point_model)
+
+    def _load(self, part: str, device: str, loader: Any) -> Any:
+        if not self.has(part):
+            raise InputFileError(self.path, f"the bundle has no {part!r} model ({PARTS[part]} missing)")
+        key = (part, device)
+        if key not in self._cache:
+            self._cache[key] = loader(self.path / self.files[part], map_location=device)
+        return self._cache[key]
+
+    def with_calibration(self, calibration: PointCountCalibration) -> ModelBundle:
+        return ModelBundle(self.path, self.config, calibration, self.files, self.manifest)
+
+
+def load_bundle(spec: str | Path = "default") -> ModelBundle:
+    """Open and validate a bundle folder (``"default"`` is the shipped model)."""
+    path = resolve_bundle_path(spec)
+    if not path.is_dir():
+        raise InputFileError(path, "model bundle folder not found (give a folder made by the training commands, or 'default')")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise InputFileError(path, f"not a model bundle: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputFileError(manifest_path, f"not valid JSON ({exc})") from None
+    version = manifest.get("format_version")
+    if version != BUNDLE_FORMAT_VERSION:
+        raise InputFileError(
+            manifest_path, f"bundle format version {version!r}; this caloclouds reads version {BUNDLE_FORMAT_VERSION}"
+        )
+    try:
+        config = config_from_dict(manifest.get("config", {}))
+    except ConfigError as exc:
+        raise InputFileError(manifest_path, f"invalid config: {exc}", where="config") from None
+    files = {k: v for k, v in manifest.get("files", PARTS).items() if k in PARTS}
+    if "flow" not in files or not (path / files["flow"]).is_file():
+        raise InputFileError(path, "the bundle has no Shower Flow (flow.pt)")
+    if not any((path / files[p]).is_file() for p in ("cm", "teacher") if p in files):
+        raise InputFileError(path, "the bundle has neither a consistency model (cm.pt) nor a teacher (teacher.pt)")
+    calibration = PointCountCalibration.from_dict(manifest.get("calibration") or {})
+    return ModelBundle(path, config, calibration, files, manifest)
+
+
+def write_bundle_manifest(
+    path: str | Path,
+    config: RunConfig,
+    *,
+    calibration: PointCountCalibration | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Write (atomically) the ``bundle.json`` of a bundle folder whose .pt files are already there."""
+    path = Path(path)
+    files = {k: v for k, v in PARTS.items() if (path / v).is_file()}
+    manifest = {
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "config": config_to_dict(config),
+        "files": files,
+        "calibration": (calibration or PointCountCalibration()).to_dict(),
+        "provenance": provenance or {},
+    }
+    with atomic_path(path / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path / MANIFEST

@@ -1,0 +1,137 @@
+"""End-to-end generation with tiny models trained here on real Geant4 showers."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from caloclouds.cli import main
+from caloclouds.config import FlowConfig, RunConfig
+from caloclouds.errors import InputFileError
+from caloclouds.generation.bundle import load_bundle, write_bundle_manifest
+from caloclouds.generation.generator import ShowerGenerator
+from caloclouds.io import ShowerFile, read_showers, write_showers
+
+N_LAYERS = 30
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle folder with a tiny flow, teacher and CM, each trained for a few steps on 60 real showers."""
+    from caloclouds.diffusion.training import distill, train_diffusion
+    from flows.training import train_shower_flow
+
+    src = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "g4_photons_train.h5"
+    if not src.is_file():
+        pytest.skip(f"{src} not available")
+    root = tmp_path_factory.mktemp("bundle")
+    data = root / "train.h5"
+    with ShowerFile(src) as f:
+        write_showers(data, f.read(0, 60))
+    base = RunConfig()
+    config = dataclasses.replace(
+        base,
+        flow=FlowConfig(n_blocks=1, couplings_per_block=2, coupling_hidden=(32,), spline_hidden=(8,),
+                        spline_bins=4, batch_size=32, learning_rate=3e-3, steps=60, eval_every=30),
+        diffusion=dataclasses.replace(base.diffusion, hidden=(16, 32, 16), fourier_features=16, time_features=16,
+                                      batch_size=4, checkpoint_every=1000),
+        distillation=dataclasses.replace(base.distillation, batch_size=4, checkpoint_every=1000, num_steps=8),
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_shower_flow(config, data=data, out=root / "flow", progress=False)
+        train_diffusion(config, data, root / "teacher", steps=20, progress=False)
+        distill(root / "teacher", data, root / "cm", steps=10, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    bundle = root / "model"
+    bundle.mkdir()
+    shutil.copy(root / "flow" / "best.pt", bundle / "flow.pt")
+    shutil.copy(root / "teacher" / "model.pt", bundle / "teacher.pt")
+    shutil.copy(root / "cm" / "model.pt", bundle / "cm.pt")
+    write_bundle_manifest(bundle, config)
+    return bundle
+
+
+@pytest.mark.parametrize("sampler,steps", [("cm", None), ("cm", 2), ("edm", 3)])
+def test_generated_showers_obey_the_flow(tiny_bundle, sampler, steps):
+    gen = ShowerGenerator(load_bundle(tiny_bundle), sampler=sampler, steps=steps)
+    energies = np.array([20.0, 50.0, 80.0, 50.0], np.float32)
+    showers = gen.generate(energies, generator=torch.Generator().manual_seed(3))
+    assert len(showers) == 4
+    assert showers.check_values() is None
+    layer = showers.layer
+    assert np.array_equal(layer, np.round(layer)) and layer.min() >= 0 and layer.max() < N_LAYERS
+    # the calibration puts exactly the flow's energy into each shower
+    stats = gen.flow.sample(torch.as_tensor(energies), generator=torch.Generator().manual_seed(3))
+    np.testing.assert_allclose(showers.visible_energy_mev(), stats.visible_energy_mev.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(showers.layer_sums(N_LAYERS), stats.energy_per_layer_mev.numpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(showers.centre_of_gravity_mm(), stats.cog_mm.numpy(), atol=1e-2)
+
+
+def test_same_seed_same_showers(tiny_bundle):
+    gen = ShowerGenerator(load_bundle(tiny_bundle))
+    a = gen.generate([20.0, 70.0], generator=torch.Generator().manual_seed(7))
+    b = gen.generate([20.0, 70.0], generator=torch.Generator().manual_seed(7))
+    np.testing.assert_array_equal(a.points, b.points)
+
+
+def test_generate_cli_root_and_h5(tiny_bundle, tmp_path, capsys):
+    import uproot
+
+    out = tmp_path / "gen.root"
+    assert main(["generate", "--model", str(tiny_bundle), "--energies", "20", "80", "-n", "3",
+                 "--cells", "ild", "--batch-size", "4", "-o", str(out)]) == 0
+    assert "showers/s" in capsys.readouterr().out
+    with uproot.open(out) as f:
+        tree = f["events"]
+        assert tree.num_entries == 6
+        assert {"incident_energy_gev", "cells_e_MeV"} <= set(tree.keys())
+    h5 = tmp_path / "gen.h5"
+    energies = tmp_path / "e.txt"
+    energies.write_text("# GeV\n25\n\n45.5\n")
+    assert main(["generate", "--model", str(tiny_bundle), "--energies-file", str(energies), "-o", str(h5)]) == 0
+    showers = read_showers(h5)
+    assert showers.incident_energy_gev.tolist() == [25.0, 45.5]
+
+
+@pytest.mark.filterwarnings("ignore::flows.sampling.EnergyRangeWarning")  # tiny flow, narrow range
+def test_calibrate_writes_the_bundle(tiny_bundle, tmp_path, capsys):
+    bundle = tmp_path / "model"
+    shutil.copytree(tiny_bundle, bundle)
+    ref = tmp_path / "ref.h5"
+    src = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "g4_photons_val_uniform.h5"
+    if not src.is_file():
+        pytest.skip(f"{src} not available")
+    with ShowerFile(src) as f:
+        write_showers(ref, f.read(0, 40))
+    assert main(["calibrate", "--model", str(bundle), "--reference", str(ref)]) == 0
+    out = capsys.readouterr().out
+    assert "R^2" in out and "mean cells" in out
+    assert not load_bundle(bundle).calibration.is_identity
+
+
+def test_bad_bundles_and_arguments(tiny_bundle, tmp_path, capsys):
+    with pytest.raises(InputFileError, match="not found"):
+        load_bundle(tmp_path / "nope")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle, broken)
+    (broken / "flow.pt").unlink()
+    with pytest.raises(InputFileError, match="Shower Flow"):
+        load_bundle(broken)
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_bundle, bad)
+    (bad / "bundle.json").write_text('{"format_version": 99}')
+    with pytest.raises(InputFileError, match="version"):
+        load_bundle(bad)
+    assert main(["generate", "--model", str(tiny_bundle), "--energies", "-5", "-n", "2", "-o", str(tmp_path / "x.h5")]) == 2
+    assert "positive" in capsys.readouterr().err
+    assert main(["generate", "--model", str(tiny_bundle), "--energy-range", "20", "80", "-o", str(tmp_path / "x.h5")]) == 2
+    assert main(["generate", "--model", str(tiny_bundle), "--energies", "30", "-n", "1", "-o", str(tmp_path / "x.txt")]) == 2
+    assert not (tmp_path / "x.h5").exists()
