@@ -1,0 +1,127 @@
+"""A small voxel model trains, saves, loads and samples on CPU (and distils)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from caloclouds.cli import main
+from caloclouds.voxel.config import VoxelConfig
+from caloclouds.voxel.generate import generate_voxel_file
+from caloclouds.voxel.mesh import get_mesh
+from caloclouds.voxel.model import load_voxel_model
+from caloclouds.voxel.training import distill_voxel_model, load_voxel_data, train_voxel_model
+
+TINY = VoxelConfig(channels=(4, 8), embedding=16, batch_size=8, eval_every=10, validation_showers=6, heun_steps=3, cm_sample_steps=1)
+
+
+@pytest.fixture(scope="module")
+def voxels(tmp_path_factory):
+    from tests.conftest import shared_file
+
+    path = shared_file("g4_photons_val_fixed.h5")
+    v = load_voxel_data(path, get_mesh("ds2"))
+    return v[np.r_[0:10, 200:210, 400:410]]  # 10, 50 and 90 GeV
+
+
+@pytest.fixture(scope="module")
+def teacher(voxels, tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("voxel") / "teacher.pt"
+    lines: list[str] = []
+    model = train_voxel_model(voxels, TINY, out=out, steps=20, log=lines.append)
+    return model, out, lines
+
+
+def test_small_model_trains_on_cpu(teacher) -> None:
+    model, out, lines = teacher
+    assert len(lines) == 2 and "val_loss" in lines[-1]
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["kind"] == "voxel-edm" and ckpt["step"] == 20
+    losses = [row["train_loss"] for row in ckpt["history"]]
+    assert all(np.isfinite(losses)) and losses[-1] < 1.5
+
+
+def test_sample_has_the_requested_layer_energies(teacher) -> None:
+    model = load_voxel_model(teacher[1])
+    layers = torch.zeros(2, 30)
+    layers[:, 3:20] = 50.0
+    v = model.sample_voxels(torch.tensor([10.0, 90.0]), layer_energy_mev=layers, generator=torch.Generator().manual_seed(0))
+    assert v.shape == (2, 4320) and torch.all(v >= 0)
+    sums = v.reshape(2, 30, 144).sum(-1)
+    assert torch.all(sums[:, :3] == 0)
+    torch.testing.assert_close(sums[:, 3:20], layers[:, 3:20], rtol=0.02, atol=0.0)  # minus voxels < threshold
+
+
+def test_layer_model_scales_with_energy(teacher) -> None:
+    model = teacher[0]
+    g = torch.Generator().manual_seed(0)
+    e10 = model.layer_model.sample(torch.full((200,), 10.0), generator=g).sum(1).mean()
+    e90 = model.layer_model.sample(torch.full((200,), 90.0), generator=g).sum(1).mean()
+    assert 5 < float(e90 / e10) < 12
+
+
+def test_distil_and_generate(teacher, voxels, tmp_path) -> None:
+    model, _, _ = teacher
+    cm = distill_voxel_model(model, voxels[:8], out=tmp_path / "cm.pt", steps=2, log=lambda s: None)
+    assert cm.kind == "cm"
+    out = tmp_path / "gen.h5"
+    summary = generate_voxel_file(tmp_path / "cm.pt", np.array([10.0, 50.0, 90.0]), out, batch_size=2)
+    assert summary["n_showers"] == 3
+    from caloclouds.io.hdf5 import read_showers
+
+    showers = read_showers(out)
+    assert len(showers) == 3 and showers.n_points.min() > 0
+
+
+def test_train_voxel_verb(shared, tmp_path, capsys) -> None:
+    src = str(shared("g4_photons_val_fixed.h5"))
+    cfg = tmp_path / "voxel.yaml"
+    cfg.write_text("voxel:\n  channels: [4]\n  embedding: 8\n  batch_size: 4\n  eval_every: 2\n  validation_showers: 2\n")
+    out = tmp_path / "m.pt"
+    assert main(["train-voxel", src, "-o", str(out), "--config", str(cfg), "--dry-run"]) == 0
+    assert "channels:\n  - 4" in capsys.readouterr().out
+    assert main(["train-voxel", src, "-o", str(out), "--config", str(cfg), "--steps", "2", "--max-showers", "12", "--threads", "1"]) == 0
+    assert load_voxel_model(out).kind == "edm"
+    cfg.write_text("voxel:\n  chanels: [4]\n")
+    assert main(["train-voxel", src, "-o", str(out), "--config", str(cfg)]) == 2
+    assert "unknown key(s) ['chanels']" in capsys.readouterr().err
+
+
+def test_bad_checkpoints_are_explained(tmp_path) -> None:
+    from caloclouds.errors import InputFileError
+
+    with pytest.raises(InputFileError, match="not found"):
+        load_voxel_model(tmp_path / "missing.pt")
+    other = tmp_path / "other.pt"
+    torch.save({"format_version": 1, "kind": "flow", "state_dict": {}}, other)
+    with pytest.raises(InputFileError, match="not a voxel model checkpoint"):
+        load_voxel_model(other)
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(InputFileError, match="cannot read checkpoint"):
+        load_voxel_model(junk)
+
+
+def test_is_voxel_checkpoint(teacher, tmp_path) -> None:
+    from caloclouds.voxel.model import is_voxel_checkpoint
+
+    assert is_voxel_checkpoint(teacher[1])
+    assert not is_voxel_checkpoint(tmp_path / "missing.pt")
+
+
+def test_irregular_mesh_trains_through_glam(tmp_path) -> None:
+    """A DS1-like (irregular) mesh is mapped by GLaM to the regular cylinder the U-Net works on."""
+    from tests.conftest import shared_file
+
+    cfg = VoxelConfig(mesh="ds1", channels=(4,), embedding=8, batch_size=4, eval_every=2, validation_showers=2, heun_steps=2)
+    data = load_voxel_data(shared_file("g4_photons_val_fixed.h5"), get_mesh("ds1"), max_showers=10)
+    model = train_voxel_model(data, cfg, out=tmp_path / "ds1.pt", steps=2, log=lambda s: None)
+    assert model.glam is not None and model.latent_mesh.shape == (30, 16, 9)
+    layers = torch.from_numpy(data.layer_sums()[:2]).float()
+    v = load_voxel_model(tmp_path / "ds1.pt").sample_voxels(torch.tensor([10.0, 10.0]), layer_energy_mev=layers)
+    assert v.shape == (2, 3404)
+    sums = np.add.reduceat(v.double().numpy(), data.mesh.layer_offsets[:-1], axis=1)
+    keep = layers.numpy() > 1.0  # layers with more than the voxel threshold can be checked
+    np.testing.assert_allclose(sums[keep], layers.numpy()[keep], rtol=0.05)
