@@ -1,0 +1,45 @@
+"""Distil an EDM teacher into a one-step consistency model (consistency distillation).
+
+The student and its EMA target start from the teacher's EMA weights; each step takes one teacher
+Heun step between adjacent Karras levels (N = distillation.num_steps). Writes OUT/checkpoint.pt
+(for --resume), OUT/model.pt (the target network: the file to ship) and OUT/config.yaml. Runs
+unchanged under torchrun.
+
+example:
+  caloclouds distill --teacher runs/teacher --data ../shared/data/g4_photons_train.h5 \\
+      --out runs/cm --steps 3000 --batch-size 16
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from caloclouds.cli.train_diffusion import add_common_arguments, print_result
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--teacher", required=True, metavar="DIR|FILE", help="EDM teacher run folder or checkpoint")
+    parser.add_argument("--config", default=None, metavar="CFG.yaml",
+                        help="take the distillation section from this config (default: the teacher's)")
+    add_common_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from caloclouds.config import load_config
+    from caloclouds.diffusion.training import distill
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = load_config(args.config) if args.config else None
+    result = distill(
+        args.teacher, args.data, args.out, config=config, steps=args.steps, batch_size=args.batch_size,
+        learning_rate=args.lr,
+        device=args.device, seed=args.seed, resume=args.resume, bf16=args.bf16, compile=args.compile,
+        progress=not args.no_progress,
+    )
+    print_result("distill", result)
+    return 0

@@ -1,0 +1,141 @@
+"""Checkpoint files: plain dicts that load with ``torch.load(path, weights_only=True)``.
+
+Layout::
+
+    {"format_version": 1, "kind": "edm" | "cm", "config": RunConfig as a dict,
+     "normaliser": PointNormaliser as a dict, "state_dict": the inference network (EDM: the EMA;
+     CM: the target network), "step": int, "loss_log": [float per step],
+     "train_state": {...}}   # only in training checkpoints: student, optimiser, RNG, teacher
+
+``model.pt`` in a run folder is the same without ``train_state`` (the file to ship).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from caloclouds.config import DiffusionConfig, RunConfig, config_from_dict, config_to_dict
+from caloclouds.diffusion.consistency import ConsistencyDenoiser
+from caloclouds.diffusion.edm import EDMDenoiser
+from caloclouds.diffusion.pointwise import PointWiseNet
+from caloclouds.diffusion.preprocessing import PointNormaliser
+from caloclouds.errors import InputFileError
+from caloclouds.io.atomic import atomic_path
+
+__all__ = [
+    "FORMAT_VERSION",
+    "KINDS",
+    "build_inner",
+    "build_denoiser",
+    "save_checkpoint",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "CHECKPOINT_NAME",
+    "MODEL_NAME",
+]
+
+FORMAT_VERSION = 1
+KINDS = ("edm", "cm")
+CHECKPOINT_NAME = "checkpoint.pt"  # full training state in a run folder (for --resume)
+MODEL_NAME = "model.pt"            # the slim inference checkpoint in a run folder
+
+
+def build_inner(cfg: DiffusionConfig) -> PointWiseNet:
+    """The PointWise Net described by a diffusion config."""
+    return PointWiseNet(
+        hidden=tuple(cfg.hidden),
+        cond_features=2 + cfg.extra_conditions,
+        fourier_features=cfg.fourier_features,
+        fourier_std=cfg.fourier_std,
+        time_features=cfg.time_features,
+    )
+
+
+def build_denoiser(cfg: DiffusionConfig, kind: str) -> EDMDenoiser:
+    """An EDM denoiser (``kind="edm"``) or consistency model (``"cm"``) around a fresh network."""
+    if kind == "edm":
+        return EDMDenoiser(build_inner(cfg), cfg.sigma_data)
+    if kind == "cm":
+        return ConsistencyDenoiser(build_inner(cfg), cfg.sigma_data, sigma_min=cfg.sigma_min)
+    raise ValueError(f"unknown model kind {kind!r}; valid kinds are {KINDS}")
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    kind: str,
+    config: RunConfig,
+    normaliser: PointNormaliser,
+    state_dict: dict[str, torch.Tensor],
+    step: int,
+    loss_log: list[float],
+    train_state: dict[str, Any] | None = None,
+) -> None:
+    """Write a checkpoint atomically (see the module docstring for the layout)."""
+    data: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "config": config_to_dict(config),
+        "normaliser": normaliser.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
+        "step": int(step),
+        "loss_log": [float(v) for v in loss_log],
+    }
+    if train_state is not None:
+        data["train_state"] = train_state
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder (its ``model.pt``, else its ``checkpoint.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (MODEL_NAME, CHECKPOINT_NAME):
+            if (path / name).is_file():
+                return path / name
+        raise InputFileError(path, f"run folder holds neither {MODEL_NAME} nor {CHECKPOINT_NAME}")
+    if not path.is_file():
+        raise InputFileError(path, "checkpoint not found")
+    return path
+
+
+def _known_keys(data: Any, cls: type) -> Any:
+    """``data`` restricted to the fields of dataclass ``cls`` (recursively for nested sections).
+
+    Sections owned by other parts of the package (detector, evaluation, ...) may gain or lose keys
+    between versions; a checkpoint only needs its own sections to be exact.
+    """
+    if not isinstance(data, dict):
+        return data
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            sub = hints[f.name]
+            out[f.name] = _known_keys(data[f.name], sub) if dataclasses.is_dataclass(sub) else data[f.name]
+    return out
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a checkpoint dict (``weights_only=True``); ``config`` becomes a RunConfig."""
+    path = resolve_checkpoint(path)
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file for the user
+        raise InputFileError(path, f"not a readable checkpoint: {exc}") from None
+    if not isinstance(data, dict) or "format_version" not in data:
+        raise InputFileError(path, "not a caloclouds PointWise Net checkpoint (no format_version)")
+    if data["format_version"] != FORMAT_VERSION:
+        raise InputFileError(path, f"format_version {data['format_version']} is not supported (expected {FORMAT_VERSION})")
+    if data.get("kind") not in KINDS:
+        raise InputFileError(path, f"unknown model kind {data.get('kind')!r}; valid kinds are {KINDS}")
+    data["config"] = config_from_dict(_known_keys(data["config"], RunConfig))
+    data["normaliser"] = PointNormaliser.from_dict(data["normaliser"])
+    data["path"] = str(path)
+    return data

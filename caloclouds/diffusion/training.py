@@ -1,0 +1,307 @@
+"""Training loops: the EDM teacher (:func:`train_diffusion`) and consistency distillation (:func:`distill`).
+
+Both loops share the same machinery:
+
+* ragged batches of whole showers (no padding, no truncation), augmented by a random rotation
+  about the shower axis and jitter inside the sub-cell and the layer (:mod:`.data`);
+* the loss is averaged over the points of each shower, then over showers; each shower's points
+  are split at random into ``noise_groups`` groups with their own noise level (more noise levels
+  per step, same per-point model);
+* an EMA of the weights (EDM: warm-up decay; CM: the target network with constant mu);
+* atomic checkpoints every ``checkpoint_every`` steps and at the end; ``resume=True`` continues
+  the step count, the loss log and the random stream exactly;
+* optional bf16 autocast and ``torch.compile``;
+* DistributedDataParallel when started by ``torchrun`` (``WORLD_SIZE`` > 1): each rank draws its
+  showers from its own shard of the file, gradients are averaged, rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from caloclouds.config import RunConfig
+from caloclouds.diffusion.checkpoint import (
+    CHECKPOINT_NAME,
+    MODEL_NAME,
+    build_denoiser,
+    load_checkpoint,
+    save_checkpoint,
+)
+from caloclouds.diffusion.consistency import consistency_distillation_loss
+from caloclouds.diffusion.data import TrainingData
+from caloclouds.diffusion.edm import EDMDenoiser, RaggedCond, per_shower_mean, sample_log_normal_sigma
+from caloclouds.diffusion.ema import ema_update, ema_warmup_decay
+from caloclouds.diffusion.loop import (
+    RANK_SEED_STRIDE,
+    TrainResult,
+    autocast,
+    barrier,
+    check_steps,
+    gather_rng,
+    make_result,
+    prepare_out_dir,
+    run_steps,
+    setup_distributed,
+    write_config,
+)
+from caloclouds.diffusion.sampling import karras_sigmas
+from caloclouds.errors import CaloCloudsError
+
+__all__ = ["TrainResult", "train_diffusion", "distill"]
+
+class _EDMLoss(nn.Module):
+    """The EDM per-point loss as a module forward, so that DDP sees the call."""
+
+    def __init__(self, denoiser: EDMDenoiser) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, x: Tensor, noise: Tensor, sigma: Tensor, cond: RaggedCond) -> Tensor:
+        return self.denoiser.loss(x, noise, sigma, cond=cond)
+
+
+def _load_data(data: TrainingData | str | Path) -> TrainingData:
+    return data if isinstance(data, TrainingData) else TrainingData.from_file(data)
+
+
+def train_diffusion(
+    config: RunConfig,
+    data: TrainingData | str | Path,
+    out_dir: str | Path,
+    *,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    resume: bool = False,
+    bf16: bool = False,
+    compile: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train the EDM teacher; writes ``checkpoint.pt``, ``model.pt`` and ``config.yaml`` to ``out_dir``.
+
+    Args:
+        config: run configuration (its ``diffusion`` and ``detector`` sections are used).
+        data: training showers (a file path or :class:`TrainingData`).
+        out_dir: run folder.
+        steps: total optimiser steps (overrides ``config.diffusion.steps``).
+        batch_size: showers per step over all ranks (overrides the config).
+        learning_rate: Adam learning rate (overrides the config, also on resume).
+        device: torch device (each rank uses ``cuda:LOCAL_RANK`` under torchrun).
+        seed: seed of the initialisation and of the batch / noise stream.
+        resume: continue ``out_dir/checkpoint.pt`` (step count, loss log, random stream).
+        bf16: bf16 autocast of the network.
+        compile: ``torch.compile`` the loss module.
+        progress: show a progress bar.
+
+    Returns:
+        :class:`TrainResult`.
+    """
+    cfg = config.diffusion
+    cfg = dataclasses.replace(cfg, steps=cfg.steps if steps is None else steps,
+                              batch_size=cfg.batch_size if batch_size is None else batch_size,
+                              learning_rate=cfg.learning_rate if learning_rate is None else learning_rate)
+    config = dataclasses.replace(config, diffusion=cfg)
+    out_dir = Path(out_dir)
+    dist_info, dev = setup_distributed(device)
+    check_steps(cfg.steps, cfg.batch_size, dist_info.world)
+    ckpt_path = prepare_out_dir(out_dir, resume)
+    data = _load_data(data)
+
+    torch.manual_seed(seed)
+    denoiser = build_denoiser(cfg, "edm").to(dev)
+    ema_inner = copy.deepcopy(denoiser.inner).requires_grad_(False)
+    optimiser = torch.optim.Adam(denoiser.parameters(), lr=cfg.learning_rate)
+    gen = torch.Generator().manual_seed(seed + RANK_SEED_STRIDE * dist_info.rank)
+    loss_log: list[float] = []
+    start = 0
+    if ckpt_path is not None:
+        ck = load_checkpoint(ckpt_path, map_location=dev)
+        if ck["kind"] != "edm" or "train_state" not in ck:
+            raise CaloCloudsError(f"{ckpt_path}: not an EDM training checkpoint, cannot resume")
+        normaliser = ck["normaliser"]
+        denoiser.inner.load_state_dict(ck["train_state"]["model"])
+        ema_inner.load_state_dict(ck["state_dict"])
+        optimiser.load_state_dict(ck["train_state"]["optimizer"])
+        for group in optimiser.param_groups:  # the config's learning rate wins on resume
+            group["lr"] = cfg.learning_rate
+        gen.set_state(ck["train_state"]["rng"][dist_info.rank].cpu())
+        start, loss_log = ck["step"], list(ck["loss_log"])
+    else:
+        normaliser = data.fit_normaliser(
+            n_layers=config.detector.n_layers,
+            subcell_pitch_mm=config.detector.subcell_pitch_mm if cfg.xy_jitter else 0.0,
+            sigma_data=cfg.sigma_data,
+        )
+    if dist_info.rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_config(out_dir, config)
+
+    loss_module: nn.Module = _EDMLoss(denoiser)
+    if dist_info.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        loss_module = DistributedDataParallel(loss_module)
+    if compile:
+        loss_module = torch.compile(loss_module)
+    shard = torch.arange(dist_info.rank, len(data), dist_info.world)
+    local_batch = cfg.batch_size // dist_info.world
+
+    def step_fn(step: int) -> tuple[Tensor, int]:
+        idx = shard[torch.randint(len(shard), (local_batch,), generator=gen)]
+        batch = data.batch(idx, normaliser, rotate=cfg.rotate, jitter=True, groups=cfg.noise_groups, generator=gen)
+        sigma = sample_log_normal_sigma(batch.cond.n_showers, p_mean=cfg.p_mean, p_std=cfg.p_std, generator=gen)
+        noise = torch.randn(batch.x.shape, generator=gen)
+        batch = batch.to(dev)
+        with autocast(dev, bf16):
+            per_point = loss_module(batch.x, noise.to(dev), sigma.to(dev), batch.cond)
+        loss = per_shower_mean(per_point.float(), batch.showers).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(denoiser.parameters(), cfg.grad_clip)
+        optimiser.step()
+        ema_update(ema_inner, denoiser.inner, ema_warmup_decay(step, power=cfg.ema_power, max_decay=cfg.ema_max))
+        return loss.detach(), batch.x.shape[0]
+
+    def save_fn(step: int) -> None:
+        rng = gather_rng(gen, dist_info)
+        if dist_info.rank != 0:
+            barrier(dist_info)  # wait until rank 0 has written the files
+            return
+        common = dict(kind="edm", config=config, normaliser=normaliser, state_dict=ema_inner.state_dict(),
+                      step=step, loss_log=loss_log)
+        train_state = {"model": denoiser.inner.state_dict(), "optimizer": optimiser.state_dict(), "rng": rng}
+        save_checkpoint(out_dir / CHECKPOINT_NAME, train_state=train_state, **common)
+        save_checkpoint(out_dir / MODEL_NAME, **common)
+        barrier(dist_info)
+
+    run = run_steps(step_fn=step_fn, save_fn=save_fn, start=start, steps=cfg.steps, checkpoint_every=cfg.checkpoint_every,
+               loss_log=loss_log, dist_info=dist_info, progress=progress, desc="train-diffusion")
+    return make_result(out_dir, cfg.steps, run, loss_log)
+
+
+def distill(
+    teacher: str | Path,
+    data: TrainingData | str | Path,
+    out_dir: str | Path,
+    *,
+    config: RunConfig | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    resume: bool = False,
+    bf16: bool = False,
+    compile: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Consistency distillation of an EDM teacher into a one-step model.
+
+    Args:
+        teacher: teacher checkpoint file or run folder (its EMA weights are the teacher).
+        data: training showers.
+        out_dir: run folder of the consistency model.
+        config: overrides the ``distillation`` section of the teacher's config; the network and
+            preprocessing always come from the teacher.
+        steps, batch_size, learning_rate, device, seed, resume, bf16, compile, progress: as in :func:`train_diffusion`.
+
+    Returns:
+        :class:`TrainResult`.
+    """
+    out_dir = Path(out_dir)
+    dist_info, dev = setup_distributed(device)
+    ckpt_path = prepare_out_dir(out_dir, resume)
+    tk = load_checkpoint(teacher, map_location=dev)
+    if tk["kind"] != "edm":
+        raise CaloCloudsError(f"{tk['path']}: the teacher must be an EDM checkpoint, got kind {tk['kind']!r}")
+    run_config: RunConfig = tk["config"]
+    dcfg = (config or run_config).distillation
+    dcfg = dataclasses.replace(dcfg, steps=dcfg.steps if steps is None else steps,
+                               batch_size=dcfg.batch_size if batch_size is None else batch_size,
+                               learning_rate=dcfg.learning_rate if learning_rate is None else learning_rate)
+    run_config = dataclasses.replace(run_config, distillation=dcfg)
+    cfg = run_config.diffusion
+    check_steps(dcfg.steps, dcfg.batch_size, dist_info.world)
+    normaliser = tk["normaliser"]
+    data = _load_data(data)
+
+    teacher_model = build_denoiser(cfg, "edm").to(dev)
+    teacher_model.inner.load_state_dict(tk["state_dict"])
+    teacher_model.eval().requires_grad_(False)
+    torch.manual_seed(seed)
+    student = build_denoiser(cfg, "cm").to(dev)
+    if dcfg.init_from_teacher:
+        student.inner.load_state_dict(tk["state_dict"])
+    target = copy.deepcopy(student).requires_grad_(False)
+    optimiser = torch.optim.Adam(student.parameters(), lr=dcfg.learning_rate)
+    gen = torch.Generator().manual_seed(seed + RANK_SEED_STRIDE * dist_info.rank)
+    loss_log: list[float] = []
+    start = 0
+    if ckpt_path is not None:
+        ck = load_checkpoint(ckpt_path, map_location=dev)
+        if ck["kind"] != "cm" or "train_state" not in ck:
+            raise CaloCloudsError(f"{ckpt_path}: not a consistency training checkpoint, cannot resume")
+        student.inner.load_state_dict(ck["train_state"]["model"])
+        target.inner.load_state_dict(ck["state_dict"])
+        optimiser.load_state_dict(ck["train_state"]["optimizer"])
+        for group in optimiser.param_groups:  # the config's learning rate wins on resume
+            group["lr"] = dcfg.learning_rate
+        gen.set_state(ck["train_state"]["rng"][dist_info.rank].cpu())
+        start, loss_log = ck["step"], list(ck["loss_log"])
+    if dist_info.rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_config(out_dir, run_config)
+
+    student_fwd: nn.Module = student
+    if dist_info.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        student_fwd = DistributedDataParallel(student)
+    if compile:
+        student_fwd = torch.compile(student_fwd)
+    sigmas = karras_sigmas(dcfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho, append_zero=False, device=dev)
+    shard = torch.arange(dist_info.rank, len(data), dist_info.world)
+    local_batch = dcfg.batch_size // dist_info.world
+
+    def step_fn(step: int) -> tuple[Tensor, int]:
+        idx = shard[torch.randint(len(shard), (local_batch,), generator=gen)]
+        batch = data.batch(idx, normaliser, rotate=cfg.rotate, jitter=True, groups=cfg.noise_groups, generator=gen)
+        level = torch.randint(dcfg.num_steps - 1, (batch.cond.n_showers,), generator=gen)
+        noise = torch.randn(batch.x.shape, generator=gen)
+        batch = batch.to(dev)
+        with autocast(dev, bf16):
+            per_point = consistency_distillation_loss(
+                student_fwd, target, teacher_model, batch.x, noise.to(dev), level.to(dev), sigmas, cond=batch.cond
+            )
+        loss = per_shower_mean(per_point.float(), batch.showers).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if dcfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(student.parameters(), dcfg.grad_clip)
+        optimiser.step()
+        ema_update(target, student, dcfg.target_ema)
+        return loss.detach(), batch.x.shape[0]
+
+    def save_fn(step: int) -> None:
+        rng = gather_rng(gen, dist_info)
+        if dist_info.rank != 0:
+            barrier(dist_info)  # wait until rank 0 has written the files
+            return
+        common = dict(kind="cm", config=run_config, normaliser=normaliser, state_dict=target.inner.state_dict(),
+                      step=step, loss_log=loss_log)
+        train_state = {"model": student.inner.state_dict(), "optimizer": optimiser.state_dict(), "rng": rng}
+        save_checkpoint(out_dir / CHECKPOINT_NAME, train_state=train_state, **common)
+        save_checkpoint(out_dir / MODEL_NAME, **common)
+        barrier(dist_info)
+
+    run = run_steps(step_fn=step_fn, save_fn=save_fn, start=start, steps=dcfg.steps, checkpoint_every=dcfg.checkpoint_every,
+               loss_log=loss_log, dist_info=dist_info, progress=progress, desc="distill")
+    return make_result(out_dir, dcfg.steps, run, loss_log)
