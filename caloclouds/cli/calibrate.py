@@ -1,8 +1,8 @@
 """Fit the N-points calibration of a model bundle on Geant4 showers and store it in the bundle.
 
 Projects the reference showers and showers generated at the same energies (uncalibrated) onto the
-ILD cells with the evaluation threshold, fits the cubic pair N_cells(N_points) on Geant4 and
-N_points(N_cells) on the model, and writes them to the bundle's bundle.json. Prints the fit quality
+ILD cells with the evaluation threshold, fits the cubic N_cells(N_points) on Geant4 and on the
+model (the model then generates P_model^-1(P_g4(N)) points), and writes them to the bundle's bundle.json. Prints the fit quality
 and the mean number of cells before and after.
 
 Example:

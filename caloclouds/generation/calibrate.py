@@ -1,8 +1,8 @@
 """Fit the N-points calibration of a bundle on Geant4 (``caloclouds calibrate``).
 
 The number of cells above threshold is what a physicist sees; the number of points is what the
-models produce. On Geant4 we fit N_cells(N_points), on the uncalibrated model N_points(N_cells),
-both cubic (CaloClouds II, Sec. 3.3), and store the pair in the bundle.
+models produce. On Geant4 and on the uncalibrated model we fit N_cells(N_points), both cubic
+(CaloClouds II, Sec. 3.3), and store the pair in the bundle (see PointCountCalibration).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class CalibrationReport:
         return "\n".join([
             f"N calibration fitted on {self.n_showers} showers (cubic fits, ILD cells above threshold)",
             f"  Geant4: N_cells(N_points)   R^2 = {self.r2_g4:.4f}  coeffs {np.round(c.g4_cells_from_points, 6).tolist()}",
-            f"  model:  N_points(N_cells)   R^2 = {self.r2_model:.4f}  coeffs {np.round(c.model_points_from_cells, 6).tolist()}",
+            f"  model:  N_cells(N_points)   R^2 = {self.r2_model:.4f}  coeffs {np.round(c.model_cells_from_points, 6).tolist()}",
             f"  mean cells: Geant4 {self.mean_cells_g4:.1f}, model before {self.mean_cells_before:.1f} "
             f"({rel(self.mean_cells_before):+.1f} %), after {self.mean_cells_after:.1f} ({rel(self.mean_cells_after):+.1f} %)",
         ])
@@ -70,8 +70,14 @@ def fit_point_count_calibration(
     device: str = "cpu",
     seed: int = 0,
     batch_size: int = 500,
+    iterations: int = 2,
 ) -> CalibrationReport:
-    """Fit the cubic pair on ``reference`` (Geant4) and on the model at the same energies."""
+    """Fit the cubic pair on ``reference`` (Geant4) and on the model at the same energies.
+
+    Generating fewer points puts more energy on each, so more of them pass the cell threshold:
+    the model's N_cells(N) depends on the calibration itself. Each of the ``iterations`` refits
+    the model's cubic on showers generated with the previous calibration.
+    """
     import projection
 
     geom = projection.get_geometry(geometry)
@@ -88,10 +94,14 @@ def fit_point_count_calibration(
     cells_g4 = count_cells(reference, geom, threshold)
     points_model, cells_model = model_counts(bundle, False)
     g4_coeffs, r2_g4 = _fit(reference.n_points, cells_g4)
-    model_coeffs, r2_model = _fit(cells_model, points_model)
+    model_coeffs, r2_model = _fit(points_model, cells_model)
     lo, hi = float(reference.n_points.min()), float(reference.n_points.max())
     calibration = PointCountCalibration(g4_coeffs, model_coeffs, (lo, hi))
-    _, cells_after = model_counts(bundle.with_calibration(calibration), True)
+    points_after, cells_after = model_counts(bundle.with_calibration(calibration), True)
+    for _ in range(iterations - 1):
+        model_coeffs, r2_model = _fit(points_after, cells_after)
+        calibration = PointCountCalibration(g4_coeffs, model_coeffs, (lo, hi))
+        points_after, cells_after = model_counts(bundle.with_calibration(calibration), True)
     return CalibrationReport(
         calibration=calibration,
         r2_g4=r2_g4,

@@ -144,31 +144,40 @@ class PointCountCalibration:
     """Maps the flow's number of points N to the number of points to generate.
 
     The clustered Geant4 points and the model's points do not merge into cells in the same way, so
-    the same N gives a different number of cells. Two cubic fits fix this (CaloClouds II, Sec. 3.3):
+    the same N gives a different number of cells. Two cubic fits (as in CaloClouds II, Sec. 3.3)
+    describe the number of cells above threshold as a function of the number of points:
 
-    * ``g4_cells_from_points``: N_cells = P_g4(N_points), fitted on Geant4;
-    * ``model_points_from_cells``: N_points = P_model(N_cells), fitted on the uncalibrated model;
+    * ``g4_cells_from_points``: N_cells = P_g4(N), fitted on Geant4;
+    * ``model_cells_from_points``: N_cells = P_model(N), fitted on the uncalibrated model;
 
-    and N_generate = N * k(N) with k(N) = P_model(P_g4(N)) / N. k is evaluated with N clipped to
-    ``points_range`` (the range the fits saw), so a cubic is never extrapolated. The identity (no
-    fits) is the uncalibrated default. Coefficients are in numpy ``polyfit`` order.
+    and the model generates N' = P_model^-1(P_g4(N)) points, so that it makes as many cells as
+    Geant4. Both fits regress cells on points; inverting P_model numerically (rather than fitting
+    points on cells) avoids the regression-dilution bias of an inverse fit. The ratio N'/N is
+    evaluated with N clipped to ``points_range`` (the range the fits saw), so a cubic is never
+    extrapolated. No fits means the identity. Coefficients are in numpy ``polyfit`` order.
     """
 
     g4_cells_from_points: tuple[float, ...] | None = None
-    model_points_from_cells: tuple[float, ...] | None = None
+    model_cells_from_points: tuple[float, ...] | None = None
     points_range: tuple[float, float] = (1.0, 1e9)
     min_points: int = 1
 
     @property
     def is_identity(self) -> bool:
-        return self.g4_cells_from_points is None or self.model_points_from_cells is None
+        return self.g4_cells_from_points is None or self.model_cells_from_points is None
 
     def scale(self, n_points: np.ndarray) -> np.ndarray:
-        """k(N), the factor applied to N."""
+        """k(N) = N'/N, the factor applied to N."""
+        n = np.asarray(n_points, dtype=np.float64)
         if self.is_identity:
-            return np.ones_like(np.asarray(n_points, dtype=np.float64))
-        n = np.clip(np.asarray(n_points, dtype=np.float64), *self.points_range)
-        return np.polyval(self.model_points_from_cells, np.polyval(self.g4_cells_from_points, n)) / n
+            return np.ones_like(n)
+        lo, hi = self.points_range
+        n = np.clip(n, lo, hi)
+        # invert the model's cubic on a grid wide enough for any correction up to a factor 4
+        grid = np.linspace(lo / 4, hi * 4, 8192)
+        cells = np.maximum.accumulate(np.polyval(self.model_cells_from_points, grid))
+        wanted = np.polyval(self.g4_cells_from_points, n)
+        return np.interp(wanted, cells, grid) / n
 
     def __call__(self, n_points: Tensor) -> Tensor:
         if self.is_identity:
@@ -187,7 +196,7 @@ class PointCountCalibration:
 
         return cls(
             tup(data.get("g4_cells_from_points")),
-            tup(data.get("model_points_from_cells")),
+            tup(data.get("model_cells_from_points")),
             tup(data.get("points_range")) or (1.0, 1e9),  # type: ignore[arg-type]
             int(data.get("min_points", 1)),
         )

@@ -77,8 +77,10 @@ def test_point_count_calibration_round_trip():
     identity = PointCountCalibration()
     n = torch.tensor([10, 500, 3000])
     assert torch.equal(identity(n), n)
-    cal = PointCountCalibration((0.0, 0.0, 0.5, 10.0), (0.0, 0.0, 2.0, -20.0))
-    assert torch.equal(cal(n), n)  # the two fits are inverse to each other here
+    cal = PointCountCalibration((0.0, 0.0, 0.5, 10.0), (0.0, 0.0, 0.5, 10.0), (5.0, 5000.0))
+    assert torch.equal(cal(n), n)  # equal fits: nothing to correct
+    fewer = PointCountCalibration((0.0, 0.0, 0.5, 10.0), (0.0, 0.0, 1.0, 10.0), (5.0, 5000.0))
+    assert torch.equal(fewer(torch.tensor([1000])), torch.tensor([500]))  # model makes 2x the cells
     again = PointCountCalibration.from_dict(cal.to_dict())
     assert again == cal
     assert np.all(again(torch.tensor([0])).numpy() >= 1)
