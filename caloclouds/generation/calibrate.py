@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import warnings
+
 import numpy as np
 import torch
 
+from caloclouds.errors import CaloCloudsError
 from caloclouds.generation.bundle import ModelBundle
 from caloclouds.generation.calibration import PointCountCalibration
 from caloclouds.generation.generator import ShowerGenerator
@@ -33,7 +36,21 @@ def count_cells(showers: Showers, geometry: Any, threshold_mev: float) -> np.nda
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]:
-    coeffs = np.polyfit(x.astype(np.float64), y.astype(np.float64), POLY_DEGREE)
+    """Cubic least-squares fit (lower degree if the data cannot support a cubic), with its R^2."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    for degree in range(min(POLY_DEGREE, len(np.unique(x)) - 1), 0, -1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", np.exceptions.RankWarning)
+            try:
+                # domain mapped to [-1, 1] (well conditioned), then plain polyval coefficients
+                poly = np.polynomial.Polynomial.fit(x, y, degree)
+            except np.exceptions.RankWarning:
+                continue
+        coeffs = poly.convert().coef[::-1]
+        break
+    else:
+        raise CaloCloudsError("cannot fit the N calibration: the showers have (almost) one number of points")
+    coeffs = np.concatenate([np.zeros(POLY_DEGREE + 1 - len(coeffs)), coeffs])
     residual = y - np.polyval(coeffs, x)
     r2 = 1.0 - residual.var() / max(y.var(), 1e-300)
     return tuple(float(c) for c in coeffs), float(r2)
