@@ -1,0 +1,39 @@
+"""Summarise a shower file: number of showers, incident energy range, points per shower, visible energy.
+
+Works for every format `caloclouds convert` reads (our .h5 and .root, CaloClouds HDF5, raw steps,
+EDM4hep). Large files are read chunk by chunk.
+
+Example:
+  caloclouds info x.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, metavar="FILE", help="shower file")
+    parser.add_argument("--format", default="auto",
+                        choices=["auto", "hdf5", "root", "caloclouds", "steps", "edm4hep"],
+                        help="file format (default: detected from the content)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from caloclouds.io.formats import FORMATS, count_showers, detect_format
+    from caloclouds.io.summary import summarise_file
+
+    fmt = detect_format(args.file) if args.format == "auto" else args.format
+    total = count_showers(args.file, format=fmt)
+    with tqdm(total=total, unit="shower", disable=not sys.stderr.isatty(), desc="info") as bar:
+        summary = summarise_file(args.file, format=fmt, progress=bar.update)
+    print(f"file             {args.file} ({FORMATS[fmt]})")
+    for line in summary.lines():
+        print(line)
+    return 0

@@ -1,0 +1,237 @@
+"""Format detection and one entry point for every shower file the package reads.
+
+| name         | file                                              | reader                          |
+|--------------|---------------------------------------------------|---------------------------------|
+| ``hdf5``     | our ragged HDF5 schema (``points``/``offsets``)   | :mod:`caloclouds.io.hdf5`       |
+| ``root``     | our ROOT output (TTree ``events``, ``points_*``)  | :mod:`caloclouds.io.root`       |
+| ``caloclouds`` | CaloClouds HDF5 (``events``/``energy``, padded) | :mod:`caloclouds.io.caloclouds_hdf5` |
+| ``steps``    | raw Geant4 steps in our schema (``z_mm`` column)  | :mod:`caloclouds.io.steps`      |
+| ``edm4hep``  | EDM4hep ROOT (podio) SimCalorimeterHit steps      | :mod:`caloclouds.io.edm4hep`    |
+
+Detection looks at the content (HDF5 / ROOT magic bytes, then the datasets or branches), not only at
+the extension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+from caloclouds.config import DetectorConfig
+from caloclouds.errors import InputFileError
+from caloclouds.showers import Showers
+
+__all__ = ["FORMATS", "FormatName", "detect_format", "iter_any", "read_any", "count_showers", "convert_file"]
+
+FormatName = Literal["hdf5", "root", "caloclouds", "steps", "edm4hep"]
+FORMATS: dict[str, str] = {
+    "hdf5": "our ragged HDF5 schema (points/offsets/incident_energy_gev)",
+    "root": "our ROOT output (TTree 'events' with points_* branches)",
+    "caloclouds": "CaloClouds HDF5 (events/energy, padded)",
+    "steps": "raw Geant4 steps in our HDF5 schema (columns x_mm,y_mm,z_mm,e_MeV)",
+    "edm4hep": "EDM4hep ROOT (SimCalorimeterHit contributions)",
+}
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ROOT_MAGIC = b"root"
+_DEFAULT_CHUNK_SHOWERS = 10000
+_OUTPUT_SUFFIXES = {".h5": "hdf5", ".hdf5": "hdf5", ".root": "root"}
+_STEPS_CHUNK_SHOWERS = 100  # Raw-step files hold ~10^4 steps per shower: read fewer showers at once.
+
+
+def _supported() -> str:
+    return "supported formats: " + "; ".join(f"{k} = {v}" for k, v in FORMATS.items())
+
+
+def detect_format(path: str | Path) -> str:
+    """Name (a key of :data:`FORMATS`) of the format of ``path``, from its content.
+
+    Raises:
+        InputFileError: missing file, or a file of none of the supported formats.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "file not found")
+    if path.is_dir():
+        raise InputFileError(path, "is a directory, expected a shower file")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(_ROOT_MAGIC):
+        from caloclouds.io.edm4hep import open_root_file
+        from caloclouds.io.root import TREE, required_branches
+
+        with open_root_file(path) as f:  # raises a clear error for a file uproot cannot open
+            try:
+                branches = set(f[TREE].keys()) if TREE in f else set()
+            except Exception as exc:  # uproot raises many types for corrupt directories
+                raise InputFileError(path, f"cannot read TTree {TREE!r} (truncated or corrupt?): {exc}") from None
+        if set(required_branches()) <= branches:
+            return "root"
+        if any(b.endswith("Contributions") for b in branches):
+            return "edm4hep"
+        msg = f"ROOT file with neither our 'events' layout nor EDM4hep contributions; {_supported()}"
+        raise InputFileError(path, msg)
+    if head == _HDF5_MAGIC or h5py.is_hdf5(path):
+        try:
+            with h5py.File(path, "r") as f:
+                keys = sorted(f)
+                columns = f["points"].attrs.get("columns", "") if "points" in f else ""
+        except OSError as exc:
+            raise InputFileError(path, f"not a readable HDF5 file (truncated?): {exc}") from None
+        columns = columns.decode() if isinstance(columns, bytes) else str(columns)
+        if {"points", "offsets", "incident_energy_gev"} <= set(keys):
+            return "steps" if "z_mm" in columns.split(",") else "hdf5"
+        if {"events", "energy"} <= set(keys):
+            return "caloclouds"
+        raise InputFileError(path, f"HDF5 file with datasets {keys}, which match no known layout; {_supported()}")
+    hint = " (the .root extension but no ROOT header)" if path.suffix == ".root" else ""
+    raise InputFileError(path, f"not an HDF5 or ROOT file{hint}; {_supported()}")
+
+
+def _check_format(path: Path, format: str | None) -> str:
+    if format in (None, "auto"):
+        return detect_format(path)
+    if format not in FORMATS:
+        raise InputFileError(path, f"unknown format {format!r}; {_supported()}")
+    if not path.exists():
+        raise InputFileError(path, "file not found")
+    return format
+
+
+def count_showers(path: str | Path, *, format: str | None = None) -> int:
+    """Number of showers (events) in a file, read from its index only."""
+    path = Path(path)
+    fmt = _check_format(path, format)
+    if fmt in ("hdf5", "steps"):
+        from caloclouds.io.hdf5 import ShowerFile
+
+        with ShowerFile(path, check_values=False) as f:
+            return len(f)
+    if fmt == "caloclouds":
+        from caloclouds.io.caloclouds_hdf5 import count_caloclouds_hdf5
+
+        return count_caloclouds_hdf5(path)
+    if fmt == "root":
+        from caloclouds.io.root import count_root
+
+        return count_root(path)
+    from caloclouds.io.edm4hep import count_edm4hep
+
+    return count_edm4hep(path)
+
+
+def iter_any(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    detector: DetectorConfig | None = None,
+    box_mm: float | None = None,
+    collections: Sequence[str] | None = None,
+    chunk_showers: int = _DEFAULT_CHUNK_SHOWERS,
+) -> Iterator[Showers]:
+    """Read any supported file chunk by chunk.
+
+    Args:
+        path: the file.
+        format: a key of :data:`FORMATS`, or None / ``"auto"`` to detect it.
+        detector: layers and grid for ``caloclouds``, ``steps`` and ``edm4hep`` (default: ILD-like).
+        box_mm: EDM4hep transverse box half-width (default :data:`caloclouds.io.edm4hep.DEFAULT_BOX_MM`).
+        collections: EDM4hep collections (default :data:`caloclouds.io.edm4hep.DEFAULT_COLLECTIONS`).
+        chunk_showers: showers (events) per chunk.
+
+    Yields:
+        :class:`Showers` chunks in file order.
+    """
+    path = Path(path)
+    fmt = _check_format(path, format)
+    if fmt == "hdf5":
+        from caloclouds.io.hdf5 import ShowerFile
+
+        with ShowerFile(path) as f:
+            yield from f.iter_chunks(chunk_showers)
+    elif fmt == "steps":
+        from caloclouds.io.steps import read_steps_hdf5
+
+        n, step = count_showers(path, format=fmt), min(chunk_showers, _STEPS_CHUNK_SHOWERS)
+        for start in range(0, n, step):
+            yield read_steps_hdf5(path, detector=detector, start=start, stop=start + step)
+    elif fmt == "caloclouds":
+        from caloclouds.io.caloclouds_hdf5 import iter_caloclouds_hdf5
+
+        yield from iter_caloclouds_hdf5(path, detector=detector, chunk_showers=chunk_showers)
+    elif fmt == "root":
+        from caloclouds.io.root import iter_root
+
+        yield from iter_root(path, chunk_showers=chunk_showers)
+    else:
+        from caloclouds.io import edm4hep
+
+        yield from edm4hep.iter_edm4hep(
+            path,
+            collections=tuple(collections or edm4hep.DEFAULT_COLLECTIONS),
+            box_mm=edm4hep.DEFAULT_BOX_MM if box_mm is None else box_mm,
+            detector=detector,
+            chunk_events=chunk_showers,
+        )
+
+
+def read_any(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    detector: DetectorConfig | None = None,
+    box_mm: float | None = None,
+    collections: Sequence[str] | None = None,
+) -> Showers:
+    """Read a whole file of any supported format into one :class:`Showers` (see :func:`iter_any`)."""
+    parts = list(iter_any(path, format=format, detector=detector, box_mm=box_mm, collections=collections))
+    return Showers.concatenate(parts) if parts else Showers.empty()
+
+
+def convert_file(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    format: str | None = None,
+    detector: DetectorConfig | None = None,
+    box_mm: float | None = None,
+    collections: Sequence[str] | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[int, int]:
+    """Convert any supported file to our HDF5 (``.h5``/``.hdf5``) or ROOT (``.root``) output.
+
+    The output is written chunk by chunk to a temporary file and renamed at the end, so a failed or
+    interrupted conversion never leaves a half-written file under ``output_path``.
+
+    Args:
+        input_path, output_path: the files; the output format follows the output's extension.
+        format, detector, box_mm, collections: as for :func:`iter_any`.
+        progress: called with the number of showers of each chunk written.
+
+    Returns:
+        ``(n_showers, n_points)`` written.
+    """
+    from caloclouds.io.hdf5 import ShowerWriter
+    from caloclouds.io.root import RootWriter
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    suffix = output_path.suffix.lower()
+    if suffix not in _OUTPUT_SUFFIXES:
+        raise InputFileError(output_path, f"unknown output extension {suffix!r}; use one of {sorted(_OUTPUT_SUFFIXES)}")
+    if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
+        raise InputFileError(output_path, "output would overwrite the input file")
+    fmt = _check_format(input_path, format)
+    chunks = iter_any(input_path, format=fmt, detector=detector, box_mm=box_mm, collections=collections)
+    attrs = {"source": str(input_path), "source_format": fmt}
+    writer_cls = RootWriter if _OUTPUT_SUFFIXES[suffix] == "root" else ShowerWriter
+    n_showers = n_points = 0
+    with writer_cls(output_path, attrs=attrs) as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+            n_showers += len(chunk)
+            n_points += len(chunk.points)
+            if progress is not None:
+                progress(len(chunk))
+    return n_showers, n_points

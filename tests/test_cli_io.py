@@ -1,0 +1,135 @@
+"""`caloclouds convert` and `caloclouds info`, including bad input (one-line errors, exit code != 0)."""
+
+from __future__ import annotations
+
+import re
+
+import h5py
+import numpy as np
+import pytest
+import uproot
+
+from caloclouds.cli import main
+from caloclouds.io.hdf5 import write_showers
+from caloclouds.showers import Showers
+
+
+def _visible(out: str) -> float:
+    return float(re.search(r"total ([0-9.]+) MeV", out).group(1))
+
+
+def test_convert_edm4hep_then_info(shared, tmp_path, capsys) -> None:
+    out = tmp_path / "x.h5"
+    assert main(["convert", str(shared("ild_single_photon.edm4hep.root")), "-o", str(out)]) == 0
+    assert "wrote 1 showers" in capsys.readouterr().out
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^showers +1$", text, re.M)
+    assert _visible(text) == pytest.approx(1015.0, rel=2e-3)
+
+
+def test_convert_to_root_then_info(shared, tmp_path, capsys) -> None:
+    out = tmp_path / "x.root"
+    args = ["convert", str(shared("ild_single_photon.edm4hep.root")), "-o", str(out), "--format", "edm4hep",
+            "--box-mm", "300", "--collections", "ECalBarrelSiHitsEven", "ECalBarrelSiHitsOdd"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "our ROOT output" in text and _visible(text) == pytest.approx(1015.15, rel=1e-4)
+    with uproot.open(out) as f:
+        assert {"npoints", "points_x_mm", "points_layer", "points_e_MeV"} <= set(f["events"].keys())
+
+
+def test_convert_caloclouds_with_config(shared, tmp_path, capsys) -> None:
+    config = tmp_path / "cfg.yaml"
+    config.write_text("detector:\n  name: test\n")
+    out = tmp_path / "cc.h5"
+    src = str(shared("ild_caloclouds_mini_sample.hdf5"))
+    assert main(["convert", src, "-o", str(out), "--format", "caloclouds", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^showers +2$", text, re.M) and "min 163, max 236" in text and "15.62 - 41.93 GeV" in text
+
+
+def _bad_h5(tmp_path, name, *, points=None, offsets=None, energy=None, drop=None):
+    path = tmp_path / name
+    pts = np.array([[0, 0, 1, 0.5], [1, 1, 2, 0.25], [2, 2, 3, 1.0]], np.float32) if points is None else points
+    data = {"points": pts, "offsets": np.array([0, 2, 3]) if offsets is None else offsets,
+            "incident_energy_gev": np.array([10.0, 20.0], np.float32) if energy is None else energy}
+    with h5py.File(path, "w") as f:
+        for k, v in data.items():
+            if k != drop:
+                f[k] = v
+    return path
+
+
+def _truncated(tmp_path):
+    full = tmp_path / "full.h5"
+    write_showers(full, Showers.from_counts(np.ones((50, 4), np.float32), np.array([20, 30]), np.array([1.0, 2.0])))
+    cut = tmp_path / "cut.h5"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    return cut
+
+
+def _non_root(tmp_path):
+    path = tmp_path / "text.root"
+    path.write_text("this is not a ROOT file\n")
+    return path
+
+
+def _foreign_root(tmp_path):
+    path = tmp_path / "foreign.root"
+    with uproot.recreate(path) as f:
+        f["events"] = {"incident_energy_gev": np.ones(2, np.float32)}
+    return path
+
+
+CASES = {
+    "missing file": (lambda p: p / "nope.h5", "nope.h5: file not found"),
+    "missing dataset": (lambda p: _bad_h5(p, "nooff.h5", drop="offsets"), r"nooff.h5: .*(missing|no known layout)"),
+    "inconsistent offsets": (lambda p: _bad_h5(p, "off.h5", offsets=np.array([0, 2, 5])), r"off.h5\[offsets\]: offsets run from 0 to 5"),
+    "empty shower is valid": (lambda p: _bad_h5(p, "empty.h5", offsets=np.array([0, 3, 3])), None),
+    "decreasing offsets": (
+        lambda p: _bad_h5(p, "dec.h5", offsets=np.array([0, 3, 1, 3]), energy=np.ones(3, np.float32)),
+        r"dec.h5\[offsets\]: offsets decrease at shower 1",
+    ),
+    "nan": (lambda p: _bad_h5(p, "nan.h5", points=np.array([[0, np.nan, 1, 1]] * 3, np.float32)), r"nan.h5\[points\]: point 0 \(shower 0\) has a NaN"),
+    "inf energy": (lambda p: _bad_h5(p, "inf.h5", energy=np.array([np.inf, 1], np.float32)), r"inf.h5\[incident_energy_gev\]: NaN or inf"),
+    "negative energy": (lambda p: _bad_h5(p, "neg.h5", points=np.array([[0, 0, 1, -1.0]] * 3, np.float32)), r"neg.h5\[points\]: .*negative energy -1 MeV"),
+    "truncated hdf5": (_truncated, r"cut.h5: .*truncated"),
+    "non-root .root": (_non_root, r"text.root: not an HDF5 or ROOT file \(the .root extension but no ROOT header\)"),
+    "wrong branches": (_foreign_root, r"foreign.root: ROOT file with neither our 'events' layout nor EDM4hep"),
+}
+
+
+@pytest.mark.parametrize("verb", ["info", "convert"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_one_line_error(tmp_path, capsys, case, verb) -> None:
+    make, pattern = CASES[case]
+    path = make(tmp_path)
+    argv = ["info", str(path)] if verb == "info" else ["convert", str(path), "-o", str(tmp_path / "out.h5")]
+    code = main(argv)
+    err = capsys.readouterr().err
+    if pattern is None:  # valid file (an empty shower is fine): must not fail
+        assert code == 0, err
+        return
+    assert code != 0
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"caloclouds {verb}: error: ")
+    assert re.search(pattern, lines[0]), lines[0]
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_convert_edm4hep_wrong_collection_and_box(shared, tmp_path, capsys) -> None:
+    src = str(shared("ild_single_photon.edm4hep.root"))
+    assert main(["convert", src, "-o", str(tmp_path / "o.h5"), "--collections", "Nope"]) == 2
+    assert "collection 'Nope' lacks branches" in capsys.readouterr().err
+    assert main(["convert", src, "-o", str(tmp_path / "o.h5"), "--box-mm", "0"]) == 2
+    assert "--box-mm must be > 0" in capsys.readouterr().err
+    assert main(["convert", src, "-o", str(tmp_path / "o.csv")]) == 2
+    assert "unknown output extension '.csv'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
