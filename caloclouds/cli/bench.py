@@ -26,6 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-batch", type=int, default=10000, help="batch size of the GPU throughput test")
 
 
+def _cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo on Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -35,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model)
     cells = None if args.cells == "none" else args.cells
     torch.set_num_threads(1)
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 CPU thread, batch 1")
+    print(f"machine: {_cpu_name()}, torch {torch.__version__}, 1 CPU thread, batch 1, median of {args.n} showers")
     print("| pipeline | total ms | flow ms | diffusion ms | calibration ms | projection ms |")
     print("|---|---|---|---|---|---|")
     print(bench_single_shower(bundle, sampler="cm", n=args.n, cells=cells).row())

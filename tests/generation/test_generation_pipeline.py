@@ -135,3 +135,14 @@ def test_bad_bundles_and_arguments(tiny_bundle, tmp_path, capsys):
     assert main(["generate", "--model", str(tiny_bundle), "--energy-range", "20", "80", "-o", str(tmp_path / "x.h5")]) == 2
     assert main(["generate", "--model", str(tiny_bundle), "--energies", "30", "-n", "1", "-o", str(tmp_path / "x.txt")]) == 2
     assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.filterwarnings("ignore::flows.sampling.EnergyRangeWarning")  # tiny flow, narrow range
+def test_bench_reports_every_stage(tiny_bundle, capsys):
+    threads = torch.get_num_threads()
+    try:
+        assert main(["bench", "--model", str(tiny_bundle), "-n", "3", "--edm-n", "2", "--edm-steps", "2"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "| cm |" in out and "| edm (2 steps) |" in out and "projection ms" in out
