@@ -31,6 +31,7 @@ __all__ = [
     "EvaluationConfig",
     "RunConfig",
     "load_config",
+    "read_yaml",
     "config_from_dict",
     "config_to_dict",
 ]
@@ -303,17 +304,22 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(config))
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a YAML config file; missing sections and keys take their defaults."""
+def read_yaml(path: str | Path) -> Any:
+    """The content of a YAML file ({} when empty), with a ConfigError for a missing or invalid file."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML config file; missing sections and keys take their defaults."""
+    data = read_yaml(path)
     try:
         return config_from_dict(data)
     except ConfigError as exc:

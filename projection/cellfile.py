@@ -17,11 +17,11 @@ File attributes: ``format = "caloclouds-cells"``, ``format_version``, ``geometry
 from __future__ import annotations
 
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from caloclouds.io.atomic import AtomicWriter
 from caloclouds.errors import InputFileError
 from projection.cells import CellHits
 
@@ -33,7 +33,7 @@ _HIT_FIELDS = {"cell_id": np.int64, "layer": np.int64, "x_mm": np.float32, "y_mm
 _SHOWER_FIELDS = {"lost_mev": np.float64, "below_threshold_mev": np.float64, "incident_energy_gev": np.float32}
 
 
-class CellWriter:
+class CellWriter(AtomicWriter):
     """Append CellHits chunk by chunk to a temporary HDF5 file, renamed to ``path`` on close."""
 
     def __init__(self, path: str | Path, *, attrs: dict[str, Any] | None = None) -> None:
@@ -76,14 +76,6 @@ class CellWriter:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> CellWriter:
-        return self
-
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def read_cells(path: str | Path) -> tuple[CellHits, np.ndarray, dict[str, Any]]:

@@ -34,7 +34,7 @@ __all__ = [
     "check_steps",
     "run_steps",
     "autocast",
-    "makemake_result",
+    "make_result",
     "barrier",
     "gather_rng",
 ]

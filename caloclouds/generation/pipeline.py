@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,18 @@ def open_shower_writer(path: Path, *, attrs: dict[str, Any]) -> Any:
             super().write(showers)
 
     return _H5(path, attrs=attrs)
+
+
+def _cell_projector(geometry_spec: str, threshold_mev: float) -> Callable[[Any], Any]:
+    """showers -> cell hits on ``geometry_spec`` with the cell threshold."""
+    import projection
+
+    geometry = projection.get_geometry(geometry_spec)
+
+    def project(showers: Any) -> Any:
+        return projection.project(showers, geometry, threshold_mev=threshold_mev)
+
+    return project
 
 
 @dataclass
@@ -87,15 +100,7 @@ def generate_to_file(
     path = Path(path)
     bundle = load_bundle(model)
     generator = ShowerGenerator(bundle, sampler=sampler, steps=steps, device=device)  # type: ignore[arg-type]
-    project = None
-    if cells is not None:
-        import projection
-
-        geometry = projection.get_geometry(cells)
-        threshold = cell_threshold_mev(bundle.config)
-
-        def project(showers: Any) -> Any:
-            return projection.project(showers, geometry, threshold_mev=threshold)
+    project = None if cells is None else _cell_projector(cells, cell_threshold_mev(bundle.config))
 
     attrs = {
         "generator": "caloclouds generate",

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from caloclouds.io.atomic import AtomicWriter
 from caloclouds.errors import InputFileError
 from caloclouds.showers import COLUMNS, Showers
 
@@ -175,7 +175,7 @@ def read_showers(path: str | Path, start: int = 0, stop: int | None = None) -> S
         return f.read(start, stop)
 
 
-class ShowerWriter:
+class ShowerWriter(AtomicWriter):
     """Append showers chunk by chunk to a new HDF5 file; the file appears under its name on close.
 
     Example::
@@ -240,14 +240,6 @@ class ShowerWriter:
             self._h5.close()
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> ShowerWriter:
-        return self
-
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def write_showers(path: str | Path, showers: Showers, *, attrs: dict[str, Any] | None = None) -> None:

@@ -27,11 +27,11 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from caloclouds.io.atomic import AtomicWriter
 from caloclouds.errors import InputFileError
 from caloclouds.showers import COLUMNS, Showers
 
@@ -64,7 +64,7 @@ def _field(outer: str, inner: str) -> str:
     return f"{outer}_{inner}"
 
 
-class RootWriter:
+class RootWriter(AtomicWriter):
     """Append showers (and optionally their cell hits) chunk by chunk to a ROOT file.
 
     Example::
@@ -179,14 +179,6 @@ class RootWriter:
             self._open = False
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> RootWriter:
-        return self
-
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def write_root(

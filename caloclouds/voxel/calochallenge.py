@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from caloclouds.io.atomic import AtomicWriter
 from caloclouds.errors import InputFileError
 from caloclouds.voxel.mesh import CylindricalMesh, calochallenge_ds1_like, calochallenge_ds2_like
 from caloclouds.voxel.voxelize import VoxelShowers
@@ -119,7 +119,7 @@ def read_calochallenge(
     return VoxelShowers(energy, (inc_mev / MEV_PER_GEV).astype(np.float32), mesh)
 
 
-class CaloChallengeWriter:
+class CaloChallengeWriter(AtomicWriter):
     """Append :class:`VoxelShowers` chunks to a CaloChallenge file; renamed into place on close.
 
     Args:
@@ -176,14 +176,6 @@ class CaloChallengeWriter:
         if self._tmp.exists():
             self._tmp.unlink()
 
-    def __enter__(self) -> CaloChallengeWriter:
-        return self
-
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def write_calochallenge(path: str | Path, voxels: VoxelShowers, *, attrs: dict[str, Any] | None = None) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from caloclouds.config import read_yaml
 from caloclouds.errors import ConfigError
 
 __all__ = ["VoxelConfig", "voxel_config_from_dict", "voxel_config_to_dict", "load_voxel_config"]
@@ -108,15 +109,7 @@ def voxel_config_to_dict(config: VoxelConfig) -> dict[str, Any]:
 
 def load_voxel_config(path: str | Path) -> VoxelConfig:
     """Read the ``voxel:`` section of a YAML file (or the whole file if it has no such section)."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    data = read_yaml(path)
     if isinstance(data, dict) and "voxel" in data:
         data = data["voxel"] or {}
     try:
