@@ -53,6 +53,22 @@ def _top_parser() -> argparse.ArgumentParser:
     )
 
 
+def _check_device(spec: str) -> None:
+    """Fail early, in one line, on a device torch does not know or this machine does not have."""
+    import torch
+
+    from caloclouds.errors import CaloCloudsError
+
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise CaloCloudsError(f"--device {spec!r} is not a torch device; use cpu or cuda (cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CaloCloudsError(f"--device {spec}: no CUDA device is available here (torch {torch.__version__}); use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise CaloCloudsError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     top = _top_parser()
@@ -88,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     from caloclouds.errors import CaloCloudsError
 
     try:
+        if getattr(args, "device", None) not in (None, "numpy"):
+            _check_device(args.device)
         return int(module.run(args) or 0)
     except CaloCloudsError as exc:
         if os.environ.get("CALOCLOUDS_DEBUG"):
