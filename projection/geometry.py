@@ -169,6 +169,27 @@ def save_geometry(geometry: Geometry, path: str | Path) -> None:
         np.savez_compressed(handle, **arrays)
 
 
+def read_npz(path: Path, required: tuple[str, ...], what: str) -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` file, with one clear error if it is missing, unreadable or incomplete.
+
+    Args:
+        path: the file.
+        required: array names that must be present.
+        what: what the file is, for the messages ("geometry file", "HGCal geometry file", ...).
+    """
+    if not path.is_file():
+        raise InputFileError(path, f"{what} not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            content = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise InputFileError(path, f"not a readable .npz {what}: {exc}") from None
+    missing = [k for k in required if k not in content]
+    if missing:
+        raise InputFileError(path, f"missing arrays {missing}; a {what} needs {list(required)}")
+    return content
+
+
 def load_geometry(path: str | Path) -> Geometry:
     """Read a geometry written by :func:`save_geometry`.
 
@@ -177,18 +198,8 @@ def load_geometry(path: str | Path) -> Geometry:
     """
     from projection.registry import KINDS
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "geometry file not found")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            content = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise InputFileError(path, f"not a readable .npz geometry file: {exc}") from None
     required = ("format_version", "name", "kind", "cell_shape", "layer_z_mm", *_CELL_ARRAYS)
-    missing = [k for k in required if k not in content]
-    if missing:
-        raise InputFileError(path, f"missing arrays {missing}; a geometry file needs {list(required)}")
+    content = read_npz(Path(path), required, "geometry file")
     version = int(content["format_version"])
     if version != GEOMETRY_FORMAT_VERSION:
         raise InputFileError(path, f"format_version {version} is not supported (expected {GEOMETRY_FORMAT_VERSION})")

@@ -45,7 +45,7 @@ import numpy as np
 from caloclouds.config import DetectorConfig
 from caloclouds.errors import InputFileError
 from projection._ops import ops_for
-from projection.geometry import Geometry
+from projection.geometry import Geometry, read_npz
 from projection.hexgrid import NEIGHBOURS_QR, hex_constants, hex_round
 from projection.placement import resolve_layer_map
 
@@ -117,16 +117,7 @@ def _fit_pitch(x: np.ndarray, y: np.ndarray, guess: float) -> float:
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise InputFileError(path, "HGCal geometry file not found")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            content = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise InputFileError(path, f"not a readable .npz file: {exc}") from None
-    missing = [k for k in _REQUIRED_ARRAYS if k not in content]
-    if missing:
-        raise InputFileError(path, f"missing arrays {missing}; an HGCal geometry needs {list(_REQUIRED_ARRAYS)}")
+    content = read_npz(path, _REQUIRED_ARRAYS, "HGCal geometry file")
     shape = content["detid"].shape
     for key in ("x_cm", "y_cm", "celltype"):
         if content[key].shape != shape:

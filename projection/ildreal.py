@@ -23,7 +23,7 @@ import numpy as np
 
 from caloclouds.errors import InputFileError
 from projection._ops import ops_for
-from projection.geometry import Geometry
+from projection.geometry import Geometry, read_npz
 
 __all__ = ["load_ild_real", "square_cells", "assign", "REQUIRED_TABLES"]
 
@@ -112,16 +112,7 @@ def square_cells(
 def load_ild_real(path: str | Path) -> Geometry:
     """Build ``ild-real`` from ``ild_ecal_barrel_cells.npz`` (see the module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "ILD cell file not found")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            content = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise InputFileError(path, f"not a readable .npz file: {exc}") from None
-    missing = [k for k in _REQUIRED_ARRAYS if k not in content]
-    if missing:
-        raise InputFileError(path, f"missing arrays {missing}; the ILD cell file needs {list(_REQUIRED_ARRAYS)}")
+    content = read_npz(path, _REQUIRED_ARRAYS, "ILD cell file")
     gun = content["gun_position_mm"].astype(np.float64)
     bottom = content["layer_bottom_y_mm"].astype(np.float64)
     layer = content["layer"].astype(np.int64)
