@@ -75,6 +75,19 @@ def test_distil_and_generate(teacher, voxels, tmp_path) -> None:
     assert len(showers) == 3 and showers.n_points.min() > 0
 
 
+def test_generate_verb_takes_a_voxel_model(teacher, tmp_path, capsys) -> None:
+    from caloclouds.cli import main
+    from caloclouds.io.hdf5 import read_showers
+
+    _, path, _ = teacher
+    out = tmp_path / "vox.h5"
+    assert main(["generate", "--model", str(path), "--energies", "50", "-n", "2", "--steps", "2", "-o", str(out)]) == 0
+    assert "voxel-model showers" in capsys.readouterr().out
+    assert len(read_showers(out)) == 2
+    assert main(["generate", "--model", str(path), "--energies", "50", "-n", "2", "-o", str(tmp_path / "v.root")]) == 2
+    assert "HDF5" in capsys.readouterr().err
+
+
 def test_train_voxel_verb(shared, tmp_path, capsys) -> None:
     src = str(shared("g4_photons_val_fixed.h5"))
     cfg = tmp_path / "voxel.yaml"
