@@ -203,6 +203,7 @@ class EvaluationConfig:
     kpd_batches: int = 10                   # KPD batches (median and 68 % half-width reported).
     kpd_degree: int = 4                     # Degree of the KPD polynomial kernel (3 or 4).
     seed: int = 42                          # Seed of the splits, batches, bootstraps and classifier.
+    voxel_mesh: str = ""                    # Also score FPD/KPD of CaloChallenge features on this mesh ("ds2"); "" = off.
 
     def __post_init__(self) -> None:
         positive = (

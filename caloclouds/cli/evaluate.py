@@ -11,6 +11,7 @@ examples:
   caloclouds evaluate --reference g4_photons_val_uniform.h5 --generated cm.root --out eval/
   caloclouds evaluate --reference g4.h5 --generated cm.h5 --generated edm.h5 \\
       --label CM --label EDM --out eval/ --max-showers 1000
+  caloclouds evaluate --reference g4.h5 --generated cm.h5 --generated voxel.h5 --voxel-mesh ds2 --out eval/
   caloclouds evaluate --reference g4_photons_train.h5 --measure-mip
 """
 
@@ -49,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="CONFIG.yaml",
                         help="run config whose 'evaluation' section is used (default: built-in defaults)")
     parser.add_argument("--reference-label", default="Geant4", metavar="NAME", help="name of the reference")
+    parser.add_argument("--voxel-mesh", metavar="ds2|ds1|MESH.yaml",
+                        help="also score the FPD/KPD of CaloChallenge high-level features with every sample "
+                             "voxelised onto this mesh (point-cloud vs voxel models)")
     parser.add_argument("--no-plots", action="store_true", help="write scores.json and report.html only")
     parser.add_argument("--measure-mip", action="store_true",
                         help="only measure the MIP MPV of the reference's cells (no threshold) and print it")
@@ -78,6 +82,13 @@ def run(args: argparse.Namespace) -> int:
     from caloclouds.config import EvaluationConfig, load_config
 
     config = load_config(args.config).evaluation if args.config else EvaluationConfig()
+    if args.voxel_mesh:
+        from dataclasses import replace
+
+        from caloclouds.voxel.mesh import get_mesh
+
+        get_mesh(args.voxel_mesh)  # a bad mesh fails here, before any projection
+        config = replace(config, voxel_mesh=args.voxel_mesh)
     if args.measure_mip:
         return _measure_mip(args, config)
     if not args.generated:

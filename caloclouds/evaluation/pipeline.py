@@ -14,6 +14,11 @@ Splits (all drawn with ``config.seed``):
   model compares its batches with A's, so floor and model use the same batch size;
 * the classifier, FPD and KPD compare a model with the whole reference (the larger sample is
   subsampled to the smaller one for the classifier), and the floor A with B.
+
+With ``config.voxel_mesh`` set (e.g. ``"ds2"``), every sample is also voxelised onto that
+cylindrical mesh and the FPD/KPD of the CaloChallenge high-level features are computed in voxel
+space (``voxel_space`` in the result), so point-cloud and voxel models are compared on the
+voxel models' own footing.
 """
 
 from __future__ import annotations
@@ -121,6 +126,21 @@ def _auc(real: np.ndarray, gen: np.ndarray, config: EvaluationConfig, rng: np.ra
     ).to_dict()
 
 
+def _voxel_space(reference: Showers, generated: Showers, mesh: Any, config: EvaluationConfig) -> dict[str, Any]:
+    """FPD/KPD x 1e3 of the CaloChallenge high-level features of both samples voxelised onto ``mesh``."""
+    from caloclouds.voxel.features import voxel_space_scores
+    from caloclouds.voxel.voxelize import voxelize
+
+    n = min(len(reference), len(generated))
+    max_s = min(config.fpd_max_samples, n)
+    min_s = max(2, min(config.fpd_min_samples, int(max_s * config.fpd_min_samples / config.fpd_max_samples)))
+    scores = voxel_space_scores(
+        voxelize(reference, mesh), voxelize(generated, mesh), fpd_min_samples=min_s, fpd_max_samples=max_s,
+        kpd_batch_size=max(2, min(config.kpd_batch_size, n // 2)), seed=config.seed,
+    )
+    return {"mesh": config.voxel_mesh, "mesh_name": mesh.name, **scores}
+
+
 def _summary(obs: CellObservables) -> dict[str, float]:
     return {
         "n_showers": len(obs),
@@ -211,6 +231,13 @@ def evaluate(
         **_fpd_kpd(ref_feat[half_a], ref_feat[half_b], config),
         "summary": _summary(ref_obs),
     }
+    mesh = None
+    if config.voxel_mesh:
+        from caloclouds.voxel.mesh import get_mesh
+
+        mesh = get_mesh(config.voxel_mesh)
+        say(f"voxel-space FPD/KPD on the {mesh.name!r} mesh")
+        samples[FLOOR_LABEL]["voxel_space"] = _voxel_space(reference[half_a], reference[half_b], mesh, config)
     for label, obs in gen_obs.items():
         say(f"scoring {label!r}")
         gen_perm = np.random.default_rng(config.seed + 1).permutation(len(obs))
@@ -224,6 +251,8 @@ def evaluate(
             **_fpd_kpd(ref_feat, gen_feat[label], config),
             "summary": _summary(obs),
         }
+        if mesh is not None:
+            samples[label]["voxel_space"] = _voxel_space(reference, generated[label], mesh, config)
 
     from caloclouds.config import config_to_dict
 

@@ -50,6 +50,13 @@ def score_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows.append(["classifier AUC"] + [_fmt(s["auc"], 1.0, 3) for s in samples.values()])
     rows.append(["FPD x10^3"] + [_fmt(s["fpd"], PD_FACTOR) for s in samples.values()])
     rows.append(["KPD x10^3"] + [_fmt(s["kpd"], PD_FACTOR) for s in samples.values()])
+    if all("voxel_space" in s for s in samples.values()):
+        mesh = next(iter(samples.values()))["voxel_space"]["mesh"]
+        for key, name in (("fpd", "FPD"), ("kpd", "KPD")):
+            rows.append([f"voxel {name} x10^3 ({mesh})"] + [
+                f"{s['voxel_space'][key + '_x1e3']:.2f} ± {s['voxel_space'][key + '_err_x1e3']:.2f}"
+                for s in samples.values()
+            ])
     rows.append(["showers (reference, sample)"] + [f"{s['n_showers'][0]}, {s['n_showers'][1]}" for s in samples.values()])
     return header, rows
 
@@ -94,6 +101,8 @@ W1 is computed on values standardised by the reference mean and std, as mean ± 
 the mean of the 10 W1 means with error √Σσ². AUC: {cfg["classifier_folds"]}-fold classifier on the
 {len(result["features"])} high-level features (mean ± std over folds). FPD is extrapolated to
 infinite samples; KPD is the unbiased MMD² with a degree-{cfg["kpd_degree"]} polynomial kernel.
+Voxel FPD/KPD (when a voxel mesh is set) use the CaloChallenge high-level features of the showers
+voxelised onto that mesh.
 The column <b>Geant4 A vs B</b> compares two disjoint halves of the reference: the floor a
 perfect model would reach.</p>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>

@@ -62,3 +62,19 @@ def test_distillation_loss_is_per_point_and_differentiable() -> None:
     assert loss.shape == (13,) and torch.isfinite(loss).all()
     per_shower_mean(loss, cond).mean().backward()
     assert all(p.grad is not None for p in student.parameters())
+
+
+def test_chunked_cpu_inference_equals_one_pass(monkeypatch) -> None:
+    from caloclouds.diffusion import pointwise
+
+    torch.manual_seed(0)
+    net = PointWiseNet(hidden=(16, 32, 16))
+    counts = torch.tensor([5, 0, 40, 17, 1])
+    x = torch.randn(int(counts.sum()), 4)
+    c_noise, cond = torch.randn(5), torch.randn(5, 2)
+    index = torch.repeat_interleave(torch.arange(5), counts)
+    whole = net(x, c_noise, cond, index).detach()  # autograd on: one pass
+    monkeypatch.setattr(pointwise, "CPU_CHUNK_POINTS", 7)  # chunks cut through showers
+    with torch.inference_mode():
+        chunked = net(x, c_noise, cond, index)
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)

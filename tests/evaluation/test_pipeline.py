@@ -112,3 +112,27 @@ def test_cli_reads_generated_root_files(shared, tmp_path, capsys) -> None:
     scores = json.loads((out / "scores.json").read_text())
     assert scores["samples"]["gen"]["n_showers"] == [120, 120]
     assert not list(out.glob("*.png")) and (out / "report.html").is_file()
+
+
+def test_cli_voxel_space_scores(shared, tmp_path, capsys) -> None:
+    from caloclouds.cli import main
+
+    config = tmp_path / "fast.yaml"
+    config.write_text("evaluation:\n  classifier_epochs: 2\n  classifier_folds: 3\n  n_batches: 3\n")
+    out = tmp_path / "eval"
+    code = main([
+        "evaluate", "--reference", str(shared("g4_photons_val_uniform.h5")),
+        "--generated", str(shared("g4_photons_val_fixed.h5")), "--label", "fixed",
+        "--out", str(out), "--max-showers", "100", "--config", str(config), "--no-plots", "--voxel-mesh", "ds2",
+    ])
+    assert code == 0, capsys.readouterr().err
+    assert "voxel FPD x10^3 (ds2)" in capsys.readouterr().out
+    samples = json.loads((out / "scores.json").read_text())["samples"]
+    floor, fixed = samples[FLOOR_LABEL]["voxel_space"], samples["fixed"]["voxel_space"]
+    assert floor["mesh"] == fixed["mesh"] == "ds2" and fixed["n_features"] == 242
+    # fixed energies (10/50/90 GeV) against a uniform spectrum: far above the floor
+    assert fixed["kpd_x1e3"] > floor["kpd_x1e3"] + 3 * np.hypot(fixed["kpd_err_x1e3"], floor["kpd_err_x1e3"])
+    assert main(["evaluate", "--reference", str(shared("g4_photons_val_uniform.h5")),
+                 "--generated", str(shared("g4_photons_val_fixed.h5")), "--out", str(out),
+                 "--voxel-mesh", "no-such-mesh"]) == 2
+    assert "no-such-mesh" in capsys.readouterr().err
