@@ -16,7 +16,7 @@ from caloclouds.config import RunConfig
 from caloclouds.diffusion.checkpoint import build_denoiser, load_checkpoint
 from caloclouds.diffusion.edm import EDMDenoiser, RaggedCond
 from caloclouds.diffusion.preprocessing import PointNormaliser
-from caloclouds.diffusion.sampling import karras_sigmas, sample_consistency, sample_heun
+from caloclouds.diffusion.sampling import consistency_sigmas, karras_sigmas, sample_consistency, sample_heun
 from caloclouds.errors import CaloCloudsError
 
 __all__ = ["PointModel", "load_point_model"]
@@ -113,7 +113,11 @@ class PointModel:
         gen_dev = generator.device if generator is not None else dev
         noise = torch.randn(total, 4, generator=generator, device=gen_dev).to(dev)
         if sampler == "cm":
-            sigmas = karras_sigmas(steps, cfg.sigma_min, cfg.sigma_max, cfg.rho, append_zero=False, device=dev)
+            levels = karras_sigmas(self.config.distillation.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho,
+                                   append_zero=False, device=dev)
+            if steps >= len(levels):
+                raise CaloCloudsError(f"the CM takes 1 to {len(levels) - 1} steps, got {steps}")
+            sigmas = consistency_sigmas(steps, levels)
             x = sample_consistency(self.denoiser, noise * sigmas[0], sigmas, cond=cond,
                                    sigma_min=cfg.sigma_min, generator=generator)
         else:

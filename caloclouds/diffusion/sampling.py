@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["karras_sigmas", "sample_euler", "sample_heun", "sample_consistency"]
+__all__ = ["karras_sigmas", "consistency_sigmas", "sample_euler", "sample_heun", "sample_consistency"]
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -105,6 +105,19 @@ def sample_heun(
 
 
 @torch.no_grad()
+def consistency_sigmas(steps: int, levels: Tensor) -> Tensor:
+    """The ``steps`` noise levels of multistep consistency sampling, picked from the distillation grid.
+
+    A consistency model is trained only at the discrete levels of its distillation (``levels``,
+    decreasing, without zero), so the re-noising levels are taken from that grid, evenly spaced in
+    index: 1 step gives ``[levels[0]]``; K steps give K evaluations.
+    """
+    if not 1 <= steps < len(levels):
+        raise ValueError(f"consistency sampling takes 1 to {len(levels) - 1} steps, got {steps}")
+    picks = torch.linspace(0, len(levels) - 1, steps + 1)[:-1].round().long()
+    return levels[picks.to(levels.device)]
+
+
 def sample_consistency(
     model: Callable[..., Tensor],
     x: Tensor,

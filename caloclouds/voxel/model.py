@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from caloclouds.diffusion.consistency import ConsistencyDenoiser
 from caloclouds.diffusion.edm import EDMDenoiser
-from caloclouds.diffusion.sampling import karras_sigmas, sample_consistency, sample_heun
+from caloclouds.diffusion.sampling import consistency_sigmas, karras_sigmas, sample_consistency, sample_heun
 from caloclouds.errors import InputFileError
 from caloclouds.showers import Showers
 from caloclouds.voxel.adapter import ImageCond
@@ -139,8 +139,7 @@ class VoxelModel(nn.Module):
             x = sample_heun(self.denoiser, noise * sigmas[0], sigmas, cond=cond, generator=generator)
         else:
             levels = karras_sigmas(cfg.distill_levels, cfg.sigma_min, cfg.sigma_max, cfg.rho, append_zero=False, device=device)
-            picks = torch.linspace(0, cfg.distill_levels - 1, n + 1)[:-1].round().long()
-            sigmas = levels[picks]
+            sigmas = consistency_sigmas(n, levels)
             x = sample_consistency(self.denoiser, noise * sigmas[0], sigmas, cond=cond, sigma_min=cfg.sigma_min, generator=generator)
         images = self.normaliser.inverse(x, layer_energy_mev, min_voxel_mev=cfg.min_voxel_mev)
         return self.from_latent(images)

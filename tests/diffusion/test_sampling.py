@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from caloclouds.diffusion.sampling import karras_sigmas, sample_consistency, sample_euler, sample_heun
+from caloclouds.diffusion.sampling import (
+    consistency_sigmas,
+    karras_sigmas,
+    sample_consistency,
+    sample_euler,
+    sample_heun,
+)
 
 WEIGHTS = torch.tensor([0.3, 0.7], dtype=torch.float64)
 MEANS = torch.tensor([-1.0, 2.0], dtype=torch.float64)
@@ -54,3 +60,22 @@ def test_consistency_sampler_with_exact_consistency_function() -> None:
     out = sample_consistency(f, torch.randn(10, 4) * 80, sigmas, cond=None, sigma_min=0.002,
                              generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out, torch.full((10, 4), 0.7))
+
+
+def test_multistep_consistency_levels_come_from_the_distillation_grid() -> None:
+    levels = karras_sigmas(18, 0.002, 3.0, 3.0, append_zero=False)
+    torch.testing.assert_close(consistency_sigmas(1, levels), levels[:1])
+    two = consistency_sigmas(2, levels)
+    assert len(two) == 2 and two[0] == levels[0] and two[1] in levels and two[1] > 0.002
+    assert len(set(consistency_sigmas(5, levels).tolist())) == 5
+    # every step is one evaluation: K steps call the model K times
+    calls = []
+
+    def f(x: torch.Tensor, sigma: torch.Tensor, *, cond: object) -> torch.Tensor:
+        calls.append(float(sigma))
+        return torch.zeros_like(x)
+
+    sample_consistency(f, torch.randn(3, 4), consistency_sigmas(3, levels), cond=None, sigma_min=0.002)
+    assert len(calls) == 3
+    with pytest.raises(ValueError, match="1 to 17"):
+        consistency_sigmas(18, levels)
