@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--n-showers", type=int, metavar="N", help="number of showers (per energy with --energies)")
     parser.add_argument("--sampler", choices=["cm", "edm"], default="cm", help="cm: consistency model (default); edm: teacher with Heun steps")
     parser.add_argument("--steps", type=int, metavar="K", help="CM steps (default 1) or Heun steps (default 13)")
+    parser.add_argument("--cog", choices=["rotate", "flow", "none"], default="rotate",
+                        help="transverse position: rotate each shower by a random angle about the beam axis "
+                             "(default); flow: shift its CoG to the Shower Flow's (CaloClouds II); none")
     parser.add_argument("--cells", choices=["ild", "hgcal", "none"], default="none", help="also project onto cells and write the cell hits")
     parser.add_argument("--batch-size", type=int, default=1000, metavar="B", help="showers per batch and per written chunk (default 1000)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         sampler=args.sampler,
         steps=args.steps,
+        cog=args.cog,
         cells=None if args.cells == "none" else args.cells,
         batch_size=args.batch_size,
         device=args.device,

@@ -6,7 +6,16 @@ once (torch, CPU or CUDA, no loop over showers):
 
 1. :func:`assign_layers_by_depth`: sort each shower's points by depth; layer l receives exactly n_l.
 2. :func:`rescale_layer_energies`: negative energies go to 0, then each layer is scaled to E_l.
-3. :func:`shift_centre_of_gravity`: move x and y so the energy-weighted CoG equals the flow's.
+3. the transverse position, one of (``COG_MODES``):
+
+   * ``rotate`` (default): :func:`rotate_about_axis` turns each shower by a random angle about the
+     beam axis. The detector is symmetric under it, so this keeps the model's own CoG fluctuations
+     (which match Geant4's) and removes any systematic x/y offset of the network;
+   * ``flow``: :func:`shift_centre_of_gravity` moves x and y so that the energy-weighted CoG
+     equals the flow's (the CaloClouds II step). The flow's CoG is drawn independently of where
+     the points' core lies, so the shift moves the core across cell boundaries at random and
+     widens the cell-level CoG (1.5x Geant4's spread for the bundled model);
+   * ``none``: the network's positions as they are.
 
 The N-points calibration (:class:`PointCountCalibration`) maps the flow's N onto the number of points
 the diffusion model needs to give the right number of cells, fitted by ``caloclouds calibrate``.
@@ -24,6 +33,8 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "COG_MODES",
+    "rotate_about_axis",
     "assign_layers_by_depth",
     "rescale_layer_energies",
     "shift_centre_of_gravity",
@@ -120,6 +131,22 @@ def rescale_layer_energies(
     wanted = energy_per_layer_mev.double().clamp_min(0).sum(1)
     scale = torch.where(placed > 0, wanted / placed.clamp_min(1e-300), torch.ones_like(placed))
     return (e * scale[shower]).float()
+
+
+#: Ways to fix the transverse position of generated showers (see the module docstring).
+COG_MODES = ("rotate", "flow", "none")
+
+
+def rotate_about_axis(
+    x_mm: Tensor, y_mm: Tensor, offsets: Tensor, *, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Rotate each shower about the beam axis x = y = 0 by its own uniform random angle."""
+    n_showers = len(offsets) - 1
+    gen_device = generator.device if generator is not None else x_mm.device
+    angle = torch.rand(n_showers, generator=generator, device=gen_device).to(x_mm.device) * (2 * torch.pi)
+    shower = torch.repeat_interleave(torch.arange(n_showers, device=x_mm.device), offsets[1:] - offsets[:-1])
+    cos, sin = angle.cos()[shower], angle.sin()[shower]
+    return cos * x_mm - sin * y_mm, sin * x_mm + cos * y_mm
 
 
 def shift_centre_of_gravity(

@@ -5,7 +5,8 @@ The order of the steps follows CaloClouds II (arXiv:2309.05704, Sec. 3), without
 1. the Shower Flow draws N, E_vis, n_l, E_l and the CoG for each incident energy;
 2. the N calibration maps N to the number of points to generate (n_l follow, exactly);
 3. the PointWise Net draws the points: consistency model (1 step, or several), or EDM + Heun;
-4. layers are assigned by depth rank, layer energies rescaled to E_l, the CoG shifted to the flow's;
+4. layers are assigned by depth rank, layer energies rescaled to E_l, each shower rotated by a
+   random angle about the beam axis (or, ``cog="flow"``, its CoG shifted to the flow's);
 5. optionally the showers are projected onto a geometry, with a cell threshold.
 
 The whole batch goes through each step at once (ragged, no padding, no loop over showers).
@@ -23,11 +24,14 @@ import torch
 from torch import Tensor
 
 from caloclouds.generation.bundle import ModelBundle
+from caloclouds.errors import CaloCloudsError
 from caloclouds.generation.calibration import (
+    COG_MODES,
     PointCountCalibration,
     assign_layers_by_depth,
     largest_remainder,
     rescale_layer_energies,
+    rotate_about_axis,
     shift_centre_of_gravity,
 )
 from caloclouds.showers import Showers
@@ -59,6 +63,9 @@ class ShowerGenerator:
         steps: CM steps (default 1) or Heun steps (default from the config).
         device: torch device.
         calibrate_n: apply the bundle's N calibration (off to fit it).
+        cog: transverse position: ``"rotate"`` (random rotation about the beam axis, default),
+            ``"flow"`` (shift the CoG to the flow's) or ``"none"``; see
+            :mod:`caloclouds.generation.calibration`.
     """
 
     def __init__(
@@ -69,7 +76,11 @@ class ShowerGenerator:
         steps: int | None = None,
         device: str = "cpu",
         calibrate_n: bool = True,
+        cog: str = "rotate",
     ) -> None:
+        if cog not in COG_MODES:
+            raise CaloCloudsError(f"unknown cog mode {cog!r}; choose one of {COG_MODES}")
+        self.cog = cog
         self.bundle = bundle
         self.sampler = sampler
         self.steps = steps
@@ -110,7 +121,12 @@ class ShowerGenerator:
         t2 = time.perf_counter()
         layer = assign_layers_by_depth(raw[:, 2], offsets, per_layer)
         e = rescale_layer_energies(raw[:, 3], layer, offsets, stats.energy_per_layer_mev)
-        x, y = shift_centre_of_gravity(raw[:, 0], raw[:, 1], e, offsets, stats.cog_mm)
+        if self.cog == "rotate":
+            x, y = rotate_about_axis(raw[:, 0], raw[:, 1], offsets, generator=generator)
+        elif self.cog == "flow":
+            x, y = shift_centre_of_gravity(raw[:, 0], raw[:, 1], e, offsets, stats.cog_mm)
+        else:
+            x, y = raw[:, 0], raw[:, 1]
         points = torch.stack([x, y, layer.float(), e], dim=1)
         # points whose energy is zero after calibration carry nothing: drop them
         keep = e > 0

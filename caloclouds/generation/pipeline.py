@@ -88,6 +88,7 @@ def generate_to_file(
     model: str | Path = "default",
     sampler: str = "cm",
     steps: int | None = None,
+    cog: str = "rotate",
     cells: str | None = None,
     batch_size: int = 1000,
     device: str = "cpu",
@@ -99,7 +100,7 @@ def generate_to_file(
 
     path = Path(path)
     bundle = load_bundle(model)
-    generator = ShowerGenerator(bundle, sampler=sampler, steps=steps, device=device)  # type: ignore[arg-type]
+    generator = ShowerGenerator(bundle, sampler=sampler, steps=steps, device=device, cog=cog)  # type: ignore[arg-type]
     project = None if cells is None else _cell_projector(cells, cell_threshold_mev(bundle.config))
 
     attrs = {
@@ -107,6 +108,7 @@ def generate_to_file(
         "model": str(bundle.path),
         "sampler": sampler,
         "steps": -1 if steps is None else steps,
+        "cog": cog,
         "seed": seed,
         "cells": cells or "none",
     }

@@ -9,6 +9,7 @@ from caloclouds.generation.calibration import (
     assign_layers_by_depth,
     largest_remainder,
     rescale_layer_energies,
+    rotate_about_axis,
     shift_centre_of_gravity,
 )
 
@@ -71,6 +72,19 @@ def test_shift_centre_of_gravity():
         w = e[s] / e[s].sum()
         assert float((w * x2[s]).sum()) == pytest.approx(float(cog[b, 0]), abs=1e-5)
         assert float((w * y2[s]).sum()) == pytest.approx(float(cog[b, 1]), abs=1e-5)
+
+
+def test_rotate_about_axis_turns_each_shower_rigidly():
+    offsets = torch.tensor([0, 3, 3, 5])
+    x = torch.tensor([1.0, 0.0, -2.0, 3.0, 0.5])
+    y = torch.tensor([0.0, 1.0, 2.0, 4.0, -0.5])
+    x2, y2 = rotate_about_axis(x, y, offsets, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(torch.hypot(x2, y2), torch.hypot(x, y))
+    angle = torch.atan2(y2, x2) - torch.atan2(y, x)
+    turn = torch.atan2(angle.sin(), angle.cos())
+    assert float(turn[:3].max() - turn[:3].min()) < 1e-5 and float(turn[3:].max() - turn[3:].min()) < 1e-5
+    again = rotate_about_axis(x, y, offsets, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], x2) and torch.equal(again[1], y2)
 
 
 def test_point_count_calibration_round_trip():

@@ -12,7 +12,7 @@ import torch
 
 from caloclouds.cli import main
 from caloclouds.config import FlowConfig, RunConfig
-from caloclouds.errors import InputFileError
+from caloclouds.errors import CaloCloudsError, InputFileError
 from caloclouds.generation.bundle import load_bundle, write_bundle_manifest
 from caloclouds.generation.generator import ShowerGenerator
 from caloclouds.io import ShowerFile, read_showers, write_showers
@@ -61,7 +61,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("sampler,steps", [("cm", None), ("cm", 2), ("edm", 3)])
 def test_generated_showers_obey_the_flow(tiny_bundle, sampler, steps):
-    gen = ShowerGenerator(load_bundle(tiny_bundle), sampler=sampler, steps=steps)
+    gen = ShowerGenerator(load_bundle(tiny_bundle), sampler=sampler, steps=steps, cog="flow")
     energies = np.array([20.0, 50.0, 80.0, 50.0], np.float32)
     showers = gen.generate(energies, generator=torch.Generator().manual_seed(3))
     assert len(showers) == 4
@@ -73,6 +73,24 @@ def test_generated_showers_obey_the_flow(tiny_bundle, sampler, steps):
     np.testing.assert_allclose(showers.visible_energy_mev(), stats.visible_energy_mev.numpy(), rtol=1e-4)
     np.testing.assert_allclose(showers.layer_sums(N_LAYERS), stats.energy_per_layer_mev.numpy(), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(showers.centre_of_gravity_mm(), stats.cog_mm.numpy(), atol=1e-2)
+
+
+def test_rotation_keeps_radii_and_the_flow_values(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    energies = np.array([20.0, 50.0, 80.0], np.float32)
+    plain = ShowerGenerator(bundle, cog="none").generate(energies, generator=torch.Generator().manual_seed(4))
+    turned = ShowerGenerator(bundle).generate(energies, generator=torch.Generator().manual_seed(4))
+    assert np.array_equal(plain.offsets, turned.offsets)
+    np.testing.assert_array_equal(turned.e_mev, plain.e_mev)
+    np.testing.assert_array_equal(turned.layer, plain.layer)
+    np.testing.assert_allclose(np.hypot(turned.x_mm, turned.y_mm), np.hypot(plain.x_mm, plain.y_mm), rtol=1e-5, atol=1e-4)
+    # one angle per shower: the angle between the two versions of each point is the shower's
+    turn = np.angle((turned.x_mm + 1j * turned.y_mm) / (plain.x_mm + 1j * plain.y_mm))
+    for s in range(len(energies)):
+        part = turn[plain.offsets[s] : plain.offsets[s + 1]]
+        assert np.ptp(np.unwrap(part)) < 1e-3
+    with pytest.raises(CaloCloudsError, match="cog mode"):
+        ShowerGenerator(bundle, cog="sideways")
 
 
 def test_same_seed_same_showers(tiny_bundle):
