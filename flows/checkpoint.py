@@ -23,6 +23,7 @@ import torch
 from caloclouds.config import DetectorConfig, config_from_dict, config_to_dict
 from caloclouds.errors import InputFileError
 from caloclouds.io.atomic import atomic_path
+from caloclouds.io.torchfile import load_checkpoint_dict
 from flows.preprocessing import FeaturePreprocessing
 from flows.sampling import ShowerFlow
 
@@ -75,13 +76,8 @@ def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     path = Path(path)
     if path.is_dir():
         path = path / BEST_NAME
-    if not path.is_file():
-        raise InputFileError(path, "Shower Flow checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-        raise InputFileError(path, f"not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != KIND:
+    ckpt = load_checkpoint_dict(path, map_location=map_location, what="Shower Flow checkpoint")
+    if ckpt.get("kind") != KIND:
         raise InputFileError(path, "not a Shower Flow checkpoint (missing kind 'shower_flow')")
     if ckpt.get("format_version") != FORMAT_VERSION:
         raise InputFileError(path, f"format_version {ckpt.get('format_version')!r}, this code reads {FORMAT_VERSION}")

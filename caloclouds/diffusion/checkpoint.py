@@ -26,6 +26,7 @@ from caloclouds.diffusion.pointwise import PointWiseNet
 from caloclouds.diffusion.preprocessing import PointNormaliser
 from caloclouds.errors import InputFileError
 from caloclouds.io.atomic import atomic_path
+from caloclouds.io.torchfile import load_checkpoint_dict
 
 __all__ = [
     "FORMAT_VERSION",
@@ -125,11 +126,8 @@ def _known_keys(data: Any, cls: type) -> Any:
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and check a checkpoint dict (``weights_only=True``); ``config`` becomes a RunConfig."""
     path = resolve_checkpoint(path)
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file for the user
-        raise InputFileError(path, f"not a readable checkpoint: {exc}") from None
-    if not isinstance(data, dict) or "format_version" not in data:
+    data = load_checkpoint_dict(path, map_location=map_location)
+    if "format_version" not in data:
         raise InputFileError(path, "not a caloclouds PointWise Net checkpoint (no format_version)")
     if data["format_version"] != FORMAT_VERSION:
         raise InputFileError(path, f"format_version {data['format_version']} is not supported (expected {FORMAT_VERSION})")

@@ -13,7 +13,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,9 @@ __all__ = [
     "make_result",
     "barrier",
     "gather_rng",
+    "optimiser_step",
+    "override_schedule",
+    "wrap_for_training",
 ]
 
 RANK_SEED_STRIDE = 1000003  # Seed offset between ranks, so shards draw independent streams.
@@ -182,3 +185,31 @@ def gather_rng(gen: torch.Generator, dist_info: DistInfo) -> list[Tensor]:
     states: list[Any] = [None] * dist_info.world
     dist.all_gather_object(states, state)
     return states
+
+
+def optimiser_step(loss: Tensor, optimiser: torch.optim.Optimizer, parameters: Any, grad_clip: float) -> None:
+    """Backpropagate ``loss`` and step, clipping the gradient norm at ``grad_clip`` (0: off)."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    optimiser.step()
+
+
+def override_schedule(section: Any, *, steps: int | None, batch_size: int | None, learning_rate: float | None) -> Any:
+    """A config section with ``steps``, ``batch_size`` and ``learning_rate`` replaced where given."""
+    return replace(
+        section,
+        steps=section.steps if steps is None else steps,
+        batch_size=section.batch_size if batch_size is None else batch_size,
+        learning_rate=section.learning_rate if learning_rate is None else learning_rate,
+    )
+
+
+def wrap_for_training(module: torch.nn.Module, dist_info: DistInfo, compile: bool) -> torch.nn.Module:
+    """``module`` wrapped in DistributedDataParallel under torchrun, then ``torch.compile``-d if asked."""
+    if dist_info.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        module = DistributedDataParallel(module)
+    return torch.compile(module) if compile else module

@@ -104,7 +104,6 @@ def sample_heun(
     return x
 
 
-@torch.no_grad()
 def consistency_sigmas(steps: int, levels: Tensor) -> Tensor:
     """The ``steps`` noise levels of multistep consistency sampling, picked from the distillation grid.
 
@@ -118,6 +117,7 @@ def consistency_sigmas(steps: int, levels: Tensor) -> Tensor:
     return levels[picks.to(levels.device)]
 
 
+@torch.no_grad()
 def sample_consistency(
     model: Callable[..., Tensor],
     x: Tensor,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,15 +39,19 @@ from caloclouds.diffusion.edm import EDMDenoiser, RaggedCond, per_shower_mean, s
 from caloclouds.diffusion.ema import ema_update, ema_warmup_decay
 from caloclouds.diffusion.loop import (
     RANK_SEED_STRIDE,
+    DistInfo,
     TrainResult,
     autocast,
     barrier,
     check_steps,
     gather_rng,
     make_result,
+    optimiser_step,
+    override_schedule,
     prepare_out_dir,
     run_steps,
     setup_distributed,
+    wrap_for_training,
     write_config,
 )
 from caloclouds.diffusion.sampling import karras_sigmas
@@ -67,6 +72,49 @@ class _EDMLoss(nn.Module):
 
 def _load_data(data: TrainingData | str | Path) -> TrainingData:
     return data if isinstance(data, TrainingData) else TrainingData.from_file(data)
+
+
+_KIND_NAMES = {"edm": "an EDM", "cm": "a consistency"}
+
+
+def _resume(
+    ckpt_path: Path, kind: str, model: nn.Module, ema: nn.Module, optimiser: torch.optim.Optimizer,
+    learning_rate: float, gen: torch.Generator, dist_info: DistInfo, dev: torch.device,
+) -> dict:
+    """Load a training checkpoint of ``kind`` into the model, its EMA, the optimiser and this rank's
+    random stream; the given learning rate replaces the saved one. Returns the checkpoint."""
+    ck = load_checkpoint(ckpt_path, map_location=dev)
+    if ck["kind"] != kind or "train_state" not in ck:
+        raise CaloCloudsError(f"{ckpt_path}: not {_KIND_NAMES[kind]} training checkpoint, cannot resume")
+    model.load_state_dict(ck["train_state"]["model"])
+    ema.load_state_dict(ck["state_dict"])
+    optimiser.load_state_dict(ck["train_state"]["optimizer"])
+    for group in optimiser.param_groups:  # the config's learning rate wins on resume
+        group["lr"] = learning_rate
+    gen.set_state(ck["train_state"]["rng"][dist_info.rank].cpu())
+    return ck
+
+
+def _saver(
+    out_dir: Path, kind: str, config: RunConfig, normaliser: object, ema: nn.Module, model: nn.Module,
+    optimiser: torch.optim.Optimizer, gen: torch.Generator, loss_log: list[float], dist_info: DistInfo,
+) -> Callable[[int], None]:
+    """The checkpoint writer of a run: ``model.pt`` (the EMA weights) and ``checkpoint.pt`` (plus the
+    training state), written by rank 0 while the other ranks wait."""
+
+    def save_fn(step: int) -> None:
+        rng = gather_rng(gen, dist_info)
+        if dist_info.rank != 0:
+            barrier(dist_info)  # wait until rank 0 has written the files
+            return
+        common = dict(kind=kind, config=config, normaliser=normaliser, state_dict=ema.state_dict(),
+                      step=step, loss_log=loss_log)
+        train_state = {"model": model.state_dict(), "optimizer": optimiser.state_dict(), "rng": rng}
+        save_checkpoint(out_dir / CHECKPOINT_NAME, train_state=train_state, **common)
+        save_checkpoint(out_dir / MODEL_NAME, **common)
+        barrier(dist_info)
+
+    return save_fn
 
 
 def train_diffusion(
@@ -103,10 +151,7 @@ def train_diffusion(
     Returns:
         :class:`TrainResult`.
     """
-    cfg = config.diffusion
-    cfg = dataclasses.replace(cfg, steps=cfg.steps if steps is None else steps,
-                              batch_size=cfg.batch_size if batch_size is None else batch_size,
-                              learning_rate=cfg.learning_rate if learning_rate is None else learning_rate)
+    cfg = override_schedule(config.diffusion, steps=steps, batch_size=batch_size, learning_rate=learning_rate)
     config = dataclasses.replace(config, diffusion=cfg)
     out_dir = Path(out_dir)
     dist_info, dev = setup_distributed(device)
@@ -122,17 +167,8 @@ def train_diffusion(
     loss_log: list[float] = []
     start = 0
     if ckpt_path is not None:
-        ck = load_checkpoint(ckpt_path, map_location=dev)
-        if ck["kind"] != "edm" or "train_state" not in ck:
-            raise CaloCloudsError(f"{ckpt_path}: not an EDM training checkpoint, cannot resume")
-        normaliser = ck["normaliser"]
-        denoiser.inner.load_state_dict(ck["train_state"]["model"])
-        ema_inner.load_state_dict(ck["state_dict"])
-        optimiser.load_state_dict(ck["train_state"]["optimizer"])
-        for group in optimiser.param_groups:  # the config's learning rate wins on resume
-            group["lr"] = cfg.learning_rate
-        gen.set_state(ck["train_state"]["rng"][dist_info.rank].cpu())
-        start, loss_log = ck["step"], list(ck["loss_log"])
+        ck = _resume(ckpt_path, "edm", denoiser.inner, ema_inner, optimiser, cfg.learning_rate, gen, dist_info, dev)
+        normaliser, start, loss_log = ck["normaliser"], ck["step"], list(ck["loss_log"])
     else:
         normaliser = data.fit_normaliser(
             n_layers=config.detector.n_layers,
@@ -143,13 +179,7 @@ def train_diffusion(
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(out_dir, config)
 
-    loss_module: nn.Module = _EDMLoss(denoiser)
-    if dist_info.active:
-        from torch.nn.parallel import DistributedDataParallel
-
-        loss_module = DistributedDataParallel(loss_module)
-    if compile:
-        loss_module = torch.compile(loss_module)
+    loss_module = wrap_for_training(_EDMLoss(denoiser), dist_info, compile)
     shard = torch.arange(dist_info.rank, len(data), dist_info.world)
     local_batch = cfg.batch_size // dist_info.world
 
@@ -162,26 +192,11 @@ def train_diffusion(
         with autocast(dev, bf16):
             per_point = loss_module(batch.x, noise.to(dev), sigma.to(dev), batch.cond)
         loss = per_shower_mean(per_point.float(), batch.showers).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(denoiser.parameters(), cfg.grad_clip)
-        optimiser.step()
+        optimiser_step(loss, optimiser, denoiser.parameters(), cfg.grad_clip)
         ema_update(ema_inner, denoiser.inner, ema_warmup_decay(step, power=cfg.ema_power, max_decay=cfg.ema_max))
         return loss.detach(), batch.x.shape[0]
 
-    def save_fn(step: int) -> None:
-        rng = gather_rng(gen, dist_info)
-        if dist_info.rank != 0:
-            barrier(dist_info)  # wait until rank 0 has written the files
-            return
-        common = dict(kind="edm", config=config, normaliser=normaliser, state_dict=ema_inner.state_dict(),
-                      step=step, loss_log=loss_log)
-        train_state = {"model": denoiser.inner.state_dict(), "optimizer": optimiser.state_dict(), "rng": rng}
-        save_checkpoint(out_dir / CHECKPOINT_NAME, train_state=train_state, **common)
-        save_checkpoint(out_dir / MODEL_NAME, **common)
-        barrier(dist_info)
-
+    save_fn = _saver(out_dir, "edm", config, normaliser, ema_inner, denoiser.inner, optimiser, gen, loss_log, dist_info)
     run = run_steps(step_fn=step_fn, save_fn=save_fn, start=start, steps=cfg.steps, checkpoint_every=cfg.checkpoint_every,
                loss_log=loss_log, dist_info=dist_info, progress=progress, desc="train-diffusion")
     return make_result(out_dir, cfg.steps, run, loss_log)
@@ -223,10 +238,8 @@ def distill(
     if tk["kind"] != "edm":
         raise CaloCloudsError(f"{tk['path']}: the teacher must be an EDM checkpoint, got kind {tk['kind']!r}")
     run_config: RunConfig = tk["config"]
-    dcfg = (config or run_config).distillation
-    dcfg = dataclasses.replace(dcfg, steps=dcfg.steps if steps is None else steps,
-                               batch_size=dcfg.batch_size if batch_size is None else batch_size,
-                               learning_rate=dcfg.learning_rate if learning_rate is None else learning_rate)
+    dcfg = override_schedule((config or run_config).distillation, steps=steps, batch_size=batch_size,
+                             learning_rate=learning_rate)
     run_config = dataclasses.replace(run_config, distillation=dcfg)
     cfg = run_config.diffusion
     check_steps(dcfg.steps, dcfg.batch_size, dist_info.world)
@@ -246,27 +259,13 @@ def distill(
     loss_log: list[float] = []
     start = 0
     if ckpt_path is not None:
-        ck = load_checkpoint(ckpt_path, map_location=dev)
-        if ck["kind"] != "cm" or "train_state" not in ck:
-            raise CaloCloudsError(f"{ckpt_path}: not a consistency training checkpoint, cannot resume")
-        student.inner.load_state_dict(ck["train_state"]["model"])
-        target.inner.load_state_dict(ck["state_dict"])
-        optimiser.load_state_dict(ck["train_state"]["optimizer"])
-        for group in optimiser.param_groups:  # the config's learning rate wins on resume
-            group["lr"] = dcfg.learning_rate
-        gen.set_state(ck["train_state"]["rng"][dist_info.rank].cpu())
+        ck = _resume(ckpt_path, "cm", student.inner, target.inner, optimiser, dcfg.learning_rate, gen, dist_info, dev)
         start, loss_log = ck["step"], list(ck["loss_log"])
     if dist_info.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(out_dir, run_config)
 
-    student_fwd: nn.Module = student
-    if dist_info.active:
-        from torch.nn.parallel import DistributedDataParallel
-
-        student_fwd = DistributedDataParallel(student)
-    if compile:
-        student_fwd = torch.compile(student_fwd)
+    student_fwd = wrap_for_training(student, dist_info, compile)
     sigmas = karras_sigmas(dcfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho, append_zero=False, device=dev)
     shard = torch.arange(dist_info.rank, len(data), dist_info.world)
     local_batch = dcfg.batch_size // dist_info.world
@@ -282,26 +281,11 @@ def distill(
                 student_fwd, target, teacher_model, batch.x, noise.to(dev), level.to(dev), sigmas, cond=batch.cond
             )
         loss = per_shower_mean(per_point.float(), batch.showers).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        if dcfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(student.parameters(), dcfg.grad_clip)
-        optimiser.step()
+        optimiser_step(loss, optimiser, student.parameters(), dcfg.grad_clip)
         ema_update(target, student, dcfg.target_ema)
         return loss.detach(), batch.x.shape[0]
 
-    def save_fn(step: int) -> None:
-        rng = gather_rng(gen, dist_info)
-        if dist_info.rank != 0:
-            barrier(dist_info)  # wait until rank 0 has written the files
-            return
-        common = dict(kind="cm", config=run_config, normaliser=normaliser, state_dict=target.inner.state_dict(),
-                      step=step, loss_log=loss_log)
-        train_state = {"model": student.inner.state_dict(), "optimizer": optimiser.state_dict(), "rng": rng}
-        save_checkpoint(out_dir / CHECKPOINT_NAME, train_state=train_state, **common)
-        save_checkpoint(out_dir / MODEL_NAME, **common)
-        barrier(dist_info)
-
+    save_fn = _saver(out_dir, "cm", run_config, normaliser, target.inner, student.inner, optimiser, gen, loss_log, dist_info)
     run = run_steps(step_fn=step_fn, save_fn=save_fn, start=start, steps=dcfg.steps, checkpoint_every=dcfg.checkpoint_every,
                loss_log=loss_log, dist_info=dist_info, progress=progress, desc="distill")
     return make_result(out_dir, dcfg.steps, run, loss_log)

@@ -102,11 +102,15 @@ def _batches(idx: np.ndarray, n_batches: int, size: int) -> list[np.ndarray]:
     return [idx[k * size : (k + 1) * size] for k in range(n_batches)]
 
 
-def _fpd_kpd(real: np.ndarray, gen: np.ndarray, config: EvaluationConfig) -> dict[str, Any]:
-    n = min(len(real), len(gen))
+def _pd_sizes(n: int, config: EvaluationConfig) -> tuple[int, int, int]:
+    """FPD bootstrap sizes (smallest, largest) and the KPD batch size, clipped to ``n`` showers."""
     max_s = min(config.fpd_max_samples, n)
     min_s = max(2, min(config.fpd_min_samples, int(max_s * config.fpd_min_samples / config.fpd_max_samples)))
-    kpd_batch = max(2, min(config.kpd_batch_size, n // 2))
+    return min_s, max_s, max(2, min(config.kpd_batch_size, n // 2))
+
+
+def _fpd_kpd(real: np.ndarray, gen: np.ndarray, config: EvaluationConfig) -> dict[str, Any]:
+    min_s, max_s, kpd_batch = _pd_sizes(min(len(real), len(gen)), config)
     f = fpd(real, gen, min_samples=min_s, max_samples=max_s, seed=config.seed)
     k = kpd(real, gen, batch_size=kpd_batch, num_batches=config.kpd_batches, degree=config.kpd_degree, seed=config.seed)
     return {
@@ -126,19 +130,15 @@ def _auc(real: np.ndarray, gen: np.ndarray, config: EvaluationConfig, rng: np.ra
     ).to_dict()
 
 
-def _voxel_space(reference: Showers, generated: Showers, mesh: Any, config: EvaluationConfig) -> dict[str, Any]:
-    """FPD/KPD x 1e3 of the CaloChallenge high-level features of both samples voxelised onto ``mesh``."""
+def _voxel_space(reference: Any, generated: Any, config: EvaluationConfig) -> dict[str, Any]:
+    """FPD/KPD x 1e3 of the CaloChallenge high-level features of two voxelised samples."""
     from caloclouds.voxel.features import voxel_space_scores
-    from caloclouds.voxel.voxelize import voxelize
 
-    n = min(len(reference), len(generated))
-    max_s = min(config.fpd_max_samples, n)
-    min_s = max(2, min(config.fpd_min_samples, int(max_s * config.fpd_min_samples / config.fpd_max_samples)))
+    min_s, max_s, kpd_batch = _pd_sizes(min(len(reference), len(generated)), config)
     scores = voxel_space_scores(
-        voxelize(reference, mesh), voxelize(generated, mesh), fpd_min_samples=min_s, fpd_max_samples=max_s,
-        kpd_batch_size=max(2, min(config.kpd_batch_size, n // 2)), seed=config.seed,
+        reference, generated, fpd_min_samples=min_s, fpd_max_samples=max_s, kpd_batch_size=kpd_batch, seed=config.seed,
     )
-    return {"mesh": config.voxel_mesh, "mesh_name": mesh.name, **scores}
+    return {"mesh": config.voxel_mesh, "mesh_name": reference.mesh.name, **scores}
 
 
 def _summary(obs: CellObservables) -> dict[str, float]:
@@ -231,13 +231,15 @@ def evaluate(
         **_fpd_kpd(ref_feat[half_a], ref_feat[half_b], config),
         "summary": _summary(ref_obs),
     }
-    mesh = None
+    mesh = ref_voxels = None
     if config.voxel_mesh:
         from caloclouds.voxel.mesh import get_mesh
+        from caloclouds.voxel.voxelize import voxelize
 
         mesh = get_mesh(config.voxel_mesh)
         say(f"voxel-space FPD/KPD on the {mesh.name!r} mesh")
-        samples[FLOOR_LABEL]["voxel_space"] = _voxel_space(reference[half_a], reference[half_b], mesh, config)
+        ref_voxels = voxelize(reference, mesh)
+        samples[FLOOR_LABEL]["voxel_space"] = _voxel_space(ref_voxels[half_a], ref_voxels[half_b], config)
     for label, obs in gen_obs.items():
         say(f"scoring {label!r}")
         gen_perm = np.random.default_rng(config.seed + 1).permutation(len(obs))
@@ -252,7 +254,7 @@ def evaluate(
             "summary": _summary(obs),
         }
         if mesh is not None:
-            samples[label]["voxel_space"] = _voxel_space(reference, generated[label], mesh, config)
+            samples[label]["voxel_space"] = _voxel_space(ref_voxels, voxelize(generated[label], mesh), config)
 
     from caloclouds.config import config_to_dict
 

@@ -34,6 +34,7 @@ from torch import Tensor
 
 __all__ = [
     "COG_MODES",
+    "shower_of_point",
     "rotate_about_axis",
     "assign_layers_by_depth",
     "rescale_layer_energies",
@@ -84,7 +85,7 @@ def assign_layers_by_depth(depth: Tensor, offsets: Tensor, points_per_layer: Ten
         msg = "points_per_layer rows must sum to the number of points of each shower"
         raise ValueError(msg)
     n_showers, n_layers = points_per_layer.shape
-    shower = torch.repeat_interleave(torch.arange(n_showers, device=depth.device), counts)
+    shower = shower_of_point(offsets)
     # sort by depth, then stably by shower: the points of each shower end up contiguous and depth-ordered
     by_depth = torch.argsort(depth, stable=True)
     order = by_depth[torch.argsort(shower[by_depth], stable=True)]
@@ -115,8 +116,7 @@ def rescale_layer_energies(
         (P,) calibrated energies in MeV (float32), all >= 0.
     """
     n_showers, n_layers = energy_per_layer_mev.shape
-    counts = offsets[1:] - offsets[:-1]
-    shower = torch.repeat_interleave(torch.arange(n_showers, device=e_mev.device), counts)
+    shower = shower_of_point(offsets)
     key = shower * n_layers + layer
     e = e_mev.double().clamp_min(0)
     flat_sum = torch.zeros(n_showers * n_layers, dtype=torch.float64, device=e.device).index_add_(0, key, e)
@@ -133,6 +133,11 @@ def rescale_layer_energies(
     return (e * scale[shower]).float()
 
 
+def shower_of_point(offsets: Tensor) -> Tensor:
+    """(P,) int64 shower index of every point of a ragged batch with (B+1,) ``offsets``."""
+    return torch.repeat_interleave(torch.arange(len(offsets) - 1, device=offsets.device), offsets[1:] - offsets[:-1])
+
+
 #: Ways to fix the transverse position of generated showers (see the module docstring).
 COG_MODES = ("rotate", "flow", "none")
 
@@ -144,7 +149,7 @@ def rotate_about_axis(
     n_showers = len(offsets) - 1
     gen_device = generator.device if generator is not None else x_mm.device
     angle = torch.rand(n_showers, generator=generator, device=gen_device).to(x_mm.device) * (2 * torch.pi)
-    shower = torch.repeat_interleave(torch.arange(n_showers, device=x_mm.device), offsets[1:] - offsets[:-1])
+    shower = shower_of_point(offsets)
     cos, sin = angle.cos()[shower], angle.sin()[shower]
     return cos * x_mm - sin * y_mm, sin * x_mm + cos * y_mm
 
@@ -154,7 +159,7 @@ def shift_centre_of_gravity(
 ) -> tuple[Tensor, Tensor]:
     """Translate each shower in x and y so that its energy-weighted centre of gravity is ``cog_mm`` (B, 2)."""
     n_showers = len(offsets) - 1
-    shower = torch.repeat_interleave(torch.arange(n_showers, device=x_mm.device), offsets[1:] - offsets[:-1])
+    shower = shower_of_point(offsets)
     e = e_mev.double()
     total = torch.zeros(n_showers, dtype=torch.float64, device=e.device).index_add_(0, shower, e)
     safe = total.clamp_min(1e-300)

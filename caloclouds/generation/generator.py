@@ -33,6 +33,7 @@ from caloclouds.generation.calibration import (
     rescale_layer_energies,
     rotate_about_axis,
     shift_centre_of_gravity,
+    shower_of_point,
 )
 from caloclouds.showers import Showers
 
@@ -130,7 +131,7 @@ class ShowerGenerator:
         points = torch.stack([x, y, layer.float(), e], dim=1)
         # points whose energy is zero after calibration carry nothing: drop them
         keep = e > 0
-        shower = torch.repeat_interleave(torch.arange(len(energy), device=self.device), offsets[1:] - offsets[:-1])
+        shower = shower_of_point(offsets)
         counts = torch.bincount(shower[keep], minlength=len(energy))
         new_offsets = torch.zeros(len(energy) + 1, dtype=torch.long, device=self.device)
         new_offsets[1:] = torch.cumsum(counts, 0)

@@ -25,6 +25,7 @@ from caloclouds.diffusion.consistency import ConsistencyDenoiser
 from caloclouds.diffusion.edm import EDMDenoiser
 from caloclouds.diffusion.sampling import consistency_sigmas, karras_sigmas, sample_consistency, sample_heun
 from caloclouds.errors import InputFileError
+from caloclouds.io.torchfile import load_checkpoint_dict
 from caloclouds.showers import Showers
 from caloclouds.voxel.adapter import ImageCond
 from caloclouds.voxel.config import VoxelConfig, voxel_config_from_dict, voxel_config_to_dict
@@ -200,27 +201,17 @@ class VoxelModel(nn.Module):
 def load_voxel_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> VoxelModel:
     """Load a voxel model checkpoint written by :meth:`VoxelModel.save`."""
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "voxel model checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise InputFileError(path, f"cannot read checkpoint: {exc}") from None
-    if not isinstance(ckpt, dict):
-        raise InputFileError(path, "checkpoint is not a dict")
+    ckpt = load_checkpoint_dict(path, map_location=map_location, what="voxel model checkpoint")
     return VoxelModel.from_checkpoint(ckpt, path=path).to(map_location)
 
 
 def is_voxel_checkpoint(path: str | Path) -> bool:
     """True if ``path`` is a file holding a voxel model checkpoint (for dispatch in ``generate``)."""
-    path = Path(path)
-    if not path.is_file():
-        return False
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - anything unreadable is not a voxel checkpoint
+        ckpt = load_checkpoint_dict(path)
+    except InputFileError:  # anything missing or unreadable is not a voxel checkpoint
         return False
-    return isinstance(ckpt, dict) and str(ckpt.get("kind", "")).startswith("voxel-")
+    return str(ckpt.get("kind", "")).startswith("voxel-")
 
 
 def layer_energies_from_flow(flow_path: str | Path, incident_energy_gev: Tensor, *, generator: torch.Generator | None = None) -> Tensor:

@@ -29,6 +29,7 @@ from torch import Tensor
 from caloclouds.diffusion.consistency import consistency_distillation_loss
 from caloclouds.diffusion.edm import sample_log_normal_sigma
 from caloclouds.diffusion.ema import ema_update, ema_warmup_decay
+from caloclouds.diffusion.loop import optimiser_step
 from caloclouds.diffusion.sampling import karras_sigmas
 from caloclouds.voxel.adapter import ImageCond, per_image_mean
 from caloclouds.voxel.config import VoxelConfig
@@ -165,11 +166,7 @@ def train_voxel_model(
         loss = per_image_mean(model.denoiser.loss(x, noise, sigma, cond=ImageCond.for_images(feats))).mean()
         for group in opt.param_groups:
             group["lr"] = _lr(config, step, total)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), config.grad_clip)
-        opt.step()
+        optimiser_step(loss, opt, model.denoiser.parameters(), config.grad_clip)
         ema_update(ema.denoiser, model.denoiser, ema_warmup_decay(step, power=config.ema_power, max_decay=config.ema_max))
         running, n_running = running + float(loss.detach()), n_running + 1
         bar.update(1)
@@ -177,7 +174,7 @@ def train_voxel_model(
             row = {"step": step, "train_loss": running / n_running, "val_loss": _validation_loss(ema, val, config),
                    "lr": _lr(config, step, total), "seconds": time.perf_counter() - t0}
             history.append(row)
-            log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            log(_format_row(row))
             running, n_running = 0.0, 0
             ema.save(out, step=step, history=history, seed=seed)
     bar.close()
@@ -227,22 +224,22 @@ def distill_voxel_model(
         cond = ImageCond.for_images(feats)
         loss = consistency_distillation_loss(student.denoiser, target.denoiser, teacher.denoiser, x, noise, level, sigmas, cond=cond)
         loss = per_image_mean(loss).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(student.denoiser.parameters(), config.grad_clip)
-        opt.step()
+        optimiser_step(loss, opt, student.denoiser.parameters(), config.grad_clip)
         ema_update(target.denoiser, student.denoiser, config.distill_target_ema)
         running, n_running = running + float(loss.detach()), n_running + 1
         bar.update(1)
         if step % config.eval_every == 0 or step == total:
             row = {"step": step, "cd_loss": running / n_running, "seconds": time.perf_counter() - t0}
             history.append(row)
-            log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            log(_format_row(row))
             running, n_running = 0.0, 0
             target.save(out, step=step, history=history, seed=seed)
     bar.close()
     return target
+
+
+def _format_row(row: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
 
 
 def _bar(total: int, enabled: bool) -> Any:
