@@ -6,9 +6,15 @@ Each W1 is divided by the reference's standard deviation of that quantity. The s
 between two random halves of the reference is the statistical floor: a flow cannot be told apart
 from Geant4 with this many showers when its W1 is near the floor.
 
+W1 of a marginal over all energies can hide a flow that is too narrow at any one energy (the spread
+of the energy trend dominates it), which a classifier sees at once. So the check also compares the
+spread at fixed energy: the standard deviation of the residuals after a cubic fit in E_inc, of N,
+E_vis/E_inc and the depth (energy-weighted mean layer), flow over reference.
+
 The check passes when the W1 of N and of E_vis/E_inc are within ``floor_factor`` times the
-floor, and the per-layer mean energy is within ``profile_tolerance`` of the reference in the
-layers ``0 .. profile_layers-1``.
+floor, the spreads at fixed energy are within ``spread_tolerance`` of the reference's, and the
+per-layer mean energy is within ``profile_tolerance`` of the reference in the layers
+``0 .. profile_layers-1``.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from flows.features import ShowerFeatures, file_features
 from flows.preprocessing import MEV_PER_GEV
 from flows.sampling import ShowerFlow
 
-__all__ = ["FlowCheck", "check_shower_flow", "flow_sample_features", "standardised_w1"]
+__all__ = ["FlowCheck", "check_shower_flow", "flow_sample_features", "spread_at_fixed_energy", "standardised_w1"]
 
 _SAMPLE_BATCH = 4096  # showers per flow call
 
@@ -43,6 +49,9 @@ class FlowCheck:
     floor_factor: float
     profile_tolerance: float
     profile_layers: int
+    spread_names: list[str] = field(default_factory=list)
+    spread_ratio: list[float] = field(default_factory=list)  # flow / reference, spread at fixed energy
+    spread_tolerance: float = 0.2
     passed: dict[str, bool] = field(default_factory=dict)
 
     def ratio(self, name: str) -> float:
@@ -59,6 +68,8 @@ class FlowCheck:
                  "", f"{'quantity':<16}{'W1 flow-G4':>12}{'W1 floor':>12}{'ratio':>8}"]
         for name, a, b in zip(self.names, self.w1_flow, self.w1_floor):
             lines.append(f"{name:<16}{a:>12.4f}{b:>12.4f}{(a / b if b > 0 else float('inf')):>8.2f}")
+        lines += ["", f"{'spread at fixed E_inc':<22}{'flow / G4':>10}"]
+        lines += [f"{name:<22}{r:>10.3f}" for name, r in zip(self.spread_names, self.spread_ratio)]
         lines += ["", f"{'layer':<6}{'G4 mean MeV':>13}{'flow mean MeV':>15}{'deviation':>11}"]
         for i, (g, f, d) in enumerate(zip(self.profile_g4_mev, self.profile_flow_mev, self.profile_deviation())):
             mark = "" if i >= self.profile_layers or abs(d) <= self.profile_tolerance else "  <-- outside tolerance"
@@ -79,6 +90,26 @@ def standardised_w1(a: np.ndarray, b: np.ndarray, scale: float) -> float:
     from scipy.stats import wasserstein_distance
 
     return float(wasserstein_distance(a, b) / scale) if scale > 0 else 0.0
+
+
+def spread_at_fixed_energy(values: np.ndarray, incident_energy_gev: np.ndarray, degree: int = 3) -> float:
+    """Standard deviation of ``values`` about a polynomial fit in the incident energy.
+
+    The degree is lowered to the number of distinct energies minus one (a file at fixed energies).
+    """
+    energy = np.asarray(incident_energy_gev, dtype=np.float64)
+    degree = min(degree, len(np.unique(energy)) - 1)
+    if degree < 1:
+        return float(np.std(values))
+    fit = np.polynomial.Polynomial.fit(energy, values, degree)  # fits on a scaled domain: well conditioned
+    return float(np.std(values - fit(energy)))
+
+
+def _spread_quantities(f: ShowerFeatures) -> tuple[list[str], list[np.ndarray]]:
+    e_l = f.energy_per_layer_mev
+    depth = (e_l * np.arange(f.n_layers)).sum(axis=1) / np.maximum(e_l.sum(axis=1), 1e-12)
+    ratio = f.visible_energy_mev / (f.incident_energy_gev * MEV_PER_GEV)
+    return ["N", "E_vis/E_inc", "depth (mean layer)"], [f.n_points.astype(np.float64), ratio, depth]
 
 
 def _quantities(f: ShowerFeatures) -> tuple[list[str], np.ndarray]:
@@ -114,6 +145,7 @@ def check_shower_flow(
     floor_factor: float = 3.0,
     profile_tolerance: float = 0.05,
     profile_layers: int = 26,
+    spread_tolerance: float = 0.2,
 ) -> FlowCheck:
     """Compare a flow with reference showers (see the module docstring).
 
@@ -125,6 +157,7 @@ def check_shower_flow(
         floor_factor: N and E_vis/E_inc pass when W1 <= floor_factor * floor.
         profile_tolerance: relative tolerance of the mean energy per layer.
         profile_layers: the profile is checked in layers ``0 .. profile_layers-1``.
+        spread_tolerance: relative tolerance of the spreads at fixed energy.
 
     Returns:
         A :class:`FlowCheck`.
@@ -148,10 +181,19 @@ def check_shower_flow(
         profile_g4_mev=ref.energy_per_layer_mev.mean(axis=0).tolist(),
         profile_flow_mev=sampled.energy_per_layer_mev.mean(axis=0).tolist(),
         n_reference=len(ref), samples_per_shower=samples_per_shower, floor_factor=floor_factor,
-        profile_tolerance=profile_tolerance, profile_layers=profile_layers,
+        profile_tolerance=profile_tolerance, profile_layers=profile_layers, spread_tolerance=spread_tolerance,
     )
+    spread_names, spread_ref = _spread_quantities(ref)
+    _, spread_flow = _spread_quantities(sampled)
+    for name, r, f in zip(spread_names, spread_ref, spread_flow):
+        s_ref = spread_at_fixed_energy(r, ref.incident_energy_gev)
+        s_flow = spread_at_fixed_energy(f, sampled.incident_energy_gev)
+        check.spread_names.append(name)
+        check.spread_ratio.append(s_flow / s_ref if s_ref > 0 else float("inf"))
     for name in ("N", "E_vis/E_inc"):
         check.passed[f"W1({name}) <= {floor_factor:g} x floor"] = check.ratio(name) <= floor_factor
+    within = [abs(r - 1.0) <= spread_tolerance for r in check.spread_ratio]
+    check.passed[f"spread at fixed energy of {', '.join(check.spread_names)} within {100 * spread_tolerance:g}%"] = all(within)
     dev = np.abs(check.profile_deviation()[:profile_layers])
     check.passed[f"mean layer energy within {100 * profile_tolerance:g}% in layers 0-{profile_layers - 1}"] = bool(
         np.all(dev <= profile_tolerance))

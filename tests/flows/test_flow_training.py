@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,7 +82,18 @@ def test_cli_train_check_bench(shared, tmp_path, capsys) -> None:
                  "--json", str(tmp_path / "check.json")]) == 0
     text = capsys.readouterr().out
     assert "W1 floor" in text and "E_vis/E_inc" in text and "E_layer_29" in text and "cog_y" in text
-    assert (tmp_path / "check.json").is_file()
+    assert "spread at fixed E_inc" in text and "depth (mean layer)" in text
+    report = json.loads((tmp_path / "check.json").read_text())
+    assert len(report["spread_ratio"]) == 3 and all(r > 0 for r in report["spread_ratio"])
     assert main(["bench-flow", "--flow", str(out), "--repeats", "20", "--warmup", "2"]) == 0
     assert "median" in capsys.readouterr().out
     assert main(["train-flow", "--data", str(data), "--out", str(out), "--steps", "0"]) == 2
+
+
+def test_spread_at_fixed_energy_removes_the_energy_trend():
+    from flows.quality import spread_at_fixed_energy
+
+    rng = np.random.default_rng(0)
+    energy = rng.uniform(10, 90, 20000)
+    values = 0.03 * energy - 1e-4 * energy**2 + rng.normal(0.0, 0.5, energy.size)
+    assert spread_at_fixed_energy(values, energy) == pytest.approx(0.5, rel=0.03)
