@@ -130,6 +130,21 @@ def _auc(real: np.ndarray, gen: np.ndarray, config: EvaluationConfig, rng: np.ra
     ).to_dict()
 
 
+#: Feature subsets scored with the same classifier: they tell where a high AUC comes from.
+AUC_GROUPS = {
+    "radial bins only": lambda name: name.startswith("e_radial_"),
+    "without radial bins": lambda name: not name.startswith("e_radial_"),
+}
+
+
+def _auc_groups(real: np.ndarray, gen: np.ndarray, names: tuple[str, ...], config: EvaluationConfig) -> dict[str, Any]:
+    out = {}
+    for group, keep in AUC_GROUPS.items():
+        cols = [i for i, name in enumerate(names) if keep(name)]
+        out[group] = _auc(real[:, cols], gen[:, cols], config, np.random.default_rng(config.seed))
+    return out
+
+
 def _voxel_space(reference: Any, generated: Any, config: EvaluationConfig) -> dict[str, Any]:
     """FPD/KPD x 1e3 of the CaloChallenge high-level features of two voxelised samples."""
     from caloclouds.voxel.features import voxel_space_scores
@@ -176,7 +191,7 @@ def evaluate(
 
     Returns:
         The scores as a plain dict (the content of ``scores.json``): ``samples`` maps
-        ``FLOOR_LABEL`` and every generated label to ``{"n_showers", "w1", "w1_groups", "auc",
+        ``FLOOR_LABEL`` and every generated label to ``{"n_showers", "w1", "w1_groups", "auc", "auc_groups",
         "fpd", "kpd", "summary"}``; W1 entries are ``{"value", "error"}`` in units of the
         reference standard deviation.
     """
@@ -228,6 +243,7 @@ def evaluate(
         "w1": {k: s.to_dict() for k, s in floor.items()},
         "w1_groups": {k: s.to_dict() for k, s in _grouped(floor).items()},
         "auc": _auc(ref_feat[half_a], ref_feat[half_b], config, np.random.default_rng(config.seed)),
+        "auc_groups": _auc_groups(ref_feat[half_a], ref_feat[half_b], feature_names, config),
         **_fpd_kpd(ref_feat[half_a], ref_feat[half_b], config),
         "summary": _summary(ref_obs),
     }
@@ -250,6 +266,7 @@ def evaluate(
             "w1": {k: s.to_dict() for k, s in w1.items()},
             "w1_groups": {k: s.to_dict() for k, s in _grouped(w1).items()},
             "auc": _auc(ref_feat, gen_feat[label], config, np.random.default_rng(config.seed)),
+            "auc_groups": _auc_groups(ref_feat, gen_feat[label], feature_names, config),
             **_fpd_kpd(ref_feat, gen_feat[label], config),
             "summary": _summary(obs),
         }

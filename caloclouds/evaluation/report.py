@@ -48,6 +48,8 @@ def score_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     for key, name in (("e_long_bins", "10 longitudinal bins"), ("e_radial_bins", "10 radial bins")):
         rows.append([f"W1 x100 {name}"] + [_fmt(s["w1_groups"][key], W1_FACTOR) for s in samples.values()])
     rows.append(["classifier AUC"] + [_fmt(s["auc"], 1.0, 3) for s in samples.values()])
+    for group in next(iter(samples.values())).get("auc_groups", {}):
+        rows.append([f"  AUC, {group}"] + [_fmt(s["auc_groups"][group], 1.0, 3) for s in samples.values()])
     rows.append(["FPD x10^3"] + [_fmt(s["fpd"], PD_FACTOR) for s in samples.values()])
     rows.append(["KPD x10^3"] + [_fmt(s["kpd"], PD_FACTOR) for s in samples.values()])
     if all("voxel_space" in s for s in samples.values()):
@@ -99,7 +101,8 @@ img {{ max-width: 100%; border: 1px solid #ddd; }}
 W1 is computed on values standardised by the reference mean and std, as mean ± std over
 {result["w1_batches"]} disjoint batches of {result["w1_batch_size"]} showers; the bin groups are
 the mean of the 10 W1 means with error √Σσ². AUC: {cfg["classifier_folds"]}-fold classifier on the
-{len(result["features"])} high-level features (mean ± std over folds). FPD is extrapolated to
+{len(result["features"])} high-level features (mean ± std over folds); the same classifier on the
+radial bins alone and on the other features shows where a high AUC comes from. FPD is extrapolated to
 infinite samples; KPD is the unbiased MMD² with a degree-{cfg["kpd_degree"]} polynomial kernel.
 Voxel FPD/KPD (when a voxel mesh is set) use the CaloChallenge high-level features of the showers
 voxelised onto that mesh.

@@ -26,6 +26,10 @@ def test_geant4_halves_are_indistinguishable(shared) -> None:
     floor = result["samples"][FLOOR_LABEL]
     assert 0.45 <= model["auc"]["value"] <= 0.55
     assert 0.40 <= floor["auc"]["value"] <= 0.60
+    # the same classifier on feature subsets: also blind for an independent Geant4 sample
+    assert set(model["auc_groups"]) == {"radial bins only", "without radial bins"}
+    for group in model["auc_groups"].values():
+        assert 0.40 <= group["value"] <= 0.60
     assert model["n_showers"] == [half, len(showers) - half]
     # W1 of an independent Geant4 sample is at the floor: within 3 sigma for every observable
     for name, w in model["w1"].items():
@@ -68,7 +72,7 @@ def test_cli_writes_scores_plots_and_report(shared, tmp_path, capsys) -> None:
     ])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "classifier AUC" in printed and "report.html" in printed
+    assert "classifier AUC" in printed and "AUC, radial bins only" in printed and "report.html" in printed
     scores = json.loads((out / "scores.json").read_text())
     assert set(scores["samples"]) == {FLOOR_LABEL, "fixed"}
     assert scores["samples"]["fixed"]["n_showers"] == [300, 300]
