@@ -115,8 +115,6 @@ class PointModel:
         if sampler == "cm":
             levels = karras_sigmas(self.config.distillation.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho,
                                    append_zero=False, device=dev)
-            if steps >= len(levels):
-                raise CaloCloudsError(f"the CM takes 1 to {len(levels) - 1} steps, got {steps}")
             sigmas = consistency_sigmas(steps, levels)
             x = sample_consistency(self.denoiser, noise * sigmas[0], sigmas, cond=cond,
                                    sigma_min=cfg.sigma_min, generator=generator)

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from caloclouds.errors import ConfigError
+
 __all__ = ["karras_sigmas", "consistency_sigmas", "sample_euler", "sample_heun", "sample_consistency"]
 
 Callback = Callable[[dict[str, Any]], None]
@@ -110,9 +112,13 @@ def consistency_sigmas(steps: int, levels: Tensor) -> Tensor:
     A consistency model is trained only at the discrete levels of its distillation (``levels``,
     decreasing, without zero), so the re-noising levels are taken from that grid, evenly spaced in
     index: 1 step gives ``[levels[0]]``; K steps give K evaluations.
+
+    Raises:
+        ConfigError: ``steps`` is not in 1 .. len(levels) - 1.
     """
     if not 1 <= steps < len(levels):
-        raise ValueError(f"consistency sampling takes 1 to {len(levels) - 1} steps, got {steps}")
+        # a user setting (--steps): ConfigError is a ValueError that the CLI prints as one line
+        raise ConfigError(f"consistency sampling takes 1 to {len(levels) - 1} steps, got {steps}")
     picks = torch.linspace(0, len(levels) - 1, steps + 1)[:-1].round().long()
     return levels[picks.to(levels.device)]
 

@@ -194,7 +194,10 @@ class VoxelModel(nn.Module):
             raise InputFileError(path, msg)
         config = voxel_config_from_dict(ckpt["config"])
         model = cls(config, CylindricalMesh.from_dict(ckpt["mesh"]), CylindricalMesh.from_dict(ckpt["latent_mesh"]), kind=kind[len("voxel-"):])
-        model.load_state_dict(ckpt["state_dict"])
+        try:
+            model.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as exc:
+            raise InputFileError(path, f"weights do not match the config in the file: {exc}") from None
         return model.eval()
 
 

@@ -117,6 +117,25 @@ def test_bad_checkpoints_are_explained(tmp_path) -> None:
         load_voxel_model(junk)
 
 
+def test_bad_weights_and_steps_are_explained(teacher, voxels, tmp_path, capsys) -> None:
+    from caloclouds.cli import main
+    from caloclouds.errors import InputFileError
+
+    model = teacher[0]
+    cm_path = tmp_path / "cm.pt"
+    distill_voxel_model(model, voxels[:4], out=cm_path, steps=1, log=lambda s: None)
+    ckpt = torch.load(cm_path, weights_only=True)
+    name = next(iter(ckpt["state_dict"]))
+    ckpt["state_dict"][name] = torch.zeros(3, 1, 2)  # wrong shape: e.g. a file from an older version
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(InputFileError, match="weights do not match"):
+        load_voxel_model(bad)
+    assert main(["generate", "--model", str(cm_path), "--energies", "50", "-n", "1", "--steps", "99",
+                 "-o", str(tmp_path / "v.h5")]) == 2
+    assert "takes 1 to" in capsys.readouterr().err
+
+
 def test_is_voxel_checkpoint(teacher, tmp_path) -> None:
     from caloclouds.voxel.model import is_voxel_checkpoint
 
