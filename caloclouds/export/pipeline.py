@@ -1,0 +1,140 @@
+"""The whole single-shower pipeline as one TorchScript module with DDML's CaloClouds calling convention.
+
+``forward(energy_gev, theta_deg, phi_deg)``, each a (1, 1) float32 tensor, returns a 1-D float32
+tensor::
+
+    [n_0, 0, 0, 0, n_1, 0, 0, 0, ..., n_{L-1}, 0, 0, 0,      # header: 4 L entries, count of layer l at 4 l
+     x, y, layer, e,  x, y, layer, e, ...]                    # sum(n_l) points, grouped by ascending layer
+
+with x, y in mm in the shower's local frame (axis along the incident direction), the layer index
+as a float and e in MeV. The steps are those of ``caloclouds.generation.ShowerGenerator``:
+
+1. the Shower Flow (:class:`~caloclouds.export.flow.ScriptShowerFlow`) draws n_l and E_l;
+2. the N calibration (a lookup table of the bundle's ``PointCountCalibration``) sets the number
+   of points to draw, split over the layers by largest remainder;
+3. the point stage (:mod:`caloclouds.export.points`) draws the points, grouped by layer;
+4. each layer's energies are scaled to E_l, the shower is rotated by a random angle about its
+   axis, and points left without energy are dropped.
+
+Random numbers come from torch's global generator in the same order as ``ShowerGenerator`` with
+``generator=None``, so ``torch.manual_seed(s)`` gives the same shower in Python, in this module and
+in libtorch. Projection onto cells is not included: Geant4 (DDML) places the points in its cells.
+The model has no angle conditioning: ``theta_deg`` and ``phi_deg`` are checked for shape and
+otherwise ignored (see the ``angles`` entry of the metadata).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from caloclouds.export.flow import ScriptShowerFlow
+from caloclouds.export.points import build_point_stage
+
+__all__ = ["ScriptShowerPipeline", "calibration_table", "script_largest_remainder"]
+
+
+def script_largest_remainder(weights: Tensor, totals: Tensor) -> Tensor:
+    """``caloclouds.generation.calibration.largest_remainder`` in TorchScript."""
+    weights = weights.clamp_min(0).double()
+    totals = totals.long()
+    norm = weights.sum(1, keepdim=True)
+    empty = norm.squeeze(1) <= 0
+    first = nn.functional.one_hot(torch.zeros_like(totals), weights.shape[1]).double()
+    weights = torch.where(empty[:, None], first, weights)
+    exact = weights / weights.sum(1, keepdim=True) * totals[:, None].double()
+    base = exact.floor().long()
+    missing = totals - base.sum(1)
+    order = torch.argsort(exact - base.double(), dim=1, descending=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(weights.shape[1]).expand_as(order))
+    return base + (rank < missing[:, None]).long()
+
+
+def calibration_table(calibration: Any) -> tuple[Tensor, float, int]:
+    """The N calibration as a lookup table: (table (T,) int64 of calibrated N for N = 0..T-1, k, min_points).
+
+    Beyond the table the calibration's ratio is constant (N is clipped to ``points_range``), so
+    N >= T maps to ``max(min_points, rint(N * k))``; the table reproduces the calibration exactly.
+    """
+    hi = 1 if calibration.is_identity else int(calibration.points_range[1]) + 2
+    n = torch.arange(hi + 1, dtype=torch.int64)
+    table = calibration(n).clamp_min(1)
+    k = float(calibration.scale(float(hi + 1))) if not calibration.is_identity else 1.0
+    return table, k, int(calibration.min_points)
+
+
+class ScriptShowerPipeline(nn.Module):
+    """Flow, N calibration, point stage and layer calibration for one shower (see the module doc).
+
+    Args:
+        bundle: an opened ``caloclouds.generation.bundle.ModelBundle`` with a consistency model.
+        steps: consistency steps of the point stage (1 = the shipped sampler).
+    """
+
+    def __init__(self, bundle: Any, *, steps: int = 1) -> None:
+        super().__init__()
+        self.flow = ScriptShowerFlow(bundle.flow(device="cpu"))
+        self.points = build_point_stage(bundle.point_model("cm", device="cpu"), steps=steps)
+        self.n_layers = int(bundle.config.detector.n_layers)
+        if self.flow.n_layers != self.n_layers:
+            msg = f"the flow has {self.flow.n_layers} layers but the detector config {self.n_layers}"
+            raise ValueError(msg)
+        table, k, min_points = calibration_table(bundle.calibration)
+        self.register_buffer("n_table", table)
+        self.n_ratio_beyond = k
+        self.min_points = min_points
+
+    def calibrate_n(self, n_points: Tensor) -> Tensor:
+        """(B,) int64 numbers of points to draw (``PointCountCalibration`` then >= 1)."""
+        size = self.n_table.shape[0]
+        inside = self.n_table.index_select(0, n_points.clamp(0, size - 1))
+        beyond = torch.round(n_points.double() * self.n_ratio_beyond).clamp_min(float(self.min_points)).long()
+        return torch.where(n_points < size, inside, beyond).clamp_min(1)
+
+    def shower(self, incident_energy_gev: Tensor) -> Tensor:
+        """(P, 4) calibrated points of one shower at ``incident_energy_gev`` (1,), grouped by layer."""
+        noise = torch.randn([1, self.flow.dim])
+        per_layer, energy_per_layer = self.flow(incident_energy_gev, noise)
+        n_flow = per_layer.sum(1)
+        n_points = self.calibrate_n(n_flow)
+        if not torch.equal(n_points, n_flow):
+            per_layer = script_largest_remainder(per_layer.double(), n_points)
+        raw = self.points(per_layer[0], energy_per_layer[0], incident_energy_gev)
+        layer = raw[:, 2].long()
+        e = self.rescale(raw[:, 3], layer, energy_per_layer[0])
+        angle = torch.rand([1]) * (2 * math.pi)
+        cos, sin = angle.cos(), angle.sin()
+        x = cos * raw[:, 0] - sin * raw[:, 1]
+        y = sin * raw[:, 0] + cos * raw[:, 1]
+        points = torch.stack([x, y, raw[:, 2], e], dim=1)
+        return points[e > 0]
+
+    def rescale(self, e_mev: Tensor, layer: Tensor, energy_per_layer_mev: Tensor) -> Tensor:
+        """``rescale_layer_energies`` for one shower: each layer's points sum to E_l, the total kept."""
+        e = e_mev.double().clamp_min(0)
+        sums = torch.zeros(self.n_layers, dtype=torch.float64).index_add_(0, layer, e)
+        counts = torch.zeros(self.n_layers, dtype=torch.float64).index_add_(0, layer, torch.ones_like(e))
+        target = energy_per_layer_mev.double().clamp_min(0)
+        dead = sums[layer] <= 0
+        e = torch.where(dead, 1.0 / counts[layer].clamp_min(1), e / sums[layer].clamp_min(1e-300))
+        e = e * target[layer]
+        placed = e.sum()
+        scale = torch.where(placed > 0, target.sum() / placed.clamp_min(1e-300), torch.ones_like(placed))
+        return (e * scale).float()
+
+    def forward(self, energy_gev: Tensor, theta_deg: Tensor, phi_deg: Tensor) -> Tensor:
+        """DDML CaloClouds call: (1, 1) energy, theta, phi -> header + points (see the module doc)."""
+        if energy_gev.numel() != 1 or theta_deg.numel() != 1 or phi_deg.numel() != 1:
+            raise ValueError("energy_gev, theta_deg and phi_deg must each hold one value (shape (1, 1))")
+        energy = energy_gev.reshape(1).to(torch.float32)
+        if not bool(torch.isfinite(energy).all()) or bool((energy <= 0).any()):
+            raise ValueError("energy_gev must be finite and > 0")
+        points = self.shower(energy)
+        counts = torch.bincount(points[:, 2].long(), minlength=self.n_layers)
+        header = torch.zeros(4 * self.n_layers, dtype=torch.float32)
+        header[0::4] = counts.to(torch.float32)
+        return torch.cat([header, points.reshape(-1)])

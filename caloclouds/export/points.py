@@ -1,0 +1,157 @@
+"""The point-model stage of the export: a separate TorchScript module per kind of PointWise Net.
+
+A point stage turns one shower's per-layer targets into uncalibrated points, grouped by layer.
+Every stage has the same call (so the pipeline does not know which model it holds)::
+
+    forward(points_per_layer: Tensor,       # (L,) int64, points to draw in each layer
+            energy_per_layer_mev: Tensor,   # (L,) float32, the Shower Flow's E_l
+            incident_energy_gev: Tensor)    # (1,) float32
+        -> Tensor                           # (P, 4) x_mm, y_mm, layer, e_MeV; P = sum(points_per_layer),
+                                            #   grouped by ascending layer, energies not yet calibrated
+
+:class:`DepthPointStage` wraps today's depth-based consistency model (``PointModel.per_layer``
+False): it draws P points with a continuous depth and gives layer l to the n_l shallowest points,
+as ``caloclouds.generation.calibration.assign_layers_by_depth`` does. A per-layer model
+(``PointModel.sample_layers``, which already returns points grouped by ascending layer) plugs in
+as another module with this call; :func:`build_point_stage` is where it would be chosen.
+
+The network is evaluated as ``PointWiseNet`` does for one shower: each ConcatSquash layer's gate
+and bias are folded into its weights. The noise-level context of every sampling step is a
+constant of the export and is computed once here, with the model's own modules.
+
+References:
+    Song, Dhariwal, Chen, Sutskever, "Consistency Models" (2023), Algorithm 1 (multistep sampling).
+    Karras et al., "Elucidating the Design Space of Diffusion-Based Generative Models" (2022), Table 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["DepthPointStage", "build_point_stage"]
+
+
+class _ConcatSquashStack(nn.Module):
+    """The ConcatSquash layers of a PointWiseNet for one shower (gate and bias folded into the weights)."""
+
+    def __init__(self, layers: nn.ModuleList, leaky_slope: float) -> None:
+        super().__init__()
+        self.layers = copy.deepcopy(layers)
+        self.leaky_slope = float(leaky_slope)
+        self.n_layers = len(layers)
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        """``x`` (P, F) points of one shower, ``context`` (1, C) its context -> (P, F)."""
+        h = x
+        i = 0
+        for layer in self.layers:
+            g = torch.sigmoid(layer.gate(context))[0]
+            c = layer.bias(context)[0]
+            h = torch.addmm(layer.layer.bias * g + c, h, layer.layer.weight.t() * g)
+            if i < self.n_layers - 1:
+                h = nn.functional.leaky_relu(h, self.leaky_slope)
+            i += 1
+        return h
+
+
+class DepthPointStage(nn.Module):
+    """Depth-based consistency model for one shower, with layer assignment by depth rank.
+
+    Args:
+        point_model: a loaded ``caloclouds.diffusion.PointModel`` of kind ``"cm"``.
+        steps: consistency steps (1 = the shipped one-step sampler).
+    """
+
+    def __init__(self, point_model: Any, *, steps: int = 1) -> None:
+        super().__init__()
+        from caloclouds.diffusion import pointwise
+        from caloclouds.diffusion.preprocessing import DEPTH_EPS, MIN_ENERGY_MEV
+        from caloclouds.diffusion.sampling import consistency_sigmas, karras_sigmas
+
+        if point_model.kind != "cm":
+            raise ValueError(f"the export runs a consistency model (cm.pt); got a {point_model.kind!r} model")
+        if getattr(point_model.normaliser, "per_layer", False):
+            raise ValueError("a per-layer PointWise Net needs its own point stage (not implemented yet)")
+        if point_model.config.diffusion.extra_conditions:
+            raise ValueError("the export supports PointWise Nets conditioned on energy and N only")
+        cfg = point_model.config
+        denoiser = point_model.denoiser.cpu()
+        inner = denoiser.inner
+        levels = karras_sigmas(cfg.distillation.num_steps, cfg.diffusion.sigma_min, cfg.diffusion.sigma_max,
+                               cfg.diffusion.rho, append_zero=False)
+        sigmas = consistency_sigmas(steps, levels)
+        self.sigma_min = float(cfg.diffusion.sigma_min)
+        # per step: the network's noise-level context and the preconditioning scalings (constants)
+        with torch.no_grad():
+            t_ctx, scalings, renoise = [], [], []
+            for sigma in sigmas:
+                c_noise = denoiser.c_noise(sigma.reshape(1))
+                t_ctx.append(nn.functional.leaky_relu(inner.time_embed(inner.fourier(c_noise)), pointwise.LEAKY_SLOPE))
+                scalings.append(torch.stack(list(denoiser.scalings(sigma))))
+                renoise.append((sigma**2 - self.sigma_min**2).clamp_min(0).sqrt())
+        self.register_buffer("time_context", torch.cat(t_ctx))                  # (S, T)
+        self.register_buffer("scalings", torch.stack(scalings))                 # (S, 3): c_skip, c_out, c_in
+        self.register_buffer("sigmas", sigmas.clone())                          # (S,)
+        self.register_buffer("renoise", torch.stack(renoise))                   # (S,)
+        self.net = _ConcatSquashStack(inner.layers, pointwise.LEAKY_SLOPE)
+        norm = point_model.normaliser
+        s = norm.sigma_data
+        self.n_layers = int(norm.n_layers)
+        self.max_depth = float(norm.n_layers - DEPTH_EPS)
+        self.xy_scale = float(norm.xy_std / s)
+        self.xy_scale_mm = float(norm.xy_scale_mm)
+        self.depth_scale, self.depth_mean = float(norm.depth_std / s), float(norm.depth_mean)
+        self.log_e_scale, self.log_e_mean = float(norm.log_e_std / s), float(norm.log_e_mean)
+        self.max_log_e = float(math.log(3e38))
+        self.min_energy_mev = float(MIN_ENERGY_MEV)
+        self.energy_mean_gev, self.energy_std_gev = float(norm.energy_mean_gev), float(norm.energy_std_gev)
+        self.n_points_mean, self.n_points_std = float(norm.n_points_mean), float(norm.n_points_std)
+
+    def denoise(self, x: Tensor, step: int, cond: Tensor) -> Tensor:
+        """The consistency function f(x, sigma_step) of one shower (``EDMDenoiser.forward``)."""
+        c = self.scalings[step]
+        context = torch.cat([self.time_context[step : step + 1], cond], dim=-1)
+        f = self.net(x * c[2], context)
+        return c[0] * x + c[1] * f
+
+    def sample_depth(self, n_points: int, incident_energy_gev: Tensor) -> Tensor:
+        """(n_points, 4) physical points ``x_mm, y_mm, depth, e_MeV`` (``PointModel.sample`` for B = 1)."""
+        e = (incident_energy_gev.reshape(1) - self.energy_mean_gev) / self.energy_std_gev
+        n = (torch.full([1], float(n_points)) - self.n_points_mean) / self.n_points_std
+        cond = torch.stack([e, n], dim=-1)
+        x = torch.randn([n_points, 4]) * self.sigmas[0]
+        x = self.denoise(x, 0, cond)
+        for step in range(1, self.sigmas.shape[0]):
+            if float(self.sigmas[step]) <= self.sigma_min:
+                continue
+            z = torch.randn(x.shape)
+            x = self.denoise(x + z * self.renoise[step], step, cond)
+        a, b, d, le = x[:, 0], x[:, 1], x[:, 2], x[:, 3]
+        depth = (d * self.depth_scale + self.depth_mean).clamp(0.0, self.max_depth)
+        px = torch.sinh(a * self.xy_scale) * self.xy_scale_mm
+        py = torch.sinh(b * self.xy_scale) * self.xy_scale_mm
+        log_e = (le * self.log_e_scale + self.log_e_mean).clamp(max=self.max_log_e)
+        pe = torch.exp(log_e).clamp_min(self.min_energy_mev)
+        return torch.stack([px, py, depth, pe], dim=-1)
+
+    def forward(self, points_per_layer: Tensor, energy_per_layer_mev: Tensor, incident_energy_gev: Tensor) -> Tensor:
+        """Points grouped by ascending layer; layer l gets the n_l shallowest (see the module doc)."""
+        n_points = int(points_per_layer.sum())
+        raw = self.sample_depth(n_points, incident_energy_gev)
+        order = torch.argsort(raw[:, 2], stable=True)
+        layer = torch.repeat_interleave(torch.arange(self.n_layers), points_per_layer)
+        points = raw.index_select(0, order)
+        return torch.cat([points[:, :2], layer.to(torch.float32).unsqueeze(1), points[:, 3:]], dim=1)
+
+
+def build_point_stage(point_model: Any, *, steps: int = 1) -> nn.Module:
+    """The point stage for ``point_model``: depth-based today; a per-layer model needs its own stage."""
+    if getattr(point_model, "per_layer", False):
+        msg = "per-layer PointWise Nets (PointModel.per_layer) have no export stage yet; export a depth-based cm.pt"
+        raise ValueError(msg)
+    return DepthPointStage(point_model, steps=steps)

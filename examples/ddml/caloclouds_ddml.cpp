@@ -1,0 +1,192 @@
+// caloclouds_ddml: load a caloclouds TorchScript export the way DDML's TorchInference does and
+// draw showers with the DDML CaloClouds calling convention.
+//
+//   forward(energy_gev, theta_deg, phi_deg), each a (1, 1) float32 tensor
+//   -> 1-D float32 tensor: 4*n_layers header entries (points of layer l at index 4*l, zeros
+//      between), then x_mm, y_mm, layer, e_MeV per point, grouped by ascending layer.
+//
+// For each energy it prints the mean points per layer, the mean energy sum (MeV), the sampling
+// fraction, whether every output was consistent (header counts = points, layers grouped as the
+// header says, zeros between counts) and the median milliseconds per call.
+//
+// usage: caloclouds_ddml MODEL.pt [--energies E1 E2 ...] [-n N] [--seed S] [--threads T]
+//                                 [--theta DEG] [--phi DEG] [--warmup W]
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Options {
+  std::string model;
+  std::vector<double> energies_gev{10.0, 50.0, 90.0};
+  int n_showers = 100;
+  int warmup = 5;
+  int threads = 1;
+  long seed = 0;
+  double theta_deg = 90.0;
+  double phi_deg = 0.0;
+};
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::cerr << "caloclouds_ddml: error: " << msg << "\n"
+            << "usage: caloclouds_ddml MODEL.pt [--energies E1 E2 ...] [-n N] [--seed S] "
+               "[--threads T] [--theta DEG] [--phi DEG] [--warmup W]\n";
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options opt;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args.size()) usage_error(a + " needs a value");
+      return args[++i];
+    };
+    if (a == "--energies") {
+      opt.energies_gev.clear();
+      while (i + 1 < args.size() && args[i + 1].rfind("-", 0) != 0) opt.energies_gev.push_back(std::stod(args[++i]));
+      if (opt.energies_gev.empty()) usage_error("--energies needs at least one value");
+    } else if (a == "-n") {
+      opt.n_showers = std::stoi(value());
+    } else if (a == "--seed") {
+      opt.seed = std::stol(value());
+    } else if (a == "--threads") {
+      opt.threads = std::stoi(value());
+    } else if (a == "--theta") {
+      opt.theta_deg = std::stod(value());
+    } else if (a == "--phi") {
+      opt.phi_deg = std::stod(value());
+    } else if (a == "--warmup") {
+      opt.warmup = std::stoi(value());
+    } else if (!a.empty() && a[0] == '-') {
+      usage_error("unknown option " + a);
+    } else if (opt.model.empty()) {
+      opt.model = a;
+    } else {
+      usage_error("more than one model file given");
+    }
+  }
+  if (opt.model.empty()) usage_error("no model file given");
+  if (opt.n_showers < 1) usage_error("-n must be >= 1");
+  return opt;
+}
+
+// Checks one output against the convention; returns false (and says why) when it breaks it.
+bool check_output(const torch::Tensor& out, int64_t n_layers, std::vector<int64_t>& counts,
+                  double& energy_sum_mev) {
+  if (out.dim() != 1 || out.scalar_type() != torch::kFloat32 || out.size(0) < 4 * n_layers ||
+      (out.size(0) - 4 * n_layers) % 4 != 0) {
+    std::cerr << "output is not a 1-D float32 tensor of 4*n_layers + 4*points entries\n";
+    return false;
+  }
+  auto header = out.slice(0, 0, 4 * n_layers).reshape({n_layers, 4});
+  if (header.slice(1, 1, 4).abs().sum().item<float>() != 0.0f) {
+    std::cerr << "header entries between the counts are not zero\n";
+    return false;
+  }
+  auto points = out.slice(0, 4 * n_layers).reshape({-1, 4});
+  auto count_tensor = header.select(1, 0).to(torch::kLong);
+  int64_t total = count_tensor.sum().item<int64_t>();
+  if (total != points.size(0)) {
+    std::cerr << "header counts " << total << " points but " << points.size(0) << " follow\n";
+    return false;
+  }
+  auto expected = torch::repeat_interleave(torch::arange(n_layers, torch::kLong), count_tensor);
+  if (!torch::equal(points.select(1, 2).to(torch::kLong), expected)) {
+    std::cerr << "points are not grouped by ascending layer as the header says\n";
+    return false;
+  }
+  counts.assign(count_tensor.data_ptr<int64_t>(), count_tensor.data_ptr<int64_t>() + n_layers);
+  energy_sum_mev = points.select(1, 3).sum().item<double>();
+  return true;
+}
+
+int64_t read_n_layers(const std::string& text) {
+  // the "n_layers" extra file holds a JSON integer
+  try {
+    return std::stoll(text);
+  } catch (...) {
+    return -1;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt = parse(argc, argv);
+  at::set_num_threads(opt.threads);
+  torch::jit::ExtraFilesMap extra{{"n_layers", ""}, {"version", ""}, {"energy_range_gev", ""}};
+  torch::jit::script::Module module;
+  try {
+    module = torch::jit::load(opt.model, torch::kCPU, extra);
+  } catch (const c10::Error& e) {
+    std::cerr << "caloclouds_ddml: error: " << opt.model << ": cannot load the TorchScript file ("
+              << e.what_without_backtrace() << ")\n";
+    return 2;
+  }
+  module.eval();
+  const int64_t n_layers = read_n_layers(extra["n_layers"]);
+  if (n_layers < 1) {
+    std::cerr << "caloclouds_ddml: error: " << opt.model << ": no n_layers extra file (not a caloclouds export?)\n";
+    return 2;
+  }
+  std::cout << "model " << opt.model << ": n_layers " << n_layers << ", version " << extra["version"]
+            << ", energy range " << extra["energy_range_gev"] << " GeV, " << at::get_num_threads()
+            << " thread(s)\n";
+  at::manual_seed(static_cast<uint64_t>(opt.seed));
+  c10::InferenceMode inference_mode;
+  bool all_ok = true;
+  for (double energy : opt.energies_gev) {
+    std::vector<torch::jit::IValue> inputs{torch::full({1, 1}, energy, torch::kFloat32),
+                                           torch::full({1, 1}, opt.theta_deg, torch::kFloat32),
+                                           torch::full({1, 1}, opt.phi_deg, torch::kFloat32)};
+    std::vector<double> mean_counts(n_layers, 0.0), ms;
+    double mean_points = 0.0, mean_energy = 0.0;
+    bool ok = true;
+    for (int i = 0; i < opt.warmup + opt.n_showers; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      torch::Tensor out;
+      try {
+        out = module.forward(inputs).toTensor();
+      } catch (const c10::Error& e) {
+        std::cerr << "caloclouds_ddml: error: forward failed at " << energy << " GeV: " << e.what_without_backtrace() << "\n";
+        return 1;
+      }
+      auto t1 = std::chrono::steady_clock::now();
+      if (i < opt.warmup) continue;
+      ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      std::vector<int64_t> counts;
+      double esum = 0.0;
+      if (!check_output(out, n_layers, counts, esum)) {
+        ok = false;
+        break;
+      }
+      for (int64_t l = 0; l < n_layers; ++l) mean_counts[l] += static_cast<double>(counts[l]) / opt.n_showers;
+      mean_points += static_cast<double>(out.size(0) / 4 - n_layers) / opt.n_showers;
+      mean_energy += esum / opt.n_showers;
+    }
+    all_ok = all_ok && ok;
+    std::sort(ms.begin(), ms.end());
+    double median = ms.empty() ? 0.0 : ms[ms.size() / 2];
+    std::printf("RESULT energy_gev=%g showers=%d mean_points=%.2f mean_energy_mev=%.4f sampling_fraction=%.6f "
+                "median_ms=%.3f consistent=%d\n",
+                energy, opt.n_showers, mean_points, mean_energy, mean_energy / (1000.0 * energy), median, ok ? 1 : 0);
+    std::printf("LAYERS energy_gev=%g", energy);
+    for (double c : mean_counts) std::printf(" %.2f", c);
+    std::printf("\n");
+  }
+  return all_ok ? 0 : 1;
+}
