@@ -4,6 +4,7 @@ Examples:
   caloclouds generate --energy-range 10 90 -n 1000 -o showers.root
   caloclouds generate --energies 10 50 90 -n 100 --cells ild -o showers.h5
   caloclouds generate --energies-file energies.txt --sampler edm --steps 13 -o showers.root
+  caloclouds generate --energies-from g4_photons_val_uniform.h5 -o matched.h5
   caloclouds generate --model voxel_cm.pt --energies 50 -n 100 -o voxel_showers.h5
 
 --model also takes a voxel model checkpoint (caloclouds train-voxel); its showers are written as
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--energy-range", nargs=2, type=float, metavar=("LO_GEV", "HI_GEV"), help="-n energies uniform in [LO, HI] GeV")
     src.add_argument("--energies", nargs="+", type=float, metavar="E_GEV", help="-n showers at each of these energies (GeV)")
     src.add_argument("--energies-file", metavar="FILE", help="text file, one energy in GeV per line: one shower per line")
+    src.add_argument("--energies-from", metavar="REF.h5",
+                     help="one shower at each incident energy of this shower file, in its order (a sample matched to "
+                          "that reference for caloclouds evaluate); -n takes the first N")
     parser.add_argument("-n", "--n-showers", type=int, metavar="N", help="number of showers (per energy with --energies)")
     parser.add_argument("--sampler", choices=["cm", "edm"], default="cm", help="cm: consistency model (default); edm: teacher with Heun steps")
     parser.add_argument("--steps", type=int, metavar="K", help="CM steps (default 1) or Heun steps (default 13)")
@@ -52,13 +56,18 @@ def run(args: argparse.Namespace) -> int:
         raise CaloCloudsError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.steps is not None and args.steps < 1:
         raise CaloCloudsError(f"--steps must be >= 1, got {args.steps}")
-    energies = incident_energies(
-        energy_range_gev=tuple(args.energy_range) if args.energy_range else None,
-        energies_gev=args.energies,
-        energies_file=args.energies_file,
-        n_showers=args.n_showers,
-        seed=args.seed,
-    )
+    if args.energies_from:
+        from caloclouds.evaluation.spectrum import energies_of_file
+
+        energies = energies_of_file(args.energies_from, n_showers=args.n_showers)
+    else:
+        energies = incident_energies(
+            energy_range_gev=tuple(args.energy_range) if args.energy_range else None,
+            energies_gev=args.energies,
+            energies_file=args.energies_file,
+            n_showers=args.n_showers,
+            seed=args.seed,
+        )
     from caloclouds.voxel.model import is_voxel_checkpoint
 
     if is_voxel_checkpoint(args.model):
