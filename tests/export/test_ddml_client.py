@@ -1,0 +1,77 @@
+"""The C++ client of examples/ddml: built with the libtorch inside the torch wheel, run on the export.
+
+Skipped when cmake or a C++ compiler is missing. It builds once per session (about a minute on
+one core) and draws 100 showers at each of 10, 50 and 90 GeV.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import shared_file
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "ddml"
+ENERGIES_GEV = (10.0, 50.0, 90.0)
+RESULT = re.compile(r"RESULT energy_gev=(\S+) showers=(\d+) mean_points=(\S+) mean_energy_mev=(\S+) "
+                    r"sampling_fraction=(\S+) median_ms=(\S+) consistent=(\d)")
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("cmake") is None or shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip("cmake or a C++ compiler is not installed")
+    build = tmp_path_factory.mktemp("ddml_build")
+    configure = _run(["cmake", "-S", str(EXAMPLE), "-B", str(build), f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"])
+    assert configure.returncode == 0, configure.stdout + configure.stderr
+    compiled = _run(["cmake", "--build", str(build)])
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    return build / "caloclouds_ddml"
+
+
+def _geant4_sampling_fraction(energy_gev: float) -> float:
+    from caloclouds.io import read_showers
+
+    showers = read_showers(shared_file("g4_photons_val_fixed.h5"))
+    showers = showers[np.abs(showers.incident_energy_gev - energy_gev) < 0.5]
+    return float(np.mean(showers.visible_energy_mev() / (1000.0 * energy_gev)))
+
+
+def test_client_draws_consistent_showers_at_geant4_sampling_fraction(client, exported):
+    run = _run([str(client), str(exported), "--energies", *map(str, ENERGIES_GEV), "-n", "100", "--threads", "1"])
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = {float(m[0]): m for m in RESULT.findall(run.stdout)}
+    assert sorted(results) == list(ENERGIES_GEV)
+    for energy, (_, n, mean_points, _, fraction, median_ms, consistent) in results.items():
+        assert consistent == "1" and int(n) == 100 and float(mean_points) > 100 and float(median_ms) > 0
+        g4 = _geant4_sampling_fraction(energy)
+        assert abs(float(fraction) / g4 - 1) < 0.03, (energy, fraction, g4)
+    layers = [line for line in run.stdout.splitlines() if line.startswith("LAYERS")]
+    assert len(layers) == 3 and all(len(line.split()) == 2 + 30 for line in layers)
+
+
+def test_client_reproduces_a_seed(client, exported):
+    runs = [_run([str(client), str(exported), "--energies", "50", "-n", "3", "--warmup", "0", "--seed", "5"])
+            for _ in range(2)]
+    assert runs[0].returncode == 0
+    strip = [re.sub(r"median_ms=\S+", "", r.stdout) for r in runs]
+    assert strip[0] == strip[1]
+
+
+def test_client_errors(client, tmp_path):
+    missing = _run([str(client), str(tmp_path / "nope.pt")])
+    assert missing.returncode == 2 and "cannot load the TorchScript file" in missing.stderr
+    usage = _run([str(client)])
+    assert usage.returncode == 2 and "no model file given" in usage.stderr
