@@ -79,6 +79,7 @@ class CellObservables:
         hit_e_mev: (H,) cell energies (the cell-energy spectrum).
         hit_layer: (H,) layer index of each hit.
         hit_r_mm: (H,) distance of each hit's cell centre to the shower axis.
+        hit_x_mm, hit_y_mm: (H,) transverse cell centre of each hit (the low-level classifier's input).
     """
 
     incident_energy_gev: np.ndarray
@@ -90,6 +91,8 @@ class CellObservables:
     hit_e_mev: np.ndarray
     hit_layer: np.ndarray
     hit_r_mm: np.ndarray
+    hit_x_mm: np.ndarray
+    hit_y_mm: np.ndarray
 
     def __len__(self) -> int:
         return len(self.n_hits)
@@ -122,6 +125,8 @@ class CellObservables:
             hit_e_mev=self.hit_e_mev[hit_idx],
             hit_layer=self.hit_layer[hit_idx],
             hit_r_mm=self.hit_r_mm[hit_idx],
+            hit_x_mm=self.hit_x_mm[hit_idx],
+            hit_y_mm=self.hit_y_mm[hit_idx],
         )
 
 
@@ -192,6 +197,8 @@ def compute_observables(
         hit_e_mev=e,
         hit_layer=layer,
         hit_r_mm=r,
+        hit_x_mm=x,
+        hit_y_mm=y,
     )
 
 
