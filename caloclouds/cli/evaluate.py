@@ -1,17 +1,22 @@
-"""Cell-level validation of generated showers against a Geant4 reference.
+"""Cell-level validation of generated showers against a Geant4 reference, next to the Geant4 floor.
 
 Projects every file onto the evaluation cells (ILD 5.088 mm grid, threshold 0.5 MIP by default),
 computes the observables (hits, E_vis/E_inc, cell energies, longitudinal and radial profiles,
 centre of gravity, 10+10 decile-bin energies) and scores each generated file against the
-reference: standardised W1 per observable, the 25-feature classifier AUC, FPD and KPD, each next
-to the Geant4 floor (two halves of the reference). Writes DIR/scores.json, DIR/*.png and
-DIR/report.html.
+reference: standardised W1 per observable, the high-level (25 features) and the low-level (cells,
+point-set network) classifier AUC, FPD and KPD. Every score is computed next to the Geant4 floor,
+two independent Geant4 samples of the same size (--floor-reference, else two halves of the
+reference), and judged by its ratio to it (pass/fail: --max-ratio, --max-auc). Scores are also
+broken down by incident energy (10-30, 30-60, 60-90 GeV). Samples whose incident-energy spectrum
+clearly differs from the reference's (KS test) are refused unless --allow-spectrum-mismatch.
+Writes DIR/scores.json, DIR/*.png and DIR/report.html.
 
 examples:
-  caloclouds evaluate --reference g4_photons_val_uniform.h5 --generated cm.root --out eval/
-  caloclouds evaluate --reference g4.h5 --generated cm.h5 --generated edm.h5 \\
-      --label CM --label EDM --out eval/ --max-showers 1000
-  caloclouds evaluate --reference g4.h5 --generated cm.h5 --generated voxel.h5 --voxel-mesh ds2 --out eval/
+  caloclouds generate --energies-from g4_photons_val_uniform.h5 -o cm.h5
+  caloclouds evaluate --reference g4_photons_val_uniform.h5 --generated cm.h5 --out eval/
+  caloclouds evaluate --reference g4_photons_val_uniform.h5 --floor-reference g4_photons_train2.h5 \\
+      --generated cm.h5 --generated edm.h5 --label CM --label EDM --out eval/ --max-showers 1000
+  caloclouds evaluate --self-test g4_photons_train.h5 --max-showers 1000 --out selftest/
   caloclouds evaluate --reference g4_photons_train.h5 --measure-mip
 """
 
@@ -19,11 +24,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
-
-from caloclouds.errors import CaloCloudsError, ConfigError
+from caloclouds.errors import CaloCloudsError, ConfigError, InputFileError
 
 if TYPE_CHECKING:
     from caloclouds.showers import Showers
@@ -38,29 +43,54 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reference", required=True, metavar="REF.h5", help="Geant4 reference showers")
+    parser.add_argument("--reference", metavar="REF.h5", help="Geant4 reference showers")
     parser.add_argument("--generated", action="append", default=[], metavar="GEN.{h5,root}",
                         help="generated showers (repeat to compare several models)")
     parser.add_argument("--label", action="append", default=[], metavar="NAME",
                         help="name of each --generated file, in order (default: the file name)")
+    parser.add_argument("--floor-reference", metavar="G4B.h5",
+                        help="an independent Geant4 file for the floor (default: two halves of the reference, "
+                             "with every model scored on a half)")
     parser.add_argument("--out", metavar="DIR", help="output folder for scores.json, PNGs, report.html")
     parser.add_argument("--max-showers", type=_positive_int, metavar="N",
-                        help="use only the first N showers of every file")
+                        help="use only the first N showers of every file (--self-test: N per sample)")
     parser.add_argument("--config", metavar="CONFIG.yaml",
                         help="run config whose 'evaluation' section is used (default: built-in defaults)")
     parser.add_argument("--reference-label", default="Geant4", metavar="NAME", help="name of the reference")
+    parser.add_argument("--allow-spectrum-mismatch", action="store_true",
+                        help="score samples whose incident-energy spectrum differs from the reference's (KS p < 1e-3)")
+    parser.add_argument("--max-ratio", type=_positive_float, default=1.6, metavar="R",
+                        help="a W1/FPD/KPD score passes when score / Geant4 floor <= R (default 1.6)")
+    parser.add_argument("--max-auc", type=float, default=0.6, metavar="AUC",
+                        help="a classifier passes when its AUC <= AUC (default 0.6)")
+    parser.add_argument("--no-low-level", action="store_true",
+                        help="skip the low-level (per-cell) classifier (about 2 min per comparison of 1000 vs 1000)")
+    parser.add_argument("--low-level-epochs", type=_positive_int, metavar="E",
+                        help="epochs per fold of the low-level classifier (default 12)")
     parser.add_argument("--voxel-mesh", metavar="ds2|ds1|MESH.yaml",
                         help="also score the FPD/KPD of CaloChallenge high-level features with every sample "
                              "voxelised onto this mesh (point-cloud vs voxel models)")
     parser.add_argument("--no-plots", action="store_true", help="write scores.json and report.html only")
+    parser.add_argument("--self-test", metavar="REF.h5",
+                        help="perturb Geant4 showers of REF.h5 (energy scale, radial widening, depth shift) and "
+                             "print how strongly each score reacts, with the Geant4 floor")
+    parser.add_argument("--perturbation", action="append", default=[], metavar="KIND:AMOUNT",
+                        help="with --self-test: a distortion to score (repeatable), e.g. radial:0.05, energy:0.02, "
+                             "depth:0.3, none:0 (default: none, energy 2 %%, radial 2 %% and 5 %%, depth 0.3 layers)")
     parser.add_argument("--measure-mip", action="store_true",
                         help="only measure the MIP MPV of the reference's cells (no threshold) and print it")
 
 
 def _read(path: str, max_showers: int | None) -> Showers:
     """All showers of a file of any supported format, or its first ``max_showers``."""
-    from caloclouds.errors import InputFileError
     from caloclouds.io import iter_any
     from caloclouds.showers import Showers
 
@@ -78,17 +108,36 @@ def _read(path: str, max_showers: int | None) -> Showers:
     return showers if max_showers is None else showers[:max_showers]
 
 
+def _options(args: argparse.Namespace) -> Any:
+    from caloclouds.evaluation import LowLevelConfig, ScoringOptions, Thresholds
+
+    try:
+        thresholds = Thresholds(max_ratio=args.max_ratio, max_auc=args.max_auc)
+    except ValueError as exc:
+        raise ConfigError(f"--max-ratio/--max-auc: {exc}") from None
+    low_level = None
+    if not args.no_low_level:
+        low_level = LowLevelConfig()
+        if args.low_level_epochs:
+            low_level = replace(low_level, epochs=args.low_level_epochs)
+    return ScoringOptions(thresholds=thresholds, low_level=low_level, allow_spectrum_mismatch=args.allow_spectrum_mismatch)
+
+
 def run(args: argparse.Namespace) -> int:
     from caloclouds.config import EvaluationConfig, load_config
 
     config = load_config(args.config).evaluation if args.config else EvaluationConfig()
     if args.voxel_mesh:
-        from dataclasses import replace
-
         from caloclouds.voxel.mesh import get_mesh
 
         get_mesh(args.voxel_mesh)  # a bad mesh fails here, before any projection
         config = replace(config, voxel_mesh=args.voxel_mesh)
+    if args.self_test:
+        if args.reference or args.generated or args.measure_mip:
+            raise ConfigError("--self-test REF.h5 takes no --reference, --generated or --measure-mip")
+        return _self_test(args, config)
+    if not args.reference:
+        raise ConfigError("give --reference REF.h5 (or --self-test REF.h5)")
     if args.measure_mip:
         return _measure_mip(args, config)
     if not args.generated:
@@ -100,26 +149,75 @@ def run(args: argparse.Namespace) -> int:
     labels = args.label or [Path(p).stem for p in args.generated]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"labels must be distinct, got {labels}; name them with --label")
+    options = _options(args)
 
-    from caloclouds.evaluation import evaluate
+    from caloclouds.evaluation import FLOOR_LABEL, SpectrumMismatchError, evaluate
     from caloclouds.evaluation.report import format_table
 
     start = time.perf_counter()
     reference = _read(args.reference, args.max_showers)
+    floor_reference = _read(args.floor_reference, args.max_showers) if args.floor_reference else None
     generated = {label: _read(path, args.max_showers) for label, path in zip(labels, args.generated)}
+    paths = {**dict(zip(labels, args.generated)), FLOOR_LABEL: args.floor_reference}
     try:
         result = evaluate(
-            reference, generated, config=config, out_dir=Path(args.out),
-            reference_label=args.reference_label, plots=not args.no_plots,
-            sources={args.reference_label: str(args.reference), **dict(zip(labels, args.generated))},
+            reference, generated, config=config, options=options, floor_reference=floor_reference,
+            out_dir=Path(args.out), reference_label=args.reference_label, plots=not args.no_plots,
+            sources={args.reference_label: str(args.reference), **{k: str(v) for k, v in paths.items() if v}},
             progress=lambda msg: print(f"  {msg}", flush=True),
         )
+    except SpectrumMismatchError as exc:
+        raise InputFileError(paths[exc.label], f"{exc} (reference {args.reference})") from None
     except ValueError as exc:
         if isinstance(exc, CaloCloudsError):
             raise
         raise ConfigError(str(exc)) from None
     print(format_table(result))
     print(f"wrote {Path(args.out) / 'report.html'} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _perturbations(specs: list[str]) -> Any:
+    """``KIND:AMOUNT`` strings -> perturbations (none given: the default set)."""
+    from caloclouds.evaluation.selftest import DEFAULT_PERTURBATIONS, Perturbation
+
+    if not specs:
+        return DEFAULT_PERTURBATIONS
+    out = []
+    for spec in specs:
+        kind, _, amount = spec.partition(":")
+        if kind not in ("none", "energy", "radial", "depth"):
+            raise ConfigError(f"--perturbation {spec!r}: kind must be none, energy, radial or depth")
+        try:
+            out.append(Perturbation(kind, float(amount or 0.0)))  # type: ignore[arg-type]
+        except ValueError:
+            raise ConfigError(f"--perturbation {spec!r}: AMOUNT must be a number, e.g. radial:0.05") from None
+    return tuple(out)
+
+
+def _self_test(args: argparse.Namespace, config: Any) -> int:
+    from caloclouds.evaluation.report import text_table
+    from caloclouds.evaluation.selftest import self_test, self_test_rows
+
+    start = time.perf_counter()
+    showers = _read(args.self_test, None)
+    n = len(showers) // 3 if args.max_showers is None else args.max_showers
+    if 3 * n > len(showers):
+        raise InputFileError(args.self_test, f"holds {len(showers)} showers; the self-test needs 3 x {n}")
+    try:
+        result = self_test(
+            showers, n=n, config=config, options=_options(args), perturbations=_perturbations(args.perturbation),
+            out_dir=Path(args.out) if args.out else None, plots=not args.no_plots,
+            progress=lambda msg: print(f"  {msg}", flush=True),
+        )
+    except ValueError as exc:
+        if isinstance(exc, CaloCloudsError):
+            raise
+        raise InputFileError(args.self_test, str(exc)) from None
+    print(f"self-test on {args.self_test}: 3 disjoint samples of {n} showers (A reference, B floor, C distorted)")
+    print(text_table(*self_test_rows(result)))
+    where = f"; wrote {Path(args.out) / 'report.html'}" if args.out else ""
+    print(f"({time.perf_counter() - start:.1f} s{where})")
     return 0
 
 

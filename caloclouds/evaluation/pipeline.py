@@ -1,51 +1,66 @@
-"""One-call evaluation of generated showers against a Geant4 reference.
+"""One-call evaluation of generated showers against a Geant4 reference, next to the Geant4 floor.
 
-:func:`evaluate` projects every sample onto the cells of the evaluation geometry, applies the
-cell threshold, computes the observables and the 25 high-level features, and scores each
-generated sample against the reference: W1 per observable, classifier AUC, FPD and KPD. Every
-score is also computed for two disjoint halves of the reference (the "Geant4 floor"): a model is
-as good as Geant4 when its scores reach the floor.
+:func:`evaluate` checks that every sample has the reference's incident-energy spectrum (KS test),
+projects every sample onto the cells of the evaluation geometry, applies the cell threshold,
+computes the observables and the 25 high-level features, and scores each generated sample against
+the reference: W1 per observable, the high-level and the low-level classifier AUC, FPD and KPD.
 
-Splits (all drawn with ``config.seed``):
+**The floor.** Every score is also computed between two independent Geant4 samples of exactly the
+size at which the models are scored, with the same batching (:mod:`~caloclouds.evaluation.floor`):
 
-* the reference is shuffled and cut into halves A and B;
-* W1 uses ``n_batches`` disjoint batches of ``b`` showers, with
-  ``b = min(|A|, |B|, |generated|) // n_batches``: the floor compares A and B batch by batch, a
-  model compares its batches with A's, so floor and model use the same batch size;
-* the classifier, FPD and KPD compare a model with the whole reference (the larger sample is
-  subsampled to the smaller one for the classifier), and the floor A with B.
+* with ``floor_reference`` (an independent Geant4 file), the floor is reference vs floor reference
+  and a model is reference vs model, all cut to one common size n;
+* without it, the reference is split into halves A and B; the floor is A vs B, and a model is
+  scored against A with n showers as well.
+
+Each score is stored with ``value``, ``floor``, ``ratio`` (value / floor) and ``pass``; a perfect
+model has ratios near 1. Scores are also broken down by incident energy (10-30, 30-60, 60-90 GeV
+by default), with the same equal-size floor in each range.
 
 With ``config.voxel_mesh`` set (e.g. ``"ds2"``), every sample is also voxelised onto that
 cylindrical mesh and the FPD/KPD of the CaloChallenge high-level features are computed in voxel
-space (``voxel_space`` in the result), so point-cloud and voxel models are compared on the
-voxel models' own footing.
+space (``voxel_space`` in the result).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from caloclouds.config import EvaluationConfig
-from caloclouds.evaluation.classifier import classifier_auc
+from caloclouds.evaluation.comparison import (
+    Context,
+    Side,
+    energy_bin_indices,
+    make_side,
+    observable_table,
+    pd_sizes,
+    score_pair,
+)
+from caloclouds.evaluation.floor import floor_entry, plan_samples, with_floor
 from caloclouds.evaluation.observables import (
-    BinEdges,
     CellObservables,
-    binned_energies,
     compute_observables,
     decile_edges,
     high_level_features,
 )
-from caloclouds.evaluation.scores import Observable, Score, batched_w1, fpd, kpd, standardisation
+from caloclouds.evaluation.options import ScoringOptions
+from caloclouds.evaluation.scores import standardisation
+from caloclouds.evaluation.spectrum import check_spectra, energy_bin_label
 from caloclouds.showers import Showers
 
-__all__ = ["FLOOR_LABEL", "cell_observables", "observable_table", "evaluate"]
+__all__ = ["FLOOR_LABEL", "FORMAT_VERSION", "cell_observables", "observable_table", "evaluate"]
 
-FLOOR_LABEL = "Geant4 A vs B"
-FORMAT_VERSION = 1
+FLOOR_LABEL = "Geant4 floor"
+FORMAT_VERSION = 2
+
+#: Keys of ``score_pair`` results that are single scores, by kind (distance: judged on the ratio).
+_DISTANCES = ("fpd", "kpd")
+_AUCS = ("auc", "auc_low_level")
 
 
 def cell_observables(showers: Showers, *, config: EvaluationConfig, geometry: Any = None) -> CellObservables:
@@ -68,92 +83,39 @@ def cell_observables(showers: Showers, *, config: EvaluationConfig, geometry: An
     )
 
 
-def observable_table(obs: CellObservables, edges: BinEdges) -> dict[str, Observable]:
-    """Every W1 observable of a sample, by name (per-shower scalars and per-hit profiles)."""
-    longitudinal, radial = binned_energies(obs, edges)
-    table = {
-        "n_hits": Observable(obs.n_hits.astype(np.float64)),
-        "e_ratio": Observable(obs.e_ratio),
-        "cell_energy_mev": Observable(obs.hit_e_mev, obs.hit_offsets),
-        "longitudinal_profile": Observable(obs.hit_layer.astype(np.float64), obs.hit_offsets, obs.hit_e_mev),
-        "radial_profile": Observable(obs.hit_r_mm, obs.hit_offsets, obs.hit_e_mev),
-        "cog_x_mm": Observable(obs.cog_mm[:, 0]),
-        "cog_y_mm": Observable(obs.cog_mm[:, 1]),
-        "cog_z_mm": Observable(obs.cog_mm[:, 2]),
-    }
-    table.update({f"e_long_{k}_mev": Observable(longitudinal[:, k]) for k in range(longitudinal.shape[1])})
-    table.update({f"e_radial_{k}_mev": Observable(radial[:, k]) for k in range(radial.shape[1])})
-    return table
+def _judge(raw: Mapping[str, Any], floor: Mapping[str, Any], options: ScoringOptions | None) -> dict[str, Any]:
+    """Put every score of ``raw`` next to the same score of ``floor`` (options None: the floor itself)."""
+    thresholds = None if options is None else options.thresholds
 
+    def pair(score: Mapping[str, Any], f: Mapping[str, Any], kind: str) -> dict[str, Any]:
+        if options is None:
+            return floor_entry(score, kind=kind)  # type: ignore[arg-type]
+        return with_floor(score, f, kind=kind, thresholds=thresholds)  # type: ignore[arg-type]
 
-def _grouped(w1: Mapping[str, Score]) -> dict[str, Score]:
-    """The bin groups as in CaloClouds II Table 2: mean of the means, error sqrt(sum of std^2)."""
-    out = {}
-    for group, prefix in (("e_long_bins", "e_long_"), ("e_radial_bins", "e_radial_")):
-        members = [s for k, s in w1.items() if k.startswith(prefix)]
-        out[group] = Score(
-            float(np.mean([s.value for s in members])),
-            float(np.sqrt(np.sum([s.error**2 for s in members]))),
-        )
+    out: dict[str, Any] = {}
+    for key in ("w1", "w1_groups"):
+        out[key] = {name: pair(s, floor[key][name], "distance") for name, s in raw[key].items()}
+    for key in _DISTANCES:
+        if key in raw:
+            out[key] = pair(raw[key], floor[key], "distance")
+    for key in _AUCS:
+        if key in raw:
+            out[key] = pair(raw[key], floor[key], "auc")
+    if "auc_groups" in raw:
+        out["auc_groups"] = {g: pair(s, floor["auc_groups"][g], "auc") for g, s in raw["auc_groups"].items()}
+    for key in ("fpd_extrapolated", "kpd_unbiased"):  # the field's definitions, about 0 at the floor: no ratio
+        if key in raw:
+            out[key] = {**raw[key], "floor": floor[key]["value"], "floor_error": floor[key]["error"]}
     return out
 
 
-def _batches(idx: np.ndarray, n_batches: int, size: int) -> list[np.ndarray]:
-    return [idx[k * size : (k + 1) * size] for k in range(n_batches)]
-
-
-def _pd_sizes(n: int, config: EvaluationConfig) -> tuple[int, int, int]:
-    """FPD bootstrap sizes (smallest, largest) and the KPD batch size, clipped to ``n`` showers."""
-    max_s = min(config.fpd_max_samples, n)
-    min_s = max(2, min(config.fpd_min_samples, int(max_s * config.fpd_min_samples / config.fpd_max_samples)))
-    return min_s, max_s, max(2, min(config.kpd_batch_size, n // 2))
-
-
-def _fpd_kpd(real: np.ndarray, gen: np.ndarray, config: EvaluationConfig) -> dict[str, Any]:
-    min_s, max_s, kpd_batch = _pd_sizes(min(len(real), len(gen)), config)
-    f = fpd(real, gen, min_samples=min_s, max_samples=max_s, seed=config.seed)
-    k = kpd(real, gen, batch_size=kpd_batch, num_batches=config.kpd_batches, degree=config.kpd_degree, seed=config.seed)
-    return {
-        "fpd": {**f.to_dict(), "min_samples": min_s, "max_samples": max_s},
-        "kpd": {**k.to_dict(), "batch_size": kpd_batch, "batches": config.kpd_batches, "degree": config.kpd_degree},
-    }
-
-
-def _auc(real: np.ndarray, gen: np.ndarray, config: EvaluationConfig, rng: np.random.Generator) -> dict[str, Any]:
-    n = min(len(real), len(gen))
-    r = real[np.sort(rng.permutation(len(real))[:n])]
-    g = gen[np.sort(rng.permutation(len(gen))[:n])]
-    return classifier_auc(
-        r, g,
-        folds=config.classifier_folds, hidden=config.classifier_hidden, epochs=config.classifier_epochs,
-        batch_size=config.classifier_batch_size, learning_rate=config.classifier_learning_rate, seed=config.seed,
-    ).to_dict()
-
-
-#: Feature subsets scored with the same classifier: they tell where a high AUC comes from.
-AUC_GROUPS = {
-    "radial bins only": lambda name: name.startswith("e_radial_"),
-    "without radial bins": lambda name: not name.startswith("e_radial_"),
-}
-
-
-def _auc_groups(real: np.ndarray, gen: np.ndarray, names: tuple[str, ...], config: EvaluationConfig) -> dict[str, Any]:
-    out = {}
-    for group, keep in AUC_GROUPS.items():
-        cols = [i for i, name in enumerate(names) if keep(name)]
-        out[group] = _auc(real[:, cols], gen[:, cols], config, np.random.default_rng(config.seed))
-    return out
-
-
-def _voxel_space(reference: Any, generated: Any, config: EvaluationConfig) -> dict[str, Any]:
-    """FPD/KPD x 1e3 of the CaloChallenge high-level features of two voxelised samples."""
-    from caloclouds.voxel.features import voxel_space_scores
-
-    min_s, max_s, kpd_batch = _pd_sizes(min(len(reference), len(generated)), config)
-    scores = voxel_space_scores(
-        reference, generated, fpd_min_samples=min_s, fpd_max_samples=max_s, kpd_batch_size=kpd_batch, seed=config.seed,
-    )
-    return {"mesh": config.voxel_mesh, "mesh_name": reference.mesh.name, **scores}
+def _verdict(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Which judged scores fail (W1 per observable, the bin groups, FPD, KPD, both AUCs)."""
+    judged = {f"w1 {k}": s for k, s in entry["w1"].items() if not k.startswith(("e_long_", "e_radial_"))}
+    judged.update({f"w1 {k}": s for k, s in entry["w1_groups"].items()})
+    judged.update({k: entry[k] for k in (*_DISTANCES, *_AUCS) if k in entry})
+    failed = [k for k, s in judged.items() if s["pass"] is False]
+    return {"pass": not failed, "failed": failed, "n_judged": len(judged)}
 
 
 def _summary(obs: CellObservables) -> dict[str, float]:
@@ -166,23 +128,68 @@ def _summary(obs: CellObservables) -> dict[str, float]:
     }
 
 
+def _check_sizes(reference: Showers, generated: Mapping[str, Showers], n: int, config: EvaluationConfig) -> None:
+    need = max(config.n_batches, config.classifier_folds)
+    if n < need:
+        sizes = ", ".join(f"{label!r} {len(s)}" for label, s in generated.items())
+        msg = (
+            f"the comparisons would use {n} showers per sample (reference {len(reference)}, {sizes}); "
+            f"each half of the reference and each sample needs at least max(n_batches, classifier_folds) = {need}"
+        )
+        raise ValueError(msg)
+
+
+def _energy_breakdown(
+    ref: Side, others: Mapping[str, Side], ctx: Context, *, progress: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """Label -> energy bin -> W1 (all observables) and high-level AUC, on equal-size samples per bin."""
+    labels = list(others)
+    out: dict[str, dict[str, Any]] = {label: {} for label in labels}
+    for lo, hi in ctx.options.energy_bins_gev:
+        key = energy_bin_label(lo, hi)
+        energies = [ref.obs.incident_energy_gev] + [others[label].obs.incident_energy_gev for label in labels]
+        idx = energy_bin_indices(energies, lo, hi, seed=ctx.config.seed)
+        n = len(idx[0])
+        if n < 2 * max(ctx.config.n_batches, ctx.config.classifier_folds):
+            for label in labels:
+                out[label][key] = {"n_showers": n, "skipped": "too few showers in this range"}
+            continue
+        progress(f"energy range {key}: {n} showers per sample")
+        ref_bin = make_side(ref.obs.take(idx[0]), ctx.edges)
+        raw = {
+            label: score_pair(ref_bin, make_side(others[label].obs.take(i), ctx.edges), ctx,
+                              low_level=False, groups=False, distances=False)
+            for label, i in zip(labels, idx[1:])
+        }
+        floor = raw[FLOOR_LABEL]
+        for label in labels:
+            judged = _judge(raw[label], floor, None if label == FLOOR_LABEL else ctx.options)
+            out[label][key] = {"n_showers": n, **judged}
+    return out
+
+
 def evaluate(
     reference: Showers,
     generated: Mapping[str, Showers],
     *,
     config: EvaluationConfig | None = None,
+    options: ScoringOptions | None = None,
+    floor_reference: Showers | None = None,
     out_dir: str | Path | None = None,
     reference_label: str = "Geant4",
     sources: Mapping[str, str] | None = None,
     plots: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Score generated showers against a reference, with the reference-vs-reference floor.
+    """Score generated showers against a reference, each score next to the equal-size Geant4 floor.
 
     Args:
         reference: the reference (Geant4) showers, integer layers.
         generated: label -> generated showers (integer layers); several models can be compared.
         config: evaluation settings (default :class:`EvaluationConfig`).
+        options: floor, thresholds, energy bins, spectrum check, low-level classifier
+            (default :class:`ScoringOptions`).
+        floor_reference: an independent Geant4 sample for the floor (default: reference halves).
         out_dir: if given, ``scores.json``, the PNG plots and ``report.html`` are written there.
         reference_label: name of the reference in plots and tables.
         sources: optional label -> file path, recorded in the scores.
@@ -191,87 +198,77 @@ def evaluate(
 
     Returns:
         The scores as a plain dict (the content of ``scores.json``): ``samples`` maps
-        ``FLOOR_LABEL`` and every generated label to ``{"n_showers", "w1", "w1_groups", "auc", "auc_groups",
-        "fpd", "kpd", "summary"}``; W1 entries are ``{"value", "error"}`` in units of the
-        reference standard deviation.
+        ``FLOOR_LABEL`` and every generated label to ``{"n_showers", "w1", "w1_groups", "auc",
+        "auc_groups", "auc_low_level", "fpd", "kpd", "energy_bins", "verdict", ...}``; every
+        score is ``{"value", "error", "floor", "floor_error", "ratio", "ratio_error", "pass"}``,
+        W1 in units of the reference standard deviation.
+
+    Raises:
+        SpectrumMismatchError: a sample's incident energies differ clearly from the reference's
+            (KS p below ``options.min_spectrum_p``) and ``options.allow_spectrum_mismatch`` is off.
+        ValueError: bad labels or too few showers.
     """
     import projection
 
     config = EvaluationConfig() if config is None else config
+    options = ScoringOptions() if options is None else options
     say = progress or (lambda _msg: None)
     if not generated:
         raise ValueError("generated is empty: give at least one generated sample")
     if reference_label in generated or FLOOR_LABEL in generated:
         raise ValueError(f"generated labels must differ from {reference_label!r} and {FLOOR_LABEL!r}")
-    n_half = len(reference) // 2
-    if n_half < max(config.n_batches, config.classifier_folds):
-        msg = (
-            f"the reference has {len(reference)} showers; each half needs at least "
-            f"max(n_batches, classifier_folds) = {max(config.n_batches, config.classifier_folds)}"
-        )
-        raise ValueError(msg)
-    for label, showers in generated.items():
-        if len(showers) < max(config.n_batches, config.classifier_folds):
-            raise ValueError(f"generated sample {label!r} has only {len(showers)} showers")
+    plan = plan_samples(
+        len(reference), {label: len(s) for label, s in generated.items()},
+        n_floor_reference=None if floor_reference is None else len(floor_reference), seed=config.seed,
+    )
+    _check_sizes(reference, generated, plan.n, config)
+    spectra = {label: s.incident_energy_gev for label, s in generated.items()}
+    if floor_reference is not None:
+        spectra[FLOOR_LABEL] = floor_reference.incident_energy_gev
+    checks = check_spectra(reference.incident_energy_gev, spectra, min_p_value=options.min_spectrum_p,
+                           allow_mismatch=options.allow_spectrum_mismatch)
 
     geometry = projection.get_geometry(config.geometry)
     say(f"projecting {len(reference)} reference showers onto {config.geometry!r} cells")
     ref_obs = cell_observables(reference, config=config, geometry=geometry)
+    floor_obs = ref_obs
+    if floor_reference is not None:
+        say(f"projecting {len(floor_reference)} floor-reference showers")
+        floor_obs = cell_observables(floor_reference, config=config, geometry=geometry)
     gen_obs = {}
     for label, showers in generated.items():
         say(f"projecting {len(showers)} showers of {label!r}")
         gen_obs[label] = cell_observables(showers, config=config, geometry=geometry)
 
     edges = decile_edges(ref_obs, n_longitudinal=config.n_longitudinal_bins, n_radial=config.n_radial_bins)
-    ref_feat, feature_names = high_level_features(ref_obs, edges)
-    gen_feat = {label: high_level_features(o, edges)[0] for label, o in gen_obs.items()}
-    ref_table = observable_table(ref_obs, edges)
-    scale = {name: standardisation(o) for name, o in ref_table.items()}
-
-    rng = np.random.default_rng(config.seed)
-    perm = rng.permutation(len(reference))
-    half_a, half_b = perm[:n_half], perm[n_half : 2 * n_half]
-    batch = min([n_half] + [len(s) for s in generated.values()]) // config.n_batches
-    batches_a = _batches(half_a, config.n_batches, batch)
+    scale = {name: standardisation(o) for name, o in observable_table(ref_obs, edges).items()}
+    ref_side = make_side(ref_obs.take(plan.reference), edges)
+    feature_names = high_level_features(ref_side.obs, edges)[1]
+    ctx = Context(config=config, options=options, edges=edges, scale=scale, feature_names=feature_names)
+    others = {FLOOR_LABEL: make_side(floor_obs.take(plan.floor), edges)}
+    others.update({label: make_side(gen_obs[label].take(plan.generated[label]), edges) for label in generated})
+    raw = {}
+    for label, side in others.items():
+        say(f"scoring {label!r} ({plan.n} vs {plan.n} showers)")
+        raw[label] = score_pair(ref_side, side, ctx)
+    bins = _energy_breakdown(ref_side, others, ctx, progress=say)
 
     samples: dict[str, Any] = {}
-    say(f"scoring the Geant4 floor (two halves of {n_half} showers)")
-    floor = batched_w1(ref_table, ref_table, reference_batches=batches_a,
-                       other_batches=_batches(half_b, config.n_batches, batch), scale=scale)
-    samples[FLOOR_LABEL] = {
-        "n_showers": [int(n_half), int(n_half)],
-        "w1": {k: s.to_dict() for k, s in floor.items()},
-        "w1_groups": {k: s.to_dict() for k, s in _grouped(floor).items()},
-        "auc": _auc(ref_feat[half_a], ref_feat[half_b], config, np.random.default_rng(config.seed)),
-        "auc_groups": _auc_groups(ref_feat[half_a], ref_feat[half_b], feature_names, config),
-        **_fpd_kpd(ref_feat[half_a], ref_feat[half_b], config),
-        "summary": _summary(ref_obs),
-    }
-    mesh = ref_voxels = None
-    if config.voxel_mesh:
-        from caloclouds.voxel.mesh import get_mesh
-        from caloclouds.voxel.voxelize import voxelize
-
-        mesh = get_mesh(config.voxel_mesh)
-        say(f"voxel-space FPD/KPD on the {mesh.name!r} mesh")
-        ref_voxels = voxelize(reference, mesh)
-        samples[FLOOR_LABEL]["voxel_space"] = _voxel_space(ref_voxels[half_a], ref_voxels[half_b], config)
-    for label, obs in gen_obs.items():
-        say(f"scoring {label!r}")
-        gen_perm = np.random.default_rng(config.seed + 1).permutation(len(obs))
-        w1 = batched_w1(ref_table, observable_table(obs, edges), reference_batches=batches_a,
-                        other_batches=_batches(gen_perm, config.n_batches, batch), scale=scale)
+    for label in others:
+        entry = _judge(raw[label], raw[FLOOR_LABEL], None if label == FLOOR_LABEL else options)
+        source_obs = floor_obs if label == FLOOR_LABEL else gen_obs[label]
         samples[label] = {
-            "n_showers": [int(len(reference)), int(len(obs))],
-            "w1": {k: s.to_dict() for k, s in w1.items()},
-            "w1_groups": {k: s.to_dict() for k, s in _grouped(w1).items()},
-            "auc": _auc(ref_feat, gen_feat[label], config, np.random.default_rng(config.seed)),
-            "auc_groups": _auc_groups(ref_feat, gen_feat[label], feature_names, config),
-            **_fpd_kpd(ref_feat, gen_feat[label], config),
-            "summary": _summary(obs),
+            "n_showers": [plan.n, plan.n],
+            **entry,
+            "energy_bins": bins[label],
+            "summary": _summary(source_obs),
         }
-        if mesh is not None:
-            samples[label]["voxel_space"] = _voxel_space(ref_voxels, voxelize(generated[label], mesh), config)
+        if label in checks:
+            samples[label]["spectrum"] = checks[label].to_dict()
+        if label != FLOOR_LABEL:
+            samples[label]["verdict"] = _verdict(samples[label])
+    if config.voxel_mesh:
+        _add_voxel_space(samples, reference, floor_reference, generated, plan, config, say)
 
     from caloclouds.config import config_to_dict
 
@@ -280,10 +277,13 @@ def evaluate(
         "reference_label": reference_label,
         "sources": dict(sources or {}),
         "config": config_to_dict(config),
+        "options": asdict(options),
+        "floor_from": plan.floor_from,
         "threshold_mev": config.threshold_mev,
         "n_reference": len(reference),
-        "w1_batch_size": int(batch),
-        "w1_batches": config.n_batches,
+        "n_compared": plan.n,
+        "w1_batch_size": max(1, plan.n // config.n_batches),
+        "w1_draws": options.w1_draws,
         "w1_units": "reference standard deviations (W1 of standardised values)",
         "bin_edges": edges.to_dict(),
         "features": list(feature_names),
@@ -293,8 +293,33 @@ def evaluate(
         from caloclouds.evaluation.report import write_report
 
         say(f"writing the report to {out_dir}")
+        plotted = dict(gen_obs)
+        if floor_reference is not None:
+            plotted = {FLOOR_LABEL: floor_obs, **plotted}
         write_report(
-            Path(out_dir), result, ref_obs, gen_obs, edges,
+            Path(out_dir), result, ref_obs, plotted, edges,
             reference_label=reference_label, plots=plots,
         )
     return result
+
+
+def _add_voxel_space(
+    samples: dict[str, Any], reference: Showers, floor_reference: Showers | None,
+    generated: Mapping[str, Showers], plan: Any, config: EvaluationConfig, say: Callable[[str], None],
+) -> None:
+    """FPD/KPD x 1e3 of the CaloChallenge features of the voxelised samples, on the planned showers."""
+    from caloclouds.voxel.features import voxel_space_scores
+    from caloclouds.voxel.mesh import get_mesh
+    from caloclouds.voxel.voxelize import voxelize
+
+    mesh = get_mesh(config.voxel_mesh)
+    say(f"voxel-space FPD/KPD on the {mesh.name!r} mesh")
+    ref_vox = voxelize(reference[plan.reference], mesh)
+    floor_source = reference if floor_reference is None else floor_reference
+    sides = {FLOOR_LABEL: voxelize(floor_source[plan.floor], mesh)}
+    sides.update({label: voxelize(s[plan.generated[label]], mesh) for label, s in generated.items()})
+    min_s, max_s, kpd_batch = pd_sizes(plan.n, config)
+    for label, vox in sides.items():
+        scores = voxel_space_scores(ref_vox, vox, fpd_min_samples=min_s, fpd_max_samples=max_s,
+                                    kpd_batch_size=kpd_batch, seed=config.seed)
+        samples[label]["voxel_space"] = {"mesh": config.voxel_mesh, "mesh_name": mesh.name, **scores}

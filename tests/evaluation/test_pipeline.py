@@ -9,47 +9,63 @@ import numpy as np
 import pytest
 
 from caloclouds.config import EvaluationConfig
-from caloclouds.evaluation import FLOOR_LABEL, evaluate
+from caloclouds.evaluation import FLOOR_LABEL, ScoringOptions, evaluate
 from caloclouds.io import read_showers
 
 FAST = EvaluationConfig(classifier_epochs=15)
+NO_LOW_LEVEL = ScoringOptions(low_level=None)
 
 
-def test_geant4_halves_are_indistinguishable(shared) -> None:
-    showers = read_showers(shared("g4_photons_val_uniform.h5"))
-    rng = np.random.default_rng(7)
-    perm = rng.permutation(len(showers))
-    half = len(showers) // 2
-    reference, independent = showers[np.sort(perm[:half])], showers[np.sort(perm[half:])]
-    result = evaluate(reference, {"independent G4": independent}, config=FAST, out_dir=None)
-    model = result["samples"]["independent G4"]
-    floor = result["samples"][FLOOR_LABEL]
-    assert 0.45 <= model["auc"]["value"] <= 0.55
-    assert 0.40 <= floor["auc"]["value"] <= 0.60
-    # the same classifier on feature subsets: also blind for an independent Geant4 sample
+def _judged(sample: dict) -> list[tuple[str, dict]]:
+    """Every judged distance of a sample: W1 per observable and per bin, the bin groups, FPD, KPD."""
+    out = [(f"w1 {k}", s) for k, s in sample["w1"].items()]
+    out += [(f"w1 {k}", s) for k, s in sample["w1_groups"].items()]
+    return out + [("fpd", sample["fpd"]), ("kpd", sample["kpd"])]
+
+
+def test_independent_geant4_scores_one_times_the_floor(shared) -> None:
+    """The issue's check: 1000 showers of train against val_uniform (floor: val_uniform halves)."""
+    reference = read_showers(shared("g4_photons_val_uniform.h5"))
+    independent = read_showers(shared("g4_photons_train.h5"), 0, 1000)
+    result = evaluate(reference, {"train": independent}, config=FAST, options=NO_LOW_LEVEL, out_dir=None)
+    model, floor = result["samples"]["train"], result["samples"][FLOOR_LABEL]
+    assert result["floor_from"] == "reference halves" and model["n_showers"] == [500, 500]
+    for name, entry in _judged(model):
+        assert 0.6 <= entry["ratio"] <= 1.6, (name, entry)
+        assert entry["pass"] is True and {"value", "floor", "ratio"} <= set(entry)
+    for name, entry in _judged(floor):
+        assert entry["ratio"] == 1.0 and entry["pass"] is None, name
+    assert model["auc"]["value"] <= 0.56 and floor["auc"]["value"] <= 0.6
     assert set(model["auc_groups"]) == {"radial bins only", "without radial bins"}
     for group in model["auc_groups"].values():
         assert 0.40 <= group["value"] <= 0.60
-    assert model["n_showers"] == [half, len(showers) - half]
-    # W1 of an independent Geant4 sample is at the floor: within 3 sigma for every observable
-    for name, w in model["w1"].items():
-        f = floor["w1"][name]
-        assert w["value"] <= f["value"] + 3 * np.hypot(w["error"], f["error"]) + 1e-12, name
-    assert model["fpd"]["value"] < 0.01 and abs(model["kpd"]["value"]) < 0.01
+    assert model["verdict"]["pass"] and model["spectrum"]["p_value"] > 1e-3
+    # broken down by energy: equal-size samples in each range, scored against that range's floor
+    assert list(model["energy_bins"]) == ["10-30 GeV", "30-60 GeV", "60-90 GeV"]
+    for key, entry in model["energy_bins"].items():
+        assert 100 <= entry["n_showers"] <= 250, key
+        assert entry["n_showers"] == floor["energy_bins"][key]["n_showers"]
+        assert 0.3 <= entry["w1"]["radial_profile"]["ratio"] <= 2.5
     assert len(result["features"]) == 25 and len(result["bin_edges"]["layer"]) == 11
+    assert "fpd_extrapolated" in model and "kpd_unbiased" in model
 
 
-def test_reference_against_itself_is_exact(shared) -> None:
+def test_a_sample_identical_to_the_floor_scores_exactly_one(shared) -> None:
     showers = read_showers(shared("g4_photons_val_uniform.h5"), 0, 200)
     config = replace(FAST, classifier_folds=4, classifier_epochs=3)
-    result = evaluate(showers, {"copy": showers}, config=config, out_dir=None)
+    options = replace(NO_LOW_LEVEL, energy_bins_gev=())
+    result = evaluate(showers, {"copy": showers}, config=config, options=options, floor_reference=showers, out_dir=None)
     copy = result["samples"]["copy"]
-    assert copy["fpd"]["value"] == pytest.approx(0.0, abs=1e-6)
-    # same batches are compared when the generated sample is the reference itself in another order
-    assert all(np.isfinite(v["value"]) for v in copy["w1"].values())
+    assert result["floor_from"] == "floor reference" and copy["n_showers"] == [200, 200]
+    for name, entry in _judged(copy):
+        assert entry["ratio"] == 1.0, name  # same showers, same batches as the floor
+    assert copy["auc"]["value"] == result["samples"][FLOOR_LABEL]["auc"]["value"]
+    assert copy["fpd_extrapolated"]["value"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_evaluate_rejects_bad_inputs(shared) -> None:
+    from caloclouds.evaluation import SpectrumMismatchError
+
     showers = read_showers(shared("g4_photons_val_uniform.h5"), 0, 30)
     with pytest.raises(ValueError, match="at least one"):
         evaluate(showers, {}, out_dir=None)
@@ -57,6 +73,11 @@ def test_evaluate_rejects_bad_inputs(shared) -> None:
         evaluate(showers[:10], {"m": showers}, out_dir=None)
     with pytest.raises(ValueError, match="must differ"):
         evaluate(showers, {"Geant4": showers}, out_dir=None)
+    fixed = read_showers(shared("g4_photons_val_fixed.h5"), 0, 600)[::3]
+    with pytest.raises(SpectrumMismatchError, match="allow-spectrum-mismatch") as info:
+        evaluate(read_showers(shared("g4_photons_val_uniform.h5"), 0, 200), {"fixed": fixed},
+                 options=NO_LOW_LEVEL, out_dir=None)
+    assert info.value.label == "fixed"
 
 
 def test_cli_writes_scores_plots_and_report(shared, tmp_path, capsys) -> None:
@@ -67,22 +88,65 @@ def test_cli_writes_scores_plots_and_report(shared, tmp_path, capsys) -> None:
     config.write_text("evaluation:\n  classifier_epochs: 5\n  classifier_folds: 5\n")
     code = main([
         "evaluate", "--reference", str(shared("g4_photons_val_uniform.h5")),
-        "--generated", str(shared("g4_photons_val_fixed.h5")), "--label", "fixed",
-        "--out", str(out), "--max-showers", "300", "--config", str(config),
+        "--floor-reference", str(shared("g4_photons_train2.h5")),
+        "--generated", str(shared("g4_photons_train.h5")), "--label", "train",
+        "--out", str(out), "--max-showers", "150", "--config", str(config), "--low-level-epochs", "1",
+        "--max-ratio", "1.9",
     ])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "classifier AUC" in printed and "AUC, radial bins only" in printed and "report.html" in printed
+    for text in ("AUC high-level", "AUC, radial bins only", "AUC low-level (cells)", "train / floor",
+                 "ratio to floor by energy", "10-30 GeV", "report.html"):
+        assert text in printed, text
     scores = json.loads((out / "scores.json").read_text())
-    assert set(scores["samples"]) == {FLOOR_LABEL, "fixed"}
-    assert scores["samples"]["fixed"]["n_showers"] == [300, 300]
-    assert scores["config"]["classifier_epochs"] == 5
+    assert set(scores["samples"]) == {FLOOR_LABEL, "train"}
+    train = scores["samples"]["train"]
+    assert train["n_showers"] == [150, 150] and scores["floor_from"] == "floor reference"
+    assert {"value", "error", "floor", "floor_error", "ratio", "ratio_error", "pass"} <= set(train["w1"]["n_hits"])
+    assert {"value", "floor", "ratio", "pass", "folds"} <= set(train["auc_low_level"])
+    assert scores["config"]["classifier_epochs"] == 5 and scores["options"]["thresholds"]["max_ratio"] == 1.9
+    assert scores["options"]["low_level"]["epochs"] == 1
     html = (out / "report.html").read_text()
+    assert "train / floor" in html and "By incident energy" in html
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert len(pngs) == 5
+    assert len(pngs) == 6 and "eval_incident_energy.png" in pngs
     for name in pngs:
         assert f'src="{name}"' in html
         assert (out / name).stat().st_size > 10_000
+
+
+def test_cli_refuses_a_different_spectrum_unless_allowed(shared, tmp_path, capsys) -> None:
+    from caloclouds.cli import main
+
+    args = ["evaluate", "--reference", str(shared("g4_photons_val_uniform.h5")),
+            "--generated", str(shared("g4_photons_val_fixed.h5")), "--label", "fixed",
+            "--out", str(tmp_path / "eval"), "--max-showers", "300", "--no-low-level", "--no-plots"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "g4_photons_val_fixed.h5" in err and "KS" in err
+    assert "--energies-from" in err and not (tmp_path / "eval" / "scores.json").exists()
+    config = tmp_path / "fast.yaml"
+    config.write_text("evaluation:\n  classifier_epochs: 2\n  classifier_folds: 3\n  n_batches: 3\n")
+    assert main(args + ["--allow-spectrum-mismatch", "--config", str(config)]) == 0
+    fixed = json.loads((tmp_path / "eval" / "scores.json").read_text())["samples"]["fixed"]
+    assert fixed["spectrum"]["p_value"] < 1e-10 and fixed["n_showers"] == [150, 150]
+
+
+def test_cli_self_test(shared, tmp_path, capsys) -> None:
+    from caloclouds.cli import main
+
+    config = tmp_path / "fast.yaml"
+    config.write_text("evaluation:\n  classifier_epochs: 3\n  classifier_folds: 3\n  n_batches: 3\n")
+    code = main(["evaluate", "--self-test", str(shared("g4_photons_val_uniform.h5")), "--max-showers", "60",
+                 "--config", str(config), "--no-low-level", "--perturbation", "none:0", "--perturbation", "radial:0.5"])
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "3 disjoint samples of 60 showers" in printed
+    assert "none (control)" in printed and "radial +50 %" in printed and "AUC high-level" in printed
+    assert main(["evaluate", "--self-test", str(shared("g4_photons_val_uniform.h5")), "--perturbation", "twist:1"]) == 2
+    assert "twist" in capsys.readouterr().err
+    assert main(["evaluate", "--self-test", str(shared("g4_photons_val_fixed.h5")), "--max-showers", "300"]) == 2
+    assert "3 x 300" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(shared, tmp_path, capsys) -> None:
@@ -104,17 +168,17 @@ def test_cli_reads_generated_root_files(shared, tmp_path, capsys) -> None:
     from caloclouds.io.root import write_root
 
     generated = tmp_path / "gen.root"
-    write_root(generated, read_showers(shared("g4_photons_val_fixed.h5"), 0, 120))
+    write_root(generated, read_showers(shared("g4_photons_train.h5"), 0, 120))
     config = tmp_path / "fast.yaml"
     config.write_text("evaluation:\n  classifier_epochs: 2\n  classifier_folds: 3\n  n_batches: 3\n")
     out = tmp_path / "eval"
     code = main([
         "evaluate", "--reference", str(shared("g4_photons_val_uniform.h5")), "--generated", str(generated),
-        "--out", str(out), "--max-showers", "120", "--config", str(config), "--no-plots",
+        "--out", str(out), "--max-showers", "120", "--config", str(config), "--no-plots", "--no-low-level",
     ])
     assert code == 0, capsys.readouterr().err
     scores = json.loads((out / "scores.json").read_text())
-    assert scores["samples"]["gen"]["n_showers"] == [120, 120]
+    assert scores["samples"]["gen"]["n_showers"] == [60, 60]  # scored on a half, like the floor
     assert not list(out.glob("*.png")) and (out / "report.html").is_file()
 
 
@@ -128,6 +192,7 @@ def test_cli_voxel_space_scores(shared, tmp_path, capsys) -> None:
         "evaluate", "--reference", str(shared("g4_photons_val_uniform.h5")),
         "--generated", str(shared("g4_photons_val_fixed.h5")), "--label", "fixed",
         "--out", str(out), "--max-showers", "100", "--config", str(config), "--no-plots", "--voxel-mesh", "ds2",
+        "--no-low-level", "--allow-spectrum-mismatch",
     ])
     assert code == 0, capsys.readouterr().err
     assert "voxel FPD x10^3 (ds2)" in capsys.readouterr().out
