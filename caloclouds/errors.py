@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CaloCloudsError", "InputFileError", "ConfigError"]
+__all__ = ["CaloCloudsError", "InputFileError", "ConfigError", "Terminated"]
 
 
 class CaloCloudsError(Exception):
@@ -36,3 +36,7 @@ class InputFileError(CaloCloudsError, ValueError):
 
 class ConfigError(CaloCloudsError, ValueError):
     """A configuration value or file is invalid."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM; raised like Ctrl-C so that every writer drops its temporary file."""

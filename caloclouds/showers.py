@@ -2,7 +2,7 @@
 
 A batch of N showers with P points in total is stored as
 
-* ``points``: (P, 4) float32, columns ``x_mm, y_mm, layer, e_MeV`` (local frame: the shower axis
+* ``points``: (P, 4) float32, columns ``x_mm, y_mm, layer, e_mev`` (local frame: the shower axis
   is +z, x and y are transverse in mm, ``layer`` is the integer silicon layer stored as float, or
   a fractional depth in layer units for models that work in continuous depth);
 * ``offsets``: (N+1,) int64, shower i is ``points[offsets[i]:offsets[i+1]]``;
@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["COLUMNS", "Showers"]
+__all__ = ["COLUMNS", "COLUMNS_V1", "Showers"]
 
-COLUMNS: tuple[str, str, str, str] = ("x_mm", "y_mm", "layer", "e_MeV")
+COLUMNS: tuple[str, str, str, str] = ("x_mm", "y_mm", "layer", "e_mev")
+COLUMNS_V1: tuple[str, str, str, str] = ("x_mm", "y_mm", "layer", "e_MeV")  # schema version 1 names, still read
 X, Y, LAYER, E = range(4)
 
 
@@ -42,7 +43,7 @@ class Showers:
     """A batch of showers as flat points plus offsets (see the module docstring).
 
     Args:
-        points: (P, 4) float32 ``x_mm, y_mm, layer, e_MeV``.
+        points: (P, 4) float32 ``x_mm, y_mm, layer, e_mev``.
         offsets: (N+1,) int64, starting at 0 and ending at P.
         incident_energy_gev: (N,) float32.
         conditions: extra per-shower arrays with N rows each.
@@ -128,19 +129,35 @@ class Showers:
                 return f"condition {key!r} has {len(value)} rows, expected {n}"
         return None
 
-    def check_values(self) -> str | None:
-        """Return a description of the first bad value (NaN/inf, negative energy), or None."""
+    def check_values(self, *, n_layers: int | None = None) -> str | None:
+        """Return a description of the first bad value, or None.
+
+        Bad values: NaN/inf anywhere, incident energies that are not > 0, negative point energies,
+        and, when ``n_layers`` is given, layers that are not integers in ``[0, n_layers)``.
+        """
         if not np.all(np.isfinite(self.points)):
             row = int(np.argmax(~np.isfinite(self.points).all(axis=1)))
             return f"point {row} (shower {self.shower_of_point(row)}) has a NaN or inf value"
         if not np.all(np.isfinite(self.incident_energy_gev)):
             return "incident_energy_gev has NaN or inf values"
+        if np.any(self.incident_energy_gev <= 0):
+            i = int(np.argmax(self.incident_energy_gev <= 0))
+            return f"shower {i} has incident energy {self.incident_energy_gev[i]:g} GeV, expected > 0"
         if np.any(self.points[:, E] < 0):
             row = int(np.argmax(self.points[:, E] < 0))
             return (
                 f"point {row} (shower {self.shower_of_point(row)}) has negative energy "
                 f"{self.points[row, E]:g} MeV"
             )
+        if n_layers is not None:
+            layer = self.points[:, LAYER]
+            bad = (layer != np.floor(layer)) | (layer < 0) | (layer >= n_layers)
+            if np.any(bad):
+                row = int(np.argmax(bad))
+                return (
+                    f"point {row} (shower {self.shower_of_point(row)}) has layer {layer[row]:g}, "
+                    f"expected an integer in 0-{n_layers - 1}"
+                )
         return None
 
     # -- sizes and indexing -----------------------------------------------------------------------
@@ -267,7 +284,7 @@ class Showers:
     # -- awkward ----------------------------------------------------------------------------------
 
     def to_awkward(self) -> Any:
-        """An awkward array of records ``{x_mm, y_mm, layer, e_MeV}``, one list per shower."""
+        """An awkward array of records ``{x_mm, y_mm, layer, e_mev}``, one list per shower."""
         import awkward as ak
 
         record = ak.zip({c: self.points[:, i] for i, c in enumerate(COLUMNS)})
@@ -280,14 +297,17 @@ class Showers:
         incident_energy_gev: np.ndarray,
         conditions: Mapping[str, np.ndarray] | None = None,
     ) -> Showers:
-        """Inverse of :meth:`to_awkward`: a jagged record array with fields ``x_mm, y_mm, layer, e_MeV``."""
+        """Inverse of :meth:`to_awkward`: a jagged record array with fields ``x_mm, y_mm, layer, e_mev``
+        (or the version-1 name ``e_MeV``)."""
         import awkward as ak
 
-        missing = [c for c in COLUMNS if c not in ak.fields(array)]
+        fields = ak.fields(array)
+        names = COLUMNS_V1 if COLUMNS[E] not in fields and COLUMNS_V1[E] in fields else COLUMNS
+        missing = [c for c in names if c not in fields]
         if missing:
-            raise ValueError(f"awkward array lacks fields {missing}; it has {ak.fields(array)}")
+            raise ValueError(f"awkward array lacks fields {missing}; it has {fields}")
         counts = ak.to_numpy(ak.num(array, axis=1))
-        flat = np.stack([ak.to_numpy(ak.flatten(array[c])) for c in COLUMNS], axis=1)
+        flat = np.stack([ak.to_numpy(ak.flatten(array[c])) for c in names], axis=1)
         return cls.from_counts(flat, counts, incident_energy_gev, conditions)
 
     def __repr__(self) -> str:

@@ -38,7 +38,7 @@ def test_convert_to_root_then_info(shared, tmp_path, capsys) -> None:
     text = capsys.readouterr().out
     assert "our ROOT output" in text and _visible(text) == pytest.approx(1015.15, rel=1e-4)
     with uproot.open(out) as f:
-        assert {"npoints", "points_x_mm", "points_layer", "points_e_MeV"} <= set(f["events"].keys())
+        assert {"n_points", "points_x_mm", "points_layer", "points_e_mev"} <= set(f["events"].keys())
 
 
 def test_convert_caloclouds_with_config(shared, tmp_path, capsys) -> None:
@@ -129,7 +129,7 @@ def test_convert_edm4hep_wrong_collection_and_box(shared, tmp_path, capsys) -> N
     assert main(["convert", src, "-o", str(tmp_path / "o.h5"), "--collections", "Nope"]) == 2
     assert "collection 'Nope' lacks branches" in capsys.readouterr().err
     assert main(["convert", src, "-o", str(tmp_path / "o.h5"), "--box-mm", "0"]) == 2
-    assert "--box-mm must be > 0" in capsys.readouterr().err
+    assert "--box-mm must be a finite number > 0" in capsys.readouterr().err
     assert main(["convert", src, "-o", str(tmp_path / "o.csv")]) == 2
-    assert "unknown output extension '.csv'" in capsys.readouterr().err
+    assert "unknown extension '.csv'" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

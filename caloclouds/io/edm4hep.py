@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from caloclouds.config import DetectorConfig
-from caloclouds.errors import InputFileError
+from caloclouds.errors import ConfigError, InputFileError
 from caloclouds.io.steps import cluster_steps
 from caloclouds.showers import Showers
 
@@ -131,8 +131,9 @@ def open_root_file(path: Path) -> Any:
     """
     import uproot
 
-    if not path.exists():
-        raise InputFileError(path, "file not found")
+    from caloclouds.io.checks import check_input_file
+
+    check_input_file(path, "ROOT file")
     with open(path, "rb") as fh:
         header = fh.read(_ROOT_HEADER_BYTES)
     if header[:4] != b"root":
@@ -273,8 +274,8 @@ def iter_edm4hep(
     """
     path = Path(path)
     detector = detector or DetectorConfig()
-    if box_mm <= 0:
-        raise ValueError(f"box_mm must be > 0, got {box_mm}")
+    if not (np.isfinite(box_mm) and box_mm > 0):
+        raise ConfigError(f"--box-mm must be a finite number > 0, got {box_mm}")
     if not collections:
         raise ValueError("collections must name at least one SimCalorimeterHit collection")
     with open_root_file(path) as f:

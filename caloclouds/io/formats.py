@@ -7,6 +7,7 @@
 | ``caloclouds`` | CaloClouds HDF5 (``events``/``energy``, padded) | :mod:`caloclouds.io.caloclouds_hdf5` |
 | ``steps``    | raw Geant4 steps in our schema (``z_mm`` column)  | :mod:`caloclouds.io.steps`      |
 | ``edm4hep``  | EDM4hep ROOT (podio) SimCalorimeterHit steps      | :mod:`caloclouds.io.edm4hep`    |
+| ``cells``    | cell hits written by ``caloclouds project`` (.h5) | :mod:`caloclouds.io.cells` (hits read as points at the cell centres) |
 
 Detection looks at the content (HDF5 / ROOT magic bytes, then the datasets or branches), not only at
 the extension.
@@ -19,23 +20,26 @@ from pathlib import Path
 from typing import Literal
 
 from caloclouds.config import DetectorConfig
-from caloclouds.errors import InputFileError
+from caloclouds.errors import CaloCloudsError, InputFileError
+from caloclouds.io.checks import check_input_file
 from caloclouds.showers import Showers
 
-__all__ = ["FORMATS", "FormatName", "detect_format", "iter_any", "read_any", "count_showers", "convert_file"]
+__all__ = ["FORMATS", "FormatName", "detect_format", "iter_any", "iter_with_cells", "read_any", "count_showers", "convert_file"]
 
-FormatName = Literal["hdf5", "root", "caloclouds", "steps", "edm4hep"]
+FormatName = Literal["hdf5", "root", "caloclouds", "steps", "edm4hep", "cells"]
 FORMATS: dict[str, str] = {
     "hdf5": "our ragged HDF5 schema (points/offsets/incident_energy_gev)",
     "root": "our ROOT output (TTree 'events' with points_* branches)",
     "caloclouds": "CaloClouds HDF5 (events/energy, padded)",
     "steps": "raw Geant4 steps in our HDF5 schema (columns x_mm,y_mm,z_mm,e_MeV)",
     "edm4hep": "EDM4hep ROOT (SimCalorimeterHit contributions)",
+    "cells": "cell hits written by caloclouds project (each hit read as a point at its cell centre)",
 }
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ROOT_MAGIC = b"root"
 _DEFAULT_CHUNK_SHOWERS = 10000
 _OUTPUT_SUFFIXES = {".h5": "hdf5", ".hdf5": "hdf5", ".root": "root"}
+CELLS_FORMAT = "caloclouds-cells"
 _STEPS_CHUNK_SHOWERS = 100  # Raw-step files hold ~10^4 steps per shower: read fewer showers at once.
 
 
@@ -51,23 +55,19 @@ def detect_format(path: str | Path) -> str:
     """
     import h5py
 
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(path, "file not found")
-    if path.is_dir():
-        raise InputFileError(path, "is a directory, expected a shower file")
+    path = check_input_file(path, "shower file")
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head.startswith(_ROOT_MAGIC):
         from caloclouds.io.edm4hep import open_root_file
-        from caloclouds.io.root import TREE, required_branches
+        from caloclouds.io.root import TREE, _schema_of
 
         with open_root_file(path) as f:  # raises a clear error for a file uproot cannot open
             try:
                 branches = set(f[TREE].keys()) if TREE in f else set()
             except Exception as exc:  # uproot raises many types for corrupt directories
                 raise InputFileError(path, f"cannot read TTree {TREE!r} (truncated or corrupt?): {exc}") from None
-        if set(required_branches()) <= branches:
+        if _schema_of(branches) is not None:
             return "root"
         if any(b.endswith("Contributions") for b in branches):
             return "edm4hep"
@@ -78,9 +78,13 @@ def detect_format(path: str | Path) -> str:
             with h5py.File(path, "r") as f:
                 keys = sorted(f)
                 columns = f["points"].attrs.get("columns", "") if "points" in f else ""
+                file_format = f.attrs.get("format", "")
         except OSError as exc:
             raise InputFileError(path, f"not a readable HDF5 file (truncated?): {exc}") from None
         columns = columns.decode() if isinstance(columns, bytes) else str(columns)
+        file_format = file_format.decode() if isinstance(file_format, bytes) else str(file_format)
+        if file_format == CELLS_FORMAT or ({"offsets", "cell_id", "e_mev"} <= set(keys) and "points" not in keys):
+            return "cells"
         if {"points", "offsets", "incident_energy_gev"} <= set(keys):
             return "steps" if "z_mm" in columns.split(",") else "hdf5"
         if {"events", "energy"} <= set(keys):
@@ -95,8 +99,7 @@ def _check_format(path: Path, format: str | None) -> str:
         return detect_format(path)
     if format not in FORMATS:
         raise InputFileError(path, f"unknown format {format!r}; {_supported()}")
-    if not path.exists():
-        raise InputFileError(path, "file not found")
+    check_input_file(path, "shower file")
     return format
 
 
@@ -117,6 +120,10 @@ def count_showers(path: str | Path, *, format: str | None = None) -> int:
         from caloclouds.io.root import count_root
 
         return count_root(path)
+    if fmt == "cells":
+        from caloclouds.io.cells import count_cells
+
+        return count_cells(path)
     from caloclouds.io.edm4hep import count_edm4hep
 
     return count_edm4hep(path)
@@ -145,6 +152,8 @@ def iter_any(
         :class:`Showers` chunks in file order.
     """
     path = Path(path)
+    if chunk_showers < 1:
+        raise CaloCloudsError(f"the chunk size must be >= 1 shower, got {chunk_showers}")
     fmt = _check_format(path, format)
     if fmt == "hdf5":
         from caloclouds.io.hdf5 import ShowerFile
@@ -165,6 +174,10 @@ def iter_any(
         from caloclouds.io.root import iter_root
 
         yield from iter_root(path, chunk_showers=chunk_showers)
+    elif fmt == "cells":
+        from caloclouds.io.cells import iter_cells_as_showers
+
+        yield from iter_cells_as_showers(path, chunk_showers=chunk_showers)
     else:
         from caloclouds.io import edm4hep
 
@@ -188,6 +201,48 @@ def read_any(
     """Read a whole file of any supported format into one :class:`Showers` (see :func:`iter_any`)."""
     parts = list(iter_any(path, format=format, detector=detector, box_mm=box_mm, collections=collections))
     return Showers.concatenate(parts) if parts else Showers.empty()
+
+
+def iter_with_cells(
+    path: str | Path, *, format: str | None = None, chunk_showers: int = _DEFAULT_CHUNK_SHOWERS
+) -> Iterator[tuple[Showers, object | None]]:
+    """``(showers, cells)`` chunks of one of our files; ``cells`` is None where the file has no cell hits.
+
+    Cell hits are those of ``generate --cells`` and ``project``: the ``cells_*`` branches of our ROOT
+    files, or the ``cells`` group of our HDF5 files.
+    """
+    path = Path(path)
+    fmt = _check_format(path, format)
+    if fmt == "root":
+        from caloclouds.io.root import iter_root
+
+        yield from iter_root(path, chunk_showers=chunk_showers, with_cells=True)
+        return
+    if fmt != "hdf5" or not _has_cells_group(path):
+        for chunk in iter_any(path, format=fmt, chunk_showers=chunk_showers):
+            yield chunk, None
+        return
+    from caloclouds.io.cells import CellsReader
+    from caloclouds.io.hdf5 import ShowerFile
+
+    with ShowerFile(path) as f:
+        reader = CellsReader(path, group="cells")
+        try:
+            if len(reader) != len(f):
+                raise InputFileError(path, f"the cells group holds {len(reader)} showers, the file {len(f)}", where="cells")
+            start = 0
+            for chunk in f.iter_chunks(chunk_showers):
+                yield chunk, reader.read(start, start + len(chunk))
+                start += len(chunk)
+        finally:
+            reader.close()
+
+
+def _has_cells_group(path: Path) -> bool:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return "cells" in f
 
 
 def convert_file(
@@ -223,13 +278,16 @@ def convert_file(
     if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
         raise InputFileError(output_path, "output would overwrite the input file")
     fmt = _check_format(input_path, format)
-    chunks = iter_any(input_path, format=fmt, detector=detector, box_mm=box_mm, collections=collections)
-    attrs = {"source": str(input_path), "source_format": fmt}
+    if fmt in ("root", "hdf5"):
+        pairs = iter_with_cells(input_path, format=fmt)
+    else:
+        pairs = ((chunk, None) for chunk in iter_any(input_path, format=fmt, detector=detector, box_mm=box_mm, collections=collections))
+    attrs = {"source": str(input_path), "source_format": fmt, "n_layers": detector.n_layers if detector else None}
     writer_cls = RootWriter if _OUTPUT_SUFFIXES[suffix] == "root" else ShowerWriter
     n_showers = n_points = 0
     with writer_cls(output_path, attrs=attrs) as writer:
-        for chunk in chunks:
-            writer.write(chunk)
+        for chunk, cells in pairs:
+            writer.write(chunk, cells=cells)
             n_showers += len(chunk)
             n_points += len(chunk.points)
             if progress is not None:

@@ -2,14 +2,20 @@
 
 | dataset               | shape, dtype     | meaning                                         |
 |-----------------------|------------------|-------------------------------------------------|
-| ``points``            | (P, 4) float32   | ``x_mm, y_mm, layer, e_MeV`` (attribute columns) |
+| ``points``            | (P, 4) float32   | ``x_mm, y_mm, layer, e_mev`` (attribute columns) |
 | ``offsets``           | (N+1,) int64     | shower i is ``points[offsets[i]:offsets[i+1]]`` |
 | ``incident_energy_gev`` | (N,) float32   | photon energy                                   |
 | any other (N, ...)    |                  | per-shower conditions, e.g. ``raw_visible_mev`` |
+| ``cells/...``         | optional group   | cell hits, the layout of :mod:`projection.cellfile` |
 
-Reading is lazy: :class:`ShowerFile` reads only the offsets and energies up front, and the points of
-the showers asked for. Writing goes through :class:`ShowerWriter`, which appends chunks to resizable
-gzip datasets in a temporary file and renames it on close.
+File attributes (schema version 2): ``format = "caloclouds-showers"``, ``schema_version = 2``,
+``columns`` and typed metadata (numbers as numbers). Version-1 files (no ``schema_version``, the
+column written ``e_MeV``, as the shared Geant4 files) are read the same way.
+
+Reading is lazy and streams: :class:`ShowerFile` checks the index when opened but reads offsets,
+energies and points only for the showers asked for, so memory stays bounded for any file size.
+Writing goes through :class:`ShowerWriter`, which buffers chunks in memory and appends them to
+resizable gzip datasets in a temporary file, renamed on close.
 """
 
 from __future__ import annotations
@@ -20,23 +26,32 @@ from typing import Any
 
 import numpy as np
 
-from caloclouds.io.atomic import AtomicWriter
 from caloclouds.errors import InputFileError
+from caloclouds.io.atomic import AtomicWriter, check_output_path, temp_path_for
+from caloclouds.io.checks import check_input_file, check_numeric, check_stored
+from caloclouds.io.metadata import SCHEMA_VERSION, decode_attrs, typed_metadata
 from caloclouds.showers import COLUMNS, Showers
 
-__all__ = ["ShowerFile", "ShowerWriter", "read_showers", "write_showers", "is_shower_hdf5"]
+__all__ = [
+    "ShowerFile", "ShowerWriter", "read_showers", "write_showers", "is_shower_hdf5",
+    "SHOWERS_FORMAT", "DEFAULT_N_LAYERS", "MAX_CHUNK_POINTS",
+]
 
+SHOWERS_FORMAT = "caloclouds-showers"
+DEFAULT_N_LAYERS = 30  # layer bound of files that do not record n_layers (the ILD-like detector)
+MAX_CHUNK_POINTS = 1 << 22  # iter_chunks splits chunks above this many points (64 MiB of float32 points)
 _REQUIRED = ("points", "offsets", "incident_energy_gev")
 _CHUNK_POINTS = 262144
+_FLUSH_SHOWERS = 4096  # the writer also flushes after this many buffered showers
+CELL_HIT_FIELDS = {"cell_id": np.int64, "layer": np.int64, "x_mm": np.float32, "y_mm": np.float32,
+                   "z_mm": np.float32, "e_mev": np.float32}
+CELL_SHOWER_FIELDS = {"lost_mev": np.float64, "below_threshold_mev": np.float64}
 
 
 def _open_h5(path: Path) -> Any:
     import h5py
 
-    if not path.exists():
-        raise InputFileError(path, "file not found")
-    if path.is_dir():
-        raise InputFileError(path, "is a directory, expected an HDF5 file")
+    check_input_file(path, "HDF5 file")
     try:
         return h5py.File(path, "r")
     except OSError as exc:
@@ -48,62 +63,86 @@ def is_shower_hdf5(path: str | Path) -> bool:
     import h5py
 
     try:
+        check_input_file(path)
         with h5py.File(path, "r") as f:
             return all(k in f for k in _REQUIRED)
-    except OSError:
+    except (OSError, InputFileError):
         return False
+
+
+def _as_offsets(path: Path, values: np.ndarray) -> np.ndarray:
+    """int64 offsets; float offsets are accepted only when every value is an integer."""
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)) or np.any(values != np.floor(values)):
+            row = int(np.argmax(~np.isfinite(values) | (values != np.floor(values))))
+            raise InputFileError(path, f"offset {row} is {values[row]!r}, expected an integer", where="offsets")
+    return values.astype(np.int64)
 
 
 class ShowerFile:
     """Lazy reader of a shower HDF5 file. Use as a context manager or call :meth:`close`.
 
-    Only ``offsets``, ``incident_energy_gev`` and other per-shower datasets are read when opened;
-    points are read per request, so reading 100 showers from a 10^6-shower file reads 100 showers.
+    Opening checks the layout (datasets, dtypes, shapes, that the data is really stored, the ends of
+    the offsets). Offsets, energies and points are read per request and checked then, so reading
+    100 showers of a 10^8-shower file reads 100 showers, and :meth:`iter_chunks` streams a file of
+    any size in bounded memory.
+
+    Args:
+        path: the file.
+        check_values: check each read for NaN/inf, non-positive incident energies, negative point
+            energies and (for point files) layers outside ``[0, n_layers)``.
+        n_layers: layer bound; default the file's ``n_layers`` attribute, else :data:`DEFAULT_N_LAYERS`.
+            Raw-step files (a ``z_mm`` column) have no layer column and are not checked.
     """
 
-    def __init__(self, path: str | Path, *, check_values: bool = True) -> None:
+    def __init__(self, path: str | Path, *, check_values: bool = True, n_layers: int | None = None) -> None:
         self.path = Path(path)
         self.check_values = check_values
         self._file = _open_h5(self.path)
+        self._offsets: np.ndarray | None = None
+        self._energies: np.ndarray | None = None
         try:
-            self._load_index()
+            self._check_layout()
         except Exception:
             self._file.close()
             raise
+        columns = self.columns.split(",")
+        self.n_layers = None if "z_mm" in columns else int(n_layers or self.attrs.get("n_layers", DEFAULT_N_LAYERS))
 
-    def _load_index(self) -> None:
+    def _check_layout(self) -> None:
         f, path = self._file, self.path
         missing = [k for k in _REQUIRED if k not in f]
         if missing:
             hint = " (this looks like a CaloClouds file: use --format caloclouds)" if "events" in f else ""
             raise InputFileError(path, f"missing dataset(s) {missing}; found {sorted(f)}{hint}")
-        points = f["points"]
+        points, offsets, energies = (f[k] for k in _REQUIRED)
+        check_numeric(path, points, "points")
+        check_numeric(path, offsets, "offsets")
+        check_numeric(path, energies, "incident_energy_gev")
         if points.ndim != 2 or points.shape[1] != 4:
             raise InputFileError(path, f"expected shape (P, 4), found {points.shape}", where="points")
+        n = energies.shape[0] if energies.ndim >= 1 else 0
+        if energies.ndim != 1:
+            raise InputFileError(path, f"expected shape (N,), found {energies.shape}", where="incident_energy_gev")
+        if offsets.shape != (n + 1,):
+            raise InputFileError(path, f"offsets has shape {offsets.shape}, expected ({n + 1},) for {n} showers", where="offsets")
+        for name in _REQUIRED:
+            check_stored(path, f[name], name)
         try:
-            self.offsets = f["offsets"][()].astype(np.int64)
-            self.incident_energy_gev = f["incident_energy_gev"][()].astype(np.float32).reshape(-1)
+            ends = _as_offsets(path, offsets[[0, n]] if n else offsets[:1])
         except OSError as exc:
-            raise InputFileError(path, f"cannot read dataset (truncated file?): {exc}") from None
-        n = len(self.incident_energy_gev)
-        problem = None
-        if self.offsets.ndim != 1 or len(self.offsets) != n + 1:
-            problem = f"offsets has shape {self.offsets.shape}, expected ({n + 1},) for {n} showers"
-        elif self.offsets[0] != 0 or self.offsets[-1] != points.shape[0]:
-            problem = (
-                f"offsets run from {self.offsets[0]} to {self.offsets[-1]}, "
-                f"expected 0 to {points.shape[0]} (the number of points)"
+            raise InputFileError(path, f"cannot read dataset (truncated file?): {exc}", where="offsets") from None
+        if ends[0] != 0 or ends[-1] != points.shape[0]:
+            raise InputFileError(
+                path, f"offsets run from {ends[0]} to {ends[-1]}, expected 0 to {points.shape[0]} (the number of points)",
+                where="offsets",
             )
-        elif np.any(np.diff(self.offsets) < 0):
-            problem = f"offsets decrease at shower {int(np.argmax(np.diff(self.offsets) < 0))}"
-        if problem:
-            raise InputFileError(path, problem, where="offsets")
-        if not np.all(np.isfinite(self.incident_energy_gev)):
-            raise InputFileError(path, "NaN or inf incident energies", where="incident_energy_gev")
-        self.columns = str(points.attrs.get("columns", ",".join(COLUMNS)))
-        self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        self._n = n
+        self.columns = str(decode_attrs(points.attrs).get("columns", ",".join(COLUMNS)))
+        self.attrs = decode_attrs(f.attrs)
         self._conditions = [
-            k for k in f if k not in _REQUIRED and getattr(f[k], "shape", None) and f[k].shape[:1] == (n,)
+            k for k in f
+            if k not in _REQUIRED and getattr(f[k], "shape", None) and f[k].shape[:1] == (n,) and f[k].dtype.kind in "fiub"
         ]
 
     # context manager ------------------------------------------------------------------------------
@@ -117,7 +156,22 @@ class ShowerFile:
         self._file.close()
 
     def __len__(self) -> int:
-        return len(self.incident_energy_gev)
+        return self._n
+
+    # the whole index, read on first use (memory: 12 bytes per shower) ------------------------------
+    @property
+    def offsets(self) -> np.ndarray:
+        """(N+1,) int64 offsets of the whole file (read and checked on first use)."""
+        if self._offsets is None:
+            self._offsets = self._read_offsets(0, self._n)
+        return self._offsets
+
+    @property
+    def incident_energy_gev(self) -> np.ndarray:
+        """(N,) incident energies of the whole file (read on first use)."""
+        if self._energies is None:
+            self._energies = self._read_energies(0, self._n)
+        return self._energies
 
     @property
     def n_points(self) -> np.ndarray:
@@ -127,22 +181,43 @@ class ShowerFile:
     def condition_names(self) -> list[str]:
         return list(self._conditions)
 
+    def _read_offsets(self, start: int, stop: int) -> np.ndarray:
+        """Offsets ``start..stop`` (inclusive), checked to be integers that never decrease."""
+        try:
+            raw = self._file["offsets"][start : stop + 1]
+        except OSError as exc:
+            raise InputFileError(self.path, f"cannot read dataset (truncated file?): {exc}", where="offsets") from None
+        offsets = _as_offsets(self.path, raw)
+        steps = np.diff(offsets)
+        if np.any(steps < 0):
+            raise InputFileError(self.path, f"offsets decrease at shower {start + int(np.argmax(steps < 0))}", where="offsets")
+        return offsets
+
+    def _read_energies(self, start: int, stop: int) -> np.ndarray:
+        try:
+            energies = self._file["incident_energy_gev"][start:stop].astype(np.float32)
+        except OSError as exc:
+            msg = f"cannot read dataset (truncated file?): {exc}"
+            raise InputFileError(self.path, msg, where="incident_energy_gev") from None
+        if not np.all(np.isfinite(energies)):
+            raise InputFileError(self.path, "NaN or inf incident energies", where="incident_energy_gev")
+        return energies
+
     def read(self, start: int = 0, stop: int | None = None) -> Showers:
         """Showers ``start:stop`` (one contiguous read of their points)."""
-        n = len(self)
-        start, stop, _ = slice(start, stop).indices(n)
+        start, stop, _ = slice(start, stop).indices(self._n)
         stop = max(stop, start)
-        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
+        offsets = self._offsets[start : stop + 1] if self._offsets is not None else self._read_offsets(start, stop)
+        energies = self._energies[start:stop] if self._energies is not None else self._read_energies(start, stop)
+        lo, hi = int(offsets[0]), int(offsets[-1])
         try:
             points = self._file["points"][lo:hi]
             conditions = {k: self._file[k][start:stop] for k in self._conditions}
         except OSError as exc:
             raise InputFileError(self.path, f"cannot read points (truncated file?): {exc}", where="points") from None
-        showers = Showers(
-            points, self.offsets[start : stop + 1] - lo, self.incident_energy_gev[start:stop], conditions
-        )
+        showers = Showers(points, offsets - lo, energies, conditions)
         if self.check_values:
-            problem = showers.check_values()
+            problem = showers.check_values(n_layers=self.n_layers)
             if problem:
                 raise InputFileError(self.path, f"{problem} (in showers {start}-{stop - 1})", where="points")
         return showers
@@ -160,10 +235,20 @@ class ShowerFile:
         parts = Showers.concatenate([self.read(int(i), int(i) + 1) for i in order])
         return parts[np.searchsorted(order, indices)]
 
-    def iter_chunks(self, chunk_showers: int = 1000) -> Iterator[Showers]:
-        """Consecutive chunks of at most ``chunk_showers`` showers."""
-        for start in range(0, len(self), chunk_showers):
-            yield self.read(start, start + chunk_showers)
+    def iter_chunks(self, chunk_showers: int = 1000, *, max_points: int = MAX_CHUNK_POINTS) -> Iterator[Showers]:
+        """Consecutive chunks of at most ``chunk_showers`` showers and (unless one shower is larger)
+        ``max_points`` points; only one chunk's index and points are in memory at a time."""
+        if chunk_showers < 1:
+            raise ValueError(f"chunk_showers must be >= 1, got {chunk_showers}")
+        start = 0
+        while start < self._n:
+            stop = min(self._n, start + chunk_showers)
+            offsets = self._read_offsets(start, stop)
+            # the last shower boundary within max_points of the chunk start (at least one shower)
+            cut = int(np.searchsorted(offsets, offsets[0] + max_points, side="right")) - 1
+            stop = start + max(cut, 1)
+            yield self.read(start, stop)
+            start = stop
 
     def __repr__(self) -> str:
         return f"ShowerFile({str(self.path)!r}, {len(self)} showers)"
@@ -175,62 +260,144 @@ def read_showers(path: str | Path, start: int = 0, stop: int | None = None) -> S
         return f.read(start, stop)
 
 
+class BufferedDatasets:
+    """Resizable datasets of one HDF5 group, appended in buffered blocks (one resize per flush)."""
+
+    def __init__(self, group: Any) -> None:
+        self.group = group
+        self.pending: dict[str, list[np.ndarray]] = {}
+
+    def create(self, name: str, tail: tuple[int, ...], dtype: Any, chunks: tuple[int, ...], **options: Any) -> None:
+        self.group.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=chunks, **options)
+        self.pending[name] = []
+
+    def add(self, name: str, values: np.ndarray) -> None:
+        self.pending[name].append(np.asarray(values))
+
+    def flush(self) -> None:
+        for name, parts in self.pending.items():
+            if not parts:
+                continue
+            values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            ds = self.group[name]
+            old = ds.shape[0]
+            ds.resize(old + len(values), axis=0)
+            ds[old:] = values
+            parts.clear()
+
+
 class ShowerWriter(AtomicWriter):
-    """Append showers chunk by chunk to a new HDF5 file; the file appears under its name on close.
+    """Append showers (and optionally their cell hits) chunk by chunk to a new HDF5 file.
+
+    Chunks are buffered and written in blocks of about 2^18 points, so the cost per call does not
+    grow with the number of calls (``generate --batch-size 1``). The file appears under its name
+    on close; until then it is a temporary file next to it.
 
     Example::
 
         with ShowerWriter("out.h5", attrs={"source": "caloclouds generate"}) as w:
             for chunk in chunks:
                 w.write(chunk)
+
+    Args:
+        path: the output file.
+        attrs: metadata stored as typed file attributes (numbers stay numbers, None is dropped).
+        compression_level: gzip level.
     """
 
     def __init__(self, path: str | Path, *, attrs: dict[str, Any] | None = None, compression_level: int = 4) -> None:
         import h5py
 
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.path = check_output_path(path)
+        self._tmp = temp_path_for(self.path)
+        meta = typed_metadata(attrs)
         self._h5 = h5py.File(self._tmp, "w")
-        self._gzip = dict(compression="gzip", compression_opts=compression_level)
-        self._h5.attrs["columns"] = ",".join(COLUMNS)
-        for k, v in (attrs or {}).items():
-            self._h5.attrs[k] = v
-        pts = self._h5.create_dataset(
-            "points", shape=(0, 4), maxshape=(None, 4), dtype="f4", chunks=(_CHUNK_POINTS, 1), **self._gzip
-        )
-        pts.attrs["columns"] = ",".join(COLUMNS)
-        self._h5.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(65536,), **self._gzip)
-        self._h5.create_dataset("incident_energy_gev", shape=(0,), maxshape=(None,), dtype="f4", chunks=(65536,))
+        try:
+            self._gzip = dict(compression="gzip", compression_opts=compression_level)
+            root = self._h5.attrs
+            root["format"] = SHOWERS_FORMAT
+            root["schema_version"] = SCHEMA_VERSION
+            root["columns"] = ",".join(COLUMNS)
+            for k, v in meta.items():
+                root[k] = v
+            self._data = BufferedDatasets(self._h5)
+            self._data.create("points", (4,), "f4", (_CHUNK_POINTS, 1), **self._gzip)
+            self._h5["points"].attrs["columns"] = ",".join(COLUMNS)
+            self._data.create("offsets", (), np.int64, (65536,), **self._gzip)
+            self._data.add("offsets", np.zeros(1, np.int64))
+            self._data.create("incident_energy_gev", (), "f4", (65536,))
+        except BaseException:
+            self.abort()
+            raise
+        self._cells: BufferedDatasets | None = None
+        self._with_cells: bool | None = None
         self._conditions: list[str] | None = None
+        self._buffered_points = self._buffered_showers = 0
         self.n_showers = 0
         self.n_points = 0
+        self.n_hits = 0
 
-    def _append(self, name: str, values: np.ndarray) -> None:
-        ds = self._h5[name]
-        old = ds.shape[0]
-        ds.resize(old + len(values), axis=0)
-        ds[old:] = values
+    def _start(self, showers: Showers, cells: Any | None) -> None:
+        self._conditions = sorted(showers.conditions)
+        for k in self._conditions:
+            v = np.asarray(showers.conditions[k])
+            self._data.create(k, v.shape[1:], v.dtype, (65536, *v.shape[1:]))
+        self._with_cells = cells is not None
+        if self._with_cells:
+            group = self._h5.create_group("cells")
+            group.attrs["format"] = "caloclouds-cells"
+            self._cells = BufferedDatasets(group)
+            for name, dtype in {**CELL_HIT_FIELDS, **CELL_SHOWER_FIELDS}.items():
+                self._cells.create(name, (), dtype, (65536,), compression="gzip")
+            self._cells.create("offsets", (), np.int64, (65536,))
+            self._cells.add("offsets", np.zeros(1, np.int64))
 
-    def write(self, showers: Showers) -> None:
+    def write(self, showers: Showers, cells: Any | None = None) -> None:
+        """Append a chunk of showers; ``cells`` (CellHits-like) must be given for every chunk or none."""
         if self._conditions is None:
-            self._conditions = sorted(showers.conditions)
-            for k in self._conditions:
-                v = showers.conditions[k]
-                self._h5.create_dataset(k, shape=(0, *v.shape[1:]), maxshape=(None, *v.shape[1:]), dtype=v.dtype)
+            self._start(showers, cells)
         elif sorted(showers.conditions) != self._conditions:
             raise ValueError(f"conditions changed between chunks: {sorted(showers.conditions)} vs {self._conditions}")
-        self._append("points", showers.points)
-        self._append("offsets", showers.offsets[1:] + self.n_points)
-        self._append("incident_energy_gev", showers.incident_energy_gev)
+        elif (cells is not None) != self._with_cells:
+            raise ValueError("cells must be given for every chunk or for none")
+        self._data.add("points", showers.points)
+        self._data.add("offsets", showers.offsets[1:] + self.n_points)
+        self._data.add("incident_energy_gev", showers.incident_energy_gev)
         for k in self._conditions:
-            self._append(k, showers.conditions[k])
+            self._data.add(k, showers.conditions[k])
+        if cells is not None:
+            self._add_cells(showers, cells)
         self.n_showers += len(showers)
         self.n_points += len(showers.points)
+        self._buffered_points += len(showers.points)
+        self._buffered_showers += len(showers)
+        if self._buffered_points >= _CHUNK_POINTS or self._buffered_showers >= _FLUSH_SHOWERS:
+            self._flush()
+
+    def _add_cells(self, showers: Showers, cells: Any) -> None:
+        cells = cells.numpy() if hasattr(cells, "numpy") else cells
+        offsets = np.asarray(cells.offsets, np.int64)
+        if len(offsets) != len(showers) + 1:
+            raise ValueError(f"cells has {len(offsets) - 1} showers but showers has {len(showers)}")
+        assert self._cells is not None
+        hits = slice(int(offsets[0]), int(offsets[-1]))
+        for name, dtype in CELL_HIT_FIELDS.items():
+            self._cells.add(name, np.asarray(getattr(cells, name), dtype)[hits])
+        for name, dtype in CELL_SHOWER_FIELDS.items():
+            self._cells.add(name, np.asarray(getattr(cells, name), dtype))
+        self._cells.add("offsets", offsets[1:] - offsets[0] + self.n_hits)
+        self.n_hits += int(offsets[-1] - offsets[0])
+
+    def _flush(self) -> None:
+        self._data.flush()
+        if self._cells is not None:
+            self._cells.flush()
+        self._buffered_points = self._buffered_showers = 0
 
     def close(self) -> None:
         """Finish the file and move it to its final name."""
         if self._h5.id.valid:
+            self._flush()
             self._h5.close()
             self._tmp.replace(self.path)
 
@@ -239,7 +406,6 @@ class ShowerWriter(AtomicWriter):
         if self._h5.id.valid:
             self._h5.close()
         self._tmp.unlink(missing_ok=True)
-
 
 
 def write_showers(path: str | Path, showers: Showers, *, attrs: dict[str, Any] | None = None) -> None:

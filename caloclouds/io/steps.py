@@ -130,7 +130,7 @@ def read_steps_hdf5(
     detector = detector or DetectorConfig()
     with ShowerFile(path, check_values=True) as f:
         columns = tuple(f.columns.split(","))
-        if columns != STEP_COLUMNS:
+        if columns not in (STEP_COLUMNS, (*STEP_COLUMNS[:3], "e_mev")):
             msg = f"expected step columns {','.join(STEP_COLUMNS)}, found {f.columns!r}"
             raise InputFileError(path, msg, where="points")
         steps = f.read(start, stop)

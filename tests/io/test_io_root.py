@@ -47,15 +47,52 @@ def test_round_trip_and_branches(tmp_path, rng) -> None:
     assert is_caloclouds_root(path) and count_root(path) == 5
     with uproot.open(path) as f:
         tree = f["events"]
-        expected = {"incident_energy_gev", "npoints", "points_x_mm", "points_y_mm", "points_layer", "points_e_MeV",
-                    "ncells", "cells_cell_id", "cells_x_mm", "cells_y_mm", "cells_z_mm", "cells_layer", "cells_e_MeV",
-                    "cells_lost_mev", "cells_below_threshold_mev", "raw_visible_mev", "angles"}
+        expected = {"incident_energy_gev", "n_points", "points_x_mm", "points_y_mm", "points_layer", "points_e_mev",
+                    "n_cells", "cells_cell_id", "cells_x_mm", "cells_y_mm", "cells_z_mm", "cells_layer", "cells_e_mev",
+                    "lost_mev", "below_threshold_mev", "raw_visible_mev", "angles"}
         assert expected <= set(tree.keys())
-        a = tree.arrays(["npoints", "ncells", "cells_cell_id", "cells_e_MeV"], library="np")
-        assert a["npoints"].tolist() == showers.n_points.tolist()
-        assert a["ncells"].tolist() == np.diff(cells.offsets).tolist()
+        assert "per shower" in tree.title
+        assert tree["points_layer"].typename == "int32_t[]" and tree["cells_layer"].typename == "int32_t[]"
+        a = tree.arrays(["n_points", "n_cells", "cells_cell_id", "cells_e_mev"], library="np")
+        assert a["n_points"].tolist() == showers.n_points.tolist()
+        assert a["n_cells"].tolist() == np.diff(cells.offsets).tolist()
         np.testing.assert_array_equal(np.concatenate(a["cells_cell_id"]), cells.cell_id)
-        assert '"model": "test"' in str(f["caloclouds_meta"])
+        meta = f["metadata"].arrays(library="np")
+        assert meta["model"][0] == "test" and meta["schema_version"][0] == 2 and meta["cells"][0]
+
+
+def _write_v1(path, showers, cells) -> None:
+    """A file in the first schema (npoints, points_e_MeV, cells_lost_mev, JSON metadata)."""
+    import json
+
+    import awkward as ak
+
+    names = ("x_mm", "y_mm", "layer", "e_MeV")
+    data = {
+        "incident_energy_gev": showers.incident_energy_gev,
+        "points": ak.zip({c: ak.unflatten(showers.points[:, i].copy(), showers.n_points) for i, c in enumerate(names)}),
+        "cells": ak.zip({"cell_id": ak.unflatten(cells.cell_id, np.diff(cells.offsets)),
+                         "e_MeV": ak.unflatten(cells.e_mev, np.diff(cells.offsets))}),
+        "cells_lost_mev": cells.lost_mev,
+        "raw_visible_mev": showers.conditions["raw_visible_mev"],
+    }
+    with uproot.recreate(path) as f:
+        f.mktree("events", {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in data.items()},
+                 counter_name=lambda c: "n" + c, field_name=lambda o, i: f"{o}_{i}").extend(data)
+        f["caloclouds_meta"] = json.dumps({"format": "caloclouds-root", "format_version": 1, "conditions": ["raw_visible_mev"]})
+
+
+def test_reads_schema_version_1(tmp_path, rng) -> None:
+    showers = _showers(rng, 6)
+    showers.conditions.pop("angles")
+    cells = _cells(showers, rng)
+    cells.e_mev = cells.e_mev.astype(np.float32)
+    path = tmp_path / "v1.root"
+    _write_v1(path, showers, cells)
+    assert is_caloclouds_root(path)
+    back = read_root(path)
+    np.testing.assert_array_equal(back.points, showers.points)
+    np.testing.assert_array_equal(back.conditions["raw_visible_mev"], showers.conditions["raw_visible_mev"])
 
 
 def test_chunked_writing_equals_one_shot(tmp_path, rng) -> None:
