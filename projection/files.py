@@ -6,6 +6,7 @@ ROOT layout (:mod:`caloclouds.io.root`) with the points and the ``cells_*`` bran
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,15 +14,73 @@ from typing import Any
 
 import numpy as np
 
+from caloclouds.config import EvaluationConfig
 from caloclouds.errors import CaloCloudsError
+from caloclouds.io.atomic import check_output_path
 from projection.cellfile import CellWriter
 from projection.geometry import Geometry
 from projection.project import project, project_torch
 
-__all__ = ["ProjectionSummary", "project_file", "OUTPUT_SUFFIXES"]
+__all__ = ["ProjectionSummary", "project_file", "projection_metadata", "energy_source_label", "check_placement", "OUTPUT_SUFFIXES"]
 
 OUTPUT_SUFFIXES = (".h5", ".hdf5", ".root")
 DEFAULT_CHUNK_SHOWERS = 1000
+
+
+NATIVE_GEOMETRIES = ("ild", "ild-real")
+
+
+def energy_source_label(geometry_name: str) -> str:
+    """What the cell energies are, in words: written to every projected file and plot."""
+    source = "Geant4 energy deposits in the 0.5 mm silicon of an ILD-like Si-W ECAL (or a model trained on them)"
+    if geometry_name in NATIVE_GEOMETRIES or geometry_name.startswith("square:"):
+        return f"{source}, binned onto {geometry_name} cells"
+    return (f"{source}, re-binned onto {geometry_name} cells; not a simulation of the {geometry_name} "
+            "absorbers and sensors")
+
+
+def check_placement(*, impact_mm: Sequence[float], rotation_rad: float, chunk_showers: int) -> None:
+    """One-line errors for placement options that would silently give wrong output."""
+    if len(impact_mm) != 2 or not all(math.isfinite(v) for v in impact_mm):
+        raise CaloCloudsError(f"--impact must be two finite numbers in mm, got {list(impact_mm)}")
+    if not math.isfinite(rotation_rad):
+        raise CaloCloudsError(f"--rotation-deg must be a finite angle, got {rotation_rad}")
+    if int(chunk_showers) < 1:
+        raise CaloCloudsError(f"--chunk must be >= 1 shower, got {chunk_showers}")
+
+
+def projection_metadata(
+    geometry: Geometry,
+    *,
+    impact_mm: Sequence[float],
+    rotation_rad: float,
+    layer_map: str | Sequence[int] | None,
+    threshold_mev: float | None,
+    threshold_mip: float | None,
+    mip_mev: float | None,
+) -> dict[str, Any]:
+    """Typed metadata of a projection: every number as a number, nothing absent as a sentinel."""
+    from projection.mip import THICKNESS_EXTRA
+
+    mip = EvaluationConfig.mip_mev if mip_mev is None else float(mip_mev)
+    per_cell = THICKNESS_EXTRA in geometry.extras
+    attrs: dict[str, Any] = {
+        "geometry": geometry.name,
+        "impact_mm": [float(v) for v in impact_mm],
+        "rotation_rad": float(rotation_rad),
+        "layer_map": layer_map if isinstance(layer_map, str) or layer_map is None else [int(v) for v in layer_map],
+        "energy_source": energy_source_label(geometry.name),
+    }
+    if threshold_mev is not None:
+        attrs["threshold_mev"] = float(threshold_mev)
+    if threshold_mip is not None:
+        attrs["threshold_mip"] = float(threshold_mip)
+        attrs["mip_mev_500um"] = mip
+        if per_cell:
+            attrs["mip_rule"] = "MIP per cell, scaled from mip_mev_500um to the cell's silicon thickness (Landau MPV)"
+        else:
+            attrs["threshold_mev"] = float(threshold_mip) * mip
+    return attrs
 
 
 @dataclass
@@ -77,27 +136,27 @@ def project_file(
         input_format: input format (None = detect).
         progress: called with the number of showers done after each chunk.
     """
-    from caloclouds.io.formats import iter_any
+    from caloclouds.io.formats import detect_format, iter_any
 
-    out_path = Path(out_path)
-    if out_path.suffix not in OUTPUT_SUFFIXES:
-        msg = f"output {out_path} must end in one of {OUTPUT_SUFFIXES}"
-        raise CaloCloudsError(msg)
+    out_path = check_output_path(out_path, suffixes=OUTPUT_SUFFIXES)
+    check_placement(impact_mm=impact_mm, rotation_rad=rotation_rad, chunk_showers=chunk_showers)
     options: dict[str, Any] = dict(
         impact_mm=impact_mm, rotation_rad=rotation_rad, layer_map=layer_map,
         threshold_mev=threshold_mev, threshold_mip=threshold_mip,
     )
     if mip_mev is not None:
         options["mip_mev"] = mip_mev
-    attrs = {"geometry": geometry.name, "impact_mm": list(impact_mm), "rotation_rad": rotation_rad,
-             "threshold_mev": -1.0 if threshold_mev is None else threshold_mev}
+    attrs = projection_metadata(geometry, impact_mm=impact_mm, rotation_rad=rotation_rad, layer_map=layer_map,
+                                threshold_mev=threshold_mev, threshold_mip=threshold_mip, mip_mev=mip_mev)
+    if input_format is None:
+        detect_format(in_path)  # a bad input fails before the output is opened
     summary = ProjectionSummary()
     if out_path.suffix == ".root":
         from caloclouds.io.root import RootWriter
 
         writer: Any = RootWriter(out_path, attrs=attrs)
     else:
-        writer = CellWriter(out_path, attrs={k: str(v) for k, v in attrs.items()})
+        writer = CellWriter(out_path, attrs=attrs)
     with writer:
         for showers in iter_any(in_path, format=input_format, chunk_showers=chunk_showers):
             if device == "numpy":

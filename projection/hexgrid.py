@@ -129,6 +129,9 @@ def hex_lattice(
     )
 
 
+MIN_SPEC_PITCH_MM = 0.55  # hex:PITCH specs finer than this exceed ~2e7 cells (hex:5 has 227,370)
+
+
 def hex_geometry_from_spec(spec: str) -> Geometry:
     """Parse ``hex:PITCH_MM`` or ``hex:PITCH_MM:flat|pointy`` into :func:`hex_lattice`."""
     parts = spec.split(":")
@@ -137,8 +140,11 @@ def hex_geometry_from_spec(spec: str) -> Geometry:
         pitch = float(parts[1])
     except (IndexError, ValueError):
         pitch = float("nan")
-    if len(parts) not in (2, 3) or not pitch > 0 or orientation not in ("flat", "pointy"):
+    if len(parts) not in (2, 3) or not 0 < pitch < float("inf") or orientation not in ("flat", "pointy"):
         msg = f"bad hexagonal geometry {spec!r}; expected hex:PITCH_MM or hex:PITCH_MM:flat|pointy with PITCH_MM > 0"
+        raise ProjectionError(msg)
+    if pitch < MIN_SPEC_PITCH_MM:
+        msg = f"bad hexagonal geometry {spec!r}: pitch below {MIN_SPEC_PITCH_MM} mm would need more than 2e7 cells"
         raise ProjectionError(msg)
     return hex_lattice(pitch_mm=pitch, pointy=orientation == "pointy")
 

@@ -47,6 +47,7 @@ from caloclouds.errors import InputFileError
 from projection._ops import ops_for
 from projection.geometry import Geometry, read_npz
 from projection.hexgrid import NEIGHBOURS_QR, hex_constants, hex_round
+from projection.mip import HGCAL_THICKNESS_UM, THICKNESS_EXTRA
 from projection.placement import resolve_layer_map
 
 __all__ = ["load_hgcal", "decode_detid", "assign", "wafer_outlines", "REQUIRED_TABLES", "CELLS_PER_WAFER_EDGE", "LATTICE_TOLERANCE_MM"]
@@ -262,6 +263,11 @@ def load_hgcal(path: str | Path) -> Geometry:  # noqa: PLR0915 - one linear reci
         "cell_qr_min": np.array([q_min, r_min], np.int64),
         "cell_wafer": cell_wafer.astype(np.int64),
     }
+    unknown = sorted(set(np.unique(fields["type"]).tolist()) - set(HGCAL_THICKNESS_UM))
+    if unknown:
+        raise InputFileError(path, f"cell types {unknown} have no known silicon thickness (expected {sorted(HGCAL_THICKNESS_UM)})", where="detid")
+    thickness_lut = np.array([HGCAL_THICKNESS_UM[t] for t in sorted(HGCAL_THICKNESS_UM)])
+    thickness_um = thickness_lut[fields["type"]]
     det = DetectorConfig()
     lmap = resolve_layer_map("linear", n_shower_layers=det.n_layers, n_detector_layers=n_layers)
     z = np.bincount(lmap, weights=det.layer_centre_z_mm, minlength=n_layers) / np.maximum(np.bincount(lmap, minlength=n_layers), 1)
@@ -285,6 +291,7 @@ def load_hgcal(path: str | Path) -> Geometry:  # noqa: PLR0915 - one linear reci
             "cell_v": fields["cell_v"],
             "wafer": cell_wafer.astype(np.int64),
             "lattice": c_lat,
+            THICKNESS_EXTRA: thickness_um,
         },
     )
 

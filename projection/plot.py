@@ -51,6 +51,7 @@ def plot_shower(
     centre_mm: tuple[float, float] | None = None,
     half_width_mm: float = DEFAULT_HALF_WIDTH_MM,
     dpi: int = 110,
+    note: str | None = None,
 ) -> Any:
     """One panel per detector layer: every cell of the window outlined, hit cells filled (log colour).
 
@@ -63,6 +64,8 @@ def plot_shower(
         centre_mm: panel centre; default the energy-weighted centre of the hits.
         half_width_mm: half width of every panel (mm).
         dpi: resolution of the written image.
+        note: a line at the foot of the figure; default: what the energies are
+            (:func:`projection.files.energy_source_label`), e.g. ILD deposits re-binned onto HGCal.
 
     Returns:
         The matplotlib Figure.
@@ -129,14 +132,23 @@ def plot_shower(
         above = axes.flat[k - cols]
         above.xaxis.set_tick_params(labelbottom=True)
         above.set_xlabel("x [mm]", fontsize=9)
-    fig.subplots_adjust(left=0.06, right=0.9, bottom=0.07, top=0.9 if title else 0.95, wspace=0.12, hspace=0.3)
+    fig.subplots_adjust(left=0.06, right=0.9, bottom=0.1, top=0.9 if title else 0.95, wspace=0.12, hspace=0.3)
     cax = fig.add_axes((0.915, 0.15, 0.015, 0.7))
     bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax)
     bar.set_label("cell energy [MeV]", fontsize=10)
     bar.ax.tick_params(labelsize=8)
     if title:
         fig.suptitle(title, fontsize=13)
+    if note is None:
+        from projection.files import energy_source_label
+
+        note = energy_source_label(geometry.name)
+    if note:
+        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=7.5, color="#404040", wrap=True)
     if path is not None:
-        fig.savefig(path, dpi=dpi)
+        from caloclouds.io.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
         plt.close(fig)
     return fig

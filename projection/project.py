@@ -7,7 +7,10 @@ with the exact rule of the geometry's kind, then sum energies per (shower, cell)
 
 The threshold is applied after summing: cells with ``E < threshold`` are removed and their energy
 goes to ``below_threshold_mev``. Give it in MeV (``threshold_mev``) or in MIPs (``threshold_mip``
-times ``mip_mev``, default :attr:`caloclouds.config.EvaluationConfig.mip_mev` = 0.147 MeV, measured).
+times ``mip_mev``, default :attr:`caloclouds.config.EvaluationConfig.mip_mev` = 0.147 MeV, measured
+in 500 um of silicon). A geometry whose cells have their own silicon thickness (HGCal: 120, 200,
+300 um, ``extras["silicon_thickness_um"]``) gets a MIP threshold per cell, the MIP scaled to the
+cell's thickness (:mod:`projection.mip`).
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from projection.binning import segment_sums_numpy, segment_sums_torch
 from projection.cells import CellHits
 from projection.errors import ProjectionError
 from projection.geometry import Geometry
+from projection.mip import REFERENCE_THICKNESS_UM, THICKNESS_EXTRA, landau_mpv_mev
 from projection.placement import DEFAULT_SHOWER_LAYERS, check_points, place_xy, resolve_layer_map
 from projection.registry import KINDS
 
-__all__ = ["project", "project_torch", "resolve_threshold_mev", "BLOCK_POINTS"]
+__all__ = ["project", "project_torch", "resolve_threshold_mev", "cell_mip_scale", "BLOCK_POINTS"]
 
 BLOCK_POINTS = 1 << 16  # points per cache block of the numpy assignment (temporaries ~256 kB each)
 
@@ -45,6 +49,14 @@ def resolve_threshold_mev(
     if threshold_mev is not None and not threshold_mev >= 0:
         raise ProjectionError(f"the cell threshold must be >= 0 MeV, got {threshold_mev}")
     return threshold_mev
+
+
+def cell_mip_scale(geometry: Geometry) -> np.ndarray | None:
+    """(C,) MIP of each cell relative to 500 um of silicon, or None if the geometry has one thickness."""
+    thickness = geometry.extras.get(THICKNESS_EXTRA)
+    if thickness is None:
+        return None
+    return (landau_mpv_mev(thickness) / landau_mpv_mev(REFERENCE_THICKNESS_UM)).astype(np.float64)
 
 
 def _layer_map(geometry: Geometry, layer_map: Any, n_shower_layers: int) -> np.ndarray:
@@ -139,8 +151,10 @@ def project(
     lost_mev = np.bincount(hit_shower[lost], weights=sums[lost], minlength=n_showers)
     keep = ~lost
     below = np.zeros(n_showers)
+    scale = cell_mip_scale(geometry) if threshold_mip is not None else None
     if threshold is not None:
-        low = keep & (sums < threshold)
+        cut = threshold if scale is None else threshold * scale[np.maximum(hit_cell, 0)]
+        low = keep & (sums < cut)
         below = np.bincount(hit_shower[low], weights=sums[low], minlength=n_showers)
         keep &= ~low
     hit_shower, hit_cell, e = hit_shower[keep], hit_cell[keep], sums[keep]
@@ -214,8 +228,12 @@ def project_torch(
     lost_mev = torch.zeros(n_showers, dtype=torch.float64, device=device).index_add_(0, hit_shower[lost], sums[lost])
     keep = ~lost
     below = torch.zeros(n_showers, dtype=torch.float64, device=device)
+    scale = cell_mip_scale(geometry) if threshold_mip is not None else None
     if threshold is not None:
-        low = keep & (sums < threshold)
+        cut: Any = threshold
+        if scale is not None:
+            cut = threshold * torch.as_tensor(scale, device=device)[hit_cell.clamp_min(0)]
+        low = keep & (sums < cut)
         below.index_add_(0, hit_shower[low], sums[low])
         keep &= ~low
     hit_shower, hit_cell, e = hit_shower[keep], hit_cell[keep], sums[keep]

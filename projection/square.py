@@ -102,6 +102,9 @@ def ild_grid(detector: DetectorConfig | None = None) -> Geometry:
     return square_grid(pitch_mm=det.cell_pitch_mm, layer_z_mm=det.layer_centre_z_mm, name="ild")
 
 
+MAX_SPEC_CELLS = 20_000_000  # square:PITCH specs with more cells than this are refused (memory)
+
+
 def square_geometry_from_spec(spec: str) -> Geometry:
     """Parse ``square:PITCH_MM`` or ``square:PITCH_MM:EVERY:GAP_MM`` (30 ILD layers, 40 x 40 cm)."""
     from projection.errors import ProjectionError
@@ -110,12 +113,17 @@ def square_geometry_from_spec(spec: str) -> Geometry:
     try:
         pitch = float(parts[1])
         every, gap = (int(parts[2]), float(parts[3])) if len(parts) == 4 else (0, 0.0)
-        if len(parts) not in (2, 4) or not pitch > 0 or every < 0 or gap < 0:
+        finite = math.isfinite(pitch) and math.isfinite(gap)
+        if len(parts) not in (2, 4) or not finite or not pitch > 0 or gap < 0 or (len(parts) == 4 and every < 1):
             raise ValueError
     except (IndexError, ValueError):
-        msg = f"bad square geometry {spec!r}; expected square:PITCH_MM or square:PITCH_MM:EVERY:GAP_MM"
+        msg = (f"bad square geometry {spec!r}; expected square:PITCH_MM or square:PITCH_MM:EVERY:GAP_MM "
+               "with PITCH_MM > 0, EVERY >= 1 cells and GAP_MM >= 0")
         raise ProjectionError(msg) from None
     det = DetectorConfig()
+    n_cells = (2 * math.ceil(ILD_HALF_WIDTH_MM / pitch)) ** 2 * det.n_layers
+    if n_cells > MAX_SPEC_CELLS:
+        raise ProjectionError(f"bad square geometry {spec!r}: a pitch of {pitch:g} mm gives {n_cells:.3g} cells, more than {MAX_SPEC_CELLS:.0e}")
     period = pitch + (gap / every if every else 0.0)
     n = 2 * math.ceil(ILD_HALF_WIDTH_MM / period)
     return square_grid(pitch_mm=pitch, layer_z_mm=det.layer_centre_z_mm, n_cells=n, gap_every=every, gap_mm=gap, name=spec)

@@ -44,7 +44,7 @@ def test_project_to_root(small_file, tmp_path, capsys) -> None:
     with uproot.open(out) as f:
         tree = f["events"]
         assert tree.num_entries == len(showers)
-        e = tree["cells_e_MeV"].array(library="np")
+        e = tree["cells_e_mev"].array(library="np")
     assert min(v.min() for v in e if len(v)) >= 0.5 * EvaluationConfig().mip_mev
 
 
@@ -53,7 +53,7 @@ def test_project_bad_geometry_and_output(small_file, tmp_path, capsys) -> None:
     assert main(["project", "--geometry", "cms", "--in", str(path), "-o", str(tmp_path / "x.h5")]) == 2
     assert "valid names: ild, ild-real, hgcal" in capsys.readouterr().err
     assert main(["project", "--geometry", "ild", "--in", str(path), "-o", str(tmp_path / "x.csv")]) == 2
-    assert "must end in one of" in capsys.readouterr().err
+    assert "unknown extension '.csv'" in capsys.readouterr().err
 
 
 def test_plot_shower_writes_png(small_file, tmp_path, capsys) -> None:
