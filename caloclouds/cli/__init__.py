@@ -102,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(rest)
 
-    from caloclouds.errors import CaloCloudsError
+    from caloclouds.errors import CaloCloudsError, Terminated
+    from caloclouds.io.atomic import install_termination_handler, restore_termination_handler
 
+    previous = install_termination_handler()  # SIGTERM cleans up temporary files as Ctrl-C does
     try:
         if getattr(args, "device", None) not in (None, "numpy"):
             _check_device(args.device)
@@ -113,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"caloclouds {verb}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"caloclouds {verb}: terminated (SIGTERM); no partial output was left", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"caloclouds {verb}: interrupted", file=sys.stderr)
         return 130
@@ -121,6 +126,19 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except MemoryError:
+        if os.environ.get("CALOCLOUDS_DEBUG"):
+            raise
+        print(f"caloclouds {verb}: error: out of memory (try a smaller --batch-size or --chunk)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if os.environ.get("CALOCLOUDS_DEBUG"):
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"caloclouds {verb}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    finally:
+        restore_termination_handler(previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

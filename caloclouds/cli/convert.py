@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
                         help="output file; .h5/.hdf5 -> our HDF5 schema, .root -> ROOT TTree 'events'")
     parser.add_argument("--format", default="auto",
-                        choices=["auto", "edm4hep", "caloclouds", "steps", "hdf5", "root"],
+                        choices=["auto", "edm4hep", "caloclouds", "steps", "hdf5", "root", "cells"],
                         help="input format (default: detected from the content)")
     parser.add_argument("--box-mm", type=float, default=DEFAULT_BOX_MM, metavar="MM",
                         help=f"EDM4hep: keep steps within +-MM of the shower axis (default {DEFAULT_BOX_MM:g})")
@@ -40,13 +41,15 @@ def run(args: argparse.Namespace) -> int:
 
     from caloclouds.config import load_config
     from caloclouds.errors import ConfigError
+    from caloclouds.io.atomic import check_output_path
     from caloclouds.io.formats import convert_file, count_showers
 
-    if args.box_mm <= 0:
-        raise ConfigError(f"--box-mm must be > 0, got {args.box_mm:g}")
+    if not (math.isfinite(args.box_mm) and args.box_mm > 0):
+        raise ConfigError(f"--box-mm must be a finite number > 0, got {args.box_mm:g}")
     detector = load_config(args.config).detector if args.config else None
     fmt = None if args.format == "auto" else args.format
     total = count_showers(args.input, format=fmt)
+    check_output_path(args.output, suffixes=(".h5", ".hdf5", ".root"))
     with tqdm(total=total, unit="shower", disable=not sys.stderr.isatty(), desc="convert") as bar:
         n_showers, n_points = convert_file(
             args.input, args.output, format=fmt, detector=detector, box_mm=args.box_mm,

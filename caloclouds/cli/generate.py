@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cells", choices=["ild", "hgcal", "none"], default="none", help="also project onto cells and write the cell hits")
     parser.add_argument("--batch-size", type=int, default=1000, metavar="B", help="showers per batch and per written chunk (default 1000)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed, 0 to 2^63-1 (default 0)")
+    parser.add_argument("--allow-extrapolation", action="store_true",
+                        help="generate energies far outside the model's training range (refused by default; "
+                             "the output is still checked for NaN/inf)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.{root,h5}", help="output file (.root or .h5)")
 
 
@@ -56,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
         raise CaloCloudsError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.steps is not None and args.steps < 1:
         raise CaloCloudsError(f"--steps must be >= 1, got {args.steps}")
+    if not 0 <= args.seed < 2**63:
+        raise CaloCloudsError(f"--seed must lie in 0 to 2^63-1, got {args.seed}")
+    from caloclouds.io.atomic import check_output_path
+
+    check_output_path(out, suffixes=(".root", ".h5", ".hdf5"))
     if args.energies_from:
         from caloclouds.evaluation.spectrum import energies_of_file
 
@@ -83,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         seed=args.seed,
+        allow_extrapolation=args.allow_extrapolation,
     )
     print(summary.text())
     return 0

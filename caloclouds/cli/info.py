@@ -1,7 +1,8 @@
 """Summarise a shower file: number of showers, incident energy range, points per shower, visible energy.
 
 Works for every format `caloclouds convert` reads (our .h5 and .root, CaloClouds HDF5, raw steps,
-EDM4hep). Large files are read chunk by chunk.
+EDM4hep, and the cells files of `caloclouds project`). Files are streamed chunk by chunk (index
+included), so memory stays bounded for any file size.
 
 Example:
   caloclouds info x.h5
@@ -19,7 +20,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, metavar="FILE", help="shower file")
     parser.add_argument("--format", default="auto",
-                        choices=["auto", "hdf5", "root", "caloclouds", "steps", "edm4hep"],
+                        choices=["auto", "hdf5", "root", "caloclouds", "steps", "edm4hep", "cells"],
                         help="file format (default: detected from the content)")
 
 
@@ -35,5 +36,5 @@ def run(args: argparse.Namespace) -> int:
         summary = summarise_file(args.file, format=fmt, progress=bar.update)
     print(f"file             {args.file} ({FORMATS[fmt]})")
     for line in summary.lines():
-        print(line)
+        print(line.replace("points   ", "cell hits", 1) if fmt == "cells" and line.startswith("points ") else line)
     return 0

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from caloclouds.cli.project import add_geometry_arguments, placement_options
@@ -31,39 +32,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dpi", type=int, default=100)
 
 
-def _layers(text: str | None) -> list[int] | None:
+def _layers(text: str | None, n_layers: int) -> list[int] | None:
+    """``0-25`` or ``3,6,9`` (or both, comma-separated) as a list of layers of the geometry."""
+    from caloclouds.errors import ConfigError
+
     if text is None:
         return None
     out: list[int] = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b) + 1) if b else [int(a)])
+    try:
+        for part in text.split(","):
+            a, _, b = part.strip().partition("-")
+            out.extend(range(int(a), int(b) + 1) if b else [int(a)])
+    except ValueError:
+        raise ConfigError(f"--layers {text!r}: expected layers like 0-25 or 3,6,9") from None
+    bad = [v for v in out if not 0 <= v < n_layers]
+    if not out or bad:
+        raise ConfigError(f"--layers {text!r}: layers must lie in 0-{n_layers - 1} (the geometry's layers), got {bad or 'none'}")
     return out
 
 
 def run(args: argparse.Namespace) -> int:
     import projection
     from caloclouds.errors import CaloCloudsError
+    from caloclouds.io.atomic import check_output_path
     from caloclouds.io.formats import count_showers, iter_any
     from projection.plot import plot_shower
 
     n = count_showers(args.file)
     if not 0 <= args.index < n:
         raise CaloCloudsError(f"--index {args.index} is outside the {n} showers of {args.file}")
+    if not (math.isfinite(args.half_width_mm) and args.half_width_mm > 0):
+        raise CaloCloudsError(f"--half-width-mm must be a finite number > 0, got {args.half_width_mm}")
+    if not 10 <= args.dpi <= 1000:
+        raise CaloCloudsError(f"--dpi must lie in 10-1000, got {args.dpi}")
+    if args.centre is not None and not all(math.isfinite(v) for v in args.centre):
+        raise CaloCloudsError(f"--centre must be two finite numbers in mm, got {args.centre}")
+    check_output_path(args.output, suffixes=(".png", ".pdf", ".svg", ".jpg", ".jpeg"))
+    options = placement_options(args)
     geometry = projection.get_geometry(args.geometry, data_dir=args.data_dir)
+    layers = _layers(args.layers, geometry.n_layers)
     start = 0
     for chunk in iter_any(args.file):
         if args.index < start + len(chunk):
             showers = chunk[args.index - start : args.index - start + 1]
             break
         start += len(chunk)
-    hits = projection.project(showers, geometry, **placement_options(args))
+    hits = projection.project(showers, geometry, **options)
     energy = float(showers.incident_energy_gev[0])
     title = args.title or (
         f"shower {args.index} of {args.file.name}: {energy:.3g} GeV, on {geometry.name} "
         f"({100 * hits.e_mev.sum() / max(showers.visible_energy_mev()[0], 1e-30):.1f} % of {showers.visible_energy_mev()[0]:.4g} MeV in cells)"
     )
-    plot_shower(hits, geometry, path=args.output, title=title, layers=_layers(args.layers),
+    plot_shower(hits, geometry, path=args.output, title=title, layers=layers,
                 centre_mm=None if args.centre is None else tuple(args.centre), half_width_mm=args.half_width_mm, dpi=args.dpi)
     print(f"wrote {args.output}")
     return 0

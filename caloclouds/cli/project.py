@@ -37,15 +37,33 @@ def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="folder with the geometry data files (default ../shared/data)")
 
 
+def _check_finite(option: str, value: float | None, *, positive: bool = False, non_negative: bool = False) -> None:
+    from caloclouds.errors import ConfigError
+
+    if value is None:
+        return
+    if not math.isfinite(value) or (positive and value <= 0) or (non_negative and value < 0):
+        bound = " > 0" if positive else " >= 0" if non_negative else ""
+        raise ConfigError(f"{option} must be a finite number{bound}, got {value}")
+
+
 def placement_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of projection.project from the shared options."""
+    """The keyword arguments of projection.project from the shared options (checked: one-line errors)."""
+    from caloclouds.errors import ConfigError
+
+    for value in args.impact:
+        _check_finite("--impact", value)
+    _check_finite("--rotation-deg", args.rotation_deg)
+    _check_finite("--threshold-mev", args.threshold_mev, non_negative=True)
+    _check_finite("--threshold-mip", args.threshold_mip, non_negative=True)
+    _check_finite("--mip-mev", args.mip_mev, positive=True)
+    if args.mip_mev is not None and args.threshold_mip is None:
+        raise ConfigError("--mip-mev is used only with --threshold-mip")
     layer_map = args.layer_map
     if layer_map is not None and layer_map not in ("identity", "linear"):
         try:
             layer_map = [int(v) for v in layer_map.split(",")]
         except ValueError:
-            from caloclouds.errors import ConfigError
-
             raise ConfigError(f"--layer-map {args.layer_map!r} is not identity, linear or comma-separated integers") from None
     options = dict(
         impact_mm=tuple(args.impact), rotation_rad=math.radians(args.rotation_deg), layer_map=layer_map,
@@ -70,14 +88,28 @@ def run(args: argparse.Namespace) -> int:
     import projection
     from projection.files import project_file
 
+    from caloclouds.errors import ConfigError
+    from caloclouds.io.atomic import check_output_path
+    from caloclouds.io.formats import detect_format
+    from projection.files import OUTPUT_SUFFIXES
+
+    if args.chunk < 1:
+        raise ConfigError(f"--chunk must be >= 1 shower, got {args.chunk}")
+    options = placement_options(args)
+    detect_format(args.input)
+    check_output_path(args.output, suffixes=OUTPUT_SUFFIXES)
     geometry = projection.get_geometry(args.geometry, data_dir=args.data_dir)
     with tqdm(unit="shower", disable=not sys.stderr.isatty(), desc="project") as bar:
         summary = project_file(
             args.input, args.output, geometry, device=args.device, chunk_showers=args.chunk,
-            progress=bar.update, **placement_options(args),
+            progress=bar.update, **options,
         )
     print(f"geometry         {geometry!r}")
     for line in summary.lines():
         print(line)
+    if geometry.name not in ("ild", "ild-real"):
+        from projection.files import energy_source_label
+
+        print(f"energies         {energy_source_label(geometry.name)}")
     print(f"wrote            {args.output}")
     return 0

@@ -102,6 +102,10 @@ def load_bundle(spec: str | Path = "default") -> ModelBundle:
     except ConfigError as exc:
         raise InputFileError(manifest_path, f"invalid config: {exc}", where="config") from None
     files = {k: v for k, v in manifest.get("files", PARTS).items() if k in PARTS}
+    for part, name in files.items():  # only files inside the bundle folder: no '../', no absolute paths
+        inside = isinstance(name, str) and (path / name).resolve().parent == path.resolve() and "/" not in name.replace("\\", "/")
+        if not inside:
+            raise InputFileError(manifest_path, f"files.{part} = {name!r} is not a file name inside the bundle folder", where="files")
     if "flow" not in files or not (path / files["flow"]).is_file():
         raise InputFileError(path, "the bundle has no Shower Flow (flow.pt)")
     if not any((path / files[p]).is_file() for p in ("cm", "teacher") if p in files):

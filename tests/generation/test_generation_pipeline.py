@@ -110,7 +110,7 @@ def test_generate_cli_root_and_h5(tiny_bundle, tmp_path, capsys):
     with uproot.open(out) as f:
         tree = f["events"]
         assert tree.num_entries == 6
-        assert {"incident_energy_gev", "cells_e_MeV"} <= set(tree.keys())
+        assert {"incident_energy_gev", "cells_e_mev"} <= set(tree.keys())
     h5 = tmp_path / "gen.h5"
     energies = tmp_path / "e.txt"
     energies.write_text("# GeV\n25\n\n45.5\n")
@@ -129,7 +129,11 @@ def test_calibrate_writes_the_bundle(tiny_bundle, tmp_path, capsys):
         pytest.skip(f"{src} not available")
     with ShowerFile(src) as f:
         write_showers(ref, f.read(0, 40))
-    assert main(["calibrate", "--model", str(bundle), "--reference", str(ref)]) == 0
+    # 40 showers and an untrained model: the fit fails the quality checks and is not stored ...
+    assert main(["calibrate", "--model", str(bundle), "--reference", str(ref)]) == 2
+    assert "at least 500" in capsys.readouterr().err and load_bundle(bundle).calibration.is_identity
+    # ... unless forced (issue 15: never stored without a word)
+    assert main(["calibrate", "--model", str(bundle), "--reference", str(ref), "--force"]) == 0
     out = capsys.readouterr().out
     assert "R^2" in out and "mean cells" in out
     assert not load_bundle(bundle).calibration.is_identity
