@@ -37,6 +37,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "generate showers with a model bundle to ROOT or HDF5"),
     "bench": ("bench", "measure end-to-end generation speed (CPU single shower, GPU throughput)"),
     "export": ("export", "export a model bundle for DDML/Geant4: TorchScript (libtorch) or ONNX"),
+    "bundle": ("bundle", "assemble, validate and calibrate a model bundle from training runs"),
     "train-voxel": ("train_voxel", "train the voxel (CaloChallenge-style U-Net) diffusion model, or distil it"),
     "voxelize": ("voxelize", "bin showers into a cylindrical voxel mesh and write CaloChallenge HDF5"),
 }

@@ -32,7 +32,7 @@ def script_largest_remainder_round(fractions: Tensor, totals: Tensor) -> Tensor:
     exact = fractions * totals.unsqueeze(1)
     base = torch.floor(exact)
     deficit = totals - base.sum(dim=1).to(torch.int64)
-    rank = torch.argsort(torch.argsort(base - exact, dim=1), dim=1)
+    rank = torch.sort(torch.sort(base - exact, dim=1).indices, dim=1).indices  # argsort(argsort)
     return base.to(torch.int64) + (rank < deficit.unsqueeze(1)).to(torch.int64)
 
 

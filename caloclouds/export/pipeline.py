@@ -48,7 +48,7 @@ def script_largest_remainder(weights: Tensor, totals: Tensor) -> Tensor:
     exact = weights / weights.sum(1, keepdim=True) * totals[:, None].double()
     base = exact.floor().long()
     missing = totals - base.sum(1)
-    order = torch.argsort(exact - base.double(), dim=1, descending=True)
+    order = torch.sort(exact - base.double(), dim=1, descending=True).indices
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(weights.shape[1]).expand_as(order))
     return base + (rank < missing[:, None]).long()
@@ -87,6 +87,7 @@ class ScriptShowerPipeline(nn.Module):
         self.register_buffer("n_table", table)
         self.n_ratio_beyond = k
         self.min_points = min_points
+        self.check_inputs = True
 
     def calibrate_n(self, n_points: Tensor) -> Tensor:
         """(B,) int64 numbers of points to draw (``PointCountCalibration`` then >= 1)."""
@@ -101,8 +102,9 @@ class ScriptShowerPipeline(nn.Module):
         per_layer, energy_per_layer = self.flow(incident_energy_gev, noise)
         n_flow = per_layer.sum(1)
         n_points = self.calibrate_n(n_flow)
-        if not torch.equal(n_points, n_flow):
-            per_layer = script_largest_remainder(per_layer.double(), n_points)
+        # both splits and a select, not a branch: the graph stays free of data-dependent control flow
+        split = script_largest_remainder(per_layer.double(), n_points)
+        per_layer = torch.where((n_points == n_flow).unsqueeze(1), per_layer, split)
         raw = self.points(per_layer[0], energy_per_layer[0], incident_energy_gev)
         layer = raw[:, 2].long()
         e = self.rescale(raw[:, 3], layer, energy_per_layer[0])
@@ -128,10 +130,11 @@ class ScriptShowerPipeline(nn.Module):
 
     def forward(self, energy_gev: Tensor, theta_deg: Tensor, phi_deg: Tensor) -> Tensor:
         """DDML CaloClouds call: (1, 1) energy, theta, phi -> header + points (see the module doc)."""
-        if energy_gev.numel() != 1 or theta_deg.numel() != 1 or phi_deg.numel() != 1:
+        # the checks are off in the ONNX graph, which has no exceptions
+        if self.check_inputs and (energy_gev.numel() != 1 or theta_deg.numel() != 1 or phi_deg.numel() != 1):
             raise ValueError("energy_gev, theta_deg and phi_deg must each hold one value (shape (1, 1))")
         energy = energy_gev.reshape(1).to(torch.float32)
-        if not bool(torch.isfinite(energy).all()) or bool((energy <= 0).any()):
+        if self.check_inputs and (not bool(torch.isfinite(energy).all()) or bool((energy <= 0).any())):
             raise ValueError("energy_gev must be finite and > 0")
         points = self.shower(energy)
         counts = torch.bincount(points[:, 2].long(), minlength=self.n_layers)

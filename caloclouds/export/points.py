@@ -111,6 +111,7 @@ class DepthPointStage(nn.Module):
         self.min_energy_mev = float(MIN_ENERGY_MEV)
         self.energy_mean_gev, self.energy_std_gev = float(norm.energy_mean_gev), float(norm.energy_std_gev)
         self.n_points_mean, self.n_points_std = float(norm.n_points_mean), float(norm.n_points_std)
+        self.stable_sort = True
 
     def denoise(self, x: Tensor, step: int, cond: Tensor) -> Tensor:
         """The consistency function f(x, sigma_step) of one shower (``EDMDenoiser.forward``)."""
@@ -143,7 +144,10 @@ class DepthPointStage(nn.Module):
         """Points grouped by ascending layer; layer l gets the n_l shallowest (see the module doc)."""
         n_points = int(points_per_layer.sum())
         raw = self.sample_depth(n_points, incident_energy_gev)
-        order = torch.argsort(raw[:, 2], stable=True)
+        if self.stable_sort:  # ties (depths clamped to 0 or to the last layer) keep their order
+            order = torch.argsort(raw[:, 2], stable=True)
+        else:  # ONNX: TopK, which has no stable order of ties
+            order = torch.topk(raw[:, 2], raw.shape[0], largest=False, sorted=True).indices
         layer = torch.repeat_interleave(torch.arange(self.n_layers), points_per_layer)
         points = raw.index_select(0, order)
         return torch.cat([points[:, :2], layer.to(torch.float32).unsqueeze(1), points[:, 3:]], dim=1)

@@ -18,7 +18,6 @@ and saves it with these extra files (``torch.jit.load(path, _extra_files=...)`` 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -49,15 +48,6 @@ CALLING_CONVENTION = {
 }
 
 
-def sha256_of(path: str | Path) -> str:
-    """Hex SHA-256 of a file (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _part_step(path: Path) -> int | None:
     """Training step stored in a checkpoint (flow: ``training.step``; PointWise Net: ``step``)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -68,6 +58,7 @@ def _part_step(path: Path) -> int | None:
 def export_metadata(bundle: Any, *, steps: int = 1) -> dict[str, Any]:
     """The metadata of an export of ``bundle`` (an opened ``ModelBundle``); see the module doc."""
     import caloclouds
+    from caloclouds.generation.bundle import file_sha256
 
     det = bundle.config.detector
     flow = bundle.flow(device="cpu")
@@ -75,7 +66,7 @@ def export_metadata(bundle: Any, *, steps: int = 1) -> dict[str, Any]:
     parts = {}
     for part in ("flow", "cm"):
         path = bundle.path / bundle.files[part]
-        parts[part] = {"file": bundle.files[part], "sha256": sha256_of(path), "training_step": _part_step(path)}
+        parts[part] = {"file": bundle.files[part], "sha256": file_sha256(path), "training_step": _part_step(path)}
     return {
         "version": {"export_format": EXPORT_FORMAT_VERSION, "caloclouds": caloclouds.__version__,
                     "torch": torch.__version__},

@@ -1,7 +1,13 @@
 """Speed of the generation pipeline: single showers on one CPU thread, and batch throughput.
 
 Timings are medians over single calls, after warm-up, with the stages timed separately
-(flow, diffusion, calibration, projection), as used by ``caloclouds bench``.
+(flow, diffusion, calibration, projection), as used by ``caloclouds bench``. ``model`` is the
+model alone (one ``ShowerGenerator.generate`` call: flow, diffusion, calibration, numpy arrays
+out); ``total`` adds the projection onto cells.
+
+The user's paths are timed too: :func:`bench_generate_to_file` runs ``generate_to_file`` at batch
+1 into a ROOT or HDF5 file (what ``caloclouds generate --batch-size 1`` does, writing included),
+and :func:`bench_torchscript` calls the TorchScript export (``caloclouds export``) once per shower.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from caloclouds.generation.bundle import ModelBundle
 from caloclouds.generation.generator import ShowerGenerator
 from caloclouds.generation.pipeline import cell_threshold_mev
 
-__all__ = ["BenchResult", "bench_single_shower", "bench_throughput"]
+__all__ = ["BenchResult", "bench_generate_to_file", "bench_single_shower", "bench_throughput", "bench_torchscript",
+           "speed_up"]
 
 
 @dataclass
@@ -63,6 +70,7 @@ def bench_single_shower(
             after = vars(gen.times)
             row = {k: (after[k] - before[k]) * 1e3 for k in ("flow", "diffusion", "calibration")}
             row["projection"] = (t2 - t1) * 1e3
+            row["model"] = (t1 - t0) * 1e3
             row["total"] = (t2 - t0) * 1e3
             rows.append(row)
     median = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
@@ -89,3 +97,62 @@ def bench_throughput(
         if geom is not None:
             projection.project(showers, geom, threshold_mev=threshold)
     return batch_size * repeats / (time.perf_counter() - t0)
+
+
+def _energies(n: int, seed: int) -> np.ndarray:
+    """``n`` incident energies uniform in 10-90 GeV (the benchmark's fixed spectrum)."""
+    return np.random.default_rng(seed).uniform(10, 90, size=n).astype(np.float32)
+
+
+def bench_generate_to_file(
+    model: str,
+    *,
+    suffix: str,
+    n: int = 200,
+    cells: str | None = "ild",
+    batch_size: int = 1,
+    seed: int = 0,
+) -> float:
+    """ms per shower of ``generate_to_file`` into a temporary ``.root``/``.h5`` file (writing included).
+
+    The time is the one ``caloclouds generate`` reports (from the first shower to the closed,
+    renamed file); loading the bundle is not included.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from caloclouds.generation.pipeline import generate_to_file
+
+    with tempfile.TemporaryDirectory(prefix="caloclouds-bench-") as tmp:
+        summary = generate_to_file(Path(tmp) / f"bench{suffix}", _energies(n, seed), model=model, cells=cells,
+                                   batch_size=batch_size, seed=seed, progress=False)
+    return summary.seconds / n * 1e3
+
+
+def bench_torchscript(bundle: ModelBundle, *, n: int = 200, warmup: int = 10, seed: int = 0) -> float:
+    """Median ms per call of the bundle's TorchScript export (saved, loaded back, called from Python)."""
+    import tempfile
+    from pathlib import Path
+
+    from caloclouds.export.torchscript import export_torchscript, load_export
+
+    with tempfile.TemporaryDirectory(prefix="caloclouds-bench-") as tmp:
+        export_torchscript(bundle, Path(tmp) / "model.pt")
+        module, _ = load_export(Path(tmp) / "model.pt")
+    torch.manual_seed(seed)
+    angles = torch.tensor([[90.0]]), torch.tensor([[0.0]])
+    times = []
+    with torch.inference_mode():
+        for i, e in enumerate(_energies(n + warmup, seed)):
+            t0 = time.perf_counter()
+            module(torch.tensor([[float(e)]]), *angles)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def speed_up(geant4_ms_per_shower: float | None, ms_per_shower: float) -> float | None:
+    """How many times faster than Geant4 (None without a Geant4 time)."""
+    if geant4_ms_per_shower is None or ms_per_shower <= 0:
+        return None
+    return geant4_ms_per_shower / ms_per_shower
