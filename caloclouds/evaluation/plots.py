@@ -106,12 +106,10 @@ def _label(ax: Any, detector: str) -> None:
 def _ratio_arrows(rax: Any, centres: np.ndarray, ratio: np.ndarray, colour: str) -> None:
     """Arrows at the edge of the ratio panel for ratios outside it (up: above, down: below)."""
     lo, hi = RATIO_LIMITS
-    length = 0.2 * (hi - lo)
-    over, under = ratio > hi, ratio < lo
-    for mask, start, step in ((over, hi - length - 0.02, length), (under, lo + length + 0.02, -length)):
+    inset = 0.08 * (hi - lo)
+    for mask, y, marker in ((ratio > hi, hi - inset, r"$\uparrow$"), (ratio < lo, lo + inset, r"$\downarrow$")):
         if mask.any():
-            rax.quiver(centres[mask], np.full(mask.sum(), start), np.zeros(mask.sum()), np.full(mask.sum(), step),
-                       angles="xy", scale_units="xy", scale=1, color=colour, width=0.008, headwidth=4, headlength=3)
+            rax.plot(centres[mask], np.full(mask.sum(), y), linestyle="none", marker=marker, markersize=9, color=colour)
 
 
 def _panel(
