@@ -40,6 +40,7 @@ __all__ = [
 SHOWERS_FORMAT = "caloclouds-showers"
 DEFAULT_N_LAYERS = 30  # layer bound of files that do not record n_layers (the ILD-like detector)
 MAX_CHUNK_POINTS = 1 << 22  # iter_chunks splits chunks above this many points (64 MiB of float32 points)
+INDEX_BLOCK_SHOWERS = 1 << 20  # iter_chunks reads offsets and energies in blocks of this many showers
 _REQUIRED = ("points", "offsets", "incident_energy_gev")
 _CHUNK_POINTS = 262144
 _FLUSH_SHOWERS = 4096  # the writer also flushes after this many buffered showers
@@ -209,6 +210,9 @@ class ShowerFile:
         stop = max(stop, start)
         offsets = self._offsets[start : stop + 1] if self._offsets is not None else self._read_offsets(start, stop)
         energies = self._energies[start:stop] if self._energies is not None else self._read_energies(start, stop)
+        return self._read_indexed(start, stop, offsets, energies)
+
+    def _read_indexed(self, start: int, stop: int, offsets: np.ndarray, energies: np.ndarray) -> Showers:
         lo, hi = int(offsets[0]), int(offsets[-1])
         try:
             points = self._file["points"][lo:hi]
@@ -241,13 +245,21 @@ class ShowerFile:
         if chunk_showers < 1:
             raise ValueError(f"chunk_showers must be >= 1, got {chunk_showers}")
         start = 0
+        block_start, block_offsets, block_energies = 0, np.zeros(1, np.int64), np.zeros(0, np.float32)
         while start < self._n:
-            stop = min(self._n, start + chunk_showers)
-            offsets = self._read_offsets(start, stop)
+            if start + chunk_showers > block_start + len(block_energies) and block_start + len(block_energies) < self._n:
+                # the index is read in blocks of INDEX_BLOCK_SHOWERS (12 MB), not per chunk
+                block_start = start
+                block_stop = min(self._n, start + max(INDEX_BLOCK_SHOWERS, chunk_showers))
+                block_offsets = self._read_offsets(block_start, block_stop)
+                block_energies = self._read_energies(block_start, block_stop)
+            i = start - block_start
+            stop = min(self._n, start + chunk_showers, block_start + len(block_energies))
+            offsets = block_offsets[i : stop - block_start + 1]
             # the last shower boundary within max_points of the chunk start (at least one shower)
             cut = int(np.searchsorted(offsets, offsets[0] + max_points, side="right")) - 1
             stop = start + max(cut, 1)
-            yield self.read(start, stop)
+            yield self._read_indexed(start, stop, offsets[: stop - start + 1], block_energies[i : stop - block_start])
             start = stop
 
     def __repr__(self) -> str:

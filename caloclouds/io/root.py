@@ -70,7 +70,7 @@ _CELL_SUMMARIES = ("lost_mev", "below_threshold_mev")
 _V1 = {"counter": "npoints", "cells_counter": "ncells", "e": "e_MeV", "cell_e": "e_MeV", "summary": "cells_{}"}
 _V2 = {"counter": "n_points", "cells_counter": "n_cells", "e": "e_mev", "cell_e": "e_mev", "summary": "{}"}
 _DEFAULT_CHUNK_SHOWERS = 10000
-_STEP_BYTES = 64 * 1024 * 1024  # bound on the uncompressed bytes read per step
+_STEP_BYTES = 16 * 1024 * 1024  # bound on the uncompressed bytes read per step
 _FLUSH_POINTS = 262144
 _FLUSH_SHOWERS = 4096
 
@@ -95,6 +95,16 @@ def _concat_cells(parts: list[Any]) -> Any:
             np.asarray(getattr(p, attr))[int(p.offsets[0]) : int(p.offsets[-1])] if attr in _CELL_FIELDS
             else np.asarray(getattr(p, attr)) for p in parts
         ])
+    return SimpleNamespace(**out)
+
+
+def _slice_cells(cells: Any, start: int, stop: int) -> Any:
+    """Showers ``start:stop`` of a CellHits-like namespace (offsets from 0)."""
+    offsets = np.asarray(cells.offsets, np.int64)
+    lo, hi = int(offsets[start]), int(offsets[stop])
+    out = {"offsets": offsets[start : stop + 1] - lo}
+    out.update({attr: np.asarray(getattr(cells, attr))[lo:hi] for attr in _CELL_FIELDS})
+    out.update({attr: np.asarray(getattr(cells, attr))[start:stop] for attr in _CELL_SUMMARIES})
     return SimpleNamespace(**out)
 
 
@@ -191,6 +201,8 @@ class RootWriter(AtomicWriter):
             raise ValueError("cells must be given for every chunk or for none")
         if cells is not None and hasattr(cells, "numpy"):
             cells = cells.numpy()
+        if cells is not None and len(cells.offsets) != len(showers) + 1:
+            raise ValueError(f"cells has {len(cells.offsets) - 1} showers but showers has {len(showers)}")
         self._pending.append((showers, cells))
         self._pending_points += len(showers.points)
         self._pending_showers += len(showers)
@@ -205,10 +217,18 @@ class RootWriter(AtomicWriter):
         cells = _concat_cells([c for _, c in self._pending]) if self._with_cells else None
         self._pending.clear()
         self._pending_points = self._pending_showers = 0
-        data = self._chunk(showers, cells)
-        if self._tree is None:
-            self._make_tree(showers, data, with_cells=cells is not None)
-        self._tree.extend(data)
+        # one basket per block of about _FLUSH_POINTS points, so that readers never need more memory
+        start = 0
+        while start < len(showers):
+            stop = int(np.searchsorted(showers.offsets, showers.offsets[start] + _FLUSH_POINTS, side="right")) - 1
+            stop = min(len(showers), max(stop, start + 1))
+            part = showers[start:stop]
+            part_cells = None if cells is None else _slice_cells(cells, start, stop)
+            data = self._chunk(part, part_cells)
+            if self._tree is None:
+                self._make_tree(part, data, with_cells=cells is not None)
+            self._tree.extend(data)
+            start = stop
 
     def _write_metadata(self) -> None:
         import awkward as ak
@@ -354,7 +374,7 @@ def iter_root(
 
     Args:
         path: the file (schema version 1 or 2).
-        chunk_showers: at most this many showers per chunk (fewer if they would exceed ~64 MB).
+        chunk_showers: at most this many showers per chunk (fewer if they would exceed ~16 MB).
         with_cells: yield ``(showers, cells)`` pairs; ``cells`` is a CellHits-like namespace, or
             None for a file without cell branches.
         n_layers: layer bound of the value check (default: the file's ``n_layers`` metadata, else 30).

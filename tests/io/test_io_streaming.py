@@ -12,7 +12,10 @@ from caloclouds.io.summary import summarise_file
 from caloclouds.showers import Showers
 
 
-def test_info_on_many_empty_showers_is_bounded(tmp_path) -> None:
+def test_info_on_many_empty_showers_is_bounded(tmp_path, monkeypatch) -> None:
+    import caloclouds.io.hdf5 as hdf5
+
+    monkeypatch.setattr(hdf5, "INDEX_BLOCK_SHOWERS", 1 << 16)  # the index is read in blocks of this many
     n = 2_000_000  # offsets and energies alone: 24 MB
     path = tmp_path / "many.h5"
     with h5py.File(path, "w") as f:
