@@ -26,10 +26,14 @@ def check_input_file(path: str | Path, what: str = "file") -> Path:
     except OSError as exc:
         raise InputFileError(path, f"cannot access the {what} ({exc.strerror})") from None
     if stat.S_ISDIR(mode):
-        raise InputFileError(path, f"is a folder, expected a {what}")
+        raise InputFileError(path, f"is a folder, expected {_article(what)} {what}")
     if not stat.S_ISREG(mode):
-        raise InputFileError(path, f"is not a regular file (a pipe, socket or device?), expected a {what}")
+        raise InputFileError(path, f"is not a regular file (a pipe, socket or device?), expected {_article(what)} {what}")
     return path
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def check_numeric(path: Path, dataset: Any, name: str, *, kinds: str = "fiu") -> None:

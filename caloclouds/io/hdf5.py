@@ -76,7 +76,7 @@ def _as_offsets(path: Path, values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":
         if not np.all(np.isfinite(values)) or np.any(values != np.floor(values)):
             row = int(np.argmax(~np.isfinite(values) | (values != np.floor(values))))
-            raise InputFileError(path, f"offset {row} is {values[row]!r}, expected an integer", where="offsets")
+            raise InputFileError(path, f"offset {row} is {float(values[row]):g}, expected an integer", where="offsets")
     return values.astype(np.int64)
 
 
