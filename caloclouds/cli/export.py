@@ -7,9 +7,10 @@ forward(energy_gev, theta_deg, phi_deg), each (1, 1) float32, returns a 1-D floa
 grouped by ascending layer. Its extra files hold the version, layers, energy range, angles and
 training provenance. Projection onto cells is left to Geant4.
 
-ONNX (--format onnx, needs `pip install caloclouds[onnx]`): the parts ONNX can express (the
-Shower Flow and the consistency model with their noise as inputs), one .onnx file each, checked
-with onnxruntime against torch; see the README for what cannot be expressed and why.
+ONNX (--format onnx, needs `pip install caloclouds[onnx]`): a folder with caloclouds_ddml.onnx,
+the same pipeline and convention through torch.export (without the input checks, with ONNX's own
+random numbers and TopK for the depth ranking), plus shower_flow.onnx and point_model.onnx with
+their noise as inputs, all checked with onnxruntime; see the README for what cannot be expressed.
 
 Examples:
   caloclouds export --model default -o caloclouds_ddml.pt

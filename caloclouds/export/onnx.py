@@ -10,7 +10,8 @@ graph). Three things of the TorchScript export cannot be expressed and differ:
 * **No input checks.** ONNX graphs raise no exceptions, so a non-positive or NaN energy is not
   refused (the caller must check); the TorchScript export raises.
 * **Random numbers.** ONNX random ops draw from onnxruntime's generator, seeded when a session is
-  created (``onnxruntime.set_seed`` before ``InferenceSession``), not torch's, so a seed never gives the same shower as torch; the distribution is the same.
+  created (``onnxruntime.set_seed`` before ``InferenceSession``), not torch's, so a seed never
+  gives the same shower as torch; the distribution is the same.
 * **Sort order of ties.** ONNX has no stable sort, so the depth ranking uses TopK; points whose
   depths tie (clamped to the first or last layer) may swap layers relative to torch.
 
@@ -101,7 +102,8 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, *, input_na
 
     from caloclouds.io.atomic import atomic_path
 
-    with atomic_path(path) as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with atomic_path(path) as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, args, dynamo=True, opset_version=OPSET, input_names=input_names,
                                     output_names=output_names, dynamic_shapes=dynamic_shapes)
@@ -129,7 +131,8 @@ def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxRepo
     import logging
 
     require_onnx()
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # e.g. "torchvision is not installed"
+    for name in ("torch.onnx", "torch.fx", "torch.export", "onnx_ir", "onnxscript"):  # exporter chatter
+        logging.getLogger(name).setLevel(logging.ERROR)
     if steps != 1:
         raise CaloCloudsError(f"the ONNX export has the one-step consistency model only, got --steps {steps}")
     out = Path(out_dir)

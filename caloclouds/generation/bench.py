@@ -31,6 +31,7 @@ class BenchResult:
     label: str
     median_ms: dict[str, float]   # per stage and "total", ms per shower
     n: int
+    mean_ms: dict[str, float] | None = None  # the same, means (comparable with a whole run's time / n)
 
     def row(self) -> str:
         m = self.median_ms
@@ -74,8 +75,9 @@ def bench_single_shower(
             row["total"] = (t2 - t0) * 1e3
             rows.append(row)
     median = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     label = f"{sampler}" + (f" ({steps} steps)" if steps else "")
-    return BenchResult(label, median, n)
+    return BenchResult(label, median, n, mean)
 
 
 def bench_throughput(

@@ -21,7 +21,7 @@ def test_bench_times_every_path_and_writes_json(tmp_path, capsys):
     assert "generate to ROOT / model only" in text and "speed-up vs Geant4" in text
     report = json.loads(out.read_text())
     ms = report["ms_per_shower"]
-    assert set(ms) == {"model", "model+projection", "generate_root", "generate_hdf5", "torchscript"}
+    assert set(ms) == {"model", "model_mean", "model+projection", "generate_root", "generate_hdf5", "torchscript"}
     assert all(v > 0 for v in ms.values())
     assert report["speed_up"]["model"] == 500 / ms["model"]
     assert report["threads"] == 1 and report["batch"] == 1 and report["n"] == 3
