@@ -137,7 +137,12 @@ def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxRepo
         raise CaloCloudsError(f"the ONNX export has the one-step consistency model only, got --steps {steps}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    from caloclouds.export.points import DepthPointStage
+
     pipeline = ScriptShowerPipeline(bundle, steps=1).eval()
+    if not isinstance(pipeline.points, DepthPointStage):
+        raise CaloCloudsError(f"{bundle.path}: the ONNX export has the depth-based consistency model only; "
+                              "export a per-layer model with --format torchscript")
     pipeline.check_inputs = False       # no exceptions in ONNX
     pipeline.points.stable_sort = False  # TopK: ONNX has no stable sort
     report = OnnxReport({}, {})

@@ -100,12 +100,13 @@ class ScriptShowerPipeline(nn.Module):
         """(P, 4) calibrated points of one shower at ``incident_energy_gev`` (1,), grouped by layer."""
         noise = torch.randn([1, self.flow.dim])
         per_layer, energy_per_layer = self.flow(incident_energy_gev, noise)
+        n_flow_per_layer = per_layer
         n_flow = per_layer.sum(1)
         n_points = self.calibrate_n(n_flow)
         # both splits and a select, not a branch: the graph stays free of data-dependent control flow
         split = script_largest_remainder(per_layer.double(), n_points)
         per_layer = torch.where((n_points == n_flow).unsqueeze(1), per_layer, split)
-        raw = self.points(per_layer[0], energy_per_layer[0], incident_energy_gev)
+        raw = self.points(per_layer[0], n_flow_per_layer[0], energy_per_layer[0], incident_energy_gev)
         layer = raw[:, 2].long()
         e = self.rescale(raw[:, 3], layer, energy_per_layer[0])
         angle = torch.rand([1]) * (2 * math.pi)

@@ -3,17 +3,19 @@
 A point stage turns one shower's per-layer targets into uncalibrated points, grouped by layer.
 Every stage has the same call (so the pipeline does not know which model it holds)::
 
-    forward(points_per_layer: Tensor,       # (L,) int64, points to draw in each layer
-            energy_per_layer_mev: Tensor,   # (L,) float32, the Shower Flow's E_l
-            incident_energy_gev: Tensor)    # (1,) float32
+    forward(points_per_layer: Tensor,            # (L,) int64, points to draw in each layer
+            condition_points_per_layer: Tensor,  # (L,) int64, the flow's n_l before the N calibration
+            energy_per_layer_mev: Tensor,        # (L,) float32, the Shower Flow's E_l
+            incident_energy_gev: Tensor)         # (1,) float32
         -> Tensor                           # (P, 4) x_mm, y_mm, layer, e_MeV; P = sum(points_per_layer),
                                             #   grouped by ascending layer, energies not yet calibrated
 
 :class:`DepthPointStage` wraps today's depth-based consistency model (``PointModel.per_layer``
 False): it draws P points with a continuous depth and gives layer l to the n_l shallowest points,
-as ``caloclouds.generation.calibration.assign_layers_by_depth`` does. A per-layer model
-(``PointModel.sample_layers``, which already returns points grouped by ascending layer) plugs in
-as another module with this call; :func:`build_point_stage` is where it would be chosen.
+as ``caloclouds.generation.calibration.assign_layers_by_depth`` does. :class:`PerLayerPointStage`
+wraps a per-layer model (``PointModel.sample_layers``): one network row per layer with points,
+conditioned on the shower, ln n_l, ln(E_l / n_l) and the one-hot layer, so the layers are exact.
+:func:`build_point_stage` chooses between them.
 
 The network is evaluated as ``PointWiseNet`` does for one shower: each ConcatSquash layer's gate
 and bias are folded into its weights. The noise-level context of every sampling step is a
@@ -33,17 +35,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DepthPointStage", "build_point_stage"]
+__all__ = ["DepthPointStage", "PerLayerPointStage", "build_point_stage"]
 
 
 class _ConcatSquashStack(nn.Module):
     """The ConcatSquash layers of a PointWiseNet for one shower (gate and bias folded into the weights)."""
 
-    def __init__(self, layers: nn.ModuleList, leaky_slope: float) -> None:
+    def __init__(self, layers: nn.ModuleList, leaky_slope: float, chunk_points: int) -> None:
         super().__init__()
         self.layers = copy.deepcopy(layers)
         self.leaky_slope = float(leaky_slope)
         self.n_layers = len(layers)
+        self.chunk_points = int(chunk_points)
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
         """``x`` (P, F) points of one shower, ``context`` (1, C) its context -> (P, F)."""
@@ -58,16 +61,42 @@ class _ConcatSquashStack(nn.Module):
             i += 1
         return h
 
+    def rows(self, x: Tensor, context: Tensor, index: Tensor) -> Tensor:
+        """``x`` (P, F) points of R rows, ``context`` (R, C), ``index`` (P,) row of each point -> (P, F).
 
-class DepthPointStage(nn.Module):
-    """Depth-based consistency model for one shower, with layer assignment by depth rank.
+        As ``PointWiseNet`` on the CPU: each row's gate and bias are gathered to its points, in
+        chunks of ``CPU_CHUNK_POINTS`` points.
+        """
+        if context.shape[0] == 1:
+            return self.forward(x, context)
+        gates: list[Tensor] = []
+        biases: list[Tensor] = []
+        for layer in self.layers:
+            gates.append(torch.sigmoid(layer.gate(context)))
+            biases.append(layer.bias(context))
+        if x.shape[0] <= self.chunk_points:
+            return self._gathered(x, gates, biases, index)
+        parts: list[Tensor] = []
+        for lo in range(0, x.shape[0], self.chunk_points):
+            hi = lo + self.chunk_points
+            parts.append(self._gathered(x[lo:hi], gates, biases, index[lo:hi]))
+        return torch.cat(parts)
 
-    Args:
-        point_model: a loaded ``caloclouds.diffusion.PointModel`` of kind ``"cm"``.
-        steps: consistency steps (1 = the shipped one-step sampler).
-    """
+    def _gathered(self, x: Tensor, gates: list[Tensor], biases: list[Tensor], index: Tensor) -> Tensor:
+        h = x
+        i = 0
+        for layer in self.layers:
+            h = torch.addcmul(biases[i][index], layer.layer(h), gates[i][index])
+            if i < self.n_layers - 1:
+                h = nn.functional.leaky_relu(h, self.leaky_slope)
+            i += 1
+        return h
 
-    def __init__(self, point_model: Any, *, steps: int = 1) -> None:
+
+class _ConsistencyStage(nn.Module):
+    """What both point stages share: the consistency model's constants, network and inverse transform."""
+
+    def __init__(self, point_model: Any, *, steps: int, per_layer: bool) -> None:
         super().__init__()
         from caloclouds.diffusion import pointwise
         from caloclouds.diffusion.preprocessing import DEPTH_EPS, MIN_ENERGY_MEV
@@ -75,10 +104,10 @@ class DepthPointStage(nn.Module):
 
         if point_model.kind != "cm":
             raise ValueError(f"the export runs a consistency model (cm.pt); got a {point_model.kind!r} model")
-        if getattr(point_model.normaliser, "per_layer", False):
-            raise ValueError("a per-layer PointWise Net needs its own point stage (not implemented yet)")
+        if bool(getattr(point_model.normaliser, "per_layer", False)) != per_layer:
+            raise ValueError(f"a {'per-layer' if not per_layer else 'depth-based'} PointWise Net needs the other point stage")
         if point_model.config.diffusion.extra_conditions:
-            raise ValueError("the export supports PointWise Nets conditioned on energy and N only")
+            raise ValueError("the export supports PointWise Nets without extra conditions only")
         cfg = point_model.config
         denoiser = point_model.denoiser.cpu()
         inner = denoiser.inner
@@ -98,7 +127,7 @@ class DepthPointStage(nn.Module):
         self.register_buffer("scalings", torch.stack(scalings))                 # (S, 3): c_skip, c_out, c_in
         self.register_buffer("sigmas", sigmas.clone())                          # (S,)
         self.register_buffer("renoise", torch.stack(renoise))                   # (S,)
-        self.net = _ConcatSquashStack(inner.layers, pointwise.LEAKY_SLOPE)
+        self.net = _ConcatSquashStack(inner.layers, pointwise.LEAKY_SLOPE, pointwise.CPU_CHUNK_POINTS)
         norm = point_model.normaliser
         s = norm.sigma_data
         self.n_layers = int(norm.n_layers)
@@ -111,6 +140,25 @@ class DepthPointStage(nn.Module):
         self.min_energy_mev = float(MIN_ENERGY_MEV)
         self.energy_mean_gev, self.energy_std_gev = float(norm.energy_mean_gev), float(norm.energy_std_gev)
         self.n_points_mean, self.n_points_std = float(norm.n_points_mean), float(norm.n_points_std)
+
+    def physical_xy_e(self, a: Tensor, b: Tensor, le: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``PointNormaliser.inverse`` of x, y and e."""
+        px = torch.sinh(a * self.xy_scale) * self.xy_scale_mm
+        py = torch.sinh(b * self.xy_scale) * self.xy_scale_mm
+        log_e = (le * self.log_e_scale + self.log_e_mean).clamp(max=self.max_log_e)
+        return px, py, torch.exp(log_e).clamp_min(self.min_energy_mev)
+
+
+class DepthPointStage(_ConsistencyStage):
+    """Depth-based consistency model for one shower, with layer assignment by depth rank.
+
+    Args:
+        point_model: a loaded ``caloclouds.diffusion.PointModel`` of kind ``"cm"``.
+        steps: consistency steps (1 = the shipped one-step sampler).
+    """
+
+    def __init__(self, point_model: Any, *, steps: int = 1) -> None:
+        super().__init__(point_model, steps=steps, per_layer=False)
         self.stable_sort = True
 
     def denoise(self, x: Tensor, step: int, cond: Tensor) -> Tensor:
@@ -132,15 +180,12 @@ class DepthPointStage(nn.Module):
                 continue
             z = torch.randn(x.shape)
             x = self.denoise(x + z * self.renoise[step], step, cond)
-        a, b, d, le = x[:, 0], x[:, 1], x[:, 2], x[:, 3]
-        depth = (d * self.depth_scale + self.depth_mean).clamp(0.0, self.max_depth)
-        px = torch.sinh(a * self.xy_scale) * self.xy_scale_mm
-        py = torch.sinh(b * self.xy_scale) * self.xy_scale_mm
-        log_e = (le * self.log_e_scale + self.log_e_mean).clamp(max=self.max_log_e)
-        pe = torch.exp(log_e).clamp_min(self.min_energy_mev)
+        depth = (x[:, 2] * self.depth_scale + self.depth_mean).clamp(0.0, self.max_depth)
+        px, py, pe = self.physical_xy_e(x[:, 0], x[:, 1], x[:, 3])
         return torch.stack([px, py, depth, pe], dim=-1)
 
-    def forward(self, points_per_layer: Tensor, energy_per_layer_mev: Tensor, incident_energy_gev: Tensor) -> Tensor:
+    def forward(self, points_per_layer: Tensor, condition_points_per_layer: Tensor, energy_per_layer_mev: Tensor,
+                incident_energy_gev: Tensor) -> Tensor:
         """Points grouped by ascending layer; layer l gets the n_l shallowest (see the module doc)."""
         n_points = int(points_per_layer.sum())
         raw = self.sample_depth(n_points, incident_energy_gev)
@@ -153,9 +198,68 @@ class DepthPointStage(nn.Module):
         return torch.cat([points[:, :2], layer.to(torch.float32).unsqueeze(1), points[:, 3:]], dim=1)
 
 
+class PerLayerPointStage(_ConsistencyStage):
+    """Per-layer consistency model for one shower (``PointModel.sample_layers`` for B = 1).
+
+    One network row per layer with points, conditioned on the shower (incident energy and the
+    flow's N), ln n_l, ln(E_l / n_l) and the one-hot layer; each row's points are drawn given
+    their layer, so the points come out grouped by ascending layer.
+
+    Args:
+        point_model: a loaded per-layer ``PointModel`` of kind ``"cm"``.
+        steps: consistency steps.
+    """
+
+    def __init__(self, point_model: Any, *, steps: int = 1) -> None:
+        super().__init__(point_model, steps=steps, per_layer=True)
+        norm = point_model.normaliser
+        self.log_n_layer_mean, self.log_n_layer_std = float(norm.log_n_layer_mean), float(norm.log_n_layer_std)
+        self.log_e_point_mean, self.log_e_point_std = float(norm.log_e_point_mean), float(norm.log_e_point_std)
+
+    def row_conditions(self, incident_energy_gev: Tensor, n_points: Tensor, layer: Tensor, n_layer: Tensor,
+                       e_layer_mev: Tensor) -> Tensor:
+        """``PointNormaliser.layer_conditions``: (R, 4 + L) features of R rows (all arguments (R,))."""
+        e = (incident_energy_gev - self.energy_mean_gev) / self.energy_std_gev
+        n = (n_points.to(torch.float32) - self.n_points_mean) / self.n_points_std
+        n_l = n_layer.to(torch.float32)
+        log_n = (n_l.log() - self.log_n_layer_mean) / self.log_n_layer_std
+        mean_e = (e_layer_mev.to(torch.float32) / n_l).clamp_min(self.min_energy_mev)
+        log_e = (mean_e.log() - self.log_e_point_mean) / self.log_e_point_std
+        one_hot = nn.functional.one_hot(layer, self.n_layers).to(torch.float32)
+        return torch.cat([torch.stack([e, n], dim=-1), log_n[:, None], log_e[:, None], one_hot], dim=-1)
+
+    def denoise_rows(self, x: Tensor, step: int, features: Tensor, index: Tensor) -> Tensor:
+        """The consistency function f(x, sigma_step) of R rows (``EDMDenoiser.forward``)."""
+        c = self.scalings[step]
+        t = self.time_context[step : step + 1].expand(features.shape[0], self.time_context.shape[1])
+        f = self.net.rows(x * c[2], torch.cat([t, features], dim=-1), index)
+        return c[0] * x + c[1] * f
+
+    def forward(self, points_per_layer: Tensor, condition_points_per_layer: Tensor, energy_per_layer_mev: Tensor,
+                incident_energy_gev: Tensor) -> Tensor:
+        """Points grouped by ascending layer, drawn layer by layer (see the class doc)."""
+        rows = torch.nonzero(points_per_layer > 0).squeeze(1)
+        row_counts = points_per_layer.index_select(0, rows)
+        n_rows = rows.shape[0]
+        features = self.row_conditions(
+            incident_energy_gev.reshape(1).expand(n_rows), condition_points_per_layer.sum().expand(n_rows), rows,
+            condition_points_per_layer.index_select(0, rows).clamp_min(1),
+            energy_per_layer_mev.index_select(0, rows).clamp_min(0.0),
+        )
+        index = torch.repeat_interleave(torch.arange(n_rows), row_counts)
+        x = torch.randn([int(row_counts.sum()), 3]) * self.sigmas[0]
+        x = self.denoise_rows(x, 0, features, index)
+        for step in range(1, self.sigmas.shape[0]):
+            if float(self.sigmas[step]) <= self.sigma_min:
+                continue
+            x = self.denoise_rows(x + torch.randn(x.shape) * self.renoise[step], step, features, index)
+        px, py, pe = self.physical_xy_e(x[:, 0], x[:, 1], x[:, 2])
+        layer = torch.repeat_interleave(rows, row_counts).to(torch.float32)
+        return torch.stack([px, py, layer, pe], dim=-1)
+
+
 def build_point_stage(point_model: Any, *, steps: int = 1) -> nn.Module:
-    """The point stage for ``point_model``: depth-based today; a per-layer model needs its own stage."""
+    """The point stage for ``point_model``: :class:`PerLayerPointStage` or :class:`DepthPointStage`."""
     if getattr(point_model, "per_layer", False):
-        msg = "per-layer PointWise Nets (PointModel.per_layer) have no export stage yet; export a depth-based cm.pt"
-        raise ValueError(msg)
+        return PerLayerPointStage(point_model, steps=steps)
     return DepthPointStage(point_model, steps=steps)
