@@ -6,15 +6,16 @@ decay. Every ``eval_every`` steps the validation loss is computed, a row is adde
 improved; at the end its mean layer profile is calibrated on the training set, see
 :mod:`flows.calibration`). ``last.pt`` holds the optimiser and random-generator states and the loss history, so
 ``resume=True`` continues exactly where the last checkpoint left off: same step count, same
-batches, and the loss log continues. An interrupt (Ctrl-C, SIGTERM from the CLI) writes
-``last.pt`` at the current step before stopping.
+batches, and the loss log continues. SIGTERM or Ctrl-C, also during a validation, lets the current
+step (and its validation) finish, writes ``last.pt`` and stops; so does ``time_budget_s``. The
+run is then identical to an uninterrupted one after ``resume=True``. ``curve.png`` plots the log.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import torch
 from caloclouds.config import DetectorConfig, FlowConfig, RunConfig, config_from_dict, config_to_dict
 from caloclouds.errors import ConfigError
 from caloclouds.io.atomic import atomic_path
+from caloclouds.runcontrol import StopRequest, write_curve_png, write_metrics_csv
 from flows.calibration import calibrate_layer_profile
 from flows.checkpoint import (
     BEST_NAME,
@@ -41,7 +43,7 @@ from flows.sampling import ShowerFlow
 __all__ = ["train_shower_flow", "LOSS_LOG_NAME"]
 
 LOSS_LOG_NAME = "losses.csv"
-_LOG_FIELDS = ("step", "train_loss", "val_loss", "learning_rate")
+_LOG_FIELDS = ("step", "train_loss", "val_loss", "learning_rate", "elapsed_s")
 _EVAL_BATCH = 4096  # showers per forward pass when computing the validation loss
 _EVAL_SEED = 0      # seed of the validation set's dequantisation noise
 
@@ -90,12 +92,10 @@ def _mean_loss(flow: ShowerFlow, features: ShowerFeatures) -> float:
     return total / len(features)
 
 
-def _write_log(path: Path, history: list[dict[str, float]]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=_LOG_FIELDS)
-            writer.writeheader()
-            writer.writerows(history)
+def _write_log(out: Path, history: list[dict[str, float]]) -> None:
+    write_metrics_csv(out / LOSS_LOG_NAME, history, _LOG_FIELDS)
+    write_curve_png(out / "curve.png", history, "Shower Flow",
+                    {"train_loss": "training loss (mean over interval)", "val_loss": "validation loss"})
 
 
 def _calibrate_best(out: Path, train: ShowerFeatures, cfg: FlowConfig, detector: DetectorConfig) -> None:
@@ -126,7 +126,8 @@ def _start(config: RunConfig, train: ShowerFeatures, out: Path, resume: bool, se
     flow = ShowerFlow(pre, config.flow).to(device)
     gen = torch.Generator().manual_seed(seed)
     state = {"step": 0, "history": [], "best_val_loss": float("inf"), "pending_loss_sum": 0.0,
-             "pending_loss_count": 0, "rng_state": gen.get_state(), "optimizer": None, "seed": seed}
+             "pending_loss_count": 0, "rng_state": gen.get_state(), "optimizer": None, "seed": seed,
+             "elapsed_s": 0.0}
     return flow, config.flow, config.detector, state
 
 
@@ -142,6 +143,7 @@ def train_shower_flow(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    time_budget_s: float | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training) a Shower Flow into the run folder ``out``.
 
@@ -154,20 +156,26 @@ def train_shower_flow(
         steps: total optimiser steps (default ``config.flow.steps``).
         device: torch device.
         seed: seed of the initial weights, the batches and the augmentation.
-        resume: continue from ``out/last.pt`` if it exists.
+        resume: continue from ``out/last.pt`` (an error when there is none).
         progress: show a tqdm bar with the train and validation loss.
         callback: called after every optimiser step with ``{"step", "loss"}`` (e.g. to stop a test).
+        time_budget_s: stop cleanly, after writing ``last.pt``, before this much time has passed.
 
     Returns:
-        ``{"step", "best_val_loss", "best", "last", "log"}``.
+        ``{"step", "best_val_loss", "best", "last", "log", "stopped", "elapsed_s"}``; ``stopped`` is
+        "" (all steps done), "time budget" or the name of the signal that stopped the run.
     """
+    import time
+
     from tqdm import tqdm
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     detector: DetectorConfig = config.detector
     cfg = config.flow
-    if resume and (out / LAST_NAME).is_file():
+    if resume and not (out / LAST_NAME).is_file():
+        raise ConfigError(f"{out / LAST_NAME}: no checkpoint to resume; drop --resume to start a new run")
+    if resume:
         stored = read_checkpoint(out / LAST_NAME)
         detector = flow_detector_config(stored)
         cfg = config_from_dict({"flow": stored["config"]["flow"]}).flow
@@ -187,10 +195,17 @@ def train_shower_flow(
         tmp.write_text(json.dumps({"detector": config_to_dict(detector), "flow": config_to_dict(cfg),
                                    "data": str(data), "val": str(val) if val else None, "steps": total}, indent=2))
 
+    t0 = time.perf_counter()
+    elapsed0 = float(state.get("elapsed_s", 0.0))
+
+    def elapsed() -> float:
+        return elapsed0 + time.perf_counter() - t0
+
     def save(step: int) -> None:
-        state.update(step=step, rng_state=gen.get_state(), optimizer=optimizer.state_dict(), total_steps=total)
+        state.update(step=step, rng_state=gen.get_state(), optimizer=optimizer.state_dict(), total_steps=total,
+                     elapsed_s=elapsed())
         save_checkpoint(out / LAST_NAME, flow_checkpoint(flow, detector=detector, training=state))
-        _write_log(out / LOSS_LOG_NAME, state["history"])
+        _write_log(out, state["history"])
 
     step = int(state["step"])
     last_row = state["history"][-1] if state["history"] else {}
@@ -199,46 +214,63 @@ def train_shower_flow(
     if last_row:
         bar.set_postfix(train=f"{last_row['train_loss']:.3f}", val=f"{last_row['val_loss']:.3f}")
     flow.train()
-    try:
-        while step < total:
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(cfg, step, total)
-            x, cond = batches.next()
-            loss = -flow.model(cond).log_prob(x).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(flow.model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            step += 1
-            state["pending_loss_sum"] += float(loss.item())
-            state["pending_loss_count"] += 1
-            bar.update(1)
-            if step % cfg.eval_every == 0 or step == total:
-                flow.eval()
-                train_loss = state["pending_loss_sum"] / max(state["pending_loss_count"], 1)
-                val_loss = _mean_loss(flow, val_features) if val_features is not None else train_loss
-                flow.train()
-                row = {"step": step, "train_loss": train_loss, "val_loss": val_loss,
-                       "learning_rate": optimizer.param_groups[0]["lr"]}
-                state["history"].append(row)
-                state["pending_loss_sum"], state["pending_loss_count"] = 0.0, 0
-                if math.isfinite(val_loss) and val_loss < state["best_val_loss"]:
-                    state["best_val_loss"] = val_loss
-                    best = flow_checkpoint(flow, detector=detector,
-                                           training={"step": step, "val_loss": val_loss, "data": str(data)})
-                    save_checkpoint(out / BEST_NAME, best)
+    stopped = ""
+    start = step
+    consistent = True  # False while a step (and its validation) is half done: no checkpoint then
+    with StopRequest() as stop:
+        try:
+            while step < total:
+                ran = time.perf_counter() - t0
+                if time_budget_s is not None and step > start and ran + ran / (step - start) > time_budget_s:
+                    stopped = "time budget"
+                    save(step)
+                    break
+                consistent = False
+                for group in optimizer.param_groups:
+                    group["lr"] = _learning_rate(cfg, step, total)
+                x, cond = batches.next()
+                loss = -flow.model(cond).log_prob(x).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(flow.model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                step += 1
+                state["pending_loss_sum"] += float(loss.item())
+                state["pending_loss_count"] += 1
+                bar.update(1)
+                if step % cfg.eval_every == 0 or step == total:
+                    flow.eval()
+                    train_loss = state["pending_loss_sum"] / max(state["pending_loss_count"], 1)
+                    val_loss = _mean_loss(flow, val_features) if val_features is not None else train_loss
+                    flow.train()
+                    row = {"step": step, "train_loss": train_loss, "val_loss": val_loss,
+                           "learning_rate": optimizer.param_groups[0]["lr"], "elapsed_s": elapsed()}
+                    state["history"].append(row)
+                    state["pending_loss_sum"], state["pending_loss_count"] = 0.0, 0
+                    if math.isfinite(val_loss) and val_loss < state["best_val_loss"]:
+                        state["best_val_loss"] = val_loss
+                        best = flow_checkpoint(flow, detector=detector,
+                                               training={"step": step, "val_loss": val_loss, "data": str(data)})
+                        save_checkpoint(out / BEST_NAME, best)
+                    save(step)
+                    bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
+                consistent = True
+                if callback is not None:
+                    callback({"step": step, "loss": float(loss.item())})
+                if stop.requested:  # at a step boundary, after this step's validation: exact to resume
+                    stopped = signal.Signals(stop.signum).name
+                    if step % cfg.eval_every and step != total:
+                        save(step)
+                    break
+        except KeyboardInterrupt:
+            if consistent:  # else the last checkpoint stands: resuming from a half-done step is not exact
                 save(step)
-                bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
-            if callback is not None:
-                callback({"step": step, "loss": float(loss.item())})
-    except KeyboardInterrupt:
-        save(step)
-        raise
-    finally:
-        bar.close()
+            raise
+        finally:
+            bar.close()
     flow.eval()
     if step >= total and cfg.calibrate_profile:
         _calibrate_best(out, train, cfg, detector)
     return {"step": step, "best_val_loss": state["best_val_loss"], "best": out / BEST_NAME,
-            "last": out / LAST_NAME, "log": out / LOSS_LOG_NAME}
+            "last": out / LAST_NAME, "log": out / LOSS_LOG_NAME, "stopped": stopped, "elapsed_s": elapsed()}

@@ -2,8 +2,9 @@
 
 The features of the training (and validation) file are computed once, chunk by chunk, and cached
 in the run folder. Checkpoints ``best.pt`` (lowest validation loss) and ``last.pt`` are written
-atomically every ``flow.eval_every`` steps and when the run is interrupted; ``losses.csv`` logs
-the train and validation loss. ``--resume`` continues a killed run from ``last.pt``.
+atomically every ``flow.eval_every`` steps and when the run is stopped (SIGTERM, Ctrl-C or
+--time-budget); ``losses.csv`` and ``curve.png`` log the train and validation loss. ``--resume``
+continues a stopped or killed run from ``last.pt`` exactly as if it had not stopped.
 
 example:
   caloclouds train-flow --config configs/ild_photons.yaml --data train.h5 --val val.h5 --out runs/flow
@@ -28,12 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, batches and augmentation (default: 0)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue OUT/last.pt exactly (an error when there is none)")
+    parser.add_argument("--time-budget", default=None, metavar="T",
+                        help="stop cleanly after a checkpoint before this much time, e.g. 2h30m, 90m, 3600 (s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _sigterm_to_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     from caloclouds.config import RunConfig, load_config
     from caloclouds.errors import ConfigError
+    from caloclouds.runcontrol import parse_duration
     from flows.training import train_shower_flow
 
     if args.steps is not None and args.steps < 1:
@@ -50,13 +51,14 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config is not None else RunConfig()
-    previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
-    try:
-        result = train_shower_flow(config, data=args.data, val=args.val, out=args.out, steps=args.steps,
-                                   device=args.device, seed=args.seed, resume=args.resume,
-                                   progress=not args.no_progress)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    print(f"trained to step {result['step']}; best validation loss {result['best_val_loss']:.4f}")
+    budget = None if args.time_budget is None else parse_duration(args.time_budget)
+    result = train_shower_flow(config, data=args.data, val=args.val, out=args.out, steps=args.steps,
+                               device=args.device, seed=args.seed, resume=args.resume,
+                               progress=not args.no_progress, time_budget_s=budget)
+    print(f"trained to step {result['step']}; best validation loss {result['best_val_loss']:.4f}; "
+          f"{result['elapsed_s'] / 3600:.2f} h of training in all")
     print(f"best checkpoint: {result['best']}\nlast checkpoint: {result['last']}\nloss log: {result['log']}")
-    return 0
+    if result["stopped"]:
+        print(f"train-flow: stopped by {result['stopped']} after a checkpoint at step {result['step']}; "
+              "continue with --resume")
+    return 128 + int(getattr(signal, result["stopped"])) if result["stopped"].startswith("SIG") else 0

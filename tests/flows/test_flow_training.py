@@ -15,8 +15,9 @@ from flows.training import train_shower_flow
 
 
 def _rows(path):
+    """The loss log without its wall-clock column (which differs between runs)."""
     with open(path) as f:
-        return list(csv.DictReader(f))
+        return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in csv.DictReader(f)]
 
 
 def test_tiny_training_learns(tiny_run) -> None:
@@ -67,6 +68,41 @@ def test_resume_after_interrupt_continues_exactly(shared, tmp_path, make_tiny_co
     for k, v in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][k], v)
     assert _rows(straight["log"]) == _rows(resumed["log"])  # the loss log continued without a gap
+
+
+def test_sigterm_during_validation_resumes_exactly(shared, tmp_path, make_tiny_config, monkeypatch) -> None:
+    """SIGTERM while the validation loss is computed: the run finishes that validation, saves, stops;
+    resumed, it ends identical to an uninterrupted run (it used to lose the row and differ)."""
+    import os
+    import signal
+
+    import flows.training as training
+
+    data = shared("g4_photons_val_fixed.h5")
+    cfg = make_tiny_config(eval_every=20)
+    steps = 60
+    torch.set_num_threads(1)
+    straight = train_shower_flow(cfg, data=data, out=tmp_path / "straight", steps=steps, progress=False, val=data)
+    mean_loss = training._mean_loss
+    calls = []
+
+    def terminated_during_validation(flow, features):  # noqa: ANN001, ANN202
+        calls.append(1)
+        if len(calls) == 2:  # the validation at step 40
+            os.kill(os.getpid(), signal.SIGTERM)
+        return mean_loss(flow, features)
+
+    monkeypatch.setattr(training, "_mean_loss", terminated_during_validation)
+    cut = train_shower_flow(cfg, data=data, out=tmp_path / "cut", steps=steps, progress=False, val=data)
+    assert cut["stopped"] == "SIGTERM" and cut["step"] == 40
+    monkeypatch.setattr(training, "_mean_loss", mean_loss)
+    resumed = train_shower_flow(cfg, data=data, out=tmp_path / "cut", steps=steps, progress=False, resume=True, val=data)
+    assert resumed["best_val_loss"] == straight["best_val_loss"]
+    a = torch.load(straight["last"], weights_only=True)
+    b = torch.load(resumed["last"], weights_only=True)
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=0)
+    assert _rows(straight["log"]) == _rows(resumed["log"])
 
 
 def test_cli_train_check_bench(shared, tmp_path, capsys) -> None:

@@ -1,0 +1,113 @@
+"""Control of long training runs, shared by every training verb (flow, PointWise Net, distillation).
+
+* :class:`StopRequest`: SIGTERM / SIGINT become a request to stop at the next step boundary, where
+  the run writes an exact checkpoint (a signal never interrupts a step or a validation half-way);
+* :func:`parse_duration`: ``--time-budget 2h30m``;
+* :func:`write_metrics_csv` and :func:`write_curve_png`: the loss and validation curves of a run,
+  written atomically next to its checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import signal
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from caloclouds.errors import ConfigError
+from caloclouds.io.atomic import atomic_path
+
+__all__ = ["StopRequest", "parse_duration", "write_metrics_csv", "write_curve_png"]
+
+
+class StopRequest:
+    """Turns SIGTERM and SIGINT into a request to stop after the current step (then checkpoint).
+
+    Used as a context manager around the step loop; the previous handlers come back on exit. Only
+    the main thread may install handlers, elsewhere (tests, notebooks' worker threads) it is inert.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without the checkpoint
+        self.signum = signum
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration such as ``2h30m``, ``90m``, ``45s`` or ``3600`` (seconds)."""
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        seconds = float(t)
+    else:
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", t)
+        if not t or parts is None or not any(parts.groups()):
+            raise ConfigError(f"cannot read the duration {text!r}; write e.g. 2h30m, 90m, 45s or 3600")
+        h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
+        seconds = 3600 * h + 60 * m + sec
+    if seconds <= 0:
+        raise ConfigError(f"the duration must be positive, got {text!r}")
+    return seconds
+
+
+
+
+def write_metrics_csv(path: Path, rows: Sequence[Mapping[str, float]], columns: Sequence[str]) -> None:
+    """The rows (one per checkpoint or evaluation) as a CSV file, atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def write_curve_png(path: Path, rows: Sequence[Mapping[str, float]], title: str, series: Mapping[str, str]) -> None:
+    """Loss curves against ``step``: one line per ``series`` column (key -> legend label), log y,
+    the run's total training time in the title when the rows carry ``elapsed_s``. Atomic."""
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in series.items():
+        values = [float(r.get(key, math.nan)) for r in rows]
+        if any(math.isfinite(v) for v in values):
+            ax.plot(steps, values, marker="o" if "val" in key else None, ms=3, label=label)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss")
+    if all(float(r.get(k, math.nan)) > 0 for r in rows for k in series if math.isfinite(float(r.get(k, math.nan)))):
+        ax.set_yscale("log")
+    hours = float(rows[-1].get("elapsed_s", math.nan)) / 3600
+    ax.set_title(f"{title}: {int(steps[-1])} steps" + (f", {hours:.2f} h" if math.isfinite(hours) else ""))
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
