@@ -147,6 +147,8 @@ class DiffusionConfig:
     noise_groups: int = 8                   # Noise levels per shower in training (points split at random).
     batch_size: int = 32                    # Showers per optimiser step (all ranks together).
     learning_rate: float = 1e-3             # Adam learning rate.
+    lr_decay_steps: int = 0                 # Cosine decay of the LR over the last this many steps (0 = constant).
+    final_lr_factor: float = 0.01           # ... down to learning_rate * final_lr_factor at the last step.
     grad_clip: float = 10.0                 # Max gradient norm (0 = no clipping).
     steps: int = 100000                     # Default number of optimiser steps.
     ema_power: float = 0.6667               # EMA warm-up: decay = 1 - (1 + step)^-power, capped below.
@@ -155,6 +157,27 @@ class DiffusionConfig:
     rotate: bool = True                     # Augment by a random rotation about the shower axis.
     xy_jitter: bool = True                  # Jitter x, y uniformly inside the clustering sub-cell.
     checkpoint_every: int = 500             # Steps between checkpoints.
+    # Per-layer conditioning: each (shower, layer) is one row of the network, conditioned on the
+    # layer and its point count and energy (from the Shower Flow at generation time); the network
+    # generates (x, y, e) per point, so depth comes exactly from the flow (no depth-rank assignment).
+    per_layer: bool = False
+    points_per_shower: int = 0              # Training: keep a random subset of about this many points per shower (0 = all).
+    val_showers: int = 32                   # Validation showers for the loss curve (when a --val file is given).
+
+    def __post_init__(self) -> None:
+        _check_schedule("diffusion", self)
+        for name in ("fourier_features", "time_features", "noise_groups", "heun_steps", "val_showers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"diffusion.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ConfigError(f"diffusion.hidden must be a non-empty list of widths >= 1, got {self.hidden}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ConfigError(f"diffusion needs 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        for name in ("sigma_data", "p_std", "rho"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"diffusion.{name} must be > 0, got {getattr(self, name)}")
+        if self.points_per_shower < 0 or self.extra_conditions < 0:
+            raise ConfigError("diffusion.points_per_shower and diffusion.extra_conditions must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -165,11 +188,34 @@ class DistillationConfig:
     target_ema: float = 0.95                # mu of the target network EMA (constant).
     batch_size: int = 32                    # Showers per optimiser step (all ranks together).
     learning_rate: float = 1e-4             # Adam learning rate.
+    lr_decay_steps: int = 0                 # Cosine decay of the LR over the last this many steps (0 = constant).
+    final_lr_factor: float = 0.01           # ... down to learning_rate * final_lr_factor at the last step.
     grad_clip: float = 10.0                 # Max gradient norm (0 = no clipping).
     steps: int = 50000                      # Default number of optimiser steps.
     init_from_teacher: bool = True          # Student and target start from the teacher's EMA weights.
     sample_steps: int = 1                   # Default CM sampling steps (1 = one-step).
     checkpoint_every: int = 500             # Steps between checkpoints.
+
+    def __post_init__(self) -> None:
+        _check_schedule("distillation", self)
+        if self.num_steps < 2 or self.sample_steps < 1:
+            raise ConfigError(f"distillation needs num_steps >= 2 and sample_steps >= 1, got "
+                              f"{self.num_steps}, {self.sample_steps}")
+        if not 0 <= self.target_ema < 1:
+            raise ConfigError(f"distillation.target_ema must be in [0, 1), got {self.target_ema}")
+
+
+def _check_schedule(section: str, cfg: Any) -> None:
+    """The optimiser settings shared by the diffusion and distillation sections."""
+    for name in ("batch_size", "steps", "checkpoint_every"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{section}.{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("learning_rate", "final_lr_factor"):
+        if not getattr(cfg, name) > 0:  # also refuses NaN
+            raise ConfigError(f"{section}.{name} (--lr for the learning rate) must be > 0, got {getattr(cfg, name)}")
+    if not cfg.grad_clip >= 0 or cfg.lr_decay_steps < 0:
+        raise ConfigError(f"{section}.grad_clip and {section}.lr_decay_steps must be >= 0, "
+                          f"got {cfg.grad_clip}, {cfg.lr_decay_steps}")
 
 
 @dataclass(frozen=True)

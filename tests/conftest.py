@@ -60,3 +60,37 @@ def shared():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def train_tiny_bundle(root: Path, config, data, *, flow_data: Path, teacher_steps: int, val=None) -> Path:  # noqa: ANN001
+    """Train a tiny flow (on ``flow_data``), EDM teacher and CM (10 steps, both on ``data``) under
+    ``root`` on one thread and assemble them into the bundle folder ``root/model``."""
+    import shutil
+
+    import torch
+
+    from caloclouds.diffusion.training import distill, train_diffusion
+    from caloclouds.generation.bundle import write_bundle_manifest
+    from flows.training import train_shower_flow
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_shower_flow(config, data=flow_data, out=root / "flow", progress=False)
+        train_diffusion(config, data, root / "teacher", steps=teacher_steps, progress=False, val=val)
+        distill(root / "teacher", data, root / "cm", steps=10, progress=False, val=val)
+    finally:
+        torch.set_num_threads(threads)
+    bundle = root / "model"
+    bundle.mkdir()
+    shutil.copy(root / "flow" / "best.pt", bundle / "flow.pt")
+    shutil.copy(root / "teacher" / "model.pt", bundle / "teacher.pt")
+    shutil.copy(root / "cm" / "model.pt", bundle / "cm.pt")
+    write_bundle_manifest(bundle, config)
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def make_tiny_bundle():
+    """``make_tiny_bundle(root, config, data, flow_data=F, teacher_steps=N, val=None) -> bundle folder``."""
+    return train_tiny_bundle

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from caloclouds.cli.train_diffusion import add_common_arguments, print_result
+from caloclouds.cli.train_diffusion import add_common_arguments, print_result, time_budget
 
 __all__ = ["add_arguments", "run"]
 
@@ -36,10 +36,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config else None
     result = distill(
-        args.teacher, args.data, args.out, config=config, steps=args.steps, batch_size=args.batch_size,
+        args.teacher, args.data, args.out, val=args.val, time_budget_s=time_budget(args), config=config, steps=args.steps, batch_size=args.batch_size,
         learning_rate=args.lr,
         device=args.device, seed=args.seed, resume=args.resume, bf16=args.bf16, compile=args.compile,
         progress=not args.no_progress,
     )
-    print_result("distill", result)
-    return 0
+    return print_result("distill", result)

@@ -5,8 +5,10 @@ its preprocessing and config; the file to ship) and OUT/config.yaml. Runs unchan
 `torchrun --nproc_per_node K` (DistributedDataParallel, data sharded per rank, rank 0 writes).
 
 example:
-  caloclouds train-diffusion --config configs/ild_photons.yaml \\
-      --data ../shared/data/g4_photons_train.h5 --out runs/teacher --steps 8000 --batch-size 16
+  caloclouds train-diffusion --config configs/ild_photons_per_layer.yaml \\
+      --data ../shared/data/g4_photons_train.h5 ../shared/data/g4_photons_train2.h5 \\
+      --val ../shared/data/g4_photons_val_uniform.h5 --out runs/teacher --time-budget 2h30m
+  (later, the same command with --resume continues it exactly)
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ __all__ = ["add_arguments", "run"]
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by train-diffusion and distill."""
-    parser.add_argument("--data", required=True, metavar="TRAIN.h5", help="training shower file")
-    parser.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, config)")
+    parser.add_argument("--data", required=True, nargs="+", metavar="TRAIN.h5",
+                        help="training shower file(s), read as one set (e.g. g4_photons_train.h5 g4_photons_train2.h5)")
+    parser.add_argument("--val", default=None, metavar="VAL.h5",
+                        help="validation shower file: a validation loss (fixed showers and noise, EMA weights) "
+                             "joins the loss in OUT/metrics.csv and OUT/curve.png at every checkpoint")
+    parser.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoints, config, metrics.csv, curve.png)")
+    parser.add_argument("--time-budget", default=None, metavar="T",
+                        help="stop cleanly after a checkpoint before this much time, e.g. 2h30m, 90m, 3600 (s); "
+                             "continue later with --resume")
     parser.add_argument("--steps", type=int, default=None, metavar="N", help="total optimiser steps (default: config)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="B",
                         help="showers per step over all ranks (default: config)")
@@ -27,7 +36,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="learning rate (default: config; on --resume it replaces the saved one)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue OUT/checkpoint.pt exactly (weights, optimiser, EMA, random stream); "
+                             "an error when there is none")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the network")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step (GPU)")
     parser.add_argument("--threads", type=int, default=None, metavar="T", help="torch CPU threads")
@@ -39,12 +50,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
 
 
-def print_result(verb: str, result: object) -> None:
+def print_result(verb: str, result: object) -> int:
+    """Print what the run did; the exit status: 0, or 128 + the signal number when one stopped it."""
+    import signal
+
     r = result
     print(
         f"{verb}: step {r.step} in {r.out_dir} ({r.steps_run} steps in {r.seconds:.1f} s, "
-        f"{r.iterations_per_s:.2f} it/s, {r.points_per_s:.3g} points/s, last loss {r.last_loss:.4f})"
+        f"{r.iterations_per_s:.2f} it/s, {r.points_per_s:.3g} points/s, last loss {r.last_loss:.4f}; "
+        f"{r.elapsed_s / 3600:.2f} h of training in all)"
     )
+    if r.stopped:
+        print(f"{verb}: stopped by {r.stopped} after a checkpoint at step {r.step}; continue with --resume")
+    return 128 + int(getattr(signal, r.stopped)) if r.stopped.startswith("SIG") else 0
+
+
+def time_budget(args: argparse.Namespace) -> float | None:
+    from caloclouds.runcontrol import parse_duration
+
+    return None if args.time_budget is None else parse_duration(args.time_budget)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,9 +81,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config else RunConfig()
     result = train_diffusion(
-        config, args.data, args.out, steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+        config, args.data, args.out, val=args.val, time_budget_s=time_budget(args), steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
         device=args.device,
         seed=args.seed, resume=args.resume, bf16=args.bf16, compile=args.compile, progress=not args.no_progress,
     )
-    print_result("train-diffusion", result)
-    return 0
+    return print_result("train-diffusion", result)

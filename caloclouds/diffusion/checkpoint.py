@@ -5,6 +5,7 @@ Layout::
     {"format_version": 1, "kind": "edm" | "cm", "config": RunConfig as a dict,
      "normaliser": PointNormaliser as a dict, "state_dict": the inference network (EDM: the EMA;
      CM: the target network), "step": int, "loss_log": [float per step],
+     "metrics": [{"step", "loss", "val_loss", "elapsed_s", "lr"} per checkpoint], "elapsed_s": float,
      "train_state": {...}}   # only in training checkpoints: student, optimiser, RNG, teacher
 
 ``model.pt`` in a run folder is the same without ``train_state`` (the file to ship).
@@ -46,23 +47,29 @@ CHECKPOINT_NAME = "checkpoint.pt"  # full training state in a run folder (for --
 MODEL_NAME = "model.pt"            # the slim inference checkpoint in a run folder
 
 
-def build_inner(cfg: DiffusionConfig) -> PointWiseNet:
-    """The PointWise Net described by a diffusion config."""
+def build_inner(cfg: DiffusionConfig, n_layers: int) -> PointWiseNet:
+    """The PointWise Net described by a diffusion config, for a detector of ``n_layers`` layers.
+
+    A per-layer network generates (x, y, e) per point of a (shower, layer) row conditioned on the
+    shower, ln(n_l), ln(E_l / n_l) and the one-hot layer; otherwise (x, y, depth, e) per shower.
+    """
+    per_layer = 2 + n_layers if cfg.per_layer else 0
     return PointWiseNet(
+        point_features=3 if cfg.per_layer else 4,
         hidden=tuple(cfg.hidden),
-        cond_features=2 + cfg.extra_conditions,
+        cond_features=2 + cfg.extra_conditions + per_layer,
         fourier_features=cfg.fourier_features,
         fourier_std=cfg.fourier_std,
         time_features=cfg.time_features,
     )
 
 
-def build_denoiser(cfg: DiffusionConfig, kind: str) -> EDMDenoiser:
+def build_denoiser(cfg: DiffusionConfig, kind: str, n_layers: int) -> EDMDenoiser:
     """An EDM denoiser (``kind="edm"``) or consistency model (``"cm"``) around a fresh network."""
     if kind == "edm":
-        return EDMDenoiser(build_inner(cfg), cfg.sigma_data)
+        return EDMDenoiser(build_inner(cfg, n_layers), cfg.sigma_data)
     if kind == "cm":
-        return ConsistencyDenoiser(build_inner(cfg), cfg.sigma_data, sigma_min=cfg.sigma_min)
+        return ConsistencyDenoiser(build_inner(cfg, n_layers), cfg.sigma_data, sigma_min=cfg.sigma_min)
     raise ValueError(f"unknown model kind {kind!r}; valid kinds are {KINDS}")
 
 
@@ -76,6 +83,8 @@ def save_checkpoint(
     step: int,
     loss_log: list[float],
     train_state: dict[str, Any] | None = None,
+    metrics: list[dict[str, float]] | None = None,
+    elapsed_s: float = 0.0,
 ) -> None:
     """Write a checkpoint atomically (see the module docstring for the layout)."""
     data: dict[str, Any] = {
@@ -86,6 +95,8 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
         "step": int(step),
         "loss_log": [float(v) for v in loss_log],
+        "metrics": [{k: float(v) for k, v in row.items()} for row in metrics or []],
+        "elapsed_s": float(elapsed_s),
     }
     if train_state is not None:
         data["train_state"] = train_state

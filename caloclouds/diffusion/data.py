@@ -8,6 +8,7 @@ about the shower axis (per shower), jittered inside the sub-cell and the layer, 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor
 
 from caloclouds.diffusion.edm import RaggedCond
-from caloclouds.diffusion.preprocessing import PointNormaliser
+from caloclouds.diffusion.preprocessing import PointNormaliser, layer_totals
 from caloclouds.errors import InputFileError
 
 __all__ = ["TrainingData", "Batch", "ragged_gather"]
@@ -83,6 +84,28 @@ class TrainingData:
             showers = f.read(0, n)
         return cls(showers.points, showers.offsets, showers.incident_energy_gev)
 
+    @classmethod
+    def from_files(cls, paths: Sequence[str | Path], *, limit: int | None = None) -> TrainingData:
+        """All showers of several files (e.g. ``g4_photons_train.h5`` and ``_train2.h5``) as one set;
+        ``limit`` caps the total, taken from the files in order."""
+        parts = []
+        left = limit
+        for path in paths:
+            if left is not None and left <= 0:
+                break
+            part = cls.from_file(path, limit=left)
+            parts.append(part)
+            left = None if left is None else left - len(part)
+        if not parts:
+            raise InputFileError(paths[0] if paths else "--data", "no training file given")
+        if len(parts) == 1:
+            return parts[0]
+        shifts = np.cumsum([0] + [int(p.offsets[-1]) for p in parts[:-1]])
+        offsets = np.concatenate([parts[0].offsets.numpy()[:1]] +
+                                 [p.offsets.numpy()[1:] + s for p, s in zip(parts, shifts)])
+        return cls(np.concatenate([p.points.numpy() for p in parts]), offsets,
+                   np.concatenate([p.incident_energy_gev.numpy() for p in parts]))
+
     def __len__(self) -> int:
         return len(self.incident_energy_gev)
 
@@ -90,7 +113,8 @@ class TrainingData:
     def n_points(self) -> Tensor:
         return self.offsets[1:] - self.offsets[:-1]
 
-    def fit_normaliser(self, *, n_layers: int, subcell_pitch_mm: float, sigma_data: float) -> PointNormaliser:
+    def fit_normaliser(self, *, n_layers: int, subcell_pitch_mm: float, sigma_data: float,
+                       per_layer: bool = False) -> PointNormaliser:
         return PointNormaliser.fit(
             self.points.numpy(),
             self.offsets.numpy(),
@@ -98,7 +122,17 @@ class TrainingData:
             n_layers=n_layers,
             subcell_pitch_mm=subcell_pitch_mm,
             sigma_data=sigma_data,
+            per_layer=per_layer,
         )
+
+    def layer_totals(self, n_layers: int) -> tuple[Tensor, Tensor]:
+        """Points and energy (MeV) per (shower, layer), two (N, n_layers) tensors (computed once)."""
+        cached = getattr(self, "_layer_totals", None)
+        if cached is None or cached[0].shape[1] != n_layers:
+            counts, energy = layer_totals(self.points.numpy(), self.offsets.numpy(), n_layers)
+            cached = (torch.from_numpy(counts).float(), torch.from_numpy(energy).float())
+            self._layer_totals = cached
+        return cached
 
     def batch(
         self,
@@ -108,9 +142,13 @@ class TrainingData:
         rotate: bool,
         jitter: bool,
         groups: int = 1,
+        points_per_shower: int = 0,
         generator: torch.Generator | None = None,
     ) -> Batch:
         """The normalised ragged batch of showers ``idx`` (B,), augmented as asked.
+
+        ``points_per_shower`` > 0 keeps a random subset of about that many points of each shower
+        (the conditions still count all of its points).
 
         ``jitter`` adds U[0,1) to the layer (always needed for continuous depth) and, when the
         normaliser has a sub-cell pitch, U(-p/2, p/2) to x and y. With ``groups`` > 1 the points
@@ -118,20 +156,70 @@ class TrainingData:
         conditions), so that a batch sees B * groups noise levels. The network treats points
         independently given their row's context, so this changes the noise sampling only.
         """
-        point_idx, offsets = ragged_gather(self.offsets, idx)
-        pts = self.points[point_idx]
-        counts = offsets[1:] - offsets[:-1]
-        shower_index = torch.repeat_interleave(torch.arange(len(idx)), counts)
-        if rotate:
-            angle = torch.rand(len(idx), generator=generator) * (2 * math.pi)
-            c, s = angle.cos()[shower_index], angle.sin()[shower_index]
-            x, y = pts[:, 0], pts[:, 1]
-            pts = torch.stack([c * x - s * y, s * x + c * y, pts[:, 2], pts[:, 3]], dim=-1)
+        pts, offsets, shower_index = self._gather(idx, rotate=rotate, generator=generator,
+                                                  keep_points=points_per_shower)
         x = normaliser.forward(pts, jitter=jitter, generator=generator)
-        features = normaliser.conditions(self.incident_energy_gev[idx], counts)
+        features = normaliser.conditions(self.incident_energy_gev[idx], self.n_points[idx])
         showers = RaggedCond(features, shower_index if len(idx) > 1 else None)
         if groups == 1:
             return Batch(x, showers, showers, offsets, 1)
         group = torch.randint(groups, (len(x),), generator=generator)
         rows = RaggedCond(features.repeat_interleave(groups, dim=0), shower_index * groups + group)
         return Batch(x, rows, RaggedCond(features, shower_index), offsets, groups)
+
+    def _gather(self, idx: Tensor, *, rotate: bool, generator: torch.Generator | None,
+                keep_points: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+        """Points of showers ``idx`` (rotated if asked), their (B+1,) offsets and shower index.
+
+        ``keep_points`` > 0 keeps each point of a shower with probability min(1, keep_points / n),
+        so that every shower contributes about that many points (the offsets count the kept ones).
+        """
+        point_idx, offsets = ragged_gather(self.offsets, idx)
+        counts = offsets[1:] - offsets[:-1]
+        shower_index = torch.repeat_interleave(torch.arange(len(idx)), counts)
+        if keep_points > 0:
+            p_keep = (keep_points / counts.clamp_min(1).float()).clamp(max=1.0)
+            keep = torch.rand(len(point_idx), generator=generator) < p_keep[shower_index]
+            point_idx, shower_index = point_idx[keep], shower_index[keep]
+            offsets = torch.zeros_like(offsets)
+            torch.cumsum(torch.bincount(shower_index, minlength=len(idx)), 0, out=offsets[1:])
+        pts = self.points[point_idx]
+        if rotate:
+            angle = torch.rand(len(idx), generator=generator) * (2 * math.pi)
+            c, s = angle.cos()[shower_index], angle.sin()[shower_index]
+            x, y = pts[:, 0], pts[:, 1]
+            pts = torch.stack([c * x - s * y, s * x + c * y, pts[:, 2], pts[:, 3]], dim=-1)
+        return pts, offsets, shower_index
+
+    def layer_batch(
+        self,
+        idx: Tensor,
+        normaliser: PointNormaliser,
+        *,
+        rotate: bool,
+        jitter: bool,
+        points_per_shower: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> Batch:
+        """The batch of a per-layer model: one network row per (shower, layer) with points.
+
+        Each row is conditioned on the shower (incident energy, total points) and on its layer,
+        with the layer's point count and energy of the whole shower (what the Shower Flow gives at
+        generation time), also when ``points_per_shower`` keeps only a random subset of the
+        points (an unbiased estimate of the per-point loss, over many more showers per step).
+        """
+        n_layers = normaliser.n_layers
+        pts, offsets, shower_index = self._gather(idx, rotate=rotate, generator=generator,
+                                                  keep_points=points_per_shower)
+        layer = pts[:, 2].long().clamp(0, n_layers - 1)
+        rows, row_of_point = torch.unique(shower_index * n_layers + layer, return_inverse=True)
+        row_shower, row_layer = rows // n_layers, rows % n_layers
+        n_l, e_l = self.layer_totals(n_layers)
+        shower_id = idx[row_shower]
+        features = normaliser.layer_conditions(
+            self.incident_energy_gev[shower_id], self.n_points[shower_id], row_layer,
+            n_l[shower_id, row_layer], e_l[shower_id, row_layer],
+        )
+        x = normaliser.forward(pts, jitter=jitter, generator=generator)
+        shower_features = normaliser.conditions(self.incident_energy_gev[idx], self.n_points[idx])
+        return Batch(x, RaggedCond(features, row_of_point), RaggedCond(shower_features, shower_index), offsets, 1)

@@ -97,6 +97,83 @@ class PointModel:
             ``(points, offsets)``: (P, 4) float32 ``x_mm, y_mm, depth, e_MeV`` with depth continuous
             in layer units in [0, n_layers), and (B+1,) int64 offsets. Not calibrated.
         """
+        if self.per_layer:
+            raise CaloCloudsError("this PointWise Net is per layer: use sample_layers with the flow's layer counts")
+        cond, offsets = self.conditioning(n_points, incident_energy_gev, extra_conditions=extra_conditions)
+        x = self._draw(cond, int(offsets[-1]), sampler=sampler, steps=steps, generator=generator)
+        return self.normaliser.inverse(x), offsets.to(self.device)
+
+    @property
+    def per_layer(self) -> bool:
+        """True when the network generates (x, y, e) per layer, given each layer's count and energy."""
+        return self.normaliser.per_layer
+
+    @torch.inference_mode()
+    def sample_layers(
+        self,
+        points_per_layer: Tensor,
+        energy_per_layer_mev: Tensor,
+        incident_energy_gev: Tensor,
+        *,
+        sampler: Literal["cm", "edm"] = "cm",
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        condition_points_per_layer: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Generate B showers layer by layer (per-layer models).
+
+        Args:
+            points_per_layer: (B, L) int64 points of each layer.
+            energy_per_layer_mev: (B, L) energy of each layer (a condition: the network draws the
+                point energies of a layer around E_l / n_l; rescale them to E_l afterwards).
+            incident_energy_gev: (B,) incident energies.
+            sampler, steps, generator: as in :meth:`sample`.
+            condition_points_per_layer: (B, L) the counts the rows are conditioned on, when they
+                differ from the counts drawn (the N calibration draws more or fewer points than the
+                Geant4-like counts of the flow); default ``points_per_layer``.
+
+        Returns:
+            ``(points, offsets)``: (P, 4) float32 ``x_mm, y_mm, layer, e_MeV`` with integer layers,
+            grouped by shower and, within a shower, by ascending layer; (B+1,) int64 offsets.
+        """
+        if not self.per_layer:
+            raise CaloCloudsError("this PointWise Net is not per layer: use sample")
+        dev = self.device
+        counts = torch.as_tensor(points_per_layer, dtype=torch.int64).cpu()
+        energy_l = torch.as_tensor(energy_per_layer_mev, dtype=torch.float32).cpu()
+        energy = torch.as_tensor(incident_energy_gev, dtype=torch.float32).reshape(-1).cpu()
+        n_layers = self.normaliser.n_layers
+        if counts.shape != (len(energy), n_layers) or energy_l.shape != counts.shape:
+            raise CaloCloudsError(
+                f"points_per_layer and energy_per_layer_mev must be ({len(energy)}, {n_layers}), "
+                f"got {tuple(counts.shape)} and {tuple(energy_l.shape)}"
+            )
+        if counts.numel() and int(counts.min()) < 0:
+            raise CaloCloudsError(f"points_per_layer must be >= 0, got {int(counts.min())}")
+        # one network row per (shower, layer) with points, in shower-then-layer order
+        flat = counts.reshape(-1)
+        rows = torch.nonzero(flat > 0).squeeze(1)
+        row_shower, row_layer = rows // n_layers, rows % n_layers
+        row_counts = flat[rows]
+        cond_counts = counts if condition_points_per_layer is None else \
+            torch.as_tensor(condition_points_per_layer, dtype=torch.int64).cpu().reshape(counts.shape)
+        features = self.normaliser.layer_conditions(
+            energy[row_shower], cond_counts.sum(1)[row_shower], row_layer,
+            cond_counts.reshape(-1)[rows].clamp_min(1), energy_l.reshape(-1)[rows].clamp_min(0.0),
+        )
+        row_offsets = torch.zeros(len(rows) + 1, dtype=torch.int64)
+        torch.cumsum(row_counts, 0, out=row_offsets[1:])
+        total = int(row_offsets[-1])
+        cond = RaggedCond.from_offsets(features.to(dev), row_offsets.to(dev))
+        x = self._draw(cond, total, sampler=sampler, steps=steps, generator=generator)
+        layer = torch.repeat_interleave(row_layer, row_counts).to(dev)
+        offsets = torch.zeros(len(energy) + 1, dtype=torch.int64)
+        torch.cumsum(counts.sum(1), 0, out=offsets[1:])
+        return self.normaliser.inverse(x, layer), offsets.to(dev)
+
+    def _draw(self, cond: RaggedCond, total: int, *, sampler: str, steps: int | None,
+              generator: torch.Generator | None) -> Tensor:
+        """``total`` points in the diffusion space, drawn by ``sampler`` given the row conditions."""
         if sampler not in SAMPLERS:
             raise CaloCloudsError(f"unknown sampler {sampler!r}; valid samplers are {SAMPLERS}")
         if sampler != self.kind:
@@ -107,27 +184,24 @@ class PointModel:
             steps = self.config.distillation.sample_steps if sampler == "cm" else cfg.heun_steps
         if steps < 1:
             raise CaloCloudsError(f"steps must be >= 1, got {steps}")
-        cond, offsets = self.conditioning(n_points, incident_energy_gev, extra_conditions=extra_conditions)
-        total = int(offsets[-1])
         dev = self.device
         gen_dev = generator.device if generator is not None else dev
-        noise = torch.randn(total, 4, generator=generator, device=gen_dev).to(dev)
+        noise = torch.randn(total, self.normaliser.n_features, generator=generator, device=gen_dev).to(dev)
         if sampler == "cm":
             levels = karras_sigmas(self.config.distillation.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho,
                                    append_zero=False, device=dev)
             sigmas = consistency_sigmas(steps, levels)
-            x = sample_consistency(self.denoiser, noise * sigmas[0], sigmas, cond=cond,
-                                   sigma_min=cfg.sigma_min, generator=generator)
-        else:
-            sigmas = karras_sigmas(steps, cfg.sigma_min, cfg.sigma_max, cfg.rho, device=dev)
-            x = sample_heun(self.denoiser, noise * sigmas[0], sigmas, cond=cond)
-        return self.normaliser.inverse(x), offsets.to(dev)
+            return sample_consistency(self.denoiser, noise * sigmas[0], sigmas, cond=cond,
+                                      sigma_min=cfg.sigma_min, generator=generator)
+        sigmas = karras_sigmas(steps, cfg.sigma_min, cfg.sigma_max, cfg.rho, device=dev)
+        return sample_heun(self.denoiser, noise * sigmas[0], sigmas, cond=cond)
 
 
 def load_point_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> PointModel:
     """Load a PointWise Net checkpoint (a file or a run folder) written by train-diffusion or distill."""
     ck = load_checkpoint(path, map_location=map_location)
-    denoiser = build_denoiser(ck["config"].diffusion, ck["kind"]).to(map_location)
+    config = ck["config"]
+    denoiser = build_denoiser(config.diffusion, ck["kind"], config.detector.n_layers).to(map_location)
     try:
         denoiser.inner.load_state_dict(ck["state_dict"])
     except RuntimeError as exc:

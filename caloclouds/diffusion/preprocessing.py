@@ -22,7 +22,7 @@ The shower conditions (incident energy and number of points) are standardised he
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -31,10 +31,21 @@ from torch import Tensor
 
 from caloclouds.errors import ConfigError
 
-__all__ = ["PointNormaliser", "MIN_ENERGY_MEV", "DEPTH_EPS"]
+__all__ = ["PointNormaliser", "layer_totals", "MIN_ENERGY_MEV", "DEPTH_EPS"]
 
 MIN_ENERGY_MEV = 1e-12   # Floor for ln(e): energies below this (never seen in Geant4 data) are clamped.
 DEPTH_EPS = 1e-4         # Generated depth is clamped to [0, n_layers - DEPTH_EPS] layer units.
+
+
+def layer_totals(points: np.ndarray, offsets: np.ndarray, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points and energy (MeV) per (shower, layer): two ``(N, n_layers)`` arrays."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    n = len(offsets) - 1
+    shower = np.repeat(np.arange(n), np.diff(offsets))
+    key = shower * n_layers + np.asarray(points[:, 2]).astype(np.int64)
+    counts = np.bincount(key, minlength=n * n_layers).reshape(n, n_layers).astype(np.float64)
+    energy = np.bincount(key, weights=points[:, 3], minlength=n * n_layers).reshape(n, n_layers)
+    return counts, energy
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,13 @@ class PointNormaliser:
     energy_std_gev: float
     n_points_mean: float          # Number-of-points standardisation.
     n_points_std: float
+    # Per-layer models (``per_layer``): points are (x, y, e) given their layer; each (shower, layer)
+    # row is conditioned on ln(n_l) and ln(E_l / n_l), standardised with these constants.
+    per_layer: bool = False
+    log_n_layer_mean: float = 0.0
+    log_n_layer_std: float = 1.0
+    log_e_point_mean: float = 0.0  # ln of the mean point energy of a layer (MeV)
+    log_e_point_std: float = 1.0
 
     # -- fitting and storage -------------------------------------------------------------------
 
@@ -67,6 +85,7 @@ class PointNormaliser:
         n_layers: int,
         subcell_pitch_mm: float,
         sigma_data: float,
+        per_layer: bool = False,
     ) -> PointNormaliser:
         """Fit the constants on training points ``(P, 4)`` with integer ``layer`` column."""
         points = np.asarray(points, dtype=np.float64)
@@ -79,6 +98,17 @@ class PointNormaliser:
         log_e = np.log(np.maximum(points[:, 3], MIN_ENERGY_MEV))
         n_points = np.diff(np.asarray(offsets)).astype(np.float64)
         energy = np.asarray(incident_energy_gev, dtype=np.float64)
+        layer_stats = {}
+        if per_layer:
+            n_l, e_l = layer_totals(points, offsets, n_layers)
+            hit = n_l > 0
+            log_n = np.log(n_l[hit])
+            log_e_layer = np.log(np.maximum(e_l[hit] / n_l[hit], MIN_ENERGY_MEV))  # not log_e: that is per point
+            layer_stats = dict(
+                per_layer=True,
+                log_n_layer_mean=float(log_n.mean()), log_n_layer_std=float(max(log_n.std(), 1e-3)),
+                log_e_point_mean=float(log_e_layer.mean()), log_e_point_std=float(max(log_e_layer.std(), 1e-3)),
+            )
         return cls(
             n_layers=int(n_layers),
             subcell_pitch_mm=float(subcell_pitch_mm),
@@ -93,6 +123,7 @@ class PointNormaliser:
             energy_std_gev=float(max(energy.std(), 1e-6)),
             n_points_mean=float(n_points.mean()),
             n_points_std=float(max(n_points.std(), 1.0)),
+            **layer_stats,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,10 +133,11 @@ class PointNormaliser:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PointNormaliser:
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(data))
+        optional = {f.name for f in fields(cls) if f.default is not MISSING}  # added after version 1
+        missing = sorted(names - set(data) - optional)
         if missing:
             raise ConfigError(f"normaliser is missing key(s) {missing}")
-        return cls(**{k: data[k] for k in names})
+        return cls(**{k: data[k] for k in names if k in data})
 
     # -- points ----------------------------------------------------------------------------------
 
@@ -129,34 +161,49 @@ class PointNormaliser:
         """
         p = points.to(torch.float32)
         x, y, depth, e = p.unbind(-1)
-        if jitter:
+        if jitter and self.per_layer:
+            u = torch.rand(p.shape[0], 2, generator=generator, device=p.device, dtype=p.dtype)
+            x = x + (u[:, 0] - 0.5) * self.subcell_pitch_mm
+            y = y + (u[:, 1] - 0.5) * self.subcell_pitch_mm
+        elif jitter:
             u = torch.rand(p.shape[0], 3, generator=generator, device=p.device, dtype=p.dtype)
             x = x + (u[:, 0] - 0.5) * self.subcell_pitch_mm
             y = y + (u[:, 1] - 0.5) * self.subcell_pitch_mm
             depth = depth + u[:, 2]
         s = self.sigma_data
-        out = torch.stack(
-            [
-                torch.asinh(x / self.xy_scale_mm) * (s / self.xy_std),
-                torch.asinh(y / self.xy_scale_mm) * (s / self.xy_std),
-                (depth - self.depth_mean) * (s / self.depth_std),
-                (torch.log(e.clamp_min(MIN_ENERGY_MEV)) - self.log_e_mean) * (s / self.log_e_std),
-            ],
-            dim=-1,
-        )
-        return out
+        columns = [
+            torch.asinh(x / self.xy_scale_mm) * (s / self.xy_std),
+            torch.asinh(y / self.xy_scale_mm) * (s / self.xy_std),
+            (depth - self.depth_mean) * (s / self.depth_std),
+            (torch.log(e.clamp_min(MIN_ENERGY_MEV)) - self.log_e_mean) * (s / self.log_e_std),
+        ]
+        if self.per_layer:  # the layer is a condition, not a feature
+            del columns[2]
+        return torch.stack(columns, dim=-1)
 
-    def inverse(self, features: Tensor) -> Tensor:
+    @property
+    def n_features(self) -> int:
+        """Features per point in the diffusion space: 3 (x, y, e) per layer, else 4."""
+        return 3 if self.per_layer else 4
+
+    def inverse(self, features: Tensor, layer: Tensor | None = None) -> Tensor:
         """Diffusion space to physical ``(P, 4)`` points ``x_mm, y_mm, depth, e_MeV``.
 
-        Depth is continuous in layer units, clamped to ``[0, n_layers - DEPTH_EPS]``.
+        Depth is continuous in layer units, clamped to ``[0, n_layers - DEPTH_EPS]``; per-layer
+        models take the integer ``layer`` (P,) of each point and return it as the depth column.
         """
         f = features.to(torch.float32)
-        a, b, d, le = f.unbind(-1)
         s = self.sigma_data
+        if self.per_layer:
+            if layer is None:
+                raise ValueError("a per-layer normaliser needs the layer of each point")
+            a, b, le = f.unbind(-1)
+            depth = layer.to(f)
+        else:
+            a, b, d, le = f.unbind(-1)
+            depth = (d * (self.depth_std / s) + self.depth_mean).clamp(0.0, self.n_layers - DEPTH_EPS)
         x = torch.sinh(a * (self.xy_std / s)) * self.xy_scale_mm
         y = torch.sinh(b * (self.xy_std / s)) * self.xy_scale_mm
-        depth = (d * (self.depth_std / s) + self.depth_mean).clamp(0.0, self.n_layers - DEPTH_EPS)
         # ln(e) is clamped to what float32 exp can return without overflow.
         log_e = (le * (self.log_e_std / s) + self.log_e_mean).clamp(max=math.log(3e38))
         e = torch.exp(log_e).clamp_min(MIN_ENERGY_MEV)
@@ -169,3 +216,24 @@ class PointNormaliser:
         e = (incident_energy_gev.to(torch.float32) - self.energy_mean_gev) / self.energy_std_gev
         n = (n_points.to(torch.float32) - self.n_points_mean) / self.n_points_std
         return torch.stack([e, n], dim=-1)
+
+    def layer_conditions(
+        self,
+        incident_energy_gev: Tensor,
+        n_points: Tensor,
+        layer: Tensor,
+        n_layer: Tensor,
+        e_layer_mev: Tensor,
+    ) -> Tensor:
+        """Standardised ``(R, 4 + n_layers)`` features of R (shower, layer) rows.
+
+        Columns: incident energy, total points of the shower, ln(n_l), ln(E_l / n_l), one-hot layer.
+        All arguments are (R,); ``n_layer`` must be >= 1.
+        """
+        shower = self.conditions(incident_energy_gev, n_points)
+        n_l = n_layer.to(torch.float32)
+        log_n = (n_l.log() - self.log_n_layer_mean) / self.log_n_layer_std
+        mean_e = (e_layer_mev.to(torch.float32) / n_l).clamp_min(MIN_ENERGY_MEV)
+        log_e = (mean_e.log() - self.log_e_point_mean) / self.log_e_point_std
+        one_hot = torch.nn.functional.one_hot(layer.long(), self.n_layers).to(torch.float32)
+        return torch.cat([shower, log_n[:, None], log_e[:, None], one_hot], dim=-1)

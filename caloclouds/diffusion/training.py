@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from caloclouds.config import RunConfig
+from caloclouds.config import DiffusionConfig, RunConfig
 from caloclouds.diffusion.checkpoint import (
     CHECKPOINT_NAME,
     MODEL_NAME,
@@ -34,12 +35,14 @@ from caloclouds.diffusion.checkpoint import (
     save_checkpoint,
 )
 from caloclouds.diffusion.consistency import consistency_distillation_loss
-from caloclouds.diffusion.data import TrainingData
+from caloclouds.diffusion.data import Batch, TrainingData
 from caloclouds.diffusion.edm import EDMDenoiser, RaggedCond, per_shower_mean, sample_log_normal_sigma
+from caloclouds.diffusion.preprocessing import PointNormaliser
 from caloclouds.diffusion.ema import ema_update, ema_warmup_decay
 from caloclouds.diffusion.loop import (
     RANK_SEED_STRIDE,
     DistInfo,
+    RunLog,
     TrainResult,
     autocast,
     barrier,
@@ -50,9 +53,12 @@ from caloclouds.diffusion.loop import (
     override_schedule,
     prepare_out_dir,
     run_steps,
+    scheduled_lr,
+    set_lr,
     setup_distributed,
     wrap_for_training,
     write_config,
+    write_curves,
 )
 from caloclouds.diffusion.sampling import karras_sigmas
 from caloclouds.errors import CaloCloudsError
@@ -70,8 +76,55 @@ class _EDMLoss(nn.Module):
         return self.denoiser.loss(x, noise, sigma, cond=cond)
 
 
-def _load_data(data: TrainingData | str | Path) -> TrainingData:
-    return data if isinstance(data, TrainingData) else TrainingData.from_file(data)
+DataSource = TrainingData | str | Path | Sequence[str | Path]
+CURVE_EVERY_S = 300.0              # Seconds between redraws of curve.png during a run.
+VAL_SEED = 20251129                 # Fixed stream of the validation batch and noise.
+VAL_SIGMAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # Noise levels of the validation loss.
+
+
+def _load_data(data: DataSource, limit: int | None = None) -> TrainingData:
+    if isinstance(data, TrainingData):
+        return data
+    if isinstance(data, (str, Path)):
+        return TrainingData.from_file(data, limit=limit)
+    return TrainingData.from_files(list(data), limit=limit)
+
+
+def _make_batch(data: TrainingData, idx: Tensor, normaliser: PointNormaliser, cfg: DiffusionConfig,
+                gen: torch.Generator) -> Batch:
+    """A training batch of showers ``idx``: per (shower, layer) rows for per-layer models."""
+    if cfg.per_layer:
+        return data.layer_batch(idx, normaliser, rotate=cfg.rotate, jitter=True,
+                                points_per_shower=cfg.points_per_shower, generator=gen)
+    return data.batch(idx, normaliser, rotate=cfg.rotate, jitter=True, groups=cfg.noise_groups,
+                      points_per_shower=cfg.points_per_shower, generator=gen)
+
+
+def _validation(val: DataSource | None, normaliser: PointNormaliser, cfg: DiffusionConfig,
+                denoiser: EDMDenoiser, dev: torch.device) -> Callable[[], float] | None:
+    """The validation loss of a run: the EDM-weighted denoising error of ``denoiser`` (the EMA or
+    target weights) on the first ``cfg.val_showers`` showers of ``val``, averaged over a fixed grid
+    of noise levels with fixed noise, so that its values are comparable across steps and runs."""
+    if val is None:
+        return None
+    data = _load_data(val, limit=cfg.val_showers)
+    gen = torch.Generator().manual_seed(VAL_SEED)
+    batch = _make_batch(data, torch.arange(len(data)), normaliser, cfg, gen)
+    noise = torch.randn(batch.x.shape, generator=gen)
+    batch, noise = batch.to(dev), noise.to(dev)
+    sd2 = cfg.sigma_data**2
+
+    def val_fn() -> float:
+        total = 0.0
+        with torch.no_grad():
+            for sigma in VAL_SIGMAS:
+                denoised = denoiser(batch.x + sigma * noise, torch.tensor(sigma, device=dev), cond=batch.cond)
+                weight = (sigma**2 + sd2) / (sigma**2 * sd2)
+                per_point = weight * (denoised.float() - batch.x).pow(2).mean(-1)
+                total += float(per_shower_mean(per_point, batch.showers).mean())
+        return total / len(VAL_SIGMAS)
+
+    return val_fn
 
 
 _KIND_NAMES = {"edm": "an EDM", "cm": "a consistency"}
@@ -97,21 +150,28 @@ def _resume(
 
 def _saver(
     out_dir: Path, kind: str, config: RunConfig, normaliser: object, ema: nn.Module, model: nn.Module,
-    optimiser: torch.optim.Optimizer, gen: torch.Generator, loss_log: list[float], dist_info: DistInfo,
+    optimiser: torch.optim.Optimizer, gen: torch.Generator, log: RunLog, dist_info: DistInfo,
 ) -> Callable[[int], None]:
-    """The checkpoint writer of a run: ``model.pt`` (the EMA weights) and ``checkpoint.pt`` (plus the
-    training state), written by rank 0 while the other ranks wait."""
+    """The checkpoint writer of a run: ``model.pt`` (the EMA weights), ``checkpoint.pt`` (plus the
+    training state), ``metrics.csv`` and ``curve.png``, written by rank 0 while the other ranks wait."""
 
-    def save_fn(step: int) -> None:
+    last_png = [0.0]
+
+    def save_fn(step: int, final: bool = False) -> None:
         rng = gather_rng(gen, dist_info)
         if dist_info.rank != 0:
             barrier(dist_info)  # wait until rank 0 has written the files
             return
         common = dict(kind=kind, config=config, normaliser=normaliser, state_dict=ema.state_dict(),
-                      step=step, loss_log=loss_log)
+                      step=step, loss_log=log.loss, metrics=log.metrics, elapsed_s=log.elapsed_s)
         train_state = {"model": model.state_dict(), "optimizer": optimiser.state_dict(), "rng": rng}
         save_checkpoint(out_dir / CHECKPOINT_NAME, train_state=train_state, **common)
         save_checkpoint(out_dir / MODEL_NAME, **common)
+        # the PNG costs a second or more: at most every few minutes, and at the end of the call
+        png = final or time.monotonic() - last_png[0] > CURVE_EVERY_S
+        write_curves(out_dir, log.metrics, "EDM teacher" if kind == "edm" else "consistency model", png=png)
+        if png:
+            last_png[0] = time.monotonic()
         barrier(dist_info)
 
     return save_fn
@@ -119,9 +179,11 @@ def _saver(
 
 def train_diffusion(
     config: RunConfig,
-    data: TrainingData | str | Path,
+    data: DataSource,
     out_dir: str | Path,
     *,
+    val: DataSource | None = None,
+    time_budget_s: float | None = None,
     steps: int | None = None,
     batch_size: int | None = None,
     learning_rate: float | None = None,
@@ -136,8 +198,10 @@ def train_diffusion(
 
     Args:
         config: run configuration (its ``diffusion`` and ``detector`` sections are used).
-        data: training showers (a file path or :class:`TrainingData`).
+        data: training showers (a file path, several paths or :class:`TrainingData`).
         out_dir: run folder.
+        val: validation showers for the validation loss in ``metrics.csv`` (optional).
+        time_budget_s: stop cleanly, after a checkpoint, before this much time has passed.
         steps: total optimiser steps (overrides ``config.diffusion.steps``).
         batch_size: showers per step over all ranks (overrides the config).
         learning_rate: Adam learning rate (overrides the config, also on resume).
@@ -160,20 +224,21 @@ def train_diffusion(
     data = _load_data(data)
 
     torch.manual_seed(seed)
-    denoiser = build_denoiser(cfg, "edm").to(dev)
+    denoiser = build_denoiser(cfg, "edm", config.detector.n_layers).to(dev)
     ema_inner = copy.deepcopy(denoiser.inner).requires_grad_(False)
     optimiser = torch.optim.Adam(denoiser.parameters(), lr=cfg.learning_rate)
     gen = torch.Generator().manual_seed(seed + RANK_SEED_STRIDE * dist_info.rank)
-    loss_log: list[float] = []
+    log = RunLog([], [])
     start = 0
     if ckpt_path is not None:
         ck = _resume(ckpt_path, "edm", denoiser.inner, ema_inner, optimiser, cfg.learning_rate, gen, dist_info, dev)
-        normaliser, start, loss_log = ck["normaliser"], ck["step"], list(ck["loss_log"])
+        normaliser, start, log = ck["normaliser"], ck["step"], RunLog.from_checkpoint(ck)
     else:
         normaliser = data.fit_normaliser(
             n_layers=config.detector.n_layers,
             subcell_pitch_mm=config.detector.subcell_pitch_mm if cfg.xy_jitter else 0.0,
             sigma_data=cfg.sigma_data,
+            per_layer=cfg.per_layer,
         )
     if dist_info.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -184,8 +249,9 @@ def train_diffusion(
     local_batch = cfg.batch_size // dist_info.world
 
     def step_fn(step: int) -> tuple[Tensor, int]:
+        set_lr(optimiser, scheduled_lr(step, cfg))
         idx = shard[torch.randint(len(shard), (local_batch,), generator=gen)]
-        batch = data.batch(idx, normaliser, rotate=cfg.rotate, jitter=True, groups=cfg.noise_groups, generator=gen)
+        batch = _make_batch(data, idx, normaliser, cfg, gen)
         sigma = sample_log_normal_sigma(batch.cond.n_showers, p_mean=cfg.p_mean, p_std=cfg.p_std, generator=gen)
         noise = torch.randn(batch.x.shape, generator=gen)
         batch = batch.to(dev)
@@ -196,17 +262,21 @@ def train_diffusion(
         ema_update(ema_inner, denoiser.inner, ema_warmup_decay(step, power=cfg.ema_power, max_decay=cfg.ema_max))
         return loss.detach(), batch.x.shape[0]
 
-    save_fn = _saver(out_dir, "edm", config, normaliser, ema_inner, denoiser.inner, optimiser, gen, loss_log, dist_info)
+    save_fn = _saver(out_dir, "edm", config, normaliser, ema_inner, denoiser.inner, optimiser, gen, log, dist_info)
+    val_fn = _validation(val, normaliser, cfg, EDMDenoiser(ema_inner, cfg.sigma_data), dev) if dist_info.rank == 0 else None
     run = run_steps(step_fn=step_fn, save_fn=save_fn, start=start, steps=cfg.steps, checkpoint_every=cfg.checkpoint_every,
-               loss_log=loss_log, dist_info=dist_info, progress=progress, desc="train-diffusion")
-    return make_result(out_dir, cfg.steps, run, loss_log)
+                    log=log, dist_info=dist_info, progress=progress, desc="train-diffusion", val_fn=val_fn,
+                    lr_fn=lambda: optimiser.param_groups[0]["lr"], time_budget_s=time_budget_s)
+    return make_result(out_dir, start, run, log)
 
 
 def distill(
     teacher: str | Path,
-    data: TrainingData | str | Path,
+    data: DataSource,
     out_dir: str | Path,
     *,
+    val: DataSource | None = None,
+    time_budget_s: float | None = None,
     config: RunConfig | None = None,
     steps: int | None = None,
     batch_size: int | None = None,
@@ -226,7 +296,8 @@ def distill(
         out_dir: run folder of the consistency model.
         config: overrides the ``distillation`` section of the teacher's config; the network and
             preprocessing always come from the teacher.
-        steps, batch_size, learning_rate, device, seed, resume, bf16, compile, progress: as in :func:`train_diffusion`.
+        val, time_budget_s, steps, batch_size, learning_rate, device, seed, resume, bf16, compile,
+        progress: as in :func:`train_diffusion`.
 
     Returns:
         :class:`TrainResult`.
@@ -246,21 +317,22 @@ def distill(
     normaliser = tk["normaliser"]
     data = _load_data(data)
 
-    teacher_model = build_denoiser(cfg, "edm").to(dev)
+    n_layers = run_config.detector.n_layers
+    teacher_model = build_denoiser(cfg, "edm", n_layers).to(dev)
     teacher_model.inner.load_state_dict(tk["state_dict"])
     teacher_model.eval().requires_grad_(False)
     torch.manual_seed(seed)
-    student = build_denoiser(cfg, "cm").to(dev)
+    student = build_denoiser(cfg, "cm", n_layers).to(dev)
     if dcfg.init_from_teacher:
         student.inner.load_state_dict(tk["state_dict"])
     target = copy.deepcopy(student).requires_grad_(False)
     optimiser = torch.optim.Adam(student.parameters(), lr=dcfg.learning_rate)
     gen = torch.Generator().manual_seed(seed + RANK_SEED_STRIDE * dist_info.rank)
-    loss_log: list[float] = []
+    log = RunLog([], [])
     start = 0
     if ckpt_path is not None:
         ck = _resume(ckpt_path, "cm", student.inner, target.inner, optimiser, dcfg.learning_rate, gen, dist_info, dev)
-        start, loss_log = ck["step"], list(ck["loss_log"])
+        start, log = ck["step"], RunLog.from_checkpoint(ck)
     if dist_info.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(out_dir, run_config)
@@ -271,8 +343,9 @@ def distill(
     local_batch = dcfg.batch_size // dist_info.world
 
     def step_fn(step: int) -> tuple[Tensor, int]:
+        set_lr(optimiser, scheduled_lr(step, dcfg))
         idx = shard[torch.randint(len(shard), (local_batch,), generator=gen)]
-        batch = data.batch(idx, normaliser, rotate=cfg.rotate, jitter=True, groups=cfg.noise_groups, generator=gen)
+        batch = _make_batch(data, idx, normaliser, cfg, gen)
         level = torch.randint(dcfg.num_steps - 1, (batch.cond.n_showers,), generator=gen)
         noise = torch.randn(batch.x.shape, generator=gen)
         batch = batch.to(dev)
@@ -285,7 +358,9 @@ def distill(
         ema_update(target, student, dcfg.target_ema)
         return loss.detach(), batch.x.shape[0]
 
-    save_fn = _saver(out_dir, "cm", run_config, normaliser, target.inner, student.inner, optimiser, gen, loss_log, dist_info)
+    save_fn = _saver(out_dir, "cm", run_config, normaliser, target.inner, student.inner, optimiser, gen, log, dist_info)
+    val_fn = _validation(val, normaliser, cfg, target, dev) if dist_info.rank == 0 else None
     run = run_steps(step_fn=step_fn, save_fn=save_fn, start=start, steps=dcfg.steps, checkpoint_every=dcfg.checkpoint_every,
-               loss_log=loss_log, dist_info=dist_info, progress=progress, desc="distill")
-    return make_result(out_dir, dcfg.steps, run, loss_log)
+                    log=log, dist_info=dist_info, progress=progress, desc="distill", val_fn=val_fn,
+                    lr_fn=lambda: optimiser.param_groups[0]["lr"], time_budget_s=time_budget_s)
+    return make_result(out_dir, start, run, log)

@@ -5,7 +5,8 @@ The order of the steps follows CaloClouds II (arXiv:2309.05704, Sec. 3), without
 1. the Shower Flow draws N, E_vis, n_l, E_l and the CoG for each incident energy;
 2. the N calibration maps N to the number of points to generate (n_l follow, exactly);
 3. the PointWise Net draws the points: consistency model (1 step, or several), or EDM + Heun;
-4. layers are assigned by depth rank, layer energies rescaled to E_l, each shower rotated by a
+4. layers are assigned by depth rank (a per-layer PointWise Net draws each layer's points given
+   n_l and E_l, so its layers are exact), layer energies rescaled to E_l, each shower rotated by a
    random angle about the beam axis (or, ``cog="flow"``, its CoG shifted to the flow's);
 5. optionally the showers are projected onto a geometry, with a cell threshold.
 
@@ -115,12 +116,22 @@ class ShowerGenerator:
             per_layer = stats.points_per_layer
         else:
             per_layer = largest_remainder(stats.points_per_layer.double(), n_points)
-        raw, offsets = self.point_model.sample(
-            n_points, energy, sampler=self.sampler, steps=self.steps, generator=generator
-        )
+        if self.point_model.per_layer:
+            # the network draws each layer's points given the flow's n_l and E_l: depth is exact
+            raw, offsets = self.point_model.sample_layers(
+                per_layer, stats.energy_per_layer_mev, energy, sampler=self.sampler, steps=self.steps,
+                generator=generator, condition_points_per_layer=stats.points_per_layer,
+            )
+        else:
+            raw, offsets = self.point_model.sample(
+                n_points, energy, sampler=self.sampler, steps=self.steps, generator=generator
+            )
         self._sync()
         t2 = time.perf_counter()
-        layer = assign_layers_by_depth(raw[:, 2], offsets, per_layer)
+        if self.point_model.per_layer:
+            layer = raw[:, 2].long()
+        else:
+            layer = assign_layers_by_depth(raw[:, 2], offsets, per_layer)
         e = rescale_layer_energies(raw[:, 3], layer, offsets, stats.energy_per_layer_mev)
         if self.cog == "rotate":
             x, y = rotate_about_axis(raw[:, 0], raw[:, 1], offsets, generator=generator)

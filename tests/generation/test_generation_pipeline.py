@@ -13,7 +13,7 @@ import torch
 from caloclouds.cli import main
 from caloclouds.config import FlowConfig, RunConfig
 from caloclouds.errors import CaloCloudsError, InputFileError
-from caloclouds.generation.bundle import load_bundle, write_bundle_manifest
+from caloclouds.generation.bundle import load_bundle
 from caloclouds.generation.generator import ShowerGenerator
 from caloclouds.io import ShowerFile, read_showers, write_showers
 
@@ -21,11 +21,8 @@ N_LAYERS = 30
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle) -> Path:  # noqa: ANN001
     """A bundle folder with a tiny flow, teacher and CM, each trained for a few steps on 60 real showers."""
-    from caloclouds.diffusion.training import distill, train_diffusion
-    from flows.training import train_shower_flow
-
     src = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "g4_photons_train.h5"
     if not src.is_file():
         pytest.skip(f"{src} not available")
@@ -42,21 +39,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                       batch_size=4, checkpoint_every=1000),
         distillation=dataclasses.replace(base.distillation, batch_size=4, checkpoint_every=1000, num_steps=8),
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train_shower_flow(config, data=data, out=root / "flow", progress=False)
-        train_diffusion(config, data, root / "teacher", steps=20, progress=False)
-        distill(root / "teacher", data, root / "cm", steps=10, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    bundle = root / "model"
-    bundle.mkdir()
-    shutil.copy(root / "flow" / "best.pt", bundle / "flow.pt")
-    shutil.copy(root / "teacher" / "model.pt", bundle / "teacher.pt")
-    shutil.copy(root / "cm" / "model.pt", bundle / "cm.pt")
-    write_bundle_manifest(bundle, config)
-    return bundle
+    return make_tiny_bundle(root, config, data, flow_data=data, teacher_steps=20)
 
 
 @pytest.mark.parametrize("sampler,steps", [("cm", None), ("cm", 2), ("edm", 3)])
