@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from caloclouds.errors import InputFileError
-from caloclouds.io import ShowerFile
+from caloclouds.io.checks import check_input_file
+from caloclouds.io.formats import iter_training_showers
 from caloclouds.io.atomic import atomic_path
 from caloclouds.showers import Showers
 
@@ -161,8 +162,7 @@ def file_features(
         The :class:`ShowerFeatures` of the whole file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "file not found")
+    check_input_file(path, "shower file")
     cache = None
     if cache_dir is not None:
         cache = Path(cache_dir) / f"features-{path.stem}-{_cache_key(path, n_layers, condition_names)}.npz"
@@ -172,13 +172,9 @@ def file_features(
     from tqdm import tqdm
 
     parts = []
-    with ShowerFile(path) as f:
-        n_chunks = -(-len(f) // chunk_showers)
-        for chunk in tqdm(f.iter_chunks(chunk_showers), total=n_chunks, desc=f"features {path.name}",
-                          unit="chunk", disable=not progress, leave=False):
-            parts.append(compute_features(chunk, n_layers=n_layers, condition_names=condition_names, source=str(path)))
-    if not parts:
-        raise InputFileError(path, "the file holds no showers")
+    chunks = iter_training_showers(path, chunk_showers=chunk_showers)  # our HDF5 or ROOT; clear errors otherwise
+    for chunk in tqdm(chunks, desc=f"features {path.name}", unit="chunk", disable=not progress, leave=False):
+        parts.append(compute_features(chunk, n_layers=n_layers, condition_names=condition_names, source=str(path)))
     features = ShowerFeatures.concatenate(parts)
     if cache is not None:
         with atomic_path(cache) as tmp:

@@ -74,14 +74,11 @@ class TrainingData:
 
     @classmethod
     def from_file(cls, path: str | Path, *, limit: int | None = None) -> TrainingData:
-        """Read the first ``limit`` showers (all by default) of a shower HDF5 file."""
-        from caloclouds.io import ShowerFile
+        """Read the first ``limit`` showers (all by default) of a shower file (our HDF5 or ROOT schema)."""
+        from caloclouds.io.formats import iter_training_showers
+        from caloclouds.showers import Showers
 
-        with ShowerFile(path) as f:
-            n = len(f) if limit is None else min(limit, len(f))
-            if n == 0:
-                raise InputFileError(path, "holds no showers")
-            showers = f.read(0, n)
+        showers = Showers.concatenate(list(iter_training_showers(path, limit=limit)))
         return cls(showers.points, showers.offsets, showers.incident_energy_gev)
 
     @classmethod

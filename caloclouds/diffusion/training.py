@@ -304,7 +304,6 @@ def distill(
     """
     out_dir = Path(out_dir)
     dist_info, dev = setup_distributed(device)
-    ckpt_path = prepare_out_dir(out_dir, resume)
     tk = load_checkpoint(teacher, map_location=dev)
     if tk["kind"] != "edm":
         raise CaloCloudsError(f"{tk['path']}: the teacher must be an EDM checkpoint, got kind {tk['kind']!r}")
@@ -314,6 +313,7 @@ def distill(
     run_config = dataclasses.replace(run_config, distillation=dcfg)
     cfg = run_config.diffusion
     check_steps(dcfg.steps, dcfg.batch_size, dist_info.world)
+    ckpt_path = prepare_out_dir(out_dir, resume)  # after the settings are known to be valid
     normaliser = tk["normaliser"]
     data = _load_data(data)
 

@@ -24,7 +24,7 @@ from caloclouds.errors import CaloCloudsError, InputFileError
 from caloclouds.io.checks import check_input_file
 from caloclouds.showers import Showers
 
-__all__ = ["FORMATS", "FormatName", "detect_format", "iter_any", "iter_with_cells", "read_any", "count_showers", "convert_file"]
+__all__ = ["FORMATS", "FormatName", "detect_format", "iter_any", "iter_training_showers", "iter_with_cells", "read_any", "count_showers", "convert_file"]
 
 FormatName = Literal["hdf5", "root", "caloclouds", "steps", "edm4hep", "cells"]
 FORMATS: dict[str, str] = {
@@ -293,3 +293,36 @@ def convert_file(
             if progress is not None:
                 progress(len(chunk))
     return n_showers, n_points
+
+
+TRAINING_FORMATS = ("hdf5", "root")  # the package's own shower schemas: exact points and incident energies
+
+
+def iter_training_showers(
+    path: str | Path, *, limit: int | None = None, chunk_showers: int = _DEFAULT_CHUNK_SHOWERS
+) -> Iterator[Showers]:
+    """The first ``limit`` showers (all by default) of a training file, our HDF5 or ROOT schema, in chunks.
+
+    Raises:
+        InputFileError: a missing or unreadable file, one of another format (named, with the
+            ``caloclouds convert`` command that makes it usable), or a file without showers.
+    """
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt not in TRAINING_FORMATS:
+        raise InputFileError(path, f"is a {FORMATS[fmt]} file; training reads our HDF5 or ROOT shower files: "
+                                   f"run `caloclouds convert {path} -o showers.h5` first")
+    left = limit
+    seen = 0
+    if limit is not None:
+        chunk_showers = max(min(chunk_showers, limit), 1)
+    for chunk in iter_any(path, format=fmt, chunk_showers=chunk_showers):
+        if left is not None:
+            chunk = chunk[: max(left - seen, 0)]
+        seen += len(chunk)
+        if len(chunk):
+            yield chunk
+        if left is not None and seen >= left:
+            break
+    if seen == 0:
+        raise InputFileError(path, "holds no showers")

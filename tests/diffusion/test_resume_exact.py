@@ -137,8 +137,9 @@ def test_time_budget_stops_after_a_checkpoint_and_resumes_exactly(tmp_path, toy_
 def test_resume_without_a_checkpoint_is_an_error(tmp_path, toy_file, tiny_config, capsys) -> None:  # noqa: ANN001
     with pytest.raises(CaloCloudsError, match="no checkpoint to resume"):
         train_diffusion(tiny_config, toy_file, tmp_path / "typo", steps=1, resume=True, progress=False)
+    train_diffusion(tiny_config, toy_file, tmp_path / "teacher", steps=1, progress=False)
     with pytest.raises(CaloCloudsError, match="no checkpoint to resume"):
-        distill(tmp_path, toy_file, tmp_path / "cm", steps=1, resume=True, progress=False)
+        distill(tmp_path / "teacher", toy_file, tmp_path / "cm", steps=1, resume=True, progress=False)
     assert main(_cli(tiny_config, toy_file, tmp_path / "t", "--steps", "1", "--time-budget", "soon")) == 2
     assert "cannot read the duration 'soon'" in capsys.readouterr().err
 

@@ -165,7 +165,22 @@ def make_files(folder: Path) -> dict[str, Path]:
     manifest = manifest.replace('"flow.pt"', f'"../{default_bundle_path().name}/flow.pt"', 1)
     (bundle / "bundle.json").write_text(manifest)
     files["escaping_bundle"] = bundle
+    # tiny training settings (two steps of a few-hundred-parameter flow and per-layer network) and a teacher
+    files["tiny.yaml"] = folder / "tiny.yaml"
+    files["tiny.yaml"].write_text(TINY_TRAINING_YAML)
+    files["teacher"] = folder / "teacher"
+    assert main(["train-diffusion", "--config", str(files["tiny.yaml"]), "--data", str(files["good.h5"]),
+                 "--out", str(files["teacher"]), "--no-progress", "--threads", "1"]) == 0
     return files
+
+
+TINY_TRAINING_YAML = """\
+flow: {n_blocks: 1, couplings_per_block: 1, coupling_hidden: [8], spline_hidden: [8], spline_bins: 4,
+       batch_size: 8, eval_every: 2, steps: 2, calibration_samples: 1}
+diffusion: {hidden: [8, 8], fourier_features: 8, time_features: 8, batch_size: 4, steps: 2,
+            checkpoint_every: 1, per_layer: true, points_per_shower: 16, val_showers: 4}
+distillation: {batch_size: 4, steps: 2, checkpoint_every: 1, num_steps: 4}
+"""
 
 
 # -- checks of correct behaviour ------------------------------------------------------------------
@@ -230,6 +245,7 @@ def cases(files: dict[str, Path], out: Path) -> list[Case]:
             result[-1].must_say = "not a readable HDF5 file"
         if name == "missing_dataset.h5":
             result[-1].must_say = "missing dataset"
+    result += _training_cases(f, out)
     good, cells = f["good.h5"], f["cells.h5"]
     gen = ["generate", "--energies", "50", "-n", "2"]
     result += [
@@ -320,6 +336,45 @@ def cases(files: dict[str, Path], out: Path) -> list[Case]:
         Case("calibrate --max-showers 200", ["calibrate", "--model", "default", "--reference", good, "--max-showers", "200"],
              "error", "--max-showers"),
         Case("calibrate --reference with 12 showers", ["calibrate", "--model", "default", "--reference", good], "error", "good.h5"),
+    ]
+    return result
+
+
+def _training_cases(f: dict[str, str], out: Path) -> list[Case]:
+    """The training verbs: every bad input file, bad settings, and training from ROOT."""
+    tiny = ["--config", f["tiny.yaml"], "--no-progress", "--threads", "1"]
+    verbs = {
+        "train-flow": lambda data, run: ["train-flow", *tiny, "--data", data, "--out", run],
+        "train-diffusion": lambda data, run: ["train-diffusion", *tiny, "--data", data, "--out", run],
+        "distill": lambda data, run: ["distill", "--teacher", f["teacher"], *tiny, "--data", data, "--out", run],
+    }
+    result = []
+    for verb, argv in verbs.items():
+        for name, text in BAD_INPUTS.items():
+            if name in ("good.root",):
+                continue
+            result.append(Case(f"{verb} --data {name}", argv(f[name], str(out / f"run-{verb}")), "error",
+                               Path(f[name]).name, must_say=text))
+        result.append(Case(f"{verb} --data good.root", argv(f["good.root"], str(out / f"ok-{verb}")), "ok"))
+        run = str(out / f"bad-{verb}")
+        result += [
+            Case(f"{verb} --steps 0", [*argv(f["good.h5"], run), "--steps", "0"], "error", "steps"),
+            Case(f"{verb} --time-budget soon", [*argv(f["good.h5"], run), "--time-budget", "soon"], "error", "soon"),
+            Case(f"{verb} --resume without a run", [*argv(f["good.h5"], str(out / "no-run")), "--resume"], "error",
+                 "no-run"),
+        ]
+        if verb != "train-flow":
+            result += [Case(f"{verb} --lr {lr}", [*argv(f["good.h5"], run), "--lr", lr], "error", "learning_rate")
+                       for lr in ("-1", "0", "nan")]
+            result.append(Case(f"{verb} --batch-size 0", [*argv(f["good.h5"], run), "--batch-size", "0"], "error",
+                               "batch_size"))
+    result += [
+        Case("distill --teacher missing", ["distill", "--teacher", f["missing"], *tiny, "--data", f["good.h5"],
+                                           "--out", str(out / "d")], "error", "does_not_exist"),
+        Case("distill --teacher a shower file", ["distill", "--teacher", f["good.h5"], *tiny, "--data", f["good.h5"],
+                                                 "--out", str(out / "d")], "error", "good.h5"),
+        Case("train-diffusion --config missing", ["train-diffusion", "--config", f["missing"], "--data", f["good.h5"],
+                                                  "--out", str(out / "d")], "error", "does_not_exist"),
     ]
     return result
 
