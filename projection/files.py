@@ -17,7 +17,6 @@ import numpy as np
 from caloclouds.config import EvaluationConfig
 from caloclouds.errors import CaloCloudsError
 from caloclouds.io.atomic import check_output_path
-from projection.cellfile import CellWriter
 from projection.geometry import Geometry
 from projection.project import project, project_torch
 
@@ -151,13 +150,9 @@ def project_file(
     if input_format is None:
         detect_format(in_path)  # a bad input fails before the output is opened
     summary = ProjectionSummary()
-    if out_path.suffix == ".root":
-        from caloclouds.io.root import RootWriter
+    from caloclouds.io.writers import open_writer
 
-        writer: Any = RootWriter(out_path, attrs=attrs)
-    else:
-        writer = CellWriter(out_path, attrs=attrs)
-    with writer:
+    with open_writer(out_path, format="root" if out_path.suffix == ".root" else "cells", attrs=attrs) as writer:
         for showers in iter_any(in_path, format=input_format, chunk_showers=chunk_showers):
             if device == "numpy":
                 cells = project(showers, geometry, **options)
@@ -167,10 +162,7 @@ def project_file(
                 cells = project_torch(
                     torch.from_numpy(showers.points).to(device), torch.from_numpy(showers.offsets).to(device), geometry, **options
                 ).numpy()
-            if out_path.suffix == ".root":
-                writer.write(showers, cells=cells)
-            else:
-                writer.write(cells, showers.incident_energy_gev)
+            writer.write(showers, cells=cells)
             summary.showers += len(showers)
             summary.points += len(showers.points)
             summary.hits += len(cells.e_mev)

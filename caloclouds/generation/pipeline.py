@@ -25,15 +25,11 @@ def cell_threshold_mev(config: RunConfig) -> float:
 
 
 def open_shower_writer(path: Path, *, attrs: dict[str, Any]) -> Any:
-    """A chunk writer with ``write(showers, cells=None)``, chosen by the file suffix (HDF5 keeps
-    the cells in its ``cells`` group, ROOT in the ``cells_*`` branches)."""
-    if path.suffix == ".root":
-        from caloclouds.io.root import RootWriter
+    """The writer of ``path`` (:func:`caloclouds.io.writers.open_writer`): HDF5 keeps the cells in
+    its ``cells`` group, ROOT in the ``cells_*`` branches."""
+    from caloclouds.io.writers import open_writer
 
-        return RootWriter(path, attrs=attrs)
-    from caloclouds.io.hdf5 import ShowerWriter
-
-    return ShowerWriter(path, attrs=attrs)
+    return open_writer(path, attrs=attrs)
 
 
 def check_generated(showers: Any, *, n_layers: int) -> None:

@@ -7,6 +7,8 @@
 * ``root``: ROOT output (and read-back) via uproot.
 * ``formats``: format detection, ``read_any``/``iter_any`` for every format, ``convert_file``.
 * ``summary``: one-pass statistics of a file (``caloclouds info``).
+* ``writers``: ``open_writer(path)``, the one writer protocol (``write(showers, cells=None)``) for
+  HDF5, ROOT, cells and CaloChallenge files.
 
 Modules that need uproot or awkward import them inside their functions.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from caloclouds.io.formats import FORMATS, detect_format, iter_any, read_any
 from caloclouds.io.hdf5 import ShowerFile, ShowerWriter, read_showers, write_showers
+from caloclouds.io.writers import open_writer
 
 __all__ = [
     "FORMATS",
@@ -22,6 +25,7 @@ __all__ = [
     "ShowerWriter",
     "detect_format",
     "iter_any",
+    "open_writer",
     "read_any",
     "read_showers",
     "write_showers",

@@ -7,6 +7,10 @@ e_mev``, per shower ``lost_mev, below_threshold_mev`` (and ``incident_energy_gev
 :func:`iter_cells_as_showers` reads a cells file as showers whose points are the hit cells (cell
 centre, detector layer, cell energy), so ``info``, ``convert`` and ``evaluate`` accept it; the
 per-shower ``lost_mev`` and ``below_threshold_mev`` become conditions.
+
+:class:`CellWriter` writes a cells file through the writer protocol of :mod:`caloclouds.io.writers`:
+``write(showers, cells)`` keeps each shower's incident energy and its cell hits (the points
+themselves are not stored: write a ``.h5`` shower file with cells to keep both).
 """
 
 from __future__ import annotations
@@ -18,16 +22,77 @@ from typing import Any
 
 import numpy as np
 
-from caloclouds.errors import InputFileError
+from caloclouds.errors import CaloCloudsError, InputFileError
+from caloclouds.io.atomic import check_output_path, temp_path_for
 from caloclouds.io.checks import check_input_file, check_numeric, check_stored
-from caloclouds.io.metadata import decode_attrs
+from caloclouds.io.hdf5 import BufferedDatasets, BufferedH5Writer, add_cell_hits, create_cell_datasets
+from caloclouds.io.metadata import SCHEMA_VERSION, decode_attrs, typed_metadata
 from caloclouds.showers import Showers
 
-__all__ = ["CellsReader", "count_cells", "iter_cells_as_showers", "HIT_FIELDS", "SHOWER_FIELDS"]
+__all__ = ["CellsReader", "CellWriter", "count_cells", "iter_cells_as_showers", "CELLS_FORMAT", "HIT_FIELDS", "SHOWER_FIELDS"]
+
+CELLS_FORMAT = "caloclouds-cells"
 
 HIT_FIELDS = ("cell_id", "layer", "x_mm", "y_mm", "z_mm", "e_mev")
 SHOWER_FIELDS = ("lost_mev", "below_threshold_mev")
 _MAX_LAYERS = 1000  # detector layers of a cells file are checked to lie in [0, this)
+_FLUSH_HITS = 262144  # the cells writer appends its buffers after this many hits
+
+
+class CellWriter(BufferedH5Writer):
+    """Append cell hits chunk by chunk to a temporary HDF5 cells file, renamed to ``path`` on close.
+
+    Layout: :mod:`projection.cellfile` (``format = "caloclouds-cells"``, ``schema_version``,
+    typed ``attrs``). Chunks are buffered, so the cost of a write does not grow with the calls.
+
+    Args:
+        path: the output file.
+        attrs: metadata stored as typed file attributes.
+    """
+
+    def __init__(self, path: str | Path, *, attrs: dict[str, Any] | None = None) -> None:
+        import h5py
+
+        self.path = check_output_path(path)
+        meta = typed_metadata(attrs)
+        self._tmp = temp_path_for(self.path)
+        self._h5 = h5py.File(self._tmp, "w")
+        try:
+            self._h5.attrs["format"] = CELLS_FORMAT
+            self._h5.attrs["schema_version"] = SCHEMA_VERSION
+            for key, value in meta.items():
+                self._h5.attrs[key] = value
+            self._data = BufferedDatasets(self._h5)
+            create_cell_datasets(self._data)
+            self._data.create("incident_energy_gev", (), np.float32, (65536,), compression="gzip")
+        except BaseException:
+            self.abort()
+            raise
+        self._hits = 0
+        self._pending = 0
+        self.n_showers = 0
+
+    def write(self, showers: Showers, cells: Any | None = None) -> None:
+        """Append the cell hits ``cells`` (CellHits-like) of ``showers`` and their incident energies.
+
+        Raises:
+            CaloCloudsError: ``cells`` is None (a cells file has nothing else to store); names the file.
+            ValueError: ``cells`` and ``showers`` hold different numbers of showers.
+        """
+        if cells is None:
+            raise CaloCloudsError(f"{self.path}: a cells file stores cell hits; write(showers, cells) needs the "
+                                  "cells of every chunk (write points to a shower .h5 or .root file)")
+        n = add_cell_hits(self._data, cells, n_showers=len(showers), hits_before=self._hits)
+        self._data.add("incident_energy_gev", np.asarray(showers.incident_energy_gev, np.float32))
+        self._hits += n
+        self.n_showers += len(showers)
+        self._pending += max(n, 1)
+        if self._pending >= _FLUSH_HITS:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._data.flush()
+        self._pending = 0
 
 
 class CellsReader:
@@ -38,14 +103,14 @@ class CellsReader:
 
         self.path = check_input_file(path, "cells file")
         try:
-            self._file = h5py.File(self.path, "r")
+            self._h5 = h5py.File(self.path, "r")
         except OSError as exc:
             raise InputFileError(self.path, f"not a readable HDF5 file (truncated or another format?): {exc}") from None
         try:
-            self._group = self._file[group]
+            self._group = self._h5[group]
             self._check()
         except Exception:
-            self._file.close()
+            self._h5.close()
             raise
 
     def _check(self) -> None:
@@ -64,7 +129,7 @@ class CellsReader:
         ends = g["offsets"][[0, self._n]] if self._n else g["offsets"][:1]
         if ends[0] != 0 or ends[-1] != n_hits:
             raise InputFileError(path, f"offsets run from {ends[0]} to {ends[-1]}, expected 0 to {n_hits}", where="offsets")
-        self.attrs = decode_attrs(self._file.attrs)
+        self.attrs = decode_attrs(self._h5.attrs)
 
     def __len__(self) -> int:
         return self._n
@@ -76,7 +141,7 @@ class CellsReader:
         self.close()
 
     def close(self) -> None:
-        self._file.close()
+        self._h5.close()
 
     def read(self, start: int, stop: int) -> Any:
         """Cell hits of showers ``start:stop``: a CellHits-like namespace with offsets from 0."""

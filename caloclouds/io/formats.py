@@ -21,6 +21,7 @@ from typing import Literal
 
 from caloclouds.config import DetectorConfig
 from caloclouds.errors import CaloCloudsError, InputFileError
+from caloclouds.io.cells import CELLS_FORMAT
 from caloclouds.io.checks import check_input_file
 from caloclouds.showers import Showers
 
@@ -39,7 +40,6 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ROOT_MAGIC = b"root"
 _DEFAULT_CHUNK_SHOWERS = 10000
 _OUTPUT_SUFFIXES = {".h5": "hdf5", ".hdf5": "hdf5", ".root": "root"}
-CELLS_FORMAT = "caloclouds-cells"
 _STEPS_CHUNK_SHOWERS = 100  # Raw-step files hold ~10^4 steps per shower: read fewer showers at once.
 
 
@@ -268,8 +268,7 @@ def convert_file(
     Returns:
         ``(n_showers, n_points)`` written.
     """
-    from caloclouds.io.hdf5 import ShowerWriter
-    from caloclouds.io.root import RootWriter
+    from caloclouds.io.writers import open_writer
 
     input_path, output_path = Path(input_path), Path(output_path)
     suffix = output_path.suffix.lower()
@@ -283,9 +282,8 @@ def convert_file(
     else:
         pairs = ((chunk, None) for chunk in iter_any(input_path, format=fmt, detector=detector, box_mm=box_mm, collections=collections))
     attrs = {"source": str(input_path), "source_format": fmt, "n_layers": detector.n_layers if detector else None}
-    writer_cls = RootWriter if _OUTPUT_SUFFIXES[suffix] == "root" else ShowerWriter
     n_showers = n_points = 0
-    with writer_cls(output_path, attrs=attrs) as writer:
+    with open_writer(output_path, format=_OUTPUT_SUFFIXES[suffix], attrs=attrs) as writer:
         for chunk, cells in pairs:
             writer.write(chunk, cells=cells)
             n_showers += len(chunk)

@@ -298,7 +298,60 @@ class BufferedDatasets:
             parts.clear()
 
 
-class ShowerWriter(AtomicWriter):
+def create_cell_datasets(data: BufferedDatasets) -> None:
+    """The resizable datasets of the cells layout (hit fields, per-shower fields, offsets from 0)."""
+    for name, dtype in {**CELL_HIT_FIELDS, **CELL_SHOWER_FIELDS}.items():
+        data.create(name, (), dtype, (65536,), compression="gzip")
+    data.create("offsets", (), np.int64, (65536,))
+    data.add("offsets", np.zeros(1, np.int64))
+
+
+def add_cell_hits(data: BufferedDatasets, cells: Any, *, n_showers: int, hits_before: int) -> int:
+    """Buffer one chunk of cell hits (CellHits-like, numpy or torch) after ``hits_before`` stored
+    hits; returns the number of hits added.
+
+    Raises:
+        ValueError: ``cells`` does not hold ``n_showers`` showers.
+    """
+    cells = cells.numpy() if hasattr(cells, "numpy") else cells
+    offsets = np.asarray(cells.offsets, np.int64)
+    if len(offsets) != n_showers + 1:
+        raise ValueError(f"cells has {len(offsets) - 1} showers but showers has {n_showers}")
+    hits = slice(int(offsets[0]), int(offsets[-1]))
+    for name, dtype in CELL_HIT_FIELDS.items():
+        data.add(name, np.asarray(getattr(cells, name), dtype)[hits])
+    for name, dtype in CELL_SHOWER_FIELDS.items():
+        data.add(name, np.asarray(getattr(cells, name), dtype))
+    data.add("offsets", offsets[1:] - offsets[0] + hits_before)
+    return int(offsets[-1] - offsets[0])
+
+
+class BufferedH5Writer(AtomicWriter):
+    """An HDF5 writer into the temporary file ``self._tmp`` (open as ``self._h5``) that buffers
+    chunks; a subclass implements ``_flush()``, which appends the buffers."""
+
+    path: Path
+    _tmp: Path
+    _h5: Any
+
+    def _flush(self) -> None:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the file and move it to its final name."""
+        if self._h5.id.valid:
+            self._flush()
+            self._h5.close()
+            self._tmp.replace(self.path)
+
+    def abort(self) -> None:
+        """Drop the temporary file; the final name is left untouched."""
+        if self._h5.id.valid:
+            self._h5.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class ShowerWriter(BufferedH5Writer):
     """Append showers (and optionally their cell hits) chunk by chunk to a new HDF5 file.
 
     Chunks are buffered and written in blocks of about 2^18 points, so the cost per call does not
@@ -359,10 +412,7 @@ class ShowerWriter(AtomicWriter):
             group = self._h5.create_group("cells")
             group.attrs["format"] = "caloclouds-cells"
             self._cells = BufferedDatasets(group)
-            for name, dtype in {**CELL_HIT_FIELDS, **CELL_SHOWER_FIELDS}.items():
-                self._cells.create(name, (), dtype, (65536,), compression="gzip")
-            self._cells.create("offsets", (), np.int64, (65536,))
-            self._cells.add("offsets", np.zeros(1, np.int64))
+            create_cell_datasets(self._cells)
 
     def write(self, showers: Showers, cells: Any | None = None) -> None:
         """Append a chunk of showers; ``cells`` (CellHits-like) must be given for every chunk or none."""
@@ -387,18 +437,8 @@ class ShowerWriter(AtomicWriter):
             self._flush()
 
     def _add_cells(self, showers: Showers, cells: Any) -> None:
-        cells = cells.numpy() if hasattr(cells, "numpy") else cells
-        offsets = np.asarray(cells.offsets, np.int64)
-        if len(offsets) != len(showers) + 1:
-            raise ValueError(f"cells has {len(offsets) - 1} showers but showers has {len(showers)}")
         assert self._cells is not None
-        hits = slice(int(offsets[0]), int(offsets[-1]))
-        for name, dtype in CELL_HIT_FIELDS.items():
-            self._cells.add(name, np.asarray(getattr(cells, name), dtype)[hits])
-        for name, dtype in CELL_SHOWER_FIELDS.items():
-            self._cells.add(name, np.asarray(getattr(cells, name), dtype))
-        self._cells.add("offsets", offsets[1:] - offsets[0] + self.n_hits)
-        self.n_hits += int(offsets[-1] - offsets[0])
+        self.n_hits += add_cell_hits(self._cells, cells, n_showers=len(showers), hits_before=self.n_hits)
 
     def _flush(self) -> None:
         self._data.flush()
@@ -406,18 +446,6 @@ class ShowerWriter(AtomicWriter):
             self._cells.flush()
         self._buffered_points = self._buffered_showers = 0
 
-    def close(self) -> None:
-        """Finish the file and move it to its final name."""
-        if self._h5.id.valid:
-            self._flush()
-            self._h5.close()
-            self._tmp.replace(self.path)
-
-    def abort(self) -> None:
-        """Drop the temporary file; the final name is left untouched."""
-        if self._h5.id.valid:
-            self._h5.close()
-        self._tmp.unlink(missing_ok=True)
 
 
 def write_showers(path: str | Path, showers: Showers, *, attrs: dict[str, Any] | None = None) -> None:

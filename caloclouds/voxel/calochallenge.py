@@ -155,7 +155,16 @@ class CaloChallengeWriter(AtomicWriter):
         self._sh = self._file.create_dataset("showers", (0, v), maxshape=(None, v), dtype="f4", chunks=(min(_CHUNK_SHOWERS, 4096), v), **gz)
         self.n_showers = 0
 
-    def write(self, voxels: VoxelShowers) -> None:
+    def write(self, voxels: VoxelShowers, cells: Any | None = None) -> None:
+        """Append a chunk (the writer protocol of :mod:`caloclouds.io.writers`); cell hits are refused."""
+        if cells is not None:
+            from caloclouds.errors import CaloCloudsError
+
+            raise CaloCloudsError(f"{self.path}: a CaloChallenge file stores voxel energies only, not cell hits; "
+                                  "write the cells to a .h5 or .root shower file")
+        if not isinstance(voxels, VoxelShowers):
+            raise TypeError(f"{self.path}: a CaloChallenge file stores VoxelShowers, got {type(voxels).__name__} "
+                            "(voxelise point showers first: caloclouds voxelize)")
         if voxels.mesh.n_voxels != self.mesh.n_voxels:
             raise ValueError(f"chunk has {voxels.mesh.n_voxels} voxels per shower, the file has {self.mesh.n_voxels}")
         n0, n = self.n_showers, len(voxels)
