@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from projection.cells import CellHits
 from projection.errors import ProjectionError
-from projection.geometry import Geometry, load_geometry, save_geometry
+from projection.geometry import Geometry, save_geometry
 from projection.hexgrid import hex_lattice
 from projection.hgcal import load_hgcal
 from projection.ildreal import load_ild_real, square_cells
 from projection.placement import resolve_layer_map
 from projection.project import project, project_torch
-from projection.registry import GEOMETRY_NAMES, get_geometry
+from projection.registry import GEOMETRY_NAMES, get_geometry, load_geometry
 from projection.square import ild_grid, square_grid
 from projection.voronoi import voronoi_cells
 

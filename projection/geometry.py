@@ -12,7 +12,7 @@ A :class:`Geometry` is plain data:
 * ``kind`` and ``tables``: the description that the exact cell-assignment rule of that kind needs
   (pitches, origins, dense lookup tables), all as numpy arrays.
 
-Geometries are saved to and loaded from one ``.npz`` file (see :func:`save_geometry`), holding the
+Geometries are saved to and loaded from one ``.npz`` file (see :func:`save_geometry`; :func:`projection.registry.load_geometry` reads it), holding the
 arrays above under their names plus ``format_version``, ``name``, ``kind``, ``cell_shape``,
 ``default_layer_map`` and ``table/<key>`` for each kind-specific table.
 """
@@ -28,11 +28,11 @@ import numpy as np
 from caloclouds.errors import InputFileError
 from caloclouds.io.atomic import atomic_path
 
-__all__ = ["Geometry", "save_geometry", "load_geometry", "GEOMETRY_FORMAT_VERSION", "CELL_SHAPES"]
+__all__ = ["Geometry", "save_geometry", "read_npz", "GEOMETRY_FORMAT_VERSION", "CELL_SHAPES", "CELL_ARRAYS"]
 
 GEOMETRY_FORMAT_VERSION = 1
 CELL_SHAPES = ("square", "hex_flat", "hex_pointy", "point")
-_CELL_ARRAYS = ("cell_layer", "cell_x_mm", "cell_y_mm", "cell_size_mm")
+CELL_ARRAYS = ("cell_layer", "cell_x_mm", "cell_y_mm", "cell_size_mm")
 
 
 @dataclass(eq=False)
@@ -84,7 +84,7 @@ class Geometry:
     def check(self) -> str | None:
         """A description of the first structural problem, or None."""
         c = len(self.cell_layer)
-        for key in _CELL_ARRAYS[1:]:
+        for key in CELL_ARRAYS[1:]:
             if len(getattr(self, key)) != c:
                 return f"{key} has {len(getattr(self, key))} entries, expected {c} (cells)"
         for key, value in self.extras.items():
@@ -149,7 +149,7 @@ class Geometry:
 
 
 def save_geometry(geometry: Geometry, path: str | Path) -> None:
-    """Write ``geometry`` to one ``.npz`` file (atomically); :func:`load_geometry` reads it back."""
+    """Write ``geometry`` to one ``.npz`` file (atomically); :func:`projection.registry.load_geometry` reads it back."""
     arrays: dict[str, np.ndarray] = {
         "format_version": np.int64(GEOMETRY_FORMAT_VERSION),
         "name": np.str_(geometry.name),
@@ -158,7 +158,7 @@ def save_geometry(geometry: Geometry, path: str | Path) -> None:
         "default_layer_map": np.str_(geometry.default_layer_map),
         "layer_z_mm": geometry.layer_z_mm,
     }
-    for key in _CELL_ARRAYS:
+    for key in CELL_ARRAYS:
         arrays[key] = getattr(geometry, key)
     for key, value in geometry.tables.items():
         arrays[f"table/{key}"] = value
@@ -188,41 +188,3 @@ def read_npz(path: Path, required: tuple[str, ...], what: str) -> dict[str, np.n
     if missing:
         raise InputFileError(path, f"missing arrays {missing}; a {what} needs {list(required)}")
     return content
-
-
-def load_geometry(path: str | Path) -> Geometry:
-    """Read a geometry written by :func:`save_geometry`.
-
-    Raises:
-        InputFileError: the file is missing, not an npz file, or lacks a required array.
-    """
-    from projection.registry import KINDS
-
-    required = ("format_version", "name", "kind", "cell_shape", "layer_z_mm", *_CELL_ARRAYS)
-    content = read_npz(Path(path), required, "geometry file")
-    version = int(content["format_version"])
-    if version != GEOMETRY_FORMAT_VERSION:
-        raise InputFileError(path, f"format_version {version} is not supported (expected {GEOMETRY_FORMAT_VERSION})")
-    kind = str(content["kind"])
-    if kind not in KINDS:
-        raise InputFileError(path, f"unknown geometry kind {kind!r}; valid kinds: {sorted(KINDS)}", where="kind")
-    tables = {k[len("table/"):]: v for k, v in content.items() if k.startswith("table/")}
-    missing_tables = [k for k in KINDS[kind].REQUIRED_TABLES if k not in tables]
-    if missing_tables:
-        raise InputFileError(path, f"kind {kind!r} needs tables {missing_tables}", where="table")
-    try:
-        return Geometry(
-            name=str(content["name"]),
-            kind=kind,
-            layer_z_mm=content["layer_z_mm"],
-            cell_layer=content["cell_layer"],
-            cell_x_mm=content["cell_x_mm"],
-            cell_y_mm=content["cell_y_mm"],
-            cell_size_mm=content["cell_size_mm"],
-            cell_shape=str(content["cell_shape"]),
-            tables=tables,
-            default_layer_map=str(content.get("default_layer_map", "identity")),
-            extras={k[len("extra/"):]: v for k, v in content.items() if k.startswith("extra/")},
-        )
-    except ValueError as exc:
-        raise InputFileError(path, str(exc)) from None

@@ -28,7 +28,7 @@ from projection.errors import ProjectionError
 from projection.geometry import Geometry
 from projection.mip import REFERENCE_THICKNESS_UM, THICKNESS_EXTRA, landau_mpv_mev
 from projection.placement import DEFAULT_SHOWER_LAYERS, check_points, place_xy, resolve_layer_map
-from projection.registry import KINDS
+from projection.kinds import KINDS
 
 __all__ = ["project", "project_torch", "resolve_threshold_mev", "cell_mip_scale", "BLOCK_POINTS"]
 
@@ -84,8 +84,7 @@ def _keys_numpy(
     assign = kind.assign
     tables = geometry.numpy_tables()
     keys = np.empty(n_points, dtype=np.int64)
-    blockable = getattr(kind, "BLOCKABLE", True)  # False for rules with per-call set-up (KD-trees)
-    block = block_points if block_points > 0 and blockable else max(n_points, 1)
+    block = block_points if block_points > 0 and kind.blockable else max(n_points, 1)
     for start in range(0, n_points, block):  # cache blocking: whole vectorised blocks, not points
         rows = slice(start, start + block)
         det_layer = shower_layer[rows] if identity else lmap[shower_layer[rows]]

@@ -7,47 +7,23 @@ Named geometries are built on request (nothing is read or built at import time).
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
-from types import ModuleType
 
+from caloclouds.errors import InputFileError
 from projection.errors import ProjectionError
-from projection.geometry import Geometry
+from projection.geometry import CELL_ARRAYS, GEOMETRY_FORMAT_VERSION, Geometry, read_npz
+from projection.hexgrid import hex_geometry_from_spec
+from projection.hgcal import load_hgcal
+from projection.ildreal import load_ild_real
+from projection.kinds import KINDS
+from projection.square import ild_grid, square_geometry_from_spec
 
-__all__ = ["get_geometry", "GEOMETRY_NAMES", "KINDS", "default_data_dir"]
+__all__ = ["get_geometry", "load_geometry", "GEOMETRY_NAMES", "KINDS", "default_data_dir"]
 
 GEOMETRY_NAMES = ("ild", "ild-real", "hgcal", "hex:PITCH_MM", "square:PITCH_MM")
 ILD_REAL_FILE = "ild_ecal_barrel_cells.npz"
 HGCAL_FILE = "hgcal_ce_e_26layers.npz"
-
-
-class _LazyKinds(dict):
-    """kind name -> module with ``assign`` and ``REQUIRED_TABLES`` (imported on first use)."""
-
-    _MODULES = {
-        "square_grid": "projection.square",
-        "square_cells": "projection.ildreal",
-        "hex_lattice": "projection.hexgrid",
-        "hgcal": "projection.hgcal",
-        "voronoi": "projection.voronoi",
-    }
-
-    def __missing__(self, key: str) -> ModuleType:
-        if key not in self._MODULES:
-            raise KeyError(key)
-        module = importlib.import_module(self._MODULES[key])
-        self[key] = module
-        return module
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._MODULES
-
-    def __iter__(self):  # type: ignore[override]
-        return iter(self._MODULES)
-
-
-KINDS: dict[str, ModuleType] = _LazyKinds()
 
 
 def default_data_dir() -> Path:
@@ -77,32 +53,56 @@ def get_geometry(spec: str | Path, *, data_dir: str | Path | None = None) -> Geo
     text = str(spec)
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     if text == "ild":
-        from projection.square import ild_grid
-
         return ild_grid()
     if text == "ild-real":
-        from projection.ildreal import load_ild_real
-
         return load_ild_real(folder / ILD_REAL_FILE)
     if text == "hgcal":
-        from projection.hgcal import load_hgcal
-
         return load_hgcal(folder / HGCAL_FILE)
     if text.startswith("square:"):
-        from projection.square import square_geometry_from_spec
-
         return square_geometry_from_spec(text)
     if text.startswith("hex:"):
-        from projection.hexgrid import hex_geometry_from_spec
-
         return hex_geometry_from_spec(text)
     path = Path(text)
     if path.suffix == ".npz" or path.exists():
-        from projection.geometry import load_geometry
-
         return load_geometry(path)
     msg = (
         f"unknown geometry {text!r}; valid names: {', '.join(GEOMETRY_NAMES)}, "
         "or the path of a .npz geometry file"
     )
     raise ProjectionError(msg)
+
+
+def load_geometry(path: str | Path) -> Geometry:
+    """Read a geometry written by :func:`save_geometry`.
+
+    Raises:
+        InputFileError: the file is missing, not an npz file, or lacks a required array.
+    """
+    required = ("format_version", "name", "kind", "cell_shape", "layer_z_mm", *CELL_ARRAYS)
+    content = read_npz(Path(path), required, "geometry file")
+    version = int(content["format_version"])
+    if version != GEOMETRY_FORMAT_VERSION:
+        raise InputFileError(path, f"format_version {version} is not supported (expected {GEOMETRY_FORMAT_VERSION})")
+    kind = str(content["kind"])
+    if kind not in KINDS:
+        raise InputFileError(path, f"unknown geometry kind {kind!r}; valid kinds: {sorted(KINDS)}", where="kind")
+    tables = {k[len("table/"):]: v for k, v in content.items() if k.startswith("table/")}
+    missing_tables = [k for k in KINDS[kind].required_tables if k not in tables]
+    if missing_tables:
+        raise InputFileError(path, f"kind {kind!r} needs tables {missing_tables}", where="table")
+    try:
+        return Geometry(
+            name=str(content["name"]),
+            kind=kind,
+            layer_z_mm=content["layer_z_mm"],
+            cell_layer=content["cell_layer"],
+            cell_x_mm=content["cell_x_mm"],
+            cell_y_mm=content["cell_y_mm"],
+            cell_size_mm=content["cell_size_mm"],
+            cell_shape=str(content["cell_shape"]),
+            tables=tables,
+            default_layer_map=str(content.get("default_layer_map", "identity")),
+            extras={k[len("extra/"):]: v for k, v in content.items() if k.startswith("extra/")},
+        )
+    except ValueError as exc:
+        raise InputFileError(path, str(exc)) from None

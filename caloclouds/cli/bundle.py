@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from caloclouds.generation.bundle import assemble_bundle
+    from caloclouds.generation.assemble import assemble_bundle
 
     torch.set_num_threads(1)
     bundle, report = assemble_bundle(

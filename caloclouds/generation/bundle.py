@@ -13,7 +13,6 @@ folder and names the missing or incompatible part.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from caloclouds.errors import ConfigError, InputFileError
 from caloclouds.generation.calibration import PointCountCalibration
 from caloclouds.io.atomic import atomic_path
 
-__all__ = ["BUNDLE_FORMAT_VERSION", "ModelBundle", "assemble_bundle", "default_bundle_path", "file_sha256", "load_bundle", "write_bundle_manifest"]
+__all__ = ["BUNDLE_FORMAT_VERSION", "ModelBundle", "default_bundle_path", "file_sha256", "load_bundle", "write_bundle_manifest"]
 
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "bundle.json"
@@ -137,9 +136,6 @@ def write_bundle_manifest(
     return path / MANIFEST
 
 
-# -- assembling a bundle from training runs (``caloclouds bundle``) -------------------------------
-
-
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file (read in 1 MiB blocks), for provenance."""
     import hashlib
@@ -149,143 +145,3 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _run_checkpoint(run: str | Path, names: tuple[str, ...], what: str) -> Path:
-    """A checkpoint file, or the first of ``names`` inside a run folder."""
-    run = Path(run)
-    if run.is_file():
-        return run
-    for name in names:
-        if (run / name).is_file():
-            return run / name
-    raise InputFileError(run, f"not a {what} run: no {' or '.join(names)} in the folder")
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def _part_provenance(path: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
-    training = ckpt.get("training") or {}
-    step = ckpt.get("step", training.get("step"))
-    return {"source": str(path.resolve()), "sha256": file_sha256(path), "training_step": None if step is None else int(step),
-            "kind": ckpt.get("kind")}
-
-
-def _flow_command(run_dir: Path) -> str | None:
-    """The train-flow command of a flow run, from its ``config.json`` (data, validation, steps)."""
-    config = run_dir / "config.json"
-    if not config.is_file():
-        return None
-    meta = json.loads(config.read_text())
-    val = f" --val {meta['val']}" if meta.get("val") else ""
-    return f"caloclouds train-flow --data {meta.get('data')}{val} --out {run_dir} (steps {meta.get('steps')})"
-
-
-def assemble_bundle(
-    out: str | Path,
-    *,
-    flow: str | Path,
-    cm: str | Path,
-    teacher: str | Path | None = None,
-    data_files: tuple[str | Path, ...] = (),
-    reference: str | Path | None = None,
-    command: str | None = None,
-    into_package: bool = False,
-    overwrite: bool = False,
-    seed: int = 0,
-) -> tuple[ModelBundle, Any]:
-    """Copy trained checkpoints into a new bundle folder, validate it, calibrate it, record provenance.
-
-    The folder is built under a temporary name next to ``out`` and renamed when complete.
-
-    Args:
-        out: the new bundle folder.
-        flow: a Shower Flow run folder (its ``best.pt``) or checkpoint.
-        cm: a distillation run folder (its ``model.pt``) or checkpoint.
-        teacher: optional EDM teacher run folder or checkpoint (for ``--sampler edm``).
-        data_files: training data files whose SHA-256 go into the provenance.
-        reference: Geant4 showers to fit the N calibration on (none: identity calibration).
-        command: the command line that made the bundle (provenance).
-        into_package: allow ``out`` inside the installed package's ``models`` folder.
-        overwrite: replace an existing bundle folder.
-
-    Returns:
-        (the opened bundle, the calibration report or None).
-    """
-    import datetime
-    import shutil
-
-    import torch
-
-    import caloclouds
-    from caloclouds.io.atomic import temp_path_for
-
-    out = Path(out)
-    if _inside(out, default_bundle_path().parent) and not into_package:
-        raise ConfigError(f"-o {out} is inside the installed package ({default_bundle_path().parent}); "
-                          "pass --into-package to replace a shipped model")
-    if out.exists() and not (out.is_dir() and (overwrite or not any(out.iterdir()))):
-        raise ConfigError(f"-o {out} exists and is not an empty folder; pass --overwrite to replace it")
-    sources = {"flow": _run_checkpoint(flow, ("best.pt", "last.pt"), "Shower Flow"),
-               "cm": _run_checkpoint(cm, ("model.pt",), "consistency-model")}
-    if teacher is not None:
-        sources["teacher"] = _run_checkpoint(teacher, ("model.pt",), "EDM teacher")
-    for f in (*data_files, *([reference] if reference else [])):
-        if not Path(f).is_file():
-            raise InputFileError(f, "data file not found")
-    ckpts = {part: torch.load(path, map_location="cpu", weights_only=True) for part, path in sources.items()}
-    expected_kind = {"flow": "shower_flow", "cm": "cm", "teacher": "edm"}
-    for part, ckpt in ckpts.items():
-        if not isinstance(ckpt, dict) or ckpt.get("kind") != expected_kind[part]:
-            kind = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
-            raise InputFileError(sources[part], f"expected a {expected_kind[part]!r} checkpoint for --{part}, got kind {kind!r}")
-    config = config_from_dict(ckpts["cm"]["config"])
-    config = dataclasses.replace(config, flow=config_from_dict({"flow": ckpts["flow"]["config"]["flow"]}).flow)
-    flow_layers = int(ckpts["flow"]["preprocessing"]["n_layers"])
-    if flow_layers != config.detector.n_layers:
-        raise InputFileError(sources["flow"], f"the flow has {flow_layers} layers but the CM's detector "
-                                              f"{config.detector.n_layers}")
-    provenance: dict[str, Any] = {
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
-        "caloclouds_version": caloclouds.__version__,
-        "torch": torch.__version__,
-        "parts": {part: _part_provenance(sources[part], ckpt) for part, ckpt in ckpts.items()},
-        "training_commands": {"flow": _flow_command(sources["flow"].parent)},
-        "data_files": {str(Path(f).resolve()): file_sha256(Path(f)) for f in data_files},
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(out)
-    tmp.mkdir()
-    try:
-        for part, path in sources.items():
-            shutil.copyfile(path, tmp / PARTS[part])
-        write_bundle_manifest(tmp, config, provenance=provenance)
-        bundle = load_bundle(tmp)
-        bundle.flow()  # validation: every part loads with its config
-        for sampler in ("cm", "edm") if teacher is not None else ("cm",):
-            bundle.point_model(sampler)
-        report = None
-        if reference is not None:
-            from caloclouds.generation.calibrate import fit_point_count_calibration
-            from caloclouds.io import ShowerFile
-
-            with ShowerFile(reference) as f:
-                showers = f.read(0, min(len(f), 2000))
-            report = fit_point_count_calibration(bundle, showers, sampler="cm", device="cpu", seed=seed)
-            provenance["calibration_reference"] = {"file": str(Path(reference).resolve()),
-                                                   "sha256": file_sha256(Path(reference)), "showers": len(showers)}
-            write_bundle_manifest(tmp, config, calibration=report.calibration, provenance=provenance)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return load_bundle(out), report
