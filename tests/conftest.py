@@ -51,9 +51,12 @@ def shared_file(name: str) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared():
-    """``shared("g4_photons_train.h5")`` -> Path, skipping the test if the file is absent."""
+    """``shared("g4_photons_train.h5")`` -> Path, skipping the test if the file is absent.
+
+    The one way tests find the shared data (``$CALOCLOUDS_DATA``, else ``../shared/data``);
+    session-scoped, so that module- and session-scoped fixtures can use it too."""
     return shared_file
 
 

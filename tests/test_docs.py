@@ -64,7 +64,8 @@ def _commands(doc: Path) -> list[str]:
             line = re.sub(r"^taskset -c \d+ ", "", line)
             if line.startswith("caloclouds ") and not line.startswith("caloclouds_"):
                 out.append(line.split("#")[0].strip())
-    inline = re.findall(r"`(?:[A-Z_]+=\S+ )?(?:taskset -c \d+ )?(caloclouds [a-z][^`]*)`", FENCE.sub("", doc.read_text()))
+    prose = FENCE.sub("", doc.read_text())
+    inline = re.findall(r"`(?:[A-Z_]+=\S+ )?(?:taskset -c \d+ )?(caloclouds [a-z][^`]*)`", prose)
     return out + inline
 
 

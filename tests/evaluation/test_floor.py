@@ -33,7 +33,8 @@ def test_random_batches() -> None:
     assert len(batches) == 7
     for b in batches:
         assert len(np.unique(b)) == 10 and b.min() >= 0 and b.max() < 100 and np.all(np.diff(b) > 0)
-    assert all(np.array_equal(a, b) for a, b in zip(batches, random_batches(100, size=10, draws=7, seed=3)))
+    again = random_batches(100, size=10, draws=7, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
     with pytest.raises(ValueError, match="batch size"):
         random_batches(5, size=6, draws=1, seed=0)
 
@@ -61,7 +62,7 @@ def test_batched_fpd_matches_the_frechet_distance_per_batch() -> None:
     got = batched_fpd(real, gen, reference_batches=ref_b, other_batches=oth_b, pool_size=300)
     r, g = _normalise(real, gen)
     per_batch = [frechet_distance(r[a].mean(0), np.cov(r[a], rowvar=False), g[b].mean(0), np.cov(g[b], rowvar=False))
-                 for a, b in zip(ref_b, oth_b)]
+                 for a, b in zip(ref_b, oth_b, strict=True)]
     assert got.value == pytest.approx(np.mean(per_batch), rel=1e-9)
     assert got.error == pytest.approx(np.std(per_batch) / np.sqrt(300 / 40), rel=1e-9)
 

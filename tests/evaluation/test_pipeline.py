@@ -63,6 +63,38 @@ def test_a_sample_identical_to_the_floor_scores_exactly_one(shared) -> None:
     assert copy["fpd_extrapolated"]["value"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_reference_against_itself_is_exact(shared) -> None:
+    """Every distance of a sample against itself, batch for batch, is exactly 0; one mm of shift is not."""
+    from caloclouds.evaluation.observables import decile_edges, high_level_features
+    from caloclouds.evaluation.pipeline import cell_observables, observable_table
+    from caloclouds.evaluation.scores import batched_fpd, batched_kpd, batched_w1, standardisation
+    from caloclouds.showers import Showers
+
+    showers = read_showers(shared("g4_photons_val_uniform.h5"), 0, 200)
+    obs = cell_observables(showers, config=FAST)
+    edges = decile_edges(obs)
+    table = observable_table(obs, edges)
+    scale = {name: standardisation(o) for name, o in table.items()}
+    batches = [np.arange(k * 20, (k + 1) * 20) for k in range(10)]
+    same = batched_w1(table, table, reference_batches=batches, other_batches=batches, scale=scale)
+    assert len(same) == 28
+    for name, score in same.items():
+        assert score.value == 0.0 and score.error == 0.0, name
+    features = high_level_features(obs, edges)[0]
+    pd = {"reference_batches": batches, "other_batches": batches, "pool_size": 200}
+    assert batched_kpd(features, features, **pd).value == pytest.approx(0.0, abs=1e-12)
+    assert batched_fpd(features, features, **pd).value == pytest.approx(0.0, abs=1e-6)
+
+    # the same showers moved by 1 mm in x: the radial profile and CoG x see it, the depth does not
+    points = showers.points.copy()
+    points[:, 0] += 1.0
+    moved = Showers(points, showers.offsets, showers.incident_energy_gev, showers.conditions)
+    moved_table = observable_table(cell_observables(moved, config=FAST), edges)
+    shifted = batched_w1(table, moved_table, reference_batches=batches, other_batches=batches, scale=scale)
+    assert shifted["cog_x_mm"].value > 1.0 and shifted["radial_profile"].value > 0.0
+    assert shifted["cog_z_mm"].value < shifted["cog_x_mm"].value / 10
+
+
 def test_evaluate_rejects_bad_inputs(shared) -> None:
     from caloclouds.evaluation import SpectrumMismatchError
 

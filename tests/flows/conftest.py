@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ import torch
 from caloclouds.config import FlowConfig, RunConfig
 
 TINY_STEPS = 200
-DATA_DIR = Path(os.environ.get("CALOCLOUDS_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 
 
 def tiny_config(**overrides: object) -> RunConfig:
@@ -30,13 +28,11 @@ def make_tiny_config():
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, shared) -> Path:  # noqa: ANN001
     """Run folder of a tiny flow trained on the fixed-energy validation file (10, 50, 90 GeV)."""
     from flows.training import train_shower_flow
 
-    data = DATA_DIR / "g4_photons_val_fixed.h5"
-    if not data.is_file():
-        pytest.skip(f"shared data file {data} not available")
+    data = shared("g4_photons_val_fixed.h5")
     out = tmp_path_factory.mktemp("tiny_flow")
     torch.set_num_threads(1)
     train_shower_flow(tiny_config(), data=data, val=data, out=out, progress=False, seed=0)

@@ -21,11 +21,9 @@ N_LAYERS = 30
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle) -> Path:  # noqa: ANN001
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle, shared) -> Path:  # noqa: ANN001
     """A bundle folder with a tiny flow, teacher and CM, each trained for a few steps on 60 real showers."""
-    src = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "g4_photons_train.h5"
-    if not src.is_file():
-        pytest.skip(f"{src} not available")
+    src = shared("g4_photons_train.h5")
     root = tmp_path_factory.mktemp("bundle")
     data = root / "train.h5"
     with ShowerFile(src) as f:
@@ -103,13 +101,11 @@ def test_generate_cli_root_and_h5(tiny_bundle, tmp_path, capsys):
 
 
 @pytest.mark.filterwarnings("ignore::flows.sampling.EnergyRangeWarning")  # tiny flow, narrow range
-def test_calibrate_writes_the_bundle(tiny_bundle, tmp_path, capsys):
+def test_calibrate_writes_the_bundle(tiny_bundle, tmp_path, capsys, shared):
     bundle = tmp_path / "model"
     shutil.copytree(tiny_bundle, bundle)
     ref = tmp_path / "ref.h5"
-    src = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "g4_photons_val_uniform.h5"
-    if not src.is_file():
-        pytest.skip(f"{src} not available")
+    src = shared("g4_photons_val_uniform.h5")
     with ShowerFile(src) as f:
         write_showers(ref, f.read(0, 40))
     # 40 showers and an untrained model: the fit fails the quality checks and is not stored ...

@@ -7,7 +7,6 @@ ascending layer, with the flow's energy in each layer."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +22,12 @@ from caloclouds.generation.generator import ShowerGenerator
 from caloclouds.io import ShowerFile, write_showers
 
 N_LAYERS = 30
-DATA_DIR = Path(os.environ.get("CALOCLOUDS_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="module")
-def layer_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle) -> Path:  # noqa: ANN001
+def layer_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle, shared) -> Path:  # noqa: ANN001
     """A bundle of a tiny flow and a tiny per-layer teacher and CM, trained on 60 + 40 real showers."""
-    files = [DATA_DIR / "g4_photons_train.h5", DATA_DIR / "g4_photons_train2.h5"]
-    if not all(f.is_file() for f in files):
-        pytest.skip(f"{files} not available")
+    files = [shared("g4_photons_train.h5"), shared("g4_photons_train2.h5")]
     root = tmp_path_factory.mktemp("layer_bundle")
     parts = []
     for i, (src, n) in enumerate(zip(files, (60, 40))):
@@ -52,10 +48,8 @@ def layer_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle) -> 
     return make_tiny_bundle(root, config, data, flow_data=parts[0], teacher_steps=30, val=parts[1])
 
 
-def test_training_files_are_read_as_one_set(tmp_path) -> None:  # noqa: ANN001
-    src = DATA_DIR / "g4_photons_train2.h5"
-    if not src.is_file():
-        pytest.skip(f"{src} not available")
+def test_training_files_are_read_as_one_set(tmp_path, shared) -> None:  # noqa: ANN001
+    src = shared("g4_photons_train2.h5")
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
     with ShowerFile(src) as f:
         write_showers(a, f.read(0, 3))
@@ -68,12 +62,12 @@ def test_training_files_are_read_as_one_set(tmp_path) -> None:  # noqa: ANN001
     assert len(TrainingData.from_files([a, b], limit=5)) == 5
 
 
-def test_layer_batch_rows_carry_the_whole_layer(layer_bundle) -> None:  # noqa: ANN001
+def test_layer_batch_rows_carry_the_whole_layer(layer_bundle, shared) -> None:  # noqa: ANN001
     """Rows are (shower, layer) with the full n_l and E_l as conditions, also from a point subset."""
     model = load_point_model(layer_bundle / "teacher.pt")
     norm = model.normaliser
     assert norm.per_layer and norm.n_features == 3
-    with ShowerFile(DATA_DIR / "g4_photons_train.h5") as f:
+    with ShowerFile(shared("g4_photons_train.h5")) as f:
         showers = f.read(0, 5)
     data = TrainingData(showers.points, showers.offsets, showers.incident_energy_gev)
     idx = torch.tensor([4, 0, 4])

@@ -1,0 +1,66 @@
+"""The bundled model (caloclouds/models/default) loads and generates physical showers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from caloclouds.cli import main
+from caloclouds.generation.bundle import load_bundle
+from caloclouds.generation.generator import ShowerGenerator
+from caloclouds.io import read_showers
+
+BUNDLE = Path(__file__).resolve().parents[1] / "caloclouds" / "models" / "default"
+N_LAYERS = 30
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    if not (BUNDLE / "bundle.json").is_file():
+        pytest.fail(f"the shipped bundle {BUNDLE} is missing: `make demo` and the docs rely on it")
+    return load_bundle("default")
+
+
+def test_every_part_is_a_plain_checkpoint() -> None:
+    manifest = json.loads((BUNDLE / "bundle.json").read_text())
+    assert set(manifest["files"]) == {"flow", "teacher", "cm"}
+    for name in manifest["files"].values():
+        checkpoint = torch.load(BUNDLE / name, map_location="cpu", weights_only=True)
+        assert isinstance(checkpoint, dict) and "state_dict" in checkpoint and "config" in checkpoint, name
+
+
+def test_shipped_bundle_generates_physical_showers(bundle) -> None:  # noqa: ANN001
+    assert bundle.has("flow") and bundle.has("cm") and bundle.has("teacher")
+    assert not bundle.calibration.is_identity  # the shipped N calibration is fitted
+    energies = np.array([10.0, 50.0, 90.0, 50.0], dtype=np.float32)
+    torch.set_num_threads(1)
+    gen = ShowerGenerator(bundle, device="cpu")
+    showers = gen.generate(energies, generator=torch.Generator().manual_seed(0))
+    assert len(showers) == 4 and showers.offsets[0] == 0 and showers.offsets[-1] == len(showers.points)
+    np.testing.assert_array_equal(showers.incident_energy_gev, energies)
+    points = showers.points
+    assert np.isfinite(points).all() and (points[:, 3] >= 0).all()
+    layer = points[:, 2]
+    assert (layer == np.round(layer)).all() and layer.min() >= 0 and layer.max() < N_LAYERS
+    n_points = np.diff(showers.offsets)
+    assert (n_points > 100).all() and n_points[2] > n_points[0]  # 90 GeV holds more points than 10 GeV
+    # sampling fraction of the ILD-like ECAL: about 3.0 % at 10 GeV, 2.7 % at 90 GeV (Geant4)
+    fraction = showers.visible_energy_mev() / (1000.0 * energies)
+    assert ((fraction > 0.02) & (fraction < 0.04)).all(), fraction
+    # the same seed gives the same showers
+    again = gen.generate(energies, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(again.points, showers.points)
+
+
+def test_cli_generates_from_the_shipped_bundle(tmp_path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "showers.h5"
+    assert main(["generate", "--energies", "20", "60", "-n", "4", "--seed", "3", "-o", str(out)]) == 0
+    capsys.readouterr()
+    showers = read_showers(out)
+    # -n is per energy
+    assert len(showers) == 8 and sorted(showers.incident_energy_gev.tolist()) == [20.0] * 4 + [60.0] * 4
+    assert np.isfinite(showers.points).all() and (showers.points[:, 3] >= 0).all()
