@@ -1,11 +1,11 @@
-# Two entry points: `make demo` (set up and run the main job) and `make test`.
+# Two entry points: `make demo` (set up and run the main job) and `make test`; `make lint` runs ruff.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 DATA   ?= ../shared/data
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test venv clean
+.PHONY: demo test lint venv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ demo: venv
 	  $(VENV)/bin/caloclouds info demo_edm4hep.h5; \
 	fi
 
+# Everything CI needs, without the tests marked slow or gpu (see pyproject.toml).
 test: venv
 	$(PY) -m pytest -q
+
+# Lint only (ruff check, configured in pyproject.toml); never rewrites files.
+lint: venv
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info
