@@ -9,7 +9,9 @@ pipeline with the ILD projection, and of each stage. Then, the same showers as a
 * the TorchScript export (`caloclouds export`) called once per shower from Python
   (`--no-torchscript` skips it).
 
-The EDM teacher with --edm-steps Heun steps is timed too when the bundle has a teacher. With
+--model-part and --solver choose the timed model (default: the consistency model, one step; e.g.
+--model-part teacher --solver euler --steps 40). The EDM teacher with --edm-steps Heun steps is
+timed too when the bundle has a teacher and the timed model is the consistency model. With
 CUDA, also the throughput in showers/s at a large batch. --g4-ms-per-shower gives the speed-up
 against a Geant4 time per shower; --json writes every figure to a file.
 
@@ -32,6 +34,10 @@ GEANT4_MS_PER_SHOWER = 600.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", metavar="DIR", help="model bundle (default: the shipped one)")
     parser.add_argument("-n", type=int, default=200, help="timed showers per configuration (default 200)")
+    parser.add_argument("--model-part", choices=["cm", "teacher"], help="which weights are timed: cm (default) or teacher")
+    parser.add_argument("--solver", choices=["consistency", "heun", "euler"],
+                        help="solver of the timed model: consistency (cm, default), heun (teacher, default) or euler")
+    parser.add_argument("--steps", type=int, metavar="K", help="solver steps of the timed model (default from its config)")
     parser.add_argument("--edm-steps", type=int, default=13, help="Heun steps for the EDM timing (default 13; 0 skips it)")
     parser.add_argument("--edm-n", type=int, default=20, help="timed showers for the EDM (default 20)")
     parser.add_argument("--cells", choices=["ild", "hgcal", "none"], default="ild", help="projection included in the timing")
@@ -72,8 +78,13 @@ def run(args: argparse.Namespace) -> int:
     from caloclouds.generation.bundle import load_bundle
     from caloclouds.io.atomic import atomic_path, check_output_path
 
+    from caloclouds.diffusion.sampling import resolve_sampling
+
     if args.n < 1:
         raise CaloCloudsError(f"-n must be >= 1, got {args.n}")
+    if args.steps is not None and args.steps < 1:
+        raise CaloCloudsError(f"--steps must be >= 1, got {args.steps}")
+    part, solver = resolve_sampling(model_part=args.model_part, solver=args.solver)
     if args.g4_ms_per_shower is not None and not args.g4_ms_per_shower > 0:
         raise CaloCloudsError(f"--g4-ms-per-shower must be > 0, got {args.g4_ms_per_shower}")
     if args.json:
@@ -87,27 +98,30 @@ def run(args: argparse.Namespace) -> int:
     print(f"machine: {report['machine']}, torch {torch.__version__}, 1 CPU thread, batch 1, median of {args.n} showers")
     print("| pipeline | total ms | flow ms | diffusion ms | calibration ms | projection ms |")
     print("|---|---|---|---|---|---|")
-    cm = bench_single_shower(bundle, sampler="cm", n=args.n, cells=cells)
+    cm = bench_single_shower(bundle, model_part=part, solver=solver, steps=args.steps, n=args.n, cells=cells)
     print(cm.row())
-    report["stages_ms"] = {"cm": cm.median_ms}
+    report["model_part"], report["solver"] = part, solver
+    report["stages_ms"] = {cm.label: cm.median_ms}
     ms["model"] = cm.median_ms["model"]
     ms["model_mean"] = cm.mean_ms["model"]
     ms["model+projection"] = cm.median_ms["total"]
-    if args.edm_steps and bundle.has("teacher"):
-        edm = bench_single_shower(bundle, sampler="edm", steps=args.edm_steps, n=args.edm_n, warmup=2, cells=cells)
+    if args.edm_steps and bundle.has("teacher") and part == "cm":
+        edm = bench_single_shower(bundle, model_part="teacher", steps=args.edm_steps, n=args.edm_n, warmup=2, cells=cells)
         print(edm.row())
         report["stages_ms"][f"edm_{args.edm_steps}_steps"] = edm.median_ms
     print()
     print("| path (batch 1, one thread) | ms per shower |" + (" speed-up vs Geant4 |" if args.g4_ms_per_shower else ""))
     print("|---|---|" + ("---|" if args.g4_ms_per_shower else ""))
-    rows = [("model only (flow + CM + calibration), median", "model"),
+    timed = "CM" if part == "cm" else f"teacher + {solver}"
+    rows = [(f"model only (flow + {timed} + calibration), median", "model"),
             ("model only, mean (outliers included, as in a whole run)", "model_mean"),
             (f"model + {args.cells} projection, median", "model+projection")]
     if not args.no_files:
         for suffix, key in ((".root", "generate_root"), (".h5", "generate_hdf5")):
-            ms[key] = bench_generate_to_file(str(bundle.path), suffix=suffix, n=args.n, cells=cells)
+            ms[key] = bench_generate_to_file(str(bundle.path), suffix=suffix, n=args.n, cells=cells, model_part=part,
+                                             solver=solver, steps=args.steps)
             rows.append((f"generate --batch-size 1 --cells {args.cells} -o x{suffix}, mean", key))
-    if not args.no_torchscript and bundle.has("cm"):
+    if not args.no_torchscript and bundle.has("cm") and part == "cm":
         ms["torchscript"] = bench_torchscript(bundle, n=args.n)
         rows.append(("TorchScript export from Python (no projection), median", "torchscript"))
     for label, key in rows:
@@ -122,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         report["geant4_ms_per_shower"] = args.g4_ms_per_shower
         report["speed_up"] = {k: speed_up(args.g4_ms_per_shower, v) for k, v in ms.items()}
     if torch.cuda.is_available():
-        rate = bench_throughput(bundle, device="cuda", batch_size=args.gpu_batch, cells=cells)
+        rate = bench_throughput(bundle, device="cuda", batch_size=args.gpu_batch, cells=cells, model_part=part,
+                                solver=solver)
         report["gpu_showers_per_s"] = rate
         print(f"GPU ({torch.cuda.get_device_name()}): {rate:.0f} showers/s at batch {args.gpu_batch}")
     else:

@@ -3,12 +3,17 @@
 Examples:
   caloclouds generate --energy-range 10 90 -n 1000 -o showers.root
   caloclouds generate --energies 10 50 90 -n 100 --cells ild -o showers.h5
-  caloclouds generate --energies-file energies.txt --sampler edm --steps 13 -o showers.root
+  caloclouds generate --energies-file energies.txt --model-part teacher --steps 13 -o showers.root
+  caloclouds generate --energies 50 -n 100 --model-part teacher --solver euler --steps 40 -o euler.h5
   caloclouds generate --energies-from g4_photons_val_uniform.h5 -o matched.h5
   caloclouds generate --model voxel_cm.pt --energies 50 -n 100 -o voxel_showers.h5
 
 --model also takes a voxel model checkpoint (caloclouds train-voxel); its showers are written as
 points sampled inside the voxels (HDF5 only, CPU, no --cells).
+
+--model-part says which weights draw the points (cm: the consistency model, teacher: the EDM
+teacher), --solver which algorithm (consistency for cm; heun, the default, or euler for the
+teacher). --sampler cm|edm is the deprecated spelling of both (edm = --model-part teacher --solver heun).
 
 The output is written in chunks of --batch-size showers (constant memory), to a temporary file
 that is renamed when complete. The same --seed and options give the same showers.
@@ -32,8 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="one shower at each incident energy of this shower file, in its order (a sample matched to "
                           "that reference for caloclouds evaluate); -n takes the first N")
     parser.add_argument("-n", "--n-showers", type=int, metavar="N", help="number of showers (per energy with --energies)")
-    parser.add_argument("--sampler", choices=["cm", "edm"], default="cm", help="cm: consistency model (default); edm: teacher with Heun steps")
-    parser.add_argument("--steps", type=int, metavar="K", help="CM steps (default 1) or Heun steps (default 13)")
+    parser.add_argument("--model-part", choices=["cm", "teacher"], help="which weights: cm, the consistency model "
+                        "(default), or teacher, the EDM teacher (a voxel .pt is one part: this must match it)")
+    parser.add_argument("--solver", choices=["consistency", "heun", "euler"],
+                        help="which algorithm: consistency (cm, default), heun (teacher, default) or euler (teacher)")
+    parser.add_argument("--sampler", choices=["cm", "edm"],
+                        help="deprecated: cm = --model-part cm; edm = --model-part teacher --solver heun")
+    parser.add_argument("--steps", type=int, metavar="K", help="CM steps (default 1) or Heun / Euler steps (default 13)")
     parser.add_argument("--cog", choices=["rotate", "flow", "none"], default="rotate",
                         help="transverse position: rotate each shower by a random angle about the beam axis "
                              "(default); flow: shift its CoG to the Shower Flow's (CaloClouds II); none")
@@ -61,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         raise CaloCloudsError(f"--steps must be >= 1, got {args.steps}")
     if not 0 <= args.seed < 2**63:
         raise CaloCloudsError(f"--seed must lie in 0 to 2^63-1, got {args.seed}")
+    from caloclouds.diffusion.sampling import resolve_sampling
+
+    # clashing --sampler / --model-part / --solver: one line, before any work
+    model_part, solver = resolve_sampling(model_part=args.model_part, solver=args.solver, sampler=args.sampler)
     from caloclouds.io.atomic import check_output_path
 
     check_output_path(out, suffixes=(".root", ".h5", ".hdf5"))
@@ -84,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         out,
         energies,
         model=args.model,
-        sampler=args.sampler,
+        model_part=model_part,
+        solver=solver,
         steps=args.steps,
         cog=args.cog,
         cells=None if args.cells == "none" else args.cells,
@@ -104,6 +119,16 @@ def _generate_voxels(args: argparse.Namespace, energies: object, out: Path) -> i
 
     if out.suffix == ".root" or args.cells != "none" or args.device != "cpu":
         raise CaloCloudsError("a voxel model writes HDF5 points on the CPU: use -o OUT.h5, no --cells, no --device")
-    summary = generate_voxel_file(args.model, energies, out, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    from caloclouds.voxel.model import load_voxel_model
+
+    model = load_voxel_model(args.model)
+    solver = None  # the file holds one part: its default solver unless an option asks for another
+    if args.model_part is not None or args.solver is not None or args.sampler is not None:
+        from caloclouds.diffusion.sampling import resolve_sampling
+
+        solver = resolve_sampling(model_part=args.model_part, solver=args.solver, sampler=args.sampler)[1]
+    solver = model.resolve_solver(solver)
+    summary = generate_voxel_file(model, energies, out, steps=args.steps, solver=solver, batch_size=args.batch_size,
+                                  seed=args.seed)
     print(f"wrote {int(summary['n_showers'])} voxel-model showers to {out} ({summary['ms_per_shower']:.1f} ms/shower)")
     return 0

@@ -1,14 +1,14 @@
 """The trained PointWise Net as one object: network + preprocessing + config, with ``sample``.
 
-``load_point_model(path)`` reads a checkpoint written by ``train-diffusion`` (kind ``"edm"``,
-sampled with Heun steps) or by ``distill`` (kind ``"cm"``, sampled in one or a few steps).
+``load_point_model(path)`` reads a checkpoint written by ``train-diffusion`` (kind ``"edm"``: the
+teacher, sampled with the ``heun`` or ``euler`` solver) or by ``distill`` (kind ``"cm"``: the
+consistency model, sampled with the ``consistency`` solver in one or a few steps). Every draw goes
+through :func:`caloclouds.diffusion.sampling.sample`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
-
 import torch
 from torch import Tensor
 
@@ -16,12 +16,10 @@ from caloclouds.config import RunConfig
 from caloclouds.diffusion.checkpoint import build_denoiser, load_checkpoint
 from caloclouds.diffusion.edm import EDMDenoiser, RaggedCond
 from caloclouds.diffusion.preprocessing import PointNormaliser
-from caloclouds.diffusion.sampling import consistency_sigmas, karras_sigmas, sample_consistency, sample_heun
+from caloclouds.diffusion.sampling import MODEL_PARTS, SAMPLERS, Solver, resolve_sampling, sample, solver_sigmas
 from caloclouds.errors import CaloCloudsError
 
 __all__ = ["PointModel", "load_point_model"]
-
-SAMPLERS = ("cm", "edm")
 
 
 class PointModel:
@@ -77,21 +75,24 @@ class PointModel:
         n_points: Tensor,
         incident_energy_gev: Tensor,
         *,
-        sampler: Literal["cm", "edm"] = "cm",
+        solver: Solver | None = None,
         steps: int | None = None,
         generator: torch.Generator | None = None,
         extra_conditions: Tensor | None = None,
+        sampler: str | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Generate the points of B showers.
 
         Args:
             n_points: (B,) int64 points per shower.
             incident_energy_gev: (B,) incident energies.
-            sampler: ``"cm"`` (consistency model; 1 step by default) or ``"edm"`` (Heun steps).
-            steps: CM steps (default ``distillation.sample_steps``) or Heun steps (default
-                ``diffusion.heun_steps``).
+            solver: ``"consistency"`` for a consistency model (the default for kind ``"cm"``),
+                ``"heun"`` (the default for the teacher, kind ``"edm"``) or ``"euler"``.
+            steps: consistency steps (default ``distillation.sample_steps``) or Heun / Euler steps
+                (default ``diffusion.heun_steps``).
             generator: random source (on the model's device, or CPU).
             extra_conditions: (B, extra_conditions) when the model was trained with extras.
+            sampler: deprecated alias: ``"cm"`` or ``"edm"``, which must be this model's kind.
 
         Returns:
             ``(points, offsets)``: (P, 4) float32 ``x_mm, y_mm, depth, e_MeV`` with depth continuous
@@ -100,7 +101,7 @@ class PointModel:
         if self.per_layer:
             raise CaloCloudsError("this PointWise Net is per layer: use sample_layers with the flow's layer counts")
         cond, offsets = self.conditioning(n_points, incident_energy_gev, extra_conditions=extra_conditions)
-        x = self._draw(cond, int(offsets[-1]), sampler=sampler, steps=steps, generator=generator)
+        x = self._draw(cond, int(offsets[-1]), solver=solver, sampler=sampler, steps=steps, generator=generator)
         return self.normaliser.inverse(x), offsets.to(self.device)
 
     @property
@@ -115,10 +116,11 @@ class PointModel:
         energy_per_layer_mev: Tensor,
         incident_energy_gev: Tensor,
         *,
-        sampler: Literal["cm", "edm"] = "cm",
+        solver: Solver | None = None,
         steps: int | None = None,
         generator: torch.Generator | None = None,
         condition_points_per_layer: Tensor | None = None,
+        sampler: str | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Generate B showers layer by layer (per-layer models).
 
@@ -127,7 +129,7 @@ class PointModel:
             energy_per_layer_mev: (B, L) energy of each layer (a condition: the network draws the
                 point energies of a layer around E_l / n_l; rescale them to E_l afterwards).
             incident_energy_gev: (B,) incident energies.
-            sampler, steps, generator: as in :meth:`sample`.
+            solver, steps, generator, sampler: as in :meth:`sample`.
             condition_points_per_layer: (B, L) the counts the rows are conditioned on, when they
                 differ from the counts drawn (the N calibration draws more or fewer points than the
                 Geant4-like counts of the flow); default ``points_per_layer``.
@@ -165,36 +167,50 @@ class PointModel:
         torch.cumsum(row_counts, 0, out=row_offsets[1:])
         total = int(row_offsets[-1])
         cond = RaggedCond.from_offsets(features.to(dev), row_offsets.to(dev))
-        x = self._draw(cond, total, sampler=sampler, steps=steps, generator=generator)
+        x = self._draw(cond, total, solver=solver, sampler=sampler, steps=steps, generator=generator)
         layer = torch.repeat_interleave(row_layer, row_counts).to(dev)
         offsets = torch.zeros(len(energy) + 1, dtype=torch.int64)
         torch.cumsum(counts.sum(1), 0, out=offsets[1:])
         return self.normaliser.inverse(x, layer), offsets.to(dev)
 
-    def _draw(self, cond: RaggedCond, total: int, *, sampler: str, steps: int | None,
+    @property
+    def part(self) -> str:
+        """The model part: ``"cm"`` (kind ``"cm"``) or ``"teacher"`` (kind ``"edm"``)."""
+        return next(part for part, kind in MODEL_PARTS.items() if kind == self.kind)
+
+    def resolve_solver(self, solver: str | None = None, *, sampler: str | None = None) -> str:
+        """The solver to use: ``solver``, the deprecated ``sampler``'s, or this model part's default.
+
+        Raises:
+            CaloCloudsError: the solver needs the other model part, or ``sampler`` is not this kind.
+        """
+        if sampler is not None:
+            if sampler not in SAMPLERS:
+                raise CaloCloudsError(f"unknown sampler {sampler!r}; valid samplers are {tuple(SAMPLERS)}")
+            if sampler != self.kind:
+                need = "a distilled consistency checkpoint (cm.pt)" if sampler == "cm" else "an EDM teacher checkpoint"
+                raise CaloCloudsError(f"sampler {sampler!r} needs {need}, but this model is kind {self.kind!r}")
+        part, solver = resolve_sampling(solver=solver, sampler=sampler, model_part=None if solver else self.part)
+        if part != self.part:
+            raise CaloCloudsError(f"solver {solver!r} needs the {part!r} weights, but this model is the "
+                                  f"{self.part!r} (kind {self.kind!r})")
+        return solver
+
+    def _draw(self, cond: RaggedCond, total: int, *, solver: str | None, sampler: str | None, steps: int | None,
               generator: torch.Generator | None) -> Tensor:
-        """``total`` points in the diffusion space, drawn by ``sampler`` given the row conditions."""
-        if sampler not in SAMPLERS:
-            raise CaloCloudsError(f"unknown sampler {sampler!r}; valid samplers are {SAMPLERS}")
-        if sampler != self.kind:
-            need = "a distilled consistency checkpoint (cm.pt)" if sampler == "cm" else "an EDM teacher checkpoint"
-            raise CaloCloudsError(f"sampler {sampler!r} needs {need}, but this model is kind {self.kind!r}")
+        """``total`` points in the diffusion space, drawn by ``solver`` given the row conditions."""
+        solver = self.resolve_solver(solver, sampler=sampler)
         cfg = self.config.diffusion
         if steps is None:
-            steps = self.config.distillation.sample_steps if sampler == "cm" else cfg.heun_steps
+            steps = self.config.distillation.sample_steps if self.kind == "cm" else cfg.heun_steps
         if steps < 1:
             raise CaloCloudsError(f"steps must be >= 1, got {steps}")
         dev = self.device
         gen_dev = generator.device if generator is not None else dev
         noise = torch.randn(total, self.normaliser.n_features, generator=generator, device=gen_dev).to(dev)
-        if sampler == "cm":
-            levels = karras_sigmas(self.config.distillation.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho,
-                                   append_zero=False, device=dev)
-            sigmas = consistency_sigmas(steps, levels)
-            return sample_consistency(self.denoiser, noise * sigmas[0], sigmas, cond=cond,
-                                      sigma_min=cfg.sigma_min, generator=generator)
-        sigmas = karras_sigmas(steps, cfg.sigma_min, cfg.sigma_max, cfg.rho, device=dev)
-        return sample_heun(self.denoiser, noise * sigmas[0], sigmas, cond=cond)
+        sigmas = solver_sigmas(solver, steps, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, rho=cfg.rho,
+                               distill_levels=self.config.distillation.num_steps, device=dev)
+        return sample(self.denoiser, noise, solver=solver, sigmas=sigmas, cond=cond, generator=generator)
 
 
 def load_point_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> PointModel:

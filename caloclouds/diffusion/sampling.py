@@ -1,10 +1,21 @@
-"""Noise schedules and samplers: small pure functions of (denoiser, x, sigmas).
+"""Noise schedules, solvers and the one sampling entry point :func:`sample`.
 
 A denoiser is any callable ``denoiser(x, sigma, *, cond) -> denoised`` (an :class:`EDMDenoiser`);
-the samplers pass ``cond`` through without reading it, so they work unchanged on ragged batches
+the solvers pass ``cond`` through without reading it, so they work unchanged on ragged batches
 (``x`` (P, 4) with the per-point shower index inside ``cond``). Randomness comes in as a
 ``torch.Generator``. ``callback`` is called after each step with a dict of ``x``, ``i``, ``sigma``,
 ``sigma_next`` and ``denoised``.
+
+Two choices are kept apart:
+
+* which weights (the *model part*): ``"teacher"`` (an EDM denoiser, checkpoint kind ``"edm"``) or
+  ``"cm"`` (its distilled consistency model);
+* which solver (:data:`SOLVERS`): ``"heun"`` or ``"euler"`` integrate a teacher's probability-flow
+  ODE on the Karras schedule; ``"consistency"`` runs a consistency model on its distillation grid.
+
+Adding a solver touches only this file: write ``sample_<name>`` with the shared signature and add a
+:class:`SolverSpec` to :data:`SOLVERS`. The old ``sampler`` strings map onto the two choices through
+:func:`resolve_sampling` (``"cm"`` = cm + consistency, ``"edm"`` = teacher + heun).
 
 References:
     Karras, Aittala, Aila, Laine, "Elucidating the Design Space of Diffusion-Based Generative
@@ -14,16 +25,40 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from caloclouds.errors import ConfigError
 
-__all__ = ["karras_sigmas", "consistency_sigmas", "sample_euler", "sample_heun", "sample_consistency"]
+__all__ = [
+    "MODEL_PARTS",
+    "SAMPLERS",
+    "SOLVERS",
+    "ModelPart",
+    "Solver",
+    "SolverSpec",
+    "consistency_sigmas",
+    "default_solver",
+    "karras_sigmas",
+    "resolve_sampling",
+    "sample",
+    "sample_consistency",
+    "sample_euler",
+    "sample_heun",
+    "solver_sigmas",
+]
 
 Callback = Callable[[dict[str, Any]], None]
+ModelPart = Literal["cm", "teacher"]
+Solver = Literal["heun", "euler", "consistency"]
+
+#: The model parts, and the checkpoint kind that holds each one.
+MODEL_PARTS: dict[str, str] = {"cm": "cm", "teacher": "edm"}
+#: The deprecated ``sampler`` strings as (model part, solver).
+SAMPLERS: dict[str, tuple[str, str]] = {"cm": ("cm", "consistency"), "edm": ("teacher", "heun")}
 
 
 def karras_sigmas(
@@ -52,60 +87,6 @@ def karras_sigmas(
     return sigmas.to(device=device, dtype=torch.float32)
 
 
-@torch.no_grad()
-def sample_euler(
-    denoiser: Callable[..., Tensor],
-    x: Tensor,
-    sigmas: Tensor,
-    *,
-    cond: Any,
-    generator: torch.Generator | None = None,
-    callback: Callback | None = None,
-) -> Tensor:
-    """Implements Algorithm 2 (Euler steps) from Karras et al. (2022), deterministic.
-
-    ``x`` is the starting noise already scaled by ``sigmas[0]``.
-    """
-    del generator  # deterministic sampler; kept for the shared signature
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = denoiser(x, sigma, cond=cond)
-        d = (x - denoised) / sigma
-        x = x + d * (sigma_next - sigma)
-        if callback is not None:
-            callback({"x": x, "i": i, "sigma": sigma, "sigma_next": sigma_next, "denoised": denoised})
-    return x
-
-
-@torch.no_grad()
-def sample_heun(
-    denoiser: Callable[..., Tensor],
-    x: Tensor,
-    sigmas: Tensor,
-    *,
-    cond: Any,
-    generator: torch.Generator | None = None,
-    callback: Callback | None = None,
-) -> Tensor:
-    """Implements Algorithm 1 (Heun steps) from Karras et al. (2022), deterministic (S_churn = 0).
-
-    Two network evaluations per step, and a final Euler step when the next sigma is 0.
-    """
-    del generator
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = denoiser(x, sigma, cond=cond)
-        d = (x - denoised) / sigma
-        x_next = x + d * (sigma_next - sigma)
-        if sigma_next > 0:
-            d_next = (x_next - denoiser(x_next, sigma_next, cond=cond)) / sigma_next
-            x_next = x + (d + d_next) / 2 * (sigma_next - sigma)
-        x = x_next
-        if callback is not None:
-            callback({"x": x, "i": i, "sigma": sigma, "sigma_next": sigma_next, "denoised": denoised})
-    return x
-
-
 def consistency_sigmas(steps: int, levels: Tensor) -> Tensor:
     """The ``steps`` noise levels of multistep consistency sampling, picked from the distillation grid.
 
@@ -123,6 +104,51 @@ def consistency_sigmas(steps: int, levels: Tensor) -> Tensor:
     return levels[picks.to(levels.device)]
 
 
+#----------------------------------------------------------------------------
+# Solvers of Karras et al. (2022): deterministic, on the teacher's denoiser.
+
+
+def _sample_ode(denoiser: Callable[..., Tensor], x: Tensor, sigmas: Tensor, *, cond: Any,
+                callback: Callback | None, second_order: bool) -> Tensor:
+    """Euler steps, each corrected to a Heun step when ``second_order`` and the next sigma is not 0."""
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = denoiser(x, sigma, cond=cond)
+        d = (x - denoised) / sigma
+        x_next = x + d * (sigma_next - sigma)
+        if second_order and sigma_next > 0:
+            d_next = (x_next - denoiser(x_next, sigma_next, cond=cond)) / sigma_next
+            x_next = x + (d + d_next) / 2 * (sigma_next - sigma)
+        x = x_next
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigma, "sigma_next": sigma_next, "denoised": denoised})
+    return x
+
+
+@torch.no_grad()
+def sample_euler(denoiser: Callable[..., Tensor], x: Tensor, sigmas: Tensor, *, cond: Any,
+                 generator: torch.Generator | None = None, callback: Callback | None = None) -> Tensor:
+    """Implements Algorithm 2 (Euler steps) from Karras et al. (2022), deterministic.
+
+    ``x`` is the starting noise already scaled by ``sigmas[0]``; ``generator`` is unused (shared signature).
+    """
+    return _sample_ode(denoiser, x, sigmas, cond=cond, callback=callback, second_order=False)
+
+
+@torch.no_grad()
+def sample_heun(denoiser: Callable[..., Tensor], x: Tensor, sigmas: Tensor, *, cond: Any,
+                generator: torch.Generator | None = None, callback: Callback | None = None) -> Tensor:
+    """Implements Algorithm 1 (Heun steps) from Karras et al. (2022), deterministic (S_churn = 0).
+
+    Two network evaluations per step, and a final Euler step when the next sigma is 0.
+    """
+    return _sample_ode(denoiser, x, sigmas, cond=cond, callback=callback, second_order=True)
+
+
+#----------------------------------------------------------------------------
+# Multistep consistency sampling of Song et al. (2023), on a distilled model.
+
+
 @torch.no_grad()
 def sample_consistency(
     model: Callable[..., Tensor],
@@ -130,15 +156,18 @@ def sample_consistency(
     sigmas: Tensor,
     *,
     cond: Any,
-    sigma_min: float,
+    sigma_min: float | None = None,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> Tensor:
     """Implements Algorithm 1 (multistep consistency sampling) from Song et al. (2023).
 
     ``x`` is noise scaled by ``sigmas[0]``. The first evaluation maps it to data in one step; each
-    further sigma (zeros are ignored) re-noises to that level and maps back again.
+    further sigma (levels at or below ``sigma_min``, default ``model.sigma_min``, are skipped)
+    re-noises to that level and maps back again.
     """
+    if sigma_min is None:
+        sigma_min = float(model.sigma_min)  # type: ignore[attr-defined]
     sigma0 = sigmas[0]
     x = model(x, sigma0, cond=cond)
     if callback is not None:
@@ -153,3 +182,114 @@ def sample_consistency(
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigma, "sigma_next": sigma, "denoised": x})
     return x
+
+
+#----------------------------------------------------------------------------
+# The solver table and the one entry point.
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """A solver: its function and the model part whose weights it runs on."""
+
+    fn: Callable[..., Tensor]   # sample_<name>(denoiser, x, sigmas, *, cond, generator, callback)
+    part: str                   # "teacher": Karras schedule with a final 0; "cm": the distillation grid.
+
+
+SOLVERS: dict[str, SolverSpec] = {
+    "heun": SolverSpec(sample_heun, "teacher"),
+    "euler": SolverSpec(sample_euler, "teacher"),
+    "consistency": SolverSpec(sample_consistency, "cm"),
+}
+
+
+def _spec(solver: str) -> SolverSpec:
+    if solver not in SOLVERS:
+        raise ConfigError(f"unknown solver {solver!r}; valid solvers are {sorted(SOLVERS)}")
+    return SOLVERS[solver]
+
+
+def default_solver(part: str) -> str:
+    """The solver used for a model part when none is asked for (the first in :data:`SOLVERS`)."""
+    if part not in MODEL_PARTS:
+        raise ConfigError(f"unknown model part {part!r}; valid parts are {sorted(MODEL_PARTS)}")
+    return next(name for name, spec in SOLVERS.items() if spec.part == part)
+
+
+def resolve_sampling(*, model_part: str | None = None, solver: str | None = None,
+                     sampler: str | None = None) -> tuple[str, str]:
+    """``(model_part, solver)`` from the options as given; the deprecated ``sampler`` is an alias.
+
+    Without any option: the consistency model with its solver. A solver alone picks its part; a
+    part alone its default solver. Options that contradict each other raise :class:`ConfigError`.
+    """
+    if sampler is not None:
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {sampler!r}; valid samplers are {sorted(SAMPLERS)}")
+        alias_part, alias_solver = SAMPLERS[sampler]
+        if model_part is not None and model_part != alias_part:
+            raise ConfigError(f"sampler {sampler!r} means model part {alias_part!r}, not {model_part!r}")
+        model_part = alias_part
+        solver = solver if solver is not None else alias_solver
+    if model_part is not None and model_part not in MODEL_PARTS:
+        raise ConfigError(f"unknown model part {model_part!r}; valid parts are {sorted(MODEL_PARTS)}")
+    if solver is None:
+        model_part = model_part or "cm"
+        return model_part, default_solver(model_part)
+    part = _spec(solver).part
+    if model_part is not None and model_part != part:
+        raise ConfigError(f"solver {solver!r} runs on the {part!r} weights, not on {model_part!r}; "
+                          f"the {model_part!r} weights take {[n for n, s in SOLVERS.items() if s.part == model_part]}")
+    return part, solver
+
+
+def solver_sigmas(
+    solver: str,
+    steps: int,
+    *,
+    sigma_min: float,
+    sigma_max: float,
+    rho: float,
+    distill_levels: int,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """The noise levels ``solver`` takes for ``steps`` steps.
+
+    Args:
+        solver: a name in :data:`SOLVERS`.
+        steps: solver steps (>= 1; consistency: at most ``distill_levels - 1``).
+        sigma_min, sigma_max, rho: the Karras schedule.
+        distill_levels: levels N of the distillation grid (consistency only).
+    """
+    if _spec(solver).part == "cm":
+        levels = karras_sigmas(distill_levels, sigma_min, sigma_max, rho, append_zero=False, device=device)
+        return consistency_sigmas(steps, levels)
+    return karras_sigmas(steps, sigma_min, sigma_max, rho, device=device)
+
+
+def sample(
+    denoiser: Callable[..., Tensor],
+    noise: Tensor,
+    *,
+    solver: Solver,
+    sigmas: Tensor,
+    cond: Any,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
+    """Draw data from unit ``noise`` with ``solver`` over ``sigmas`` (from :func:`solver_sigmas`).
+
+    Args:
+        denoiser: ``denoiser(x, sigma, *, cond)``; the teacher for ``heun``/``euler``, the
+            consistency model for ``consistency``.
+        noise: standard normal noise of the output's shape (scaled here by ``sigmas[0]``).
+        solver: a name in :data:`SOLVERS`.
+        sigmas: the noise levels.
+        cond: passed to the denoiser unread.
+        generator: random source of the solver (consistency re-noising).
+        callback: called after each step (see the module docstring).
+
+    Returns:
+        The sample, of the shape of ``noise``.
+    """
+    return _spec(solver).fn(denoiser, noise * sigmas[0], sigmas, cond=cond, generator=generator, callback=callback)

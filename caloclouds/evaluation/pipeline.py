@@ -308,7 +308,7 @@ def _add_voxel_space(
     generated: Mapping[str, Showers], plan: Any, config: EvaluationConfig, say: Callable[[str], None],
 ) -> None:
     """FPD/KPD x 1e3 of the CaloChallenge features of the voxelised samples, on the planned showers."""
-    from caloclouds.voxel.features import voxel_space_scores
+    from caloclouds.evaluation.voxelspace import voxel_space_scores
     from caloclouds.voxel.mesh import get_mesh
     from caloclouds.voxel.voxelize import voxelize
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from caloclouds.diffusion.sampling import default_solver
 from caloclouds.generation.bundle import ModelBundle
 from caloclouds.generation.generator import ShowerGenerator
 from caloclouds.generation.pipeline import cell_threshold_mev
@@ -42,17 +43,22 @@ class BenchResult:
 def bench_single_shower(
     bundle: ModelBundle,
     *,
-    sampler: str = "cm",
+    sampler: str | None = None,
     steps: int | None = None,
     n: int = 200,
     warmup: int = 10,
     cells: str | None = "ild",
     seed: int = 0,
+    model_part: str | None = None,
+    solver: str | None = None,
 ) -> BenchResult:
-    """Median ms per shower at batch 1 on the CPU (the caller sets the thread count)."""
+    """Median ms per shower at batch 1 on the CPU (the caller sets the thread count).
+
+    ``model_part`` and ``solver`` (or the deprecated ``sampler``) as in :class:`ShowerGenerator`.
+    """
     import projection
 
-    gen = ShowerGenerator(bundle, sampler=sampler, steps=steps, device="cpu")  # type: ignore[arg-type]
+    gen = ShowerGenerator(bundle, model_part=model_part, solver=solver, sampler=sampler, steps=steps, device="cpu")
     geom = projection.get_geometry(cells) if cells else None
     threshold = cell_threshold_mev(bundle.config)
     rng = np.random.default_rng(seed)
@@ -76,18 +82,19 @@ def bench_single_shower(
             rows.append(row)
     median = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-    label = f"{sampler}" + (f" ({steps} steps)" if steps else "")
+    name = gen.sampler if gen.solver == default_solver(gen.model_part) else f"{gen.model_part} {gen.solver}"
+    label = name + (f" ({steps} steps)" if steps else "")
     return BenchResult(label, median, n, mean)
 
 
 def bench_throughput(
-    bundle: ModelBundle, *, device: str, sampler: str = "cm", batch_size: int = 10000, repeats: int = 5,
-    cells: str | None = "ild",
+    bundle: ModelBundle, *, device: str, sampler: str | None = None, batch_size: int = 10000, repeats: int = 5,
+    cells: str | None = "ild", model_part: str | None = None, solver: str | None = None,
 ) -> float:
     """Showers per second at a large batch (GPU or all CPU threads), projection included."""
     import projection
 
-    gen = ShowerGenerator(bundle, sampler=sampler, device=device)  # type: ignore[arg-type]
+    gen = ShowerGenerator(bundle, model_part=model_part, solver=solver, sampler=sampler, device=device)
     geom = projection.get_geometry(cells) if cells else None
     threshold = cell_threshold_mev(bundle.config)
     energies = np.random.default_rng(0).uniform(10, 90, size=batch_size).astype(np.float32)
@@ -114,6 +121,9 @@ def bench_generate_to_file(
     cells: str | None = "ild",
     batch_size: int = 1,
     seed: int = 0,
+    model_part: str | None = None,
+    solver: str | None = None,
+    steps: int | None = None,
 ) -> float:
     """ms per shower of ``generate_to_file`` into a temporary ``.root``/``.h5`` file (writing included).
 
@@ -127,7 +137,8 @@ def bench_generate_to_file(
 
     with tempfile.TemporaryDirectory(prefix="caloclouds-bench-") as tmp:
         summary = generate_to_file(Path(tmp) / f"bench{suffix}", _energies(n, seed), model=model, cells=cells,
-                                   batch_size=batch_size, seed=seed, progress=False)
+                                   batch_size=batch_size, seed=seed, progress=False, model_part=model_part,
+                                   solver=solver, steps=steps)
     return summary.seconds / n * 1e3
 
 

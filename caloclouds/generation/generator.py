@@ -4,7 +4,8 @@ The order of the steps follows CaloClouds II (arXiv:2309.05704, Sec. 3), without
 
 1. the Shower Flow draws N, E_vis, n_l, E_l and the CoG for each incident energy;
 2. the N calibration maps N to the number of points to generate (n_l follow, exactly);
-3. the PointWise Net draws the points: consistency model (1 step, or several), or EDM + Heun;
+3. the PointWise Net draws the points: the consistency model (1 step, or several), or the EDM
+   teacher with the Heun or Euler solver (:func:`caloclouds.diffusion.sampling.sample`);
 4. layers are assigned by depth rank (a per-layer PointWise Net draws each layer's points given
    n_l and E_l, so its layers are exact), layer energies rescaled to E_l, each shower rotated by a
    random angle about the beam axis (or, ``cog="flow"``, its CoG shifted to the flow's);
@@ -18,14 +19,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from caloclouds.generation.bundle import ModelBundle
+from caloclouds.diffusion.sampling import SAMPLERS, resolve_sampling
 from caloclouds.errors import CaloCloudsError
+from caloclouds.generation.bundle import ModelBundle
 from caloclouds.generation.calibration import (
     COG_MODES,
     PointCountCalibration,
@@ -39,8 +41,6 @@ from caloclouds.generation.calibration import (
 from caloclouds.showers import Showers
 
 __all__ = ["ShowerGenerator", "StageTimes"]
-
-Sampler = Literal["cm", "edm"]
 
 
 @dataclass
@@ -61,8 +61,11 @@ class ShowerGenerator:
 
     Args:
         bundle: an opened :class:`ModelBundle` (``load_bundle("default")``).
-        sampler: ``"cm"`` (consistency model, default) or ``"edm"`` (teacher + Heun).
-        steps: CM steps (default 1) or Heun steps (default from the config).
+        model_part: which weights: ``"cm"`` (the consistency model, default) or ``"teacher"``.
+        solver: ``"consistency"`` (the cm's), ``"heun"`` (the teacher's default) or ``"euler"``
+            (see :func:`caloclouds.diffusion.sampling.resolve_sampling`).
+        sampler: deprecated alias of the two: ``"cm"`` (cm + consistency) or ``"edm"`` (teacher + heun).
+        steps: CM steps (default 1) or Heun / Euler steps (default from the config).
         device: torch device.
         calibrate_n: apply the bundle's N calibration (off to fit it).
         cog: transverse position: ``"rotate"`` (random rotation about the beam axis, default),
@@ -74,7 +77,9 @@ class ShowerGenerator:
         self,
         bundle: ModelBundle,
         *,
-        sampler: Sampler = "cm",
+        model_part: str | None = None,
+        solver: str | None = None,
+        sampler: str | None = None,
         steps: int | None = None,
         device: str = "cpu",
         calibrate_n: bool = True,
@@ -84,11 +89,13 @@ class ShowerGenerator:
             raise CaloCloudsError(f"unknown cog mode {cog!r}; choose one of {COG_MODES}")
         self.cog = cog
         self.bundle = bundle
-        self.sampler = sampler
+        self.model_part, self.solver = resolve_sampling(model_part=model_part, solver=solver, sampler=sampler)
+        # the deprecated name of the weights, still written to the files' metadata
+        self.sampler = next(name for name, (part, _) in SAMPLERS.items() if part == self.model_part)
         self.steps = steps
         self.device = torch.device(device)
         self.flow = bundle.flow(device=device)
-        self.point_model = bundle.point_model(sampler, device=device)
+        self.point_model = bundle.point_model(self.sampler, device=device)
         self.n_layers = bundle.config.detector.n_layers
         self.calibration = bundle.calibration if calibrate_n else PointCountCalibration()
         self.times = StageTimes()
@@ -119,12 +126,12 @@ class ShowerGenerator:
         if self.point_model.per_layer:
             # the network draws each layer's points given the flow's n_l and E_l: depth is exact
             raw, offsets = self.point_model.sample_layers(
-                per_layer, stats.energy_per_layer_mev, energy, sampler=self.sampler, steps=self.steps,
+                per_layer, stats.energy_per_layer_mev, energy, solver=self.solver, steps=self.steps,
                 generator=generator, condition_points_per_layer=stats.points_per_layer,
             )
         else:
             raw, offsets = self.point_model.sample(
-                n_points, energy, sampler=self.sampler, steps=self.steps, generator=generator
+                n_points, energy, solver=self.solver, steps=self.steps, generator=generator
             )
         self._sync()
         t2 = time.perf_counter()

@@ -97,8 +97,10 @@ def generate_to_file(
     incident_energy_gev: np.ndarray,
     *,
     model: str | Path = "default",
-    sampler: str = "cm",
+    sampler: str | None = None,
     steps: int | None = None,
+    model_part: str | None = None,
+    solver: str | None = None,
     cog: str = "rotate",
     cells: str | None = None,
     batch_size: int = 1000,
@@ -125,14 +127,17 @@ def generate_to_file(
     bundle = load_bundle(model)
     training_range = tuple(bundle.flow(device="cpu").energy_range_gev)
     check_energy_range(incident_energy_gev, training_range, allow_extrapolation=allow_extrapolation)
-    generator = ShowerGenerator(bundle, sampler=sampler, steps=steps, device=device, cog=cog)  # type: ignore[arg-type]
+    generator = ShowerGenerator(bundle, model_part=model_part, solver=solver, sampler=sampler, steps=steps,
+                                device=device, cog=cog)
     project = None if cells is None else _cell_projector(cells, cell_threshold_mev(bundle.config))
     n_layers = bundle.config.detector.n_layers
 
     attrs = {
         "generator": "caloclouds generate",
         "model": str(bundle.path),
-        "sampler": sampler,
+        "sampler": generator.sampler,
+        "model_part": generator.model_part,
+        "solver": generator.solver,
         "steps": steps,
         "cog": cog,
         "seed": seed,

@@ -1,4 +1,4 @@
-"""CaloChallenge high-level features of voxel showers, and the FPD/KPD between two samples of them.
+"""CaloChallenge high-level features of voxel showers.
 
 Per layer l with voxel energies E_i at centres ``(eta, phi) = (r cos alpha, r sin alpha)`` (mm):
 ``E_l``, the centres of energy ``EC_eta``, ``EC_phi``, ``EC_r``, the widths
@@ -8,20 +8,21 @@ more than one alpha bin), log10(E_tot + 1e-8), sparsity_l, EC_r/100, W_r/100]`` 
 MeV, of dimension ``2 + 4 L + 4 L_alpha`` (242 for the default 30-layer mesh, 362 for dataset 2).
 Voxels below ``min_voxel_mev`` (CaloChallenge datasets 2/3: 15.15 keV) are zeroed first.
 
+The FPD/KPD between two samples of these features is
+:func:`caloclouds.evaluation.voxelspace.voxel_space_scores` (voxel code does not import the evaluation).
+
 References:
     CaloChallenge ``code/HighLevelFeatures.py`` and ``evaluate.py``
-    (``prepare_high_data_for_classifier``); Kansal et al., arXiv:2211.10295 (FPD, KPD).
+    (``prepare_high_data_for_classifier``).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 
 from caloclouds.voxel.voxelize import VoxelShowers
 
-__all__ = ["CALOCHALLENGE_DS2_MIN_VOXEL_MEV", "high_level_features", "voxel_space_scores"]
+__all__ = ["CALOCHALLENGE_DS2_MIN_VOXEL_MEV", "high_level_features"]
 
 CALOCHALLENGE_DS2_MIN_VOXEL_MEV = 0.5e-3 / 0.033  # 15.15 keV voxel threshold of CaloChallenge datasets 2 and 3.
 _EPS_ENERGY = 1e-16  # Denominator guard of the centres of energy (as in HighLevelFeatures.py).
@@ -62,38 +63,3 @@ def high_level_features(voxels: VoxelShowers, *, min_voxel_mev: float = CALOCHAL
         out["w_r"] / _MM_SCALE,
     ]
     return np.concatenate(parts, axis=1)
-
-
-def voxel_space_scores(
-    reference: VoxelShowers,
-    generated: VoxelShowers,
-    *,
-    min_voxel_mev: float = CALOCHALLENGE_DS2_MIN_VOXEL_MEV,
-    fpd_min_samples: int | None = None,
-    fpd_max_samples: int | None = None,
-    kpd_batch_size: int | None = None,
-    fpd_points: int = 10,
-    fpd_batches: int = 20,
-    seed: int = 42,
-) -> dict[str, Any]:
-    """FPD and KPD (x 1e3, as the CaloChallenge reports them) of the high-level features.
-
-    Sample sizes default to what the samples allow (jetnet's 10000-50000 need far more showers
-    than our validation sets; the values are then not comparable to published CaloChallenge ones).
-    """
-    from caloclouds.evaluation.scores import fpd, kpd
-
-    real = high_level_features(reference, min_voxel_mev=min_voxel_mev)
-    gen = high_level_features(generated, min_voxel_mev=min_voxel_mev)
-    n = min(len(real), len(gen))
-    max_s = fpd_max_samples or n
-    min_s = fpd_min_samples or max(2, max_s // 5)
-    batch = kpd_batch_size or max(2, n // 2)
-    f = fpd(real, gen, min_samples=min_s, max_samples=max_s, num_points=fpd_points, num_batches=fpd_batches, seed=seed)
-    k = kpd(real, gen, batch_size=batch, seed=seed)
-    return {
-        "n_features": int(real.shape[1]),
-        "fpd_x1e3": 1e3 * f.value, "fpd_err_x1e3": 1e3 * f.error,
-        "kpd_x1e3": 1e3 * k.value, "kpd_err_x1e3": 1e3 * k.error,
-        "fpd_samples": [min_s, max_s], "kpd_batch_size": batch, "min_voxel_mev": min_voxel_mev,
-    }

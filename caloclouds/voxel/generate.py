@@ -26,6 +26,7 @@ def generate_voxel_file(
     *,
     output_format: Literal["points", "calochallenge"] = "points",
     steps: int | None = None,
+    solver: str | None = None,
     batch_size: int = 100,
     flow: str | Path | None = None,
     mode: Literal["centre", "uniform"] = "uniform",
@@ -39,7 +40,8 @@ def generate_voxel_file(
         incident_energy_gev: (N,) energies.
         out: output file.
         output_format: ``"points"`` (our HDF5 schema) or ``"calochallenge"``.
-        steps: sampler steps (default from the model's config).
+        steps: solver steps (default from the model's config).
+        solver: ``"heun"`` / ``"euler"`` (teacher) or ``"consistency"`` (default: the model's own).
         batch_size: showers per batch and per written chunk.
         flow: a Shower Flow checkpoint to draw the layer energies from (default: the voxel
             model's own layer-energy model).
@@ -62,7 +64,8 @@ def generate_voxel_file(
     energies = np.asarray(incident_energy_gev, dtype=np.float32).reshape(-1)
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    attrs = {"generator": f"caloclouds voxel model ({model.kind})", "steps": steps or model.default_steps()}
+    solver = model.resolve_solver(solver)
+    attrs = {"generator": f"caloclouds voxel model ({model.kind})", "steps": steps or model.default_steps(), "solver": solver}
     writer = (
         CaloChallengeWriter(out, model.mesh, attrs=attrs) if output_format == "calochallenge" else ShowerWriter(out, attrs=attrs)
     )
@@ -72,7 +75,7 @@ def generate_voxel_file(
             e = torch.from_numpy(energies[start : start + batch_size])
             t0 = time.perf_counter()
             layers = layer_energies_from_flow(flow, e, generator=generator) if flow is not None else None
-            voxels = model.sample_voxels(e, layer_energy_mev=layers, steps=steps, generator=generator)
+            voxels = model.sample_voxels(e, layer_energy_mev=layers, steps=steps, solver=solver, generator=generator)
             seconds += time.perf_counter() - t0
             chunk = VoxelShowers(voxels.cpu().numpy(), e.numpy(), model.mesh)
             if output_format == "calochallenge":

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from caloclouds.diffusion.consistency import ConsistencyDenoiser
 from caloclouds.diffusion.edm import EDMDenoiser
-from caloclouds.diffusion.sampling import consistency_sigmas, karras_sigmas, sample_consistency, sample_heun
+from caloclouds.diffusion.sampling import MODEL_PARTS, Solver, resolve_sampling, sample, solver_sigmas
 from caloclouds.errors import InputFileError
 from caloclouds.io.torchfile import load_checkpoint_dict
 from caloclouds.showers import Showers
@@ -103,6 +103,15 @@ class VoxelModel(nn.Module):
     def default_steps(self) -> int:
         return self.config.cm_sample_steps if self.kind == "cm" else self.config.heun_steps
 
+    def resolve_solver(self, solver: str | None = None) -> str:
+        """``solver``, or this model's default (``"heun"`` for the teacher, ``"consistency"`` for a CM).
+
+        Raises:
+            ConfigError: the solver runs on the other model part.
+        """
+        part = next(p for p, kind in MODEL_PARTS.items() if kind == self.kind)
+        return resolve_sampling(model_part=part, solver=solver)[1]
+
     @torch.no_grad()
     def sample_voxels(
         self,
@@ -111,6 +120,7 @@ class VoxelModel(nn.Module):
         layer_energy_mev: Tensor | None = None,
         steps: int | None = None,
         generator: torch.Generator | None = None,
+        solver: Solver | None = None,
     ) -> Tensor:
         """Generate (B, n_voxels) voxel energies in MeV.
 
@@ -118,10 +128,13 @@ class VoxelModel(nn.Module):
             incident_energy_gev: (B,) incident energies.
             layer_energy_mev: (B, L) layer energies to rescale to (default: drawn from the
                 built-in layer-energy model).
-            steps: Heun steps (teacher) or consistency steps (default from the config).
+            steps: Heun / Euler steps (teacher) or consistency steps (default from the config).
             generator: random source (noise and layer energies).
+            solver: ``"heun"`` or ``"euler"`` for the teacher, ``"consistency"`` for a consistency
+                model (default: :meth:`resolve_solver`).
         """
         cfg = self.config
+        solver = self.resolve_solver(solver)
         device = self.normaliser.logit_mean.device
         e = incident_energy_gev.to(device=device, dtype=torch.float32).reshape(-1)
         if layer_energy_mev is None:
@@ -135,13 +148,9 @@ class VoxelModel(nn.Module):
             raise ValueError(f"steps must be >= 1, got {n}")
         shape = (len(e), 1, *self.latent_mesh.shape)
         noise = torch.randn(shape, generator=generator, device=device)
-        if self.kind == "edm":
-            sigmas = karras_sigmas(n, cfg.sigma_min, cfg.sigma_max, cfg.rho, device=device)
-            x = sample_heun(self.denoiser, noise * sigmas[0], sigmas, cond=cond, generator=generator)
-        else:
-            levels = karras_sigmas(cfg.distill_levels, cfg.sigma_min, cfg.sigma_max, cfg.rho, append_zero=False, device=device)
-            sigmas = consistency_sigmas(n, levels)
-            x = sample_consistency(self.denoiser, noise * sigmas[0], sigmas, cond=cond, sigma_min=cfg.sigma_min, generator=generator)
+        sigmas = solver_sigmas(solver, n, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, rho=cfg.rho,
+                               distill_levels=cfg.distill_levels, device=device)
+        x = sample(self.denoiser, noise, solver=solver, sigmas=sigmas, cond=cond, generator=generator)
         images = self.normaliser.inverse(x, layer_energy_mev, min_voxel_mev=cfg.min_voxel_mev)
         return self.from_latent(images)
 

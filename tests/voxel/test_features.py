@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from caloclouds.io.hdf5 import ShowerFile
-from caloclouds.voxel.features import high_level_features, voxel_space_scores
+from caloclouds.evaluation.voxelspace import voxel_space_scores
+from caloclouds.voxel.features import high_level_features
 from caloclouds.voxel.mesh import calochallenge_ds1_like, calochallenge_ds2_like
 from caloclouds.voxel.voxelize import VoxelShowers, voxelize
 
@@ -40,3 +41,19 @@ def test_fpd_of_real_showers(shared) -> None:
     worse = voxel_space_scores(voxels[:100], shifted, **kw)
     assert same["n_features"] == 34
     assert worse["fpd_x1e3"] > same["fpd_x1e3"]
+
+
+def test_voxel_code_does_not_import_the_evaluation() -> None:
+    """Issue 16, item 5: the FPD/KPD voxel scoring lives in evaluation/, so voxel/ -> evaluation/ has no edge."""
+    import ast
+    from pathlib import Path
+
+    import caloclouds.voxel
+
+    offenders = []
+    for path in sorted(Path(caloclouds.voxel.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("caloclouds.evaluation")]
+    assert not offenders, offenders
