@@ -10,21 +10,130 @@ A batch of N showers with P points in total is stored as
 * ``conditions``: extra per-shower arrays, each with N rows (incidence angles, ``raw_visible_mev``...).
 
 Nothing is padded. All operations are vectorised over showers and points.
+
+The ragged helpers every module uses live here too, once each, with a torch twin where the
+generation or training path works on tensors (torch is imported only when a twin is called):
+
+* :func:`shower_index` / :func:`shower_index_torch`: offsets -> the shower of every point;
+* :func:`largest_remainder`: integer split of per-shower totals in proportion to weights;
+* :func:`rotate_about_beam_axis`: rotate every point about x = y = 0 by its shower's angle;
+* :func:`standardised_w1`: the 1-D Wasserstein distance in units of a scale (the reference std).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["COLUMNS", "COLUMNS_V1", "Showers"]
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = [
+    "COLUMNS",
+    "COLUMNS_V1",
+    "Showers",
+    "largest_remainder",
+    "rotate_about_beam_axis",
+    "shower_index",
+    "shower_index_torch",
+    "standardised_w1",
+]
 
 COLUMNS: tuple[str, str, str, str] = ("x_mm", "y_mm", "layer", "e_mev")
 COLUMNS_V1: tuple[str, str, str, str] = ("x_mm", "y_mm", "layer", "e_MeV")  # schema version 1 names, still read
 X, Y, LAYER, E = range(4)
+
+
+def shower_index(offsets: np.ndarray) -> np.ndarray:
+    """(P,) int64 index of the shower of every point of a ragged batch with (N+1,) ``offsets``."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+
+
+def shower_index_torch(offsets: Tensor) -> Tensor:
+    """:func:`shower_index` for a tensor of offsets, on its device."""
+    import torch
+
+    return torch.repeat_interleave(torch.arange(len(offsets) - 1, device=offsets.device), offsets[1:] - offsets[:-1])
+
+
+def largest_remainder(weights: Tensor, totals: Tensor) -> Tensor:
+    """Split integer ``totals`` (B,) in proportion to ``weights`` (B, L), by largest-remainder rounding.
+
+    Each row gets ``floor(w / sum(w) * total)``; the units still missing go, one each, to the
+    largest fractional parts. Edge cases: negative weights count as 0; a row whose weights are all
+    0 (or negative) puts its whole total in column 0; equal fractional parts are served in the
+    order ``torch.sort`` (descending) returns them.
+
+    Returns:
+        (B, L) int64, each row summing exactly to its total, no entry negative.
+    """
+    import torch
+
+    weights = weights.clamp_min(0).double()
+    totals = totals.long()
+    norm = weights.sum(1, keepdim=True)
+    empty = norm.squeeze(1) <= 0
+    weights = torch.where(empty[:, None], torch.nn.functional.one_hot(
+        torch.zeros_like(totals), weights.shape[1]).double(), weights)
+    exact = weights / weights.sum(1, keepdim=True) * totals[:, None].double()
+    base = exact.floor().long()
+    missing = totals - base.sum(1)
+    # give the remaining units to the largest fractional parts
+    order = torch.argsort(exact - base.double(), dim=1, descending=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(weights.shape[1], device=weights.device).expand_as(order))
+    return base + (rank < missing[:, None]).long()
+
+
+def rotate_about_beam_axis(x_mm: Any, y_mm: Any, angle_rad: Any, shower: Any) -> tuple[Any, Any]:
+    """Rotate every point about the beam axis x = y = 0 by the angle of its shower.
+
+    Args:
+        x_mm, y_mm: (P,) transverse positions (numpy or torch).
+        angle_rad: (N,) one angle per shower, counter-clockwise.
+        shower: (P,) the shower of every point (:func:`shower_index`).
+
+    Returns:
+        ``(x, y)`` rotated, of the inputs' type.
+    """
+    if isinstance(angle_rad, np.ndarray):
+        cos, sin = np.cos(angle_rad)[shower], np.sin(angle_rad)[shower]
+    else:
+        cos, sin = angle_rad.cos()[shower], angle_rad.sin()[shower]
+    return cos * x_mm - sin * y_mm, sin * x_mm + cos * y_mm
+
+
+def standardised_w1(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    scale: float | None = None,
+    a_weights: np.ndarray | None = None,
+    b_weights: np.ndarray | None = None,
+) -> float:
+    """W1(a, b) / scale: the 1-D Wasserstein distance in units of ``scale``.
+
+    Args:
+        a, b: 1-D samples (``b`` the reference).
+        scale: the unit (default: ``std(b)``, at least 1e-12); a scale <= 0 gives 0.
+        a_weights, b_weights: optional non-negative weights of the samples.
+
+    Returns:
+        The distance, or NaN when a sample is empty or its weights sum to 0.
+    """
+    from scipy.stats import wasserstein_distance
+
+    if len(a) == 0 or len(b) == 0 or any(w is not None and w.sum() <= 0 for w in (a_weights, b_weights)):
+        return float("nan")
+    if scale is None:
+        scale = max(float(np.std(b)), 1e-12)
+    if scale <= 0:
+        return 0.0
+    return float(wasserstein_distance(a, b, a_weights, b_weights) / scale)
 
 
 def _ragged_take(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +282,7 @@ class Showers:
     @property
     def shower_index(self) -> np.ndarray:
         """(P,) index of the shower each point belongs to."""
-        return np.repeat(np.arange(len(self), dtype=np.int64), self.n_points)
+        return shower_index(self.offsets)
 
     def shower_of_point(self, row: int) -> int:
         return int(np.searchsorted(self.offsets, row, side="right") - 1)

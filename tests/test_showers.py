@@ -69,3 +69,80 @@ def test_value_checks():
 def test_centre_of_gravity():
     s = Showers.from_list([np.array([[1, 2, 0, 1.0], [3, 4, 1, 3.0]])], [10.0])
     np.testing.assert_allclose(s.centre_of_gravity_mm(), [[2.5, 3.5]])
+
+
+# -- the ragged helpers (issue 16, item 6: one helper for each copy) ------------------------------
+
+
+@pytest.mark.parametrize("counts", [[3, 0, 2, 1], [0], [], [5]])
+def test_shower_index_numpy_and_torch_agree(counts):
+    import torch
+
+    from caloclouds.showers import shower_index, shower_index_torch
+
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    expected = np.array([i for i, c in enumerate(counts) for _ in range(c)], dtype=np.int64)
+    got = shower_index(offsets)
+    assert got.dtype == np.int64 and np.array_equal(got, expected)
+    assert np.array_equal(shower_index_torch(torch.as_tensor(offsets)).numpy(), expected)
+    s = Showers.from_counts(np.zeros((int(sum(counts)), 4)), np.asarray(counts, np.int64), np.ones(len(counts)))
+    assert np.array_equal(s.shower_index, expected)
+
+
+def test_largest_remainder_edge_cases():
+    import torch
+
+    from caloclouds.showers import largest_remainder
+
+    weights = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [-2.0, 1.0, 3.0], [0.2, 0.5, 0.3]])
+    totals = torch.tensor([10, 7, 5, 0])
+    out = largest_remainder(weights, totals)
+    assert out.dtype == torch.int64 and torch.equal(out.sum(1), totals) and int(out.min()) >= 0
+    assert out[1].tolist() == [7, 0, 0]  # all-zero weights: everything in column 0
+    assert out[2, 0] == 0                # a negative weight counts as 0
+    assert sorted(out[0].tolist()) == [3, 3, 4]
+
+
+def test_largest_remainder_equals_its_torchscript_twin():
+    """The export keeps a TorchScript copy; it must give the same split as the helper."""
+    import torch
+
+    from caloclouds.export.pipeline import script_largest_remainder
+    from caloclouds.showers import largest_remainder
+
+    g = torch.Generator().manual_seed(0)
+    weights = torch.rand(200, 30, generator=g, dtype=torch.float64) * (torch.rand(200, 30, generator=g) > 0.3)
+    totals = torch.randint(0, 5000, (200,), generator=g)
+    assert torch.equal(torch.jit.script(script_largest_remainder)(weights, totals), largest_remainder(weights, totals))
+
+
+def test_rotate_about_beam_axis_numpy_and_torch():
+    import torch
+
+    from caloclouds.showers import rotate_about_beam_axis, shower_index
+
+    offsets = np.array([0, 2, 3])
+    x, y = np.array([1.0, 0.0, 2.0]), np.array([0.0, 1.0, 0.0])
+    angle = np.array([np.pi / 2, 0.0])
+    xr, yr = rotate_about_beam_axis(torch.as_tensor(x), torch.as_tensor(y), torch.as_tensor(angle),
+                                    torch.as_tensor(shower_index(offsets)))
+    np.testing.assert_allclose(xr.numpy(), [0.0, -1.0, 2.0], atol=1e-12)
+    np.testing.assert_allclose(yr.numpy(), [1.0, 0.0, 0.0], atol=1e-12)
+    xn, yn = rotate_about_beam_axis(x, y, angle, shower_index(offsets))
+    np.testing.assert_allclose(xn, xr.numpy())
+    np.testing.assert_allclose(yn, yr.numpy())
+
+
+def test_standardised_w1():
+    from scipy.stats import wasserstein_distance
+
+    from caloclouds.showers import standardised_w1
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.3, 1.0, 500), rng.normal(0.0, 2.0, 400)
+    assert standardised_w1(a, b) == float(wasserstein_distance(a, b) / max(np.std(b), 1e-12))  # default: std(b)
+    assert standardised_w1(a, b, scale=1.0) == float(wasserstein_distance(a, b))
+    assert standardised_w1(a, b, scale=0.0) == 0.0
+    assert np.isnan(standardised_w1(a[:0], b)) and np.isnan(standardised_w1(a, b, b_weights=np.zeros(len(b))))
+    w = rng.uniform(0, 1, len(a))
+    assert standardised_w1(a, b, scale=2.0, a_weights=w) == float(wasserstein_distance(a, b, w) / 2.0)

@@ -19,6 +19,7 @@ from torch import Tensor
 from caloclouds.diffusion.edm import RaggedCond
 from caloclouds.diffusion.preprocessing import PointNormaliser, layer_totals
 from caloclouds.errors import InputFileError
+from caloclouds.showers import rotate_about_beam_axis, shower_index_torch
 
 __all__ = ["TrainingData", "Batch", "ragged_gather"]
 
@@ -173,7 +174,7 @@ class TrainingData:
         """
         point_idx, offsets = ragged_gather(self.offsets, idx)
         counts = offsets[1:] - offsets[:-1]
-        shower_index = torch.repeat_interleave(torch.arange(len(idx)), counts)
+        shower_index = shower_index_torch(offsets)
         if keep_points > 0:
             p_keep = (keep_points / counts.clamp_min(1).float()).clamp(max=1.0)
             keep = torch.rand(len(point_idx), generator=generator) < p_keep[shower_index]
@@ -183,9 +184,8 @@ class TrainingData:
         pts = self.points[point_idx]
         if rotate:
             angle = torch.rand(len(idx), generator=generator) * (2 * math.pi)
-            c, s = angle.cos()[shower_index], angle.sin()[shower_index]
-            x, y = pts[:, 0], pts[:, 1]
-            pts = torch.stack([c * x - s * y, s * x + c * y, pts[:, 2], pts[:, 3]], dim=-1)
+            x, y = rotate_about_beam_axis(pts[:, 0], pts[:, 1], angle, shower_index)
+            pts = torch.stack([x, y, pts[:, 2], pts[:, 3]], dim=-1)
         return pts, offsets, shower_index
 
     def layer_batch(

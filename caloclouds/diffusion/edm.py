@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from caloclouds.showers import shower_index_torch
+
 __all__ = ["RaggedCond", "EDMDenoiser", "sample_log_normal_sigma", "per_shower_mean"]
 
 
@@ -48,9 +50,7 @@ class RaggedCond:
         """Build from (B+1,) offsets (the shower index is omitted for a single shower)."""
         if features.shape[0] == 1:
             return cls(features, None)
-        counts = offsets[1:] - offsets[:-1]
-        index = torch.repeat_interleave(torch.arange(len(counts), device=offsets.device), counts)
-        return cls(features, index)
+        return cls(features, shower_index_torch(offsets))
 
 
 def per_shower_mean(values: Tensor, cond: RaggedCond) -> Tensor:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from caloclouds.diffusion.model import PointModel
-from caloclouds.showers import Showers
+from caloclouds.showers import Showers, standardised_w1
 
 __all__ = ["POINT_FEATURES", "point_features", "standardised_w1", "PointW1", "evaluate_points", "time_sampling"]
 
@@ -40,13 +40,6 @@ def point_features(points: np.ndarray, *, subcell_pitch_mm: float | None = None)
         "depth_layer": np.floor(p[:, 2]),
         "log_e_mev": np.log(np.maximum(p[:, 3], 1e-12)),
     }
-
-
-def standardised_w1(a: np.ndarray, reference: np.ndarray) -> float:
-    """W1(a, reference) / std(reference)."""
-    from scipy.stats import wasserstein_distance
-
-    return float(wasserstein_distance(a, reference) / max(np.std(reference), 1e-12))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from caloclouds.errors import ConfigError
+from caloclouds.showers import shower_index
 
 __all__ = ["PointNormaliser", "layer_totals", "MIN_ENERGY_MEV", "DEPTH_EPS"]
 
@@ -41,7 +42,7 @@ def layer_totals(points: np.ndarray, offsets: np.ndarray, n_layers: int) -> tupl
     """Points and energy (MeV) per (shower, layer): two ``(N, n_layers)`` arrays."""
     offsets = np.asarray(offsets, dtype=np.int64)
     n = len(offsets) - 1
-    shower = np.repeat(np.arange(n), np.diff(offsets))
+    shower = shower_index(offsets)
     key = shower * n_layers + np.asarray(points[:, 2]).astype(np.int64)
     counts = np.bincount(key, minlength=n * n_layers).reshape(n, n_layers).astype(np.float64)
     energy = np.bincount(key, weights=points[:, 3], minlength=n * n_layers).reshape(n, n_layers)

@@ -34,6 +34,7 @@ import numpy as np
 
 from caloclouds.evaluation.classifier import ClassifierResult, roc_auc
 from caloclouds.evaluation.observables import CellObservables, ragged_take
+from caloclouds.showers import shower_index
 
 __all__ = ["LowLevelConfig", "CellSets", "cell_sets", "low_level_auc"]
 
@@ -140,7 +141,7 @@ class _Batcher:
         import torch
 
         cell_idx, offsets = ragged_take(self.offsets, idx)
-        batch = np.repeat(np.arange(len(idx), dtype=np.int64), np.diff(offsets))
+        batch = shower_index(offsets)
         return self.cells[torch.as_tensor(cell_idx)], torch.as_tensor(batch), self.showers[torch.as_tensor(idx)]
 
 

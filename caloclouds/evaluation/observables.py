@@ -32,6 +32,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from caloclouds.showers import shower_index
+
 __all__ = [
     "CellObservables",
     "BinEdges",
@@ -109,7 +111,7 @@ class CellObservables:
     @property
     def hit_shower(self) -> np.ndarray:
         """(H,) shower index of each hit."""
-        return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(self.hit_offsets))
+        return shower_index(self.hit_offsets)
 
     def take(self, idx: np.ndarray) -> CellObservables:
         """The observables of the showers ``idx`` (in that order)."""
@@ -164,7 +166,7 @@ def compute_observables(
     keep = e > 0.0
     if threshold_mev is not None:
         keep &= e >= threshold_mev  # as in CaloClouds' mip_cut: only cells below it are removed
-    shower = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))[keep]
+    shower = shower_index(offsets)[keep]
     e = e[keep]
     layer = np.asarray(hits.layer, dtype=np.int64)[keep]
     x = np.asarray(hits.x_mm, dtype=np.float64)[keep]

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from caloclouds.showers import standardised_w1
+
 __all__ = [
     "Observable",
     "Score",
@@ -93,14 +95,6 @@ def standardisation(obs: Observable) -> tuple[float, float]:
     return mean, std if std > 0 else 1.0
 
 
-def _w1(u: np.ndarray, v: np.ndarray, uw: np.ndarray | None, vw: np.ndarray | None) -> float:
-    from scipy.stats import wasserstein_distance
-
-    if len(u) == 0 or len(v) == 0 or (uw is not None and uw.sum() <= 0) or (vw is not None and vw.sum() <= 0):
-        return float("nan")
-    return float(wasserstein_distance(u, v, uw, vw))
-
-
 def batched_w1(
     reference: Mapping[str, Observable],
     other: Mapping[str, Observable],
@@ -132,7 +126,7 @@ def batched_w1(
         for ref_idx, oth_idx in zip(reference_batches, other_batches):
             u, uw = ref_obs.take(ref_idx)
             v, vw = other[name].take(oth_idx)
-            values.append(_w1((u - mean) / std, (v - mean) / std, uw, vw))
+            values.append(standardised_w1((u - mean) / std, (v - mean) / std, scale=1.0, a_weights=uw, b_weights=vw))
         arr = np.asarray(values)
         ok = arr[np.isfinite(arr)]
         scores[name] = Score(float(ok.mean()), float(ok.std())) if len(ok) else Score(float("nan"), float("nan"))

@@ -32,6 +32,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+# the ragged helpers live next to Showers; imported here under the names this module has always exported
+from caloclouds.showers import largest_remainder, rotate_about_beam_axis
+from caloclouds.showers import shower_index_torch as shower_of_point
+
 __all__ = [
     "COG_MODES",
     "shower_of_point",
@@ -42,28 +46,6 @@ __all__ = [
     "largest_remainder",
     "PointCountCalibration",
 ]
-
-
-def largest_remainder(weights: Tensor, totals: Tensor) -> Tensor:
-    """Split integer ``totals`` (B,) in proportion to non-negative ``weights`` (B, L).
-
-    Returns (B, L) int64 with rows summing exactly to ``totals`` (largest-remainder rounding).
-    Rows whose weights are all zero put everything in column 0.
-    """
-    weights = weights.clamp_min(0).double()
-    totals = totals.long()
-    norm = weights.sum(1, keepdim=True)
-    empty = norm.squeeze(1) <= 0
-    weights = torch.where(empty[:, None], torch.nn.functional.one_hot(
-        torch.zeros_like(totals), weights.shape[1]).double(), weights)
-    exact = weights / weights.sum(1, keepdim=True) * totals[:, None].double()
-    base = exact.floor().long()
-    missing = totals - base.sum(1)
-    # give the remaining units to the largest fractional parts
-    order = torch.argsort(exact - base.double(), dim=1, descending=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(weights.shape[1], device=weights.device).expand_as(order))
-    return base + (rank < missing[:, None]).long()
 
 
 def assign_layers_by_depth(depth: Tensor, offsets: Tensor, points_per_layer: Tensor) -> Tensor:
@@ -133,11 +115,6 @@ def rescale_layer_energies(
     return (e * scale[shower]).float()
 
 
-def shower_of_point(offsets: Tensor) -> Tensor:
-    """(P,) int64 shower index of every point of a ragged batch with (B+1,) ``offsets``."""
-    return torch.repeat_interleave(torch.arange(len(offsets) - 1, device=offsets.device), offsets[1:] - offsets[:-1])
-
-
 #: Ways to fix the transverse position of generated showers (see the module docstring).
 COG_MODES = ("rotate", "flow", "none")
 
@@ -149,9 +126,7 @@ def rotate_about_axis(
     n_showers = len(offsets) - 1
     gen_device = generator.device if generator is not None else x_mm.device
     angle = torch.rand(n_showers, generator=generator, device=gen_device).to(x_mm.device) * (2 * torch.pi)
-    shower = shower_of_point(offsets)
-    cos, sin = angle.cos()[shower], angle.sin()[shower]
-    return cos * x_mm - sin * y_mm, sin * x_mm + cos * y_mm
+    return rotate_about_beam_axis(x_mm, y_mm, angle, shower_of_point(offsets))
 
 
 def shift_centre_of_gravity(

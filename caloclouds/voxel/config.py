@@ -7,13 +7,11 @@ run config with a ``voxel:`` section; unknown keys are errors listing the valid 
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from caloclouds.config import read_yaml
+from caloclouds.config import _build, config_to_dict, read_yaml
 from caloclouds.errors import ConfigError
 
 __all__ = ["VoxelConfig", "voxel_config_from_dict", "voxel_config_to_dict", "load_voxel_config"]
@@ -72,39 +70,15 @@ class VoxelConfig:
 
 
 def voxel_config_from_dict(data: dict[str, Any]) -> VoxelConfig:
-    """Build a :class:`VoxelConfig` from a plain dict, checking keys and types."""
+    """Build a :class:`VoxelConfig` from a plain dict, checking keys and types with the run config's coercion."""
     if not isinstance(data, dict):
         raise ConfigError(f"the voxel config must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(VoxelConfig)
-    names = [f.name for f in dataclasses.fields(VoxelConfig)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in voxel; valid keys are {names}")
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        kind = hints[key]
-        where = f"voxel.{key}"
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where} must be true or false, got {value!r}")
-        elif kind in (int, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-                raise ConfigError(f"{where} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
-            value = kind(value)
-        elif kind is str:
-            if not isinstance(value, str):
-                raise ConfigError(f"{where} must be a string, got {value!r}")
-        else:  # tuple[int, ...]
-            if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-                raise ConfigError(f"{where} must be a list of integers, got {value!r}")
-            value = tuple(value)
-        kwargs[key] = value
-    return VoxelConfig(**kwargs)
+    return _build(VoxelConfig, data, "voxel")
 
 
 def voxel_config_to_dict(config: VoxelConfig) -> dict[str, Any]:
     """Plain dict (lists instead of tuples) for YAML, JSON and checkpoints."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return config_to_dict(config)
 
 
 def load_voxel_config(path: str | Path) -> VoxelConfig:
