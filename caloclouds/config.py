@@ -6,7 +6,10 @@ keys, so a typo in a YAML file is never silently ignored.
 
 Each section belongs to one part of the package:
 
-* ``detector``: the calorimeter the data comes from (layers, silicon positions, cell pitch).
+* ``detector``: the calorimeter the data comes from (layers, silicon positions, cell pitch, MIP and
+  cell threshold). It is passed explicitly to generation, projection and evaluation;
+  :data:`ILD_LIKE_DETECTOR` (the defaults, the detector of ``../shared/data``) is the one named
+  default of the public projection and evaluation functions.
 * ``flow``: the Shower Flow (``flows/``).
 * ``diffusion`` and ``distillation``: the PointWise Net, its EDM training and consistency distillation.
 * ``evaluation``: cell-level validation.
@@ -25,6 +28,9 @@ from caloclouds.errors import ConfigError
 
 __all__ = [
     "DetectorConfig",
+    "ILD_LIKE_DETECTOR",
+    "DEFAULT_EVALUATION",
+    "LEGACY_KEYS",
     "FlowConfig",
     "DiffusionConfig",
     "DistillationConfig",
@@ -46,7 +52,18 @@ _ILD_SILICON_FRONT_MM = (
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """The sampling calorimeter the showers live in (local frame, shower axis +z, front face z = 0)."""
+    """The sampling calorimeter the showers live in (local frame, shower axis +z, front face z = 0).
+
+    ``mip_mev`` is the most probable value (MPV) of the energy of a cell crossed by one particle,
+    measured on Geant4 with ``caloclouds evaluate --reference g4_photons_train.h5 --measure-mip``:
+    the cells of the first three layers (single, near-normal tracks of the first e+e- pair) of the
+    6000 training showers, projected on the ILD 5.088 mm grid without threshold, fitted with a
+    Moyal (Landau) peak plus a linear continuum (``caloclouds/evaluation/mip.py``). Result:
+    0.147 MeV (0.146-0.148 MeV over fit windows). The peak of all cells, inclined and
+    overlapping tracks included, is at 0.167 MeV. ``cell_threshold_mip`` is the cell threshold
+    of generation (``--cells``), projection and evaluation. Old configs gave both in the
+    ``evaluation`` section; they are still read there (:data:`LEGACY_KEYS`).
+    """
 
     name: str = "ild-like-siw"              # Free text, written to outputs.
     n_layers: int = 30                      # Number of sensitive (silicon) layers.
@@ -54,6 +71,8 @@ class DetectorConfig:
     silicon_thickness_mm: float = 0.5       # Thickness of each silicon layer.
     cell_pitch_mm: float = 5.088333         # Readout cell size (square cells).
     subcells_per_cell: int = 6              # Clustering grid: 6 -> 6x6 sub-cells per cell ("x36" grid).
+    mip_mev: float = 0.147                  # Measured MIP MPV of one cell in MeV (see below).
+    cell_threshold_mip: float = 0.5         # Cell threshold in MIPs: cells below 0.5 x mip_mev are dropped.
 
     @property
     def subcell_pitch_mm(self) -> float:
@@ -79,6 +98,15 @@ class DetectorConfig:
                 raise ConfigError(f"detector.{name} must be > 0, got {getattr(self, name)}")
         if self.subcells_per_cell < 1:
             raise ConfigError(f"detector.subcells_per_cell must be >= 1, got {self.subcells_per_cell}")
+        if not self.mip_mev > 0:
+            raise ConfigError(f"detector.mip_mev must be > 0, got {self.mip_mev}")
+        if not self.cell_threshold_mip >= 0:
+            raise ConfigError(f"detector.cell_threshold_mip must be >= 0, got {self.cell_threshold_mip}")
+
+    @property
+    def threshold_mev(self) -> float:
+        """Cell threshold in MeV (``cell_threshold_mip`` x ``mip_mev``)."""
+        return self.cell_threshold_mip * self.mip_mev
 
 
 @dataclass(frozen=True)
@@ -222,18 +250,10 @@ def _check_schedule(section: str, cfg: Any) -> None:
 class EvaluationConfig:
     """Cell-level validation (see caloclouds/evaluation/).
 
-    ``mip_mev`` is the most probable value (MPV) of the energy of a cell crossed by one particle,
-    measured on Geant4 with ``caloclouds evaluate --reference g4_photons_train.h5 --measure-mip``:
-    the cells of the first three layers (single, near-normal tracks of the first e+e- pair) of the
-    6000 training showers, projected on the ILD 5.088 mm grid without threshold, fitted with a
-    Moyal (Landau) peak plus a linear continuum (``caloclouds/evaluation/mip.py``). Result:
-    0.147 MeV (0.146-0.148 MeV over fit windows). The peak of all cells, inclined and
-    overlapping tracks included, is at 0.167 MeV.
+    The MIP and the cell threshold are the detector's (:class:`DetectorConfig`).
     """
 
     geometry: str = "ild"                   # Cells of the observables: a projection.get_geometry spec.
-    mip_mev: float = 0.147                  # Measured MIP MPV of one cell in MeV (see above).
-    cell_threshold_mip: float = 0.5         # Cell threshold in MIPs: cells below 0.5 x mip_mev are dropped.
     radial_axis: str = "nominal"            # Radii about "nominal" (x = y = 0) or "cog" (each shower's x, y CoG).
     n_longitudinal_bins: int = 10           # Layer bins with reference hit-count decile edges.
     n_radial_bins: int = 10                 # Radius bins with reference hit-count decile edges.
@@ -253,15 +273,13 @@ class EvaluationConfig:
 
     def __post_init__(self) -> None:
         positive = (
-            "mip_mev", "n_longitudinal_bins", "n_radial_bins", "n_batches", "classifier_epochs",
+            "n_longitudinal_bins", "n_radial_bins", "n_batches", "classifier_epochs",
             "classifier_batch_size", "classifier_learning_rate", "fpd_min_samples",
             "fpd_max_samples", "kpd_batch_size", "kpd_batches", "kpd_degree",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"evaluation.{name} must be > 0, got {getattr(self, name)}")
-        if self.cell_threshold_mip < 0:
-            raise ConfigError(f"evaluation.cell_threshold_mip must be >= 0, got {self.cell_threshold_mip}")
         if self.radial_axis not in ("nominal", "cog"):
             raise ConfigError(f"evaluation.radial_axis must be 'nominal' or 'cog', got {self.radial_axis!r}")
         if self.classifier_folds < 3:
@@ -271,11 +289,6 @@ class EvaluationConfig:
                 f"evaluation.fpd_min_samples ({self.fpd_min_samples}) must be <= "
                 f"evaluation.fpd_max_samples ({self.fpd_max_samples})"
             )
-
-    @property
-    def threshold_mev(self) -> float:
-        """Cell threshold in MeV."""
-        return self.cell_threshold_mip * self.mip_mev
 
 
 @dataclass(frozen=True)
@@ -331,11 +344,40 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+ILD_LIKE_DETECTOR = DetectorConfig()       # The ILD-like Si-W ECAL of ../shared/data (configs/ild_photons.yaml).
+DEFAULT_EVALUATION = EvaluationConfig()    # The evaluation settings when none are given.
+
+#: Keys of older configs, read at their new place: (section, key) -> (section, key).
+LEGACY_KEYS: dict[tuple[str, str], tuple[str, str]] = {
+    ("evaluation", "mip_mev"): ("detector", "mip_mev"),
+    ("evaluation", "cell_threshold_mip"): ("detector", "cell_threshold_mip"),
+}
+
+
+def _move_legacy_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with the :data:`LEGACY_KEYS` moved to their new section (a conflict is an error)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for (old_section, old_key), (new_section, new_key) in LEGACY_KEYS.items():
+        section = out.get(old_section)
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        value = section.pop(old_key)
+        target = out.setdefault(new_section, {})
+        if not isinstance(target, dict):
+            continue  # _build reports the bad section
+        if new_key in target and target[new_key] != value:
+            raise ConfigError(f"{old_section}.{old_key} ({value!r}) and {new_section}.{new_key} ({target[new_key]!r}) "
+                              f"disagree; {old_section}.{old_key} is the old name of {new_section}.{new_key}: give only that")
+        target[new_key] = value
+    return out
+
+
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
-    """Build a :class:`RunConfig` from a plain dict (as stored in checkpoints)."""
+    """Build a :class:`RunConfig` from a plain dict (as stored in checkpoints; old keys are read at
+    their new place, :data:`LEGACY_KEYS`)."""
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
-    return _build(RunConfig, data, "")
+    return _build(RunConfig, _move_legacy_keys(data), "")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from caloclouds.config import EvaluationConfig
+from caloclouds.config import ILD_LIKE_DETECTOR, DetectorConfig
 from caloclouds.errors import CaloCloudsError
 from caloclouds.io.atomic import check_output_path
 from projection.geometry import Geometry
@@ -56,12 +56,12 @@ def projection_metadata(
     layer_map: str | Sequence[int] | None,
     threshold_mev: float | None,
     threshold_mip: float | None,
-    mip_mev: float | None,
+    mip_mev: float,
 ) -> dict[str, Any]:
     """Typed metadata of a projection: every number as a number, nothing absent as a sentinel."""
     from projection.mip import THICKNESS_EXTRA
 
-    mip = EvaluationConfig.mip_mev if mip_mev is None else float(mip_mev)
+    mip = float(mip_mev)
     per_cell = THICKNESS_EXTRA in geometry.extras
     attrs: dict[str, Any] = {
         "geometry": geometry.name,
@@ -118,6 +118,7 @@ def project_file(
     threshold_mev: float | None = None,
     threshold_mip: float | None = None,
     mip_mev: float | None = None,
+    detector: DetectorConfig = ILD_LIKE_DETECTOR,
     device: str = "numpy",
     chunk_showers: int = DEFAULT_CHUNK_SHOWERS,
     input_format: str | None = None,
@@ -129,7 +130,9 @@ def project_file(
         in_path: any shower file :func:`caloclouds.io.formats.iter_any` reads.
         out_path: ``.h5``/``.hdf5`` (cells file) or ``.root`` (points plus cells).
         geometry: the target geometry.
-        impact_mm, rotation_rad, layer_map, threshold_mev, threshold_mip, mip_mev: see :func:`projection.project`.
+        impact_mm, rotation_rad, layer_map, threshold_mev, threshold_mip: see :func:`projection.project`.
+        mip_mev: the MIP for ``threshold_mip`` (MeV); None = the detector's.
+        detector: the detector of the input showers (its ``n_layers``, ``mip_mev``).
         device: ``"numpy"`` or a torch device (``"cpu"``, ``"cuda"``).
         chunk_showers: showers per chunk.
         input_format: input format (None = detect).
@@ -139,14 +142,15 @@ def project_file(
 
     out_path = check_output_path(out_path, suffixes=OUTPUT_SUFFIXES)
     check_placement(impact_mm=impact_mm, rotation_rad=rotation_rad, chunk_showers=chunk_showers)
+    mip_mev = detector.mip_mev if mip_mev is None else mip_mev
     options: dict[str, Any] = dict(
         impact_mm=impact_mm, rotation_rad=rotation_rad, layer_map=layer_map,
-        threshold_mev=threshold_mev, threshold_mip=threshold_mip,
+        threshold_mev=threshold_mev, threshold_mip=threshold_mip, mip_mev=mip_mev, n_shower_layers=detector.n_layers,
     )
-    if mip_mev is not None:
-        options["mip_mev"] = mip_mev
     attrs = projection_metadata(geometry, impact_mm=impact_mm, rotation_rad=rotation_rad, layer_map=layer_map,
                                 threshold_mev=threshold_mev, threshold_mip=threshold_mip, mip_mev=mip_mev)
+    attrs["detector"] = detector.name
+    attrs["n_shower_layers"] = detector.n_layers
     if input_format is None:
         detect_format(in_path)  # a bad input fails before the output is opened
     summary = ProjectionSummary()

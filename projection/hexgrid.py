@@ -79,7 +79,7 @@ def hex_centre(q: np.ndarray, r: np.ndarray, pitch_mm: float, *, pointy: bool = 
 def hex_lattice(
     *,
     pitch_mm: float,
-    layer_z_mm: Sequence[float] | None = None,
+    layer_z_mm: Sequence[float],
     pointy: bool = False,
     origin_mm: tuple[float, float] = (0.0, 0.0),
     half_extent_mm: float = DEFAULT_HALF_EXTENT_MM,
@@ -89,7 +89,7 @@ def hex_lattice(
 
     Args:
         pitch_mm: flat-to-flat distance of the hexagons (= distance between neighbouring centres).
-        layer_z_mm: depth of each layer; default the 30 ILD layers of DetectorConfig.
+        layer_z_mm: depth of each layer (mm); its length is the number of layers.
         pointy: pointy-top (vertices on +-y) instead of flat-top (vertices on +-x).
         origin_mm: centre of cell (0, 0).
         half_extent_mm: keep cells whose centre lies in |x - x0|, |y - y0| <= half_extent_mm.
@@ -98,7 +98,7 @@ def hex_lattice(
     if not pitch_mm > 0 or not half_extent_mm > 0:
         msg = f"hex_lattice needs pitch_mm > 0 and half_extent_mm > 0, got {pitch_mm}, {half_extent_mm}"
         raise ProjectionError(msg)
-    z = np.asarray(DetectorConfig().layer_centre_z_mm if layer_z_mm is None else layer_z_mm, dtype=np.float64)
+    z = np.asarray(layer_z_mm, dtype=np.float64)
     n_q = int(math.ceil(half_extent_mm / (_SQRT3 / 2 * pitch_mm))) + 1
     n_r = int(math.ceil(half_extent_mm / pitch_mm + n_q / 2)) + 1
     q, r = np.meshgrid(np.arange(-n_q, n_q + 1), np.arange(-n_r, n_r + 1), indexing="ij")
@@ -132,8 +132,8 @@ def hex_lattice(
 MIN_SPEC_PITCH_MM = 0.55  # hex:PITCH specs finer than this exceed ~2e7 cells (hex:5 has 227,370)
 
 
-def hex_geometry_from_spec(spec: str) -> Geometry:
-    """Parse ``hex:PITCH_MM`` or ``hex:PITCH_MM:flat|pointy`` into :func:`hex_lattice`."""
+def hex_geometry_from_spec(spec: str, *, detector: DetectorConfig) -> Geometry:
+    """Parse ``hex:PITCH_MM`` or ``hex:PITCH_MM:flat|pointy`` into :func:`hex_lattice` on the layers of ``detector``."""
     parts = spec.split(":")
     orientation = parts[2] if len(parts) == 3 else "flat"
     try:
@@ -146,7 +146,7 @@ def hex_geometry_from_spec(spec: str) -> Geometry:
     if pitch < MIN_SPEC_PITCH_MM:
         msg = f"bad hexagonal geometry {spec!r}: pitch below {MIN_SPEC_PITCH_MM} mm would need more than 2e7 cells"
         raise ProjectionError(msg)
-    return hex_lattice(pitch_mm=pitch, pointy=orientation == "pointy")
+    return hex_lattice(pitch_mm=pitch, pointy=orientation == "pointy", layer_z_mm=detector.layer_centre_z_mm)
 
 
 def assign(tables: dict[str, Any], layer: Any, x: Any, y: Any) -> Any:

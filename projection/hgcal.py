@@ -126,8 +126,11 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     return content
 
 
-def load_hgcal(path: str | Path) -> Geometry:  # noqa: PLR0915 - one linear recipe
+def load_hgcal(path: str | Path, *, shower_detector: DetectorConfig) -> Geometry:  # noqa: PLR0915 - one linear recipe
     """Build the ``hgcal`` geometry from the CE-E npz file (see the module docstring).
+
+    The depth of each HGCal layer is the mean depth of the ``shower_detector`` layers that the
+    default (linear) layer map sends to it, so the cells sit at the depths of the showers.
 
     Raises:
         InputFileError: missing arrays, DetIds that are not CE-E silicon, cells off their lattice.
@@ -268,7 +271,7 @@ def load_hgcal(path: str | Path) -> Geometry:  # noqa: PLR0915 - one linear reci
         raise InputFileError(path, f"cell types {unknown} have no known silicon thickness (expected {sorted(HGCAL_THICKNESS_UM)})", where="detid")
     thickness_lut = np.array([HGCAL_THICKNESS_UM[t] for t in sorted(HGCAL_THICKNESS_UM)])
     thickness_um = thickness_lut[fields["type"]]
-    det = DetectorConfig()
+    det = shower_detector
     lmap = resolve_layer_map("linear", n_shower_layers=det.n_layers, n_detector_layers=n_layers)
     z = np.bincount(lmap, weights=det.layer_centre_z_mm, minlength=n_layers) / np.maximum(np.bincount(lmap, minlength=n_layers), 1)
     return Geometry(

@@ -6,7 +6,7 @@ Conventions (the same for numpy and torch):
   ``x' = cos(a) x - sin(a) y + impact_x``, ``y' = sin(a) x + cos(a) y + impact_y`` of the geometry's
   local frame: the shower is turned counter-clockwise by ``rotation_rad`` about its axis, and its axis
   hits the geometry at ``impact_mm``. The arithmetic is float32.
-* **Layer map.** Shower layer ``l`` (0 .. n_shower_layers - 1, default 30, the ILD-like simulation)
+* **Layer map.** Shower layer ``l`` (0 .. n_shower_layers - 1, the showers' detector's ``n_layers``)
   goes to detector layer ``layer_map[l]``; ``-1`` drops the layer, and its energy is booked as lost.
   Named maps:
 
@@ -31,14 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from caloclouds.config import DetectorConfig
 from projection._ops import ops_for
 from projection.errors import ProjectionError
 
-__all__ = ["resolve_layer_map", "place_xy", "check_points", "LAYER_MAPS", "DEFAULT_SHOWER_LAYERS"]
+__all__ = ["resolve_layer_map", "place_xy", "check_points", "LAYER_MAPS"]
 
 LAYER_MAPS = ("identity", "linear")
-DEFAULT_SHOWER_LAYERS = DetectorConfig().n_layers
 
 
 def resolve_layer_map(

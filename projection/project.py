@@ -7,8 +7,9 @@ with the exact rule of the geometry's kind, then sum energies per (shower, cell)
 
 The threshold is applied after summing: cells with ``E < threshold`` are removed and their energy
 goes to ``below_threshold_mev``. Give it in MeV (``threshold_mev``) or in MIPs (``threshold_mip``
-times ``mip_mev``, default :attr:`caloclouds.config.EvaluationConfig.mip_mev` = 0.147 MeV, measured
-in 500 um of silicon). A geometry whose cells have their own silicon thickness (HGCal: 120, 200,
+times ``mip_mev``, the detector's :attr:`caloclouds.config.DetectorConfig.mip_mev`: 0.147 MeV,
+measured in 500 um of silicon, for :data:`caloclouds.config.ILD_LIKE_DETECTOR`). Pipelines pass
+their detector's ``n_layers`` and ``mip_mev``; the defaults are the ILD-like detector's. A geometry whose cells have their own silicon thickness (HGCal: 120, 200,
 300 um, ``extras["silicon_thickness_um"]``) gets a MIP threshold per cell, the MIP scaled to the
 cell's thickness (:mod:`projection.mip`).
 """
@@ -20,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from caloclouds.config import EvaluationConfig
+from caloclouds.config import ILD_LIKE_DETECTOR
 from caloclouds.showers import Showers
 from projection.binning import segment_sums_numpy, segment_sums_torch
 from projection.cells import CellHits
 from projection.errors import ProjectionError
 from projection.geometry import Geometry
 from projection.mip import REFERENCE_THICKNESS_UM, THICKNESS_EXTRA, landau_mpv_mev
-from projection.placement import DEFAULT_SHOWER_LAYERS, check_points, place_xy, resolve_layer_map
+from projection.placement import check_points, place_xy, resolve_layer_map
 from projection.kinds import KINDS
 
 __all__ = ["project", "project_torch", "resolve_threshold_mev", "cell_mip_scale", "BLOCK_POINTS"]
@@ -109,8 +110,8 @@ def project(
     layer_map: str | Sequence[int] | None = None,
     threshold_mev: float | None = None,
     threshold_mip: float | None = None,
-    mip_mev: float = EvaluationConfig.mip_mev,
-    n_shower_layers: int = DEFAULT_SHOWER_LAYERS,
+    mip_mev: float = ILD_LIKE_DETECTOR.mip_mev,
+    n_shower_layers: int = ILD_LIKE_DETECTOR.n_layers,
     block_points: int = BLOCK_POINTS,
 ) -> CellHits:
     """Bin a batch of showers into the cells of ``geometry`` (numpy, one call, no loop over showers).
@@ -124,8 +125,8 @@ def project(
             None = the geometry's default.
         threshold_mev: remove cells below this energy (MeV) after summing.
         threshold_mip: the same in MIP units (times ``mip_mev``); exclusive with ``threshold_mev``.
-        mip_mev: the MIP energy for ``threshold_mip`` (MeV).
-        n_shower_layers: number of layers of the shower simulation (30 for the ILD-like data).
+        mip_mev: the MIP energy for ``threshold_mip`` (MeV): the detector's ``mip_mev``.
+        n_shower_layers: number of layers of the showers' detector (its ``n_layers``; 30 for the ILD-like data).
         block_points: the element-wise placement and cell assignment run on blocks of this many
             points, so that their temporaries stay in the CPU cache (about 1.8x faster than
             whole-array temporaries); each block is fully vectorised. 0 = one block.
@@ -183,8 +184,8 @@ def project_torch(
     layer_map: str | Sequence[int] | None = None,
     threshold_mev: float | None = None,
     threshold_mip: float | None = None,
-    mip_mev: float = EvaluationConfig.mip_mev,
-    n_shower_layers: int = DEFAULT_SHOWER_LAYERS,
+    mip_mev: float = ILD_LIKE_DETECTOR.mip_mev,
+    n_shower_layers: int = ILD_LIKE_DETECTOR.n_layers,
 ) -> CellHits:
     """Torch version of :func:`project` on the device of ``points`` (CUDA when given CUDA tensors).
 

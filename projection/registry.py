@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from caloclouds.config import ILD_LIKE_DETECTOR, DetectorConfig
 from caloclouds.errors import InputFileError
 from projection.errors import ProjectionError
 from projection.geometry import CELL_ARRAYS, GEOMETRY_FORMAT_VERSION, Geometry, read_npz
@@ -34,16 +35,21 @@ def default_data_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def get_geometry(spec: str | Path, *, data_dir: str | Path | None = None) -> Geometry:
+def get_geometry(
+    spec: str | Path, *, detector: DetectorConfig = ILD_LIKE_DETECTOR, data_dir: str | Path | None = None
+) -> Geometry:
     """A geometry from its name or a geometry file.
 
     Args:
-        spec: ``"ild"`` (square grid, 5.088 mm, 30 layers), ``"ild-real"`` (the real ILD ECAL barrel
-            cells with gaps and dead areas), ``"hgcal"`` (CMS HGCal CE-E, 26 layers),
-            ``"hex:PITCH_MM"`` (flat-top hexagonal lattice of that pitch on the 30 ILD layers;
-            ``hex:PITCH_MM:pointy`` for pointy-top), ``"square:PITCH_MM[:EVERY:GAP_MM]"`` (square grid
-            on the 30 ILD layers, edges at multiples of the pitch from 0, optionally a gap of GAP_MM after
-            every EVERY cells), or the path of a ``.npz`` geometry file.
+        spec: ``"ild"`` (the detector's square grid: 5.088 mm, 30 layers for the ILD-like one),
+            ``"ild-real"`` (the real ILD ECAL barrel cells with gaps and dead areas), ``"hgcal"``
+            (CMS HGCal CE-E, 26 layers, at the depths of the detector's layers merged by the linear
+            map), ``"hex:PITCH_MM"`` (flat-top hexagonal lattice of that pitch on the detector's
+            layers; ``hex:PITCH_MM:pointy`` for pointy-top), ``"square:PITCH_MM[:EVERY:GAP_MM]"``
+            (square grid on the detector's layers, edges at multiples of the pitch from 0, optionally
+            a gap of GAP_MM after every EVERY cells), or the path of a ``.npz`` geometry file.
+        detector: the detector the showers come from (layers, their depths, cell pitch); default
+            :data:`caloclouds.config.ILD_LIKE_DETECTOR`. Pipelines pass their config's detector.
         data_dir: folder with the shared data files (for ``ild-real`` and ``hgcal``).
 
     Raises:
@@ -53,15 +59,15 @@ def get_geometry(spec: str | Path, *, data_dir: str | Path | None = None) -> Geo
     text = str(spec)
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     if text == "ild":
-        return ild_grid()
+        return ild_grid(detector)
     if text == "ild-real":
         return load_ild_real(folder / ILD_REAL_FILE)
     if text == "hgcal":
-        return load_hgcal(folder / HGCAL_FILE)
+        return load_hgcal(folder / HGCAL_FILE, shower_detector=detector)
     if text.startswith("square:"):
-        return square_geometry_from_spec(text)
+        return square_geometry_from_spec(text, detector=detector)
     if text.startswith("hex:"):
-        return hex_geometry_from_spec(text)
+        return hex_geometry_from_spec(text, detector=detector)
     path = Path(text)
     if path.suffix == ".npz" or path.exists():
         return load_geometry(path)

@@ -96,17 +96,16 @@ def square_grid(
     )
 
 
-def ild_grid(detector: DetectorConfig | None = None) -> Geometry:
-    """The default ``ild`` geometry: the ILD square grid of ``detector`` (default DetectorConfig)."""
-    det = detector or DetectorConfig()
-    return square_grid(pitch_mm=det.cell_pitch_mm, layer_z_mm=det.layer_centre_z_mm, name="ild")
+def ild_grid(detector: DetectorConfig) -> Geometry:
+    """The ``ild`` geometry: the square readout grid of ``detector`` (its cell pitch and layers)."""
+    return square_grid(pitch_mm=detector.cell_pitch_mm, layer_z_mm=detector.layer_centre_z_mm, name="ild")
 
 
 MAX_SPEC_CELLS = 20_000_000  # square:PITCH specs with more cells than this are refused (memory)
 
 
-def square_geometry_from_spec(spec: str) -> Geometry:
-    """Parse ``square:PITCH_MM`` or ``square:PITCH_MM:EVERY:GAP_MM`` (30 ILD layers, 40 x 40 cm)."""
+def square_geometry_from_spec(spec: str, *, detector: DetectorConfig) -> Geometry:
+    """Parse ``square:PITCH_MM`` or ``square:PITCH_MM:EVERY:GAP_MM`` (the layers of ``detector``, 40 x 40 cm)."""
     from projection.errors import ProjectionError
 
     parts = spec.split(":")
@@ -120,13 +119,12 @@ def square_geometry_from_spec(spec: str) -> Geometry:
         msg = (f"bad square geometry {spec!r}; expected square:PITCH_MM or square:PITCH_MM:EVERY:GAP_MM "
                "with PITCH_MM > 0, EVERY >= 1 cells and GAP_MM >= 0")
         raise ProjectionError(msg) from None
-    det = DetectorConfig()
-    n_cells = (2 * math.ceil(ILD_HALF_WIDTH_MM / pitch)) ** 2 * det.n_layers
+    n_cells = (2 * math.ceil(ILD_HALF_WIDTH_MM / pitch)) ** 2 * detector.n_layers
     if n_cells > MAX_SPEC_CELLS:
         raise ProjectionError(f"bad square geometry {spec!r}: a pitch of {pitch:g} mm gives {n_cells:.3g} cells, more than {MAX_SPEC_CELLS:.0e}")
     period = pitch + (gap / every if every else 0.0)
     n = 2 * math.ceil(ILD_HALF_WIDTH_MM / period)
-    return square_grid(pitch_mm=pitch, layer_z_mm=det.layer_centre_z_mm, n_cells=n, gap_every=every, gap_mm=gap, name=spec)
+    return square_grid(pitch_mm=pitch, layer_z_mm=detector.layer_centre_z_mm, n_cells=n, gap_every=every, gap_mm=gap, name=spec)
 
 
 def _cell_centre(index: np.ndarray, tables: dict[str, np.ndarray]) -> np.ndarray:

@@ -124,9 +124,11 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from caloclouds.config import EvaluationConfig, load_config
+    from caloclouds.config import DEFAULT_EVALUATION, ILD_LIKE_DETECTOR, load_config
 
-    config = load_config(args.config).evaluation if args.config else EvaluationConfig()
+    run_config = load_config(args.config) if args.config else None
+    config = run_config.evaluation if run_config else DEFAULT_EVALUATION
+    detector = run_config.detector if run_config else ILD_LIKE_DETECTOR  # layers, cell pitch, MIP, threshold
     if args.voxel_mesh:
         from caloclouds.voxel.mesh import get_mesh
 
@@ -135,11 +137,11 @@ def run(args: argparse.Namespace) -> int:
     if args.self_test:
         if args.reference or args.generated or args.measure_mip:
             raise ConfigError("--self-test REF.h5 takes no --reference, --generated or --measure-mip")
-        return _self_test(args, config)
+        return _self_test(args, config, detector)
     if not args.reference:
         raise ConfigError("give --reference REF.h5 (or --self-test REF.h5)")
     if args.measure_mip:
-        return _measure_mip(args, config)
+        return _measure_mip(args, config, detector)
     if not args.generated:
         raise ConfigError("give at least one --generated file (or --measure-mip)")
     if not args.out:
@@ -161,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     paths = {**dict(zip(labels, args.generated)), FLOOR_LABEL: args.floor_reference}
     try:
         result = evaluate(
-            reference, generated, config=config, options=options, floor_reference=floor_reference,
+            reference, generated, config=config, detector=detector, options=options, floor_reference=floor_reference,
             out_dir=Path(args.out), reference_label=args.reference_label, plots=not args.no_plots,
             sources={args.reference_label: str(args.reference), **{k: str(v) for k, v in paths.items() if v}},
             progress=lambda msg: print(f"  {msg}", flush=True),
@@ -195,7 +197,7 @@ def _perturbations(specs: list[str]) -> Any:
     return tuple(out)
 
 
-def _self_test(args: argparse.Namespace, config: Any) -> int:
+def _self_test(args: argparse.Namespace, config: Any, detector: Any) -> int:
     from caloclouds.evaluation.report import text_table
     from caloclouds.evaluation.selftest import self_test, self_test_rows
 
@@ -206,7 +208,7 @@ def _self_test(args: argparse.Namespace, config: Any) -> int:
         raise InputFileError(args.self_test, f"holds {len(showers)} showers; the self-test needs 3 x {n}")
     try:
         result = self_test(
-            showers, n=n, config=config, options=_options(args), perturbations=_perturbations(args.perturbation),
+            showers, n=n, config=config, detector=detector, options=_options(args), perturbations=_perturbations(args.perturbation),
             out_dir=Path(args.out) if args.out else None, plots=not args.no_plots,
             progress=lambda msg: print(f"  {msg}", flush=True),
         )
@@ -221,14 +223,14 @@ def _self_test(args: argparse.Namespace, config: Any) -> int:
     return 0
 
 
-def _measure_mip(args: argparse.Namespace, config: object) -> int:
+def _measure_mip(args: argparse.Namespace, config: object, detector: Any) -> int:
     import projection
 
     from caloclouds.evaluation.mip import measure_mip
 
     showers = _read(args.reference, args.max_showers)
-    geometry = projection.get_geometry(getattr(config, "geometry"))
-    hits = projection.project(showers, geometry)
+    geometry = projection.get_geometry(getattr(config, "geometry"), detector=detector)
+    hits = projection.project(showers, geometry, n_shower_layers=detector.n_layers)
     fit = measure_mip(hits)
     print(
         f"MIP MPV {fit.mpv_mev:.4f} +- {fit.mpv_error_mev:.4f} MeV (Moyal width {fit.width_mev:.4f} MeV, "

@@ -5,8 +5,12 @@ gaps and dead areas), hgcal (CMS HGCal CE-E, 26 layers), hex:PITCH_MM[:pointy],
 square:PITCH_MM[:EVERY:GAP_MM], or a .npz geometry file. The output is a cells HDF5 file (.h5) or ROOT (.root, points plus cells).
 Energy is conserved: what misses the cells is reported as lost.
 
+The showers' detector (layer count and depths, cell pitch, MIP) is the ILD-like one of
+../shared/data unless --config gives another (its detector section).
+
 Examples:
   caloclouds project --geometry ild --in showers.h5 -o cells.h5 --threshold-mev 0.08
+  caloclouds project --geometry ild --config configs/hgcal_like_26.yaml --in showers26.h5 -o cells.h5 --threshold-mip 0.5
   caloclouds project --geometry hgcal --in showers.h5 -o cells.root --threshold-mip 0.5 --impact 3 -2
 """
 
@@ -33,7 +37,7 @@ def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--threshold-mev", type=float, default=None, metavar="MEV", help="drop cells below this energy")
     group.add_argument("--threshold-mip", type=float, default=None, metavar="MIPS", help="drop cells below this many MIPs")
-    parser.add_argument("--mip-mev", type=float, default=None, metavar="MEV", help="MIP energy for --threshold-mip (default 0.147, the measured ILD value)")
+    parser.add_argument("--mip-mev", type=float, default=None, metavar="MEV", help="MIP energy for --threshold-mip (default: the detector's, 0.147 for the ILD-like one)")
     parser.add_argument("--data-dir", type=Path, default=None, help="folder with the geometry data files (default ../shared/data)")
 
 
@@ -80,6 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="CELLS", help="output .h5 or .root")
     parser.add_argument("--device", default="numpy", help="numpy (default), cpu or cuda (torch)")
     parser.add_argument("--chunk", type=int, default=1000, metavar="SHOWERS", help="showers per chunk (default 1000)")
+    parser.add_argument("--config", type=Path, default=None, metavar="YAML",
+                        help="run config whose detector section describes the showers (default: the ILD-like detector)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     import projection
     from projection.files import project_file
 
+    from caloclouds.config import ILD_LIKE_DETECTOR, load_config
     from caloclouds.errors import ConfigError
     from caloclouds.io.atomic import check_output_path
     from caloclouds.io.formats import detect_format
@@ -96,12 +103,13 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk < 1:
         raise ConfigError(f"--chunk must be >= 1 shower, got {args.chunk}")
     options = placement_options(args)
+    detector = load_config(args.config).detector if args.config else ILD_LIKE_DETECTOR
     detect_format(args.input)
     check_output_path(args.output, suffixes=OUTPUT_SUFFIXES)
-    geometry = projection.get_geometry(args.geometry, data_dir=args.data_dir)
+    geometry = projection.get_geometry(args.geometry, detector=detector, data_dir=args.data_dir)
     with tqdm(unit="shower", disable=not sys.stderr.isatty(), desc="project") as bar:
         summary = project_file(
-            args.input, args.output, geometry, device=args.device, chunk_showers=args.chunk,
+            args.input, args.output, geometry, detector=detector, device=args.device, chunk_showers=args.chunk,
             progress=bar.update, **options,
         )
     print(f"geometry         {geometry!r}")

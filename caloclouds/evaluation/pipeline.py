@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from caloclouds.config import EvaluationConfig
+from caloclouds.config import DEFAULT_EVALUATION, ILD_LIKE_DETECTOR, DetectorConfig, EvaluationConfig
 from caloclouds.evaluation.comparison import (
     Context,
     Side,
@@ -63,21 +63,24 @@ _DISTANCES = ("fpd", "kpd")
 _AUCS = ("auc", "auc_low_level")
 
 
-def cell_observables(showers: Showers, *, config: EvaluationConfig, geometry: Any = None) -> CellObservables:
+def cell_observables(
+    showers: Showers, *, config: EvaluationConfig, detector: DetectorConfig = ILD_LIKE_DETECTOR, geometry: Any = None
+) -> CellObservables:
     """Project showers onto the evaluation cells, apply the threshold, compute the observables.
 
     Args:
         showers: showers with integer layers (the ``layer`` column is the shower layer).
-        config: the evaluation settings (geometry, MIP, threshold, radial axis).
-        geometry: an already loaded ``projection`` geometry (default: ``config.geometry``).
+        config: the evaluation settings (geometry, radial axis).
+        detector: the showers' detector (layer count and depths, cell pitch, MIP and threshold).
+        geometry: an already loaded ``projection`` geometry (default: ``config.geometry`` for ``detector``).
 
     Returns:
         The :class:`CellObservables`.
     """
     import projection
 
-    geometry = projection.get_geometry(config.geometry) if geometry is None else geometry
-    hits = projection.project(showers, geometry, threshold_mev=config.threshold_mev)
+    geometry = projection.get_geometry(config.geometry, detector=detector) if geometry is None else geometry
+    hits = projection.project(showers, geometry, threshold_mev=detector.threshold_mev, n_shower_layers=detector.n_layers)
     return compute_observables(
         hits, showers.incident_energy_gev, n_layers=int(geometry.n_layers), axis=config.radial_axis
     )
@@ -173,6 +176,7 @@ def evaluate(
     generated: Mapping[str, Showers],
     *,
     config: EvaluationConfig | None = None,
+    detector: DetectorConfig = ILD_LIKE_DETECTOR,
     options: ScoringOptions | None = None,
     floor_reference: Showers | None = None,
     out_dir: str | Path | None = None,
@@ -186,7 +190,9 @@ def evaluate(
     Args:
         reference: the reference (Geant4) showers, integer layers.
         generated: label -> generated showers (integer layers); several models can be compared.
-        config: evaluation settings (default :class:`EvaluationConfig`).
+        config: evaluation settings (default :data:`caloclouds.config.DEFAULT_EVALUATION`).
+        detector: the detector of every sample (layers, cell pitch, MIP and cell threshold); default
+            :data:`caloclouds.config.ILD_LIKE_DETECTOR`; ``caloclouds evaluate --config`` passes its own.
         options: floor, thresholds, energy bins, spectrum check, low-level classifier
             (default :class:`ScoringOptions`).
         floor_reference: an independent Geant4 sample for the floor (default: reference halves).
@@ -210,7 +216,7 @@ def evaluate(
     """
     import projection
 
-    config = EvaluationConfig() if config is None else config
+    config = DEFAULT_EVALUATION if config is None else config
     options = ScoringOptions() if options is None else options
     say = progress or (lambda _msg: None)
     if not generated:
@@ -228,17 +234,17 @@ def evaluate(
     checks = check_spectra(reference.incident_energy_gev, spectra, min_p_value=options.min_spectrum_p,
                            allow_mismatch=options.allow_spectrum_mismatch)
 
-    geometry = projection.get_geometry(config.geometry)
+    geometry = projection.get_geometry(config.geometry, detector=detector)
     say(f"projecting {len(reference)} reference showers onto {config.geometry!r} cells")
-    ref_obs = cell_observables(reference, config=config, geometry=geometry)
+    ref_obs = cell_observables(reference, config=config, detector=detector, geometry=geometry)
     floor_obs = ref_obs
     if floor_reference is not None:
         say(f"projecting {len(floor_reference)} floor-reference showers")
-        floor_obs = cell_observables(floor_reference, config=config, geometry=geometry)
+        floor_obs = cell_observables(floor_reference, config=config, detector=detector, geometry=geometry)
     gen_obs = {}
     for label, showers in generated.items():
         say(f"projecting {len(showers)} showers of {label!r}")
-        gen_obs[label] = cell_observables(showers, config=config, geometry=geometry)
+        gen_obs[label] = cell_observables(showers, config=config, detector=detector, geometry=geometry)
 
     edges = decile_edges(ref_obs, n_longitudinal=config.n_longitudinal_bins, n_radial=config.n_radial_bins)
     scale = {name: standardisation(o) for name, o in observable_table(ref_obs, edges).items()}
@@ -277,9 +283,10 @@ def evaluate(
         "reference_label": reference_label,
         "sources": dict(sources or {}),
         "config": config_to_dict(config),
+        "detector": config_to_dict(detector),
         "options": asdict(options),
         "floor_from": plan.floor_from,
-        "threshold_mev": config.threshold_mev,
+        "threshold_mev": detector.threshold_mev,
         "n_reference": len(reference),
         "n_compared": plan.n,
         "w1_batch_size": max(1, plan.n // config.n_batches),

@@ -171,6 +171,8 @@ def _html(result: Mapping[str, Any], figures: list[tuple[str, str]]) -> str:
         for title, name in figures
     )
     cfg, opts = result["config"], result["options"]
+    det = result.get("detector") or {  # scores.json written before the MIP moved to the detector
+        "name": "ild-like-siw", "cell_threshold_mip": cfg.get("cell_threshold_mip"), "mip_mev": cfg.get("mip_mev")}
     thresholds = opts["thresholds"]
     low = opts.get("low_level")
     low_text = (
@@ -198,7 +200,7 @@ img {{ max-width: 100%; border: 1px solid #ddd; }}
 <h1>Cell-level evaluation against {esc(result["reference_label"])}</h1>
 <ul>{sources}</ul>
 <p class="note">Cells: geometry <code>{esc(cfg["geometry"])}</code>, threshold
-{result["threshold_mev"]:.4g} MeV ({cfg["cell_threshold_mip"]} MIP of {cfg["mip_mev"]} MeV).
+{result["threshold_mev"]:.4g} MeV ({det["cell_threshold_mip"]} MIP of {det["mip_mev"]} MeV, detector {esc(det["name"])}).
 <b>Floor</b> ({esc(result["floor_from"])}): every score is also computed between two independent
 Geant4 samples of the same size ({result["n_compared"]} showers each), drawn and batched the same way;
 a model is judged by its ratio to it (a perfect model: about 1). A distance passes at a ratio of at most

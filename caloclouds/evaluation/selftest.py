@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from caloclouds.config import EvaluationConfig
+from caloclouds.config import DEFAULT_EVALUATION, ILD_LIKE_DETECTOR, DetectorConfig, EvaluationConfig
 from caloclouds.evaluation.options import ScoringOptions
 from caloclouds.showers import Showers
 
@@ -81,6 +81,7 @@ def self_test(
     n: int | None = None,
     perturbations: Sequence[Perturbation] = DEFAULT_PERTURBATIONS,
     config: EvaluationConfig | None = None,
+    detector: DetectorConfig = ILD_LIKE_DETECTOR,
     options: ScoringOptions | None = None,
     out_dir: Any = None,
     plots: bool = True,
@@ -92,7 +93,7 @@ def self_test(
         showers: Geant4 showers (at least 3 n).
         n: showers per sample (default: a third of the file).
         perturbations: the distortions (the default set includes the undistorted control).
-        config, options: as for :func:`~caloclouds.evaluation.pipeline.evaluate`.
+        config, detector, options: as for :func:`~caloclouds.evaluation.pipeline.evaluate`.
         out_dir: if given, the report of the run (scores.json, PNGs, report.html).
         plots: draw the PNGs (with ``out_dir``).
         progress: optional callback receiving one line per step.
@@ -103,7 +104,7 @@ def self_test(
     """
     from caloclouds.evaluation.pipeline import evaluate
 
-    config = EvaluationConfig() if config is None else config
+    config = DEFAULT_EVALUATION if config is None else config
     n = len(showers) // 3 if n is None else n
     if n < 1 or 3 * n > len(showers):
         raise ValueError(f"the self-test needs 3 x {n} showers, the file holds {len(showers)}")
@@ -115,7 +116,7 @@ def self_test(
     distorted = {p.label: perturb(part_c, p, seed=config.seed) for p in perturbations}
     options = ScoringOptions() if options is None else options
     result = evaluate(
-        part_a, distorted, config=config, options=replace(options, allow_spectrum_mismatch=False),
+        part_a, distorted, config=config, detector=detector, options=replace(options, allow_spectrum_mismatch=False),
         floor_reference=part_b, out_dir=out_dir, reference_label="Geant4 A", plots=plots, progress=progress,
     )
     result["self_test"] = [{"label": p.label, "kind": p.kind, "amount": p.amount} for p in perturbations]

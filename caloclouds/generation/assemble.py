@@ -13,7 +13,14 @@ from typing import Any
 
 from caloclouds.config import config_from_dict
 from caloclouds.errors import ConfigError, InputFileError
-from caloclouds.generation.bundle import PARTS, default_bundle_path, file_sha256, load_bundle, write_bundle_manifest
+from caloclouds.generation.bundle import (
+    PARTS,
+    ModelBundle,
+    default_bundle_path,
+    file_sha256,
+    load_bundle,
+    write_bundle_manifest,
+)
 
 __all__ = ["assemble_bundle"]
 

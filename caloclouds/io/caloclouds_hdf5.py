@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from caloclouds.config import DetectorConfig
+from caloclouds.config import ILD_LIKE_DETECTOR, DetectorConfig
 from caloclouds.errors import InputFileError
 from caloclouds.showers import Showers
 
@@ -87,7 +87,7 @@ def iter_caloclouds_hdf5(
     from caloclouds.io.hdf5 import _open_h5
 
     path = Path(path)
-    n_layers = (detector or DetectorConfig()).n_layers
+    n_layers = (detector or ILD_LIKE_DETECTOR).n_layers
     with _open_h5(path) as f:
         missing = [k for k in ("events", "energy") if k not in f]
         if missing:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from caloclouds.config import DetectorConfig
+from caloclouds.config import ILD_LIKE_DETECTOR, DetectorConfig
 from caloclouds.errors import ConfigError, InputFileError
 from caloclouds.io.steps import cluster_steps
 from caloclouds.showers import Showers
@@ -273,7 +273,7 @@ def iter_edm4hep(
         (in-box steps) and ``outside_box_mev`` (step energy outside the box).
     """
     path = Path(path)
-    detector = detector or DetectorConfig()
+    detector = detector or ILD_LIKE_DETECTOR
     if not (np.isfinite(box_mm) and box_mm > 0):
         raise ConfigError(f"--box-mm must be a finite number > 0, got {box_mm}")
     if not collections:

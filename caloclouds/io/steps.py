@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caloclouds.config import DetectorConfig
+from caloclouds.config import ILD_LIKE_DETECTOR, DetectorConfig
 from caloclouds.errors import InputFileError
 from caloclouds.showers import Showers
 
@@ -127,7 +127,7 @@ def read_steps_hdf5(
     """
     from caloclouds.io.hdf5 import ShowerFile
 
-    detector = detector or DetectorConfig()
+    detector = detector or ILD_LIKE_DETECTOR
     with ShowerFile(path, check_values=True) as f:
         columns = tuple(f.columns.split(","))
         if columns not in (STEP_COLUMNS, (*STEP_COLUMNS[:3], "e_mev")):

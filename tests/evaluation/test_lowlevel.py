@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from caloclouds.config import EvaluationConfig
+from caloclouds.config import ILD_LIKE_DETECTOR, EvaluationConfig
 from caloclouds.evaluation import LowLevelConfig, cell_observables, low_level_auc
 from caloclouds.evaluation.lowlevel import CELL_FEATURES, cell_sets
 from caloclouds.evaluation.selftest import Perturbation, perturb
@@ -27,7 +27,7 @@ def test_cell_sets_are_the_cells_above_threshold(shared) -> None:
     assert len(sets) == 20 and sets.cells.shape == (obs.n_hits.sum(), len(CELL_FEATURES))
     assert np.array_equal(np.diff(sets.offsets), obs.n_hits)
     np.testing.assert_allclose(sets.cells[:, 2], np.hypot(sets.cells[:, 0], sets.cells[:, 1]), rtol=1e-5)
-    assert sets.cells[:, 4].min() >= np.log(CONFIG.threshold_mev) - 1e-6
+    assert sets.cells[:, 4].min() >= np.log(ILD_LIKE_DETECTOR.threshold_mev) - 1e-6
 
 
 def test_low_level_separates_wide_showers_and_is_deterministic(shared) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 from caloclouds.cli import main
-from caloclouds.config import FlowConfig, RunConfig
+from caloclouds.config import RunConfig
 from caloclouds.errors import CaloCloudsError, InputFileError
 from caloclouds.generation.bundle import load_bundle
 from caloclouds.generation.generator import ShowerGenerator
@@ -21,23 +20,14 @@ N_LAYERS = 30
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle, shared) -> Path:  # noqa: ANN001
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle, tiny_config, shared) -> Path:  # noqa: ANN001
     """A bundle folder with a tiny flow, teacher and CM, each trained for a few steps on 60 real showers."""
     src = shared("g4_photons_train.h5")
     root = tmp_path_factory.mktemp("bundle")
     data = root / "train.h5"
     with ShowerFile(src) as f:
         write_showers(data, f.read(0, 60))
-    base = RunConfig()
-    config = dataclasses.replace(
-        base,
-        flow=FlowConfig(n_blocks=1, couplings_per_block=2, coupling_hidden=(32,), spline_hidden=(8,),
-                        spline_bins=4, batch_size=32, learning_rate=3e-3, steps=60, eval_every=30),
-        diffusion=dataclasses.replace(base.diffusion, hidden=(16, 32, 16), fourier_features=16, time_features=16,
-                                      batch_size=4, checkpoint_every=1000),
-        distillation=dataclasses.replace(base.distillation, batch_size=4, checkpoint_every=1000, num_steps=8),
-    )
-    return make_tiny_bundle(root, config, data, flow_data=data, teacher_steps=20)
+    return make_tiny_bundle(root, tiny_config(RunConfig()), data, flow_data=data, teacher_steps=20)
 
 
 @pytest.mark.parametrize("sampler,steps", [("cm", None), ("cm", 2), ("edm", 3)])

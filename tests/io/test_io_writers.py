@@ -19,10 +19,8 @@ THRESHOLD_MEV = 0.0735
 
 
 @pytest.fixture(scope="module")
-def showers_and_cells():  # noqa: ANN201
-    from tests.conftest import shared_file
-
-    showers = read_showers(shared_file("g4_photons_val_uniform.h5"), 0, 7)
+def showers_and_cells(shared):  # noqa: ANN001, ANN201
+    showers = read_showers(shared("g4_photons_val_uniform.h5"), 0, 7)
     return showers, _cells(showers)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import projection
 from caloclouds.cli import main
-from caloclouds.config import EvaluationConfig
+from caloclouds.config import ILD_LIKE_DETECTOR
 from caloclouds.io import read_showers, write_showers
 from projection.cellfile import read_cells
 
@@ -45,7 +45,7 @@ def test_project_to_root(small_file, tmp_path, capsys) -> None:
         tree = f["events"]
         assert tree.num_entries == len(showers)
         e = tree["cells_e_mev"].array(library="np")
-    assert min(v.min() for v in e if len(v)) >= 0.5 * EvaluationConfig().mip_mev
+    assert min(v.min() for v in e if len(v)) >= 0.5 * ILD_LIKE_DETECTOR.mip_mev
 
 
 def test_project_bad_geometry_and_output(small_file, tmp_path, capsys) -> None:
