@@ -22,11 +22,12 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from caloclouds.config import DiffusionConfig, RunConfig
+from caloclouds.config import DiffusionConfig, DistillationConfig, RunConfig
 from caloclouds.diffusion.checkpoint import (
     CHECKPOINT_NAME,
     MODEL_NAME,
@@ -63,7 +64,7 @@ from caloclouds.diffusion.loop import (
 from caloclouds.diffusion.sampling import karras_sigmas
 from caloclouds.errors import CaloCloudsError
 
-__all__ = ["TrainResult", "train_diffusion", "distill"]
+__all__ = ["RunOptions", "TrainResult", "train_diffusion", "distill"]
 
 class _EDMLoss(nn.Module):
     """The EDM per-point loss as a module forward, so that DDP sees the call."""
@@ -177,57 +178,102 @@ def _saver(
     return save_fn
 
 
-def train_diffusion(
-    config: RunConfig,
-    data: DataSource,
-    out_dir: str | Path,
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out: the keyword options :func:`train_diffusion` and :func:`distill` share."""
+
+    val: DataSource | None = None          # Validation showers for the validation loss in metrics.csv.
+    time_budget_s: float | None = None     # Stop cleanly, after a checkpoint, before this much time has passed.
+    steps: int | None = None               # Total optimiser steps (overrides the config's).
+    batch_size: int | None = None          # Showers per step over all ranks (overrides the config's).
+    learning_rate: float | None = None     # Adam learning rate (overrides the config's, also on resume).
+    device: str = "cpu"                    # Torch device (each rank uses cuda:LOCAL_RANK under torchrun).
+    seed: int = 0                          # Seed of the initialisation and of the batch / noise stream.
+    resume: bool = False                   # Continue out_dir/checkpoint.pt (step count, loss log, random stream).
+    bf16: bool = False                     # bf16 autocast of the network.
+    compile: bool = False                  # torch.compile the loss module.
+    progress: bool = True                  # Show a progress bar.
+
+
+def _run(
+    kind: str,
     *,
-    val: DataSource | None = None,
-    time_budget_s: float | None = None,
-    steps: int | None = None,
-    batch_size: int | None = None,
-    learning_rate: float | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    resume: bool = False,
-    bf16: bool = False,
-    compile: bool = False,
-    progress: bool = True,
+    opts: RunOptions,
+    out_dir: Path,
+    config: RunConfig,
+    schedule: DiffusionConfig | DistillationConfig,
+    data: TrainingData,
+    normaliser: PointNormaliser,
+    trained: EDMDenoiser,
+    ema_inner: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    gen: torch.Generator,
+    log: RunLog,
+    start: int,
+    dist_info: DistInfo,
+    dev: torch.device,
+    loss_fn: Callable[[Batch], tuple[Tensor, Batch]],
+    ema_fn: Callable[[int], None],
+    val_denoiser: EDMDenoiser,
 ) -> TrainResult:
+    """The loop both runs share, from ``start`` to ``schedule.steps``.
+
+    Each step sets the scheduled learning rate, draws this rank's showers and their batch from
+    ``gen``, takes ``loss_fn(batch)`` (per-point losses and the batch on the device; it draws its
+    noise levels and noise from ``gen``), averages per shower then over showers, clips, steps and
+    calls ``ema_fn(step)``. ``trained`` is the optimised denoiser, ``ema_inner`` the network saved.
+    """
+    shard = torch.arange(dist_info.rank, len(data), dist_info.world)
+    local_batch = schedule.batch_size // dist_info.world
+    cfg = config.diffusion
+
+    def step_fn(step: int) -> tuple[Tensor, int]:
+        set_lr(optimiser, scheduled_lr(step, schedule))
+        idx = shard[torch.randint(len(shard), (local_batch,), generator=gen)]
+        per_point, batch = loss_fn(_make_batch(data, idx, normaliser, cfg, gen))
+        loss = per_shower_mean(per_point.float(), batch.showers).mean()
+        optimiser_step(loss, optimiser, trained.parameters(), schedule.grad_clip)
+        ema_fn(step)
+        return loss.detach(), batch.x.shape[0]
+
+    save_fn = _saver(out_dir, kind, config, normaliser, ema_inner, trained.inner, optimiser, gen, log, dist_info)
+    val_fn = _validation(opts.val, normaliser, cfg, val_denoiser, dev) if dist_info.rank == 0 else None
+    run = run_steps(step_fn=step_fn, save_fn=save_fn, start=start, steps=schedule.steps,
+                    checkpoint_every=schedule.checkpoint_every, log=log, dist_info=dist_info, progress=opts.progress,
+                    desc="train-diffusion" if kind == "edm" else "distill", val_fn=val_fn,
+                    lr_fn=lambda: optimiser.param_groups[0]["lr"], time_budget_s=opts.time_budget_s)
+    return make_result(out_dir, start, run, log)
+
+
+def train_diffusion(config: RunConfig, data: DataSource, out_dir: str | Path, **options: Any) -> TrainResult:
     """Train the EDM teacher; writes ``checkpoint.pt``, ``model.pt`` and ``config.yaml`` to ``out_dir``.
 
     Args:
         config: run configuration (its ``diffusion`` and ``detector`` sections are used).
         data: training showers (a file path, several paths or :class:`TrainingData`).
         out_dir: run folder.
-        val: validation showers for the validation loss in ``metrics.csv`` (optional).
-        time_budget_s: stop cleanly, after a checkpoint, before this much time has passed.
-        steps: total optimiser steps (overrides ``config.diffusion.steps``).
-        batch_size: showers per step over all ranks (overrides the config).
-        learning_rate: Adam learning rate (overrides the config, also on resume).
-        device: torch device (each rank uses ``cuda:LOCAL_RANK`` under torchrun).
-        seed: seed of the initialisation and of the batch / noise stream.
-        resume: continue ``out_dir/checkpoint.pt`` (step count, loss log, random stream).
-        bf16: bf16 autocast of the network.
-        compile: ``torch.compile`` the loss module.
-        progress: show a progress bar.
+        options: the fields of :class:`RunOptions` (``val``, ``time_budget_s``, ``steps``,
+            ``batch_size``, ``learning_rate``, ``device``, ``seed``, ``resume``, ``bf16``,
+            ``compile``, ``progress``).
 
     Returns:
         :class:`TrainResult`.
     """
-    cfg = override_schedule(config.diffusion, steps=steps, batch_size=batch_size, learning_rate=learning_rate)
+    opts = RunOptions(**options)
+    cfg = override_schedule(config.diffusion, steps=opts.steps, batch_size=opts.batch_size,
+                            learning_rate=opts.learning_rate)
     config = dataclasses.replace(config, diffusion=cfg)
     out_dir = Path(out_dir)
-    dist_info, dev = setup_distributed(device)
+    dist_info, dev = setup_distributed(opts.device)
     check_steps(cfg.steps, cfg.batch_size, dist_info.world)
-    ckpt_path = prepare_out_dir(out_dir, resume)
+    ckpt_path = prepare_out_dir(out_dir, opts.resume)
     data = _load_data(data)
 
-    torch.manual_seed(seed)
+    torch.manual_seed(opts.seed)
     denoiser = build_denoiser(cfg, "edm", config.detector.n_layers).to(dev)
     ema_inner = copy.deepcopy(denoiser.inner).requires_grad_(False)
     optimiser = torch.optim.Adam(denoiser.parameters(), lr=cfg.learning_rate)
-    gen = torch.Generator().manual_seed(seed + RANK_SEED_STRIDE * dist_info.rank)
+    gen = torch.Generator().manual_seed(opts.seed + RANK_SEED_STRIDE * dist_info.rank)
     log = RunLog([], [])
     start = 0
     if ckpt_path is not None:
@@ -243,50 +289,26 @@ def train_diffusion(
     if dist_info.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(out_dir, config)
+    loss_module = wrap_for_training(_EDMLoss(denoiser), dist_info, opts.compile)
 
-    loss_module = wrap_for_training(_EDMLoss(denoiser), dist_info, compile)
-    shard = torch.arange(dist_info.rank, len(data), dist_info.world)
-    local_batch = cfg.batch_size // dist_info.world
-
-    def step_fn(step: int) -> tuple[Tensor, int]:
-        set_lr(optimiser, scheduled_lr(step, cfg))
-        idx = shard[torch.randint(len(shard), (local_batch,), generator=gen)]
-        batch = _make_batch(data, idx, normaliser, cfg, gen)
+    def loss_fn(batch: Batch) -> tuple[Tensor, Batch]:
         sigma = sample_log_normal_sigma(batch.cond.n_showers, p_mean=cfg.p_mean, p_std=cfg.p_std, generator=gen)
         noise = torch.randn(batch.x.shape, generator=gen)
         batch = batch.to(dev)
-        with autocast(dev, bf16):
-            per_point = loss_module(batch.x, noise.to(dev), sigma.to(dev), batch.cond)
-        loss = per_shower_mean(per_point.float(), batch.showers).mean()
-        optimiser_step(loss, optimiser, denoiser.parameters(), cfg.grad_clip)
-        ema_update(ema_inner, denoiser.inner, ema_warmup_decay(step, power=cfg.ema_power, max_decay=cfg.ema_max))
-        return loss.detach(), batch.x.shape[0]
+        with autocast(dev, opts.bf16):
+            return loss_module(batch.x, noise.to(dev), sigma.to(dev), batch.cond), batch
 
-    save_fn = _saver(out_dir, "edm", config, normaliser, ema_inner, denoiser.inner, optimiser, gen, log, dist_info)
-    val_fn = _validation(val, normaliser, cfg, EDMDenoiser(ema_inner, cfg.sigma_data), dev) if dist_info.rank == 0 else None
-    run = run_steps(step_fn=step_fn, save_fn=save_fn, start=start, steps=cfg.steps, checkpoint_every=cfg.checkpoint_every,
-                    log=log, dist_info=dist_info, progress=progress, desc="train-diffusion", val_fn=val_fn,
-                    lr_fn=lambda: optimiser.param_groups[0]["lr"], time_budget_s=time_budget_s)
-    return make_result(out_dir, start, run, log)
+    def ema_fn(step: int) -> None:
+        ema_update(ema_inner, denoiser.inner, ema_warmup_decay(step, power=cfg.ema_power, max_decay=cfg.ema_max))
+
+    return _run("edm", opts=opts, out_dir=out_dir, config=config, schedule=cfg, data=data, normaliser=normaliser,
+                trained=denoiser, ema_inner=ema_inner, optimiser=optimiser, gen=gen, log=log, start=start,
+                dist_info=dist_info, dev=dev, loss_fn=loss_fn, ema_fn=ema_fn,
+                val_denoiser=EDMDenoiser(ema_inner, cfg.sigma_data))
 
 
 def distill(
-    teacher: str | Path,
-    data: DataSource,
-    out_dir: str | Path,
-    *,
-    val: DataSource | None = None,
-    time_budget_s: float | None = None,
-    config: RunConfig | None = None,
-    steps: int | None = None,
-    batch_size: int | None = None,
-    learning_rate: float | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    resume: bool = False,
-    bf16: bool = False,
-    compile: bool = False,
-    progress: bool = True,
+    teacher: str | Path, data: DataSource, out_dir: str | Path, *, config: RunConfig | None = None, **options: Any,
 ) -> TrainResult:
     """Consistency distillation of an EDM teacher into a one-step model.
 
@@ -296,24 +318,24 @@ def distill(
         out_dir: run folder of the consistency model.
         config: overrides the ``distillation`` section of the teacher's config; the network and
             preprocessing always come from the teacher.
-        val, time_budget_s, steps, batch_size, learning_rate, device, seed, resume, bf16, compile,
-        progress: as in :func:`train_diffusion`.
+        options: the fields of :class:`RunOptions`, as in :func:`train_diffusion`.
 
     Returns:
         :class:`TrainResult`.
     """
+    opts = RunOptions(**options)
     out_dir = Path(out_dir)
-    dist_info, dev = setup_distributed(device)
+    dist_info, dev = setup_distributed(opts.device)
     tk = load_checkpoint(teacher, map_location=dev)
     if tk["kind"] != "edm":
         raise CaloCloudsError(f"{tk['path']}: the teacher must be an EDM checkpoint, got kind {tk['kind']!r}")
     run_config: RunConfig = tk["config"]
-    dcfg = override_schedule((config or run_config).distillation, steps=steps, batch_size=batch_size,
-                             learning_rate=learning_rate)
+    dcfg = override_schedule((config or run_config).distillation, steps=opts.steps, batch_size=opts.batch_size,
+                             learning_rate=opts.learning_rate)
     run_config = dataclasses.replace(run_config, distillation=dcfg)
     cfg = run_config.diffusion
     check_steps(dcfg.steps, dcfg.batch_size, dist_info.world)
-    ckpt_path = prepare_out_dir(out_dir, resume)  # after the settings are known to be valid
+    ckpt_path = prepare_out_dir(out_dir, opts.resume)  # after the settings are known to be valid
     normaliser = tk["normaliser"]
     data = _load_data(data)
 
@@ -321,13 +343,13 @@ def distill(
     teacher_model = build_denoiser(cfg, "edm", n_layers).to(dev)
     teacher_model.inner.load_state_dict(tk["state_dict"])
     teacher_model.eval().requires_grad_(False)
-    torch.manual_seed(seed)
+    torch.manual_seed(opts.seed)
     student = build_denoiser(cfg, "cm", n_layers).to(dev)
     if dcfg.init_from_teacher:
         student.inner.load_state_dict(tk["state_dict"])
     target = copy.deepcopy(student).requires_grad_(False)
     optimiser = torch.optim.Adam(student.parameters(), lr=dcfg.learning_rate)
-    gen = torch.Generator().manual_seed(seed + RANK_SEED_STRIDE * dist_info.rank)
+    gen = torch.Generator().manual_seed(opts.seed + RANK_SEED_STRIDE * dist_info.rank)
     log = RunLog([], [])
     start = 0
     if ckpt_path is not None:
@@ -336,31 +358,19 @@ def distill(
     if dist_info.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(out_dir, run_config)
-
-    student_fwd = wrap_for_training(student, dist_info, compile)
+    student_fwd = wrap_for_training(student, dist_info, opts.compile)
     sigmas = karras_sigmas(dcfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho, append_zero=False, device=dev)
-    shard = torch.arange(dist_info.rank, len(data), dist_info.world)
-    local_batch = dcfg.batch_size // dist_info.world
 
-    def step_fn(step: int) -> tuple[Tensor, int]:
-        set_lr(optimiser, scheduled_lr(step, dcfg))
-        idx = shard[torch.randint(len(shard), (local_batch,), generator=gen)]
-        batch = _make_batch(data, idx, normaliser, cfg, gen)
+    def loss_fn(batch: Batch) -> tuple[Tensor, Batch]:
         level = torch.randint(dcfg.num_steps - 1, (batch.cond.n_showers,), generator=gen)
         noise = torch.randn(batch.x.shape, generator=gen)
         batch = batch.to(dev)
-        with autocast(dev, bf16):
-            per_point = consistency_distillation_loss(
+        with autocast(dev, opts.bf16):
+            return consistency_distillation_loss(
                 student_fwd, target, teacher_model, batch.x, noise.to(dev), level.to(dev), sigmas, cond=batch.cond
-            )
-        loss = per_shower_mean(per_point.float(), batch.showers).mean()
-        optimiser_step(loss, optimiser, student.parameters(), dcfg.grad_clip)
-        ema_update(target, student, dcfg.target_ema)
-        return loss.detach(), batch.x.shape[0]
+            ), batch
 
-    save_fn = _saver(out_dir, "cm", run_config, normaliser, target.inner, student.inner, optimiser, gen, log, dist_info)
-    val_fn = _validation(val, normaliser, cfg, target, dev) if dist_info.rank == 0 else None
-    run = run_steps(step_fn=step_fn, save_fn=save_fn, start=start, steps=dcfg.steps, checkpoint_every=dcfg.checkpoint_every,
-                    log=log, dist_info=dist_info, progress=progress, desc="distill", val_fn=val_fn,
-                    lr_fn=lambda: optimiser.param_groups[0]["lr"], time_budget_s=time_budget_s)
-    return make_result(out_dir, start, run, log)
+    return _run("cm", opts=opts, out_dir=out_dir, config=run_config, schedule=dcfg, data=data, normaliser=normaliser,
+                trained=student, ema_inner=target.inner, optimiser=optimiser, gen=gen, log=log, start=start,
+                dist_info=dist_info, dev=dev, loss_fn=loss_fn,
+                ema_fn=lambda step: ema_update(target, student, dcfg.target_ema), val_denoiser=target)

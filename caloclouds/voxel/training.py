@@ -111,6 +111,55 @@ def _validation_loss(model: VoxelModel, data: VoxelTrainingData, config: VoxelCo
     return float(torch.cat(losses).mean())
 
 
+def _fit_loop(
+    data: VoxelTrainingData,
+    config: VoxelConfig,
+    *,
+    total: int,
+    generator: torch.Generator,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    model: VoxelModel,
+    optimiser: torch.optim.Optimizer,
+    ema_fn: Callable[[int], None],
+    lr_fn: Callable[[int], float] | None,
+    row_fn: Callable[[int, float], dict[str, float]],
+    save_fn: Callable[[int, list[dict[str, float]]], None],
+    log: Log,
+    progress: bool,
+) -> None:
+    """The optimisation loop the teacher and the distillation share.
+
+    Each step draws a batch of images (augmented), takes the mean of ``loss_fn(x, features)`` (one
+    loss per image; it draws its noise from ``generator``), sets the learning rate to
+    ``lr_fn(step)`` when given, clips, steps, and updates the EMA with ``ema_fn(step)``. Every
+    ``config.eval_every`` steps and at the end it logs ``{"step", **row_fn(step, mean loss), "seconds"}``
+    and calls ``save_fn(step, history)``.
+    """
+    history: list[dict[str, float]] = []
+    running, n_running, t0 = 0.0, 0, time.perf_counter()
+    bar = _bar(total, progress)
+    for step in range(1, total + 1):
+        idx = torch.randint(len(data), (config.batch_size,), generator=generator)
+        x, feats = data.x[idx], data.features[idx]
+        if config.augment:
+            x = _augment(x, generator)
+        loss = loss_fn(x, feats).mean()
+        if lr_fn is not None:
+            for group in optimiser.param_groups:
+                group["lr"] = lr_fn(step)
+        optimiser_step(loss, optimiser, model.denoiser.parameters(), config.grad_clip)
+        ema_fn(step)
+        running, n_running = running + float(loss.detach()), n_running + 1
+        bar.update(1)
+        if step % config.eval_every == 0 or step == total:
+            row = {"step": step, **row_fn(step, running / n_running), "seconds": time.perf_counter() - t0}
+            history.append(row)
+            log(_format_row(row))
+            running, n_running = 0.0, 0
+            save_fn(step, history)
+    bar.close()
+
+
 def train_voxel_model(
     voxels: VoxelShowers,
     config: VoxelConfig,
@@ -153,31 +202,22 @@ def train_voxel_model(
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.Adam(model.denoiser.parameters(), lr=config.learning_rate)
     g = torch.Generator().manual_seed(seed)
-    history: list[dict[str, float]] = []
-    running, n_running, t0 = 0.0, 0, time.perf_counter()
-    bar = _bar(total, progress)
-    for step in range(1, total + 1):
-        idx = torch.randint(len(train), (config.batch_size,), generator=g)
-        x, feats = train.x[idx], train.features[idx]
-        if config.augment:
-            x = _augment(x, g)
-        sigma = sample_log_normal_sigma(len(idx), p_mean=config.p_mean, p_std=config.p_std, generator=g)
+
+    def loss_fn(x: Tensor, feats: Tensor) -> Tensor:
+        sigma = sample_log_normal_sigma(len(x), p_mean=config.p_mean, p_std=config.p_std, generator=g)
         noise = torch.randn(x.shape, generator=g)
-        loss = per_image_mean(model.denoiser.loss(x, noise, sigma, cond=ImageCond.for_images(feats))).mean()
-        for group in opt.param_groups:
-            group["lr"] = _lr(config, step, total)
-        optimiser_step(loss, opt, model.denoiser.parameters(), config.grad_clip)
-        ema_update(ema.denoiser, model.denoiser, ema_warmup_decay(step, power=config.ema_power, max_decay=config.ema_max))
-        running, n_running = running + float(loss.detach()), n_running + 1
-        bar.update(1)
-        if step % config.eval_every == 0 or step == total:
-            row = {"step": step, "train_loss": running / n_running, "val_loss": _validation_loss(ema, val, config),
-                   "lr": _lr(config, step, total), "seconds": time.perf_counter() - t0}
-            history.append(row)
-            log(_format_row(row))
-            running, n_running = 0.0, 0
-            ema.save(out, step=step, history=history, seed=seed)
-    bar.close()
+        return per_image_mean(model.denoiser.loss(x, noise, sigma, cond=ImageCond.for_images(feats)))
+
+    _fit_loop(
+        train, config, total=total, generator=g, loss_fn=loss_fn, model=model, optimiser=opt,
+        ema_fn=lambda step: ema_update(ema.denoiser, model.denoiser,
+                                       ema_warmup_decay(step, power=config.ema_power, max_decay=config.ema_max)),
+        lr_fn=lambda step: _lr(config, step, total),
+        row_fn=lambda step, loss: {"train_loss": loss, "val_loss": _validation_loss(ema, val, config),
+                                   "lr": _lr(config, step, total)},
+        save_fn=lambda step, history: ema.save(out, step=step, history=history, seed=seed),
+        log=log, progress=progress,
+    )
     return ema
 
 
@@ -211,30 +251,21 @@ def distill_voxel_model(
     sigmas = karras_sigmas(config.distill_levels, config.sigma_min, config.sigma_max, config.rho, append_zero=False)
     opt = torch.optim.Adam(student.denoiser.parameters(), lr=config.learning_rate * FINAL_LR_FACTOR)
     g = torch.Generator().manual_seed(seed)
-    history: list[dict[str, float]] = []
-    running, n_running, t0 = 0.0, 0, time.perf_counter()
-    bar = _bar(total, progress)
-    for step in range(1, total + 1):
-        idx = torch.randint(len(data), (config.batch_size,), generator=g)
-        x, feats = data.x[idx], data.features[idx]
-        if config.augment:
-            x = _augment(x, g)
-        level = torch.randint(config.distill_levels - 1, (len(idx),), generator=g)
+
+    def loss_fn(x: Tensor, feats: Tensor) -> Tensor:
+        level = torch.randint(config.distill_levels - 1, (len(x),), generator=g)
         noise = torch.randn(x.shape, generator=g)
-        cond = ImageCond.for_images(feats)
-        loss = consistency_distillation_loss(student.denoiser, target.denoiser, teacher.denoiser, x, noise, level, sigmas, cond=cond)
-        loss = per_image_mean(loss).mean()
-        optimiser_step(loss, opt, student.denoiser.parameters(), config.grad_clip)
-        ema_update(target.denoiser, student.denoiser, config.distill_target_ema)
-        running, n_running = running + float(loss.detach()), n_running + 1
-        bar.update(1)
-        if step % config.eval_every == 0 or step == total:
-            row = {"step": step, "cd_loss": running / n_running, "seconds": time.perf_counter() - t0}
-            history.append(row)
-            log(_format_row(row))
-            running, n_running = 0.0, 0
-            target.save(out, step=step, history=history, seed=seed)
-    bar.close()
+        return per_image_mean(consistency_distillation_loss(
+            student.denoiser, target.denoiser, teacher.denoiser, x, noise, level, sigmas, cond=ImageCond.for_images(feats)))
+
+    _fit_loop(
+        data, config, total=total, generator=g, loss_fn=loss_fn, model=student, optimiser=opt,
+        ema_fn=lambda step: ema_update(target.denoiser, student.denoiser, config.distill_target_ema),
+        lr_fn=None,
+        row_fn=lambda step, loss: {"cd_loss": loss},
+        save_fn=lambda step, history: target.save(out, step=step, history=history, seed=seed),
+        log=log, progress=progress,
+    )
     return target
 
 
