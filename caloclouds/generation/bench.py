@@ -21,7 +21,7 @@ import torch
 from caloclouds.diffusion.sampling import default_solver
 from caloclouds.generation.bundle import ModelBundle
 from caloclouds.generation.generator import ShowerGenerator
-from caloclouds.generation.pipeline import cell_threshold_mev
+from caloclouds.generation.pipeline import cell_projector
 
 __all__ = ["BenchResult", "bench_generate_to_file", "bench_single_shower", "bench_throughput", "bench_torchscript",
            "speed_up"]
@@ -56,11 +56,8 @@ def bench_single_shower(
 
     ``model_part`` and ``solver`` (or the deprecated ``sampler``) as in :class:`ShowerGenerator`.
     """
-    import projection
-
     gen = ShowerGenerator(bundle, model_part=model_part, solver=solver, sampler=sampler, steps=steps, device="cpu")
-    geom = projection.get_geometry(cells) if cells else None
-    threshold = cell_threshold_mev(bundle.config)
+    project = cell_projector(cells, bundle.config.detector) if cells else None
     rng = np.random.default_rng(seed)
     energies = rng.uniform(10, 90, size=n + warmup).astype(np.float32)
     g = torch.Generator().manual_seed(seed)
@@ -70,8 +67,8 @@ def bench_single_shower(
         t0 = time.perf_counter()
         showers = gen.generate(np.array([e]), generator=g)
         t1 = time.perf_counter()
-        if geom is not None:
-            projection.project(showers, geom, threshold_mev=threshold)
+        if project is not None:
+            project(showers)
         t2 = time.perf_counter()
         if i >= warmup:
             after = vars(gen.times)
@@ -92,19 +89,16 @@ def bench_throughput(
     cells: str | None = "ild", model_part: str | None = None, solver: str | None = None,
 ) -> float:
     """Showers per second at a large batch (GPU or all CPU threads), projection included."""
-    import projection
-
     gen = ShowerGenerator(bundle, model_part=model_part, solver=solver, sampler=sampler, device=device)
-    geom = projection.get_geometry(cells) if cells else None
-    threshold = cell_threshold_mev(bundle.config)
+    project = cell_projector(cells, bundle.config.detector) if cells else None
     energies = np.random.default_rng(0).uniform(10, 90, size=batch_size).astype(np.float32)
     g = torch.Generator(device=device).manual_seed(0)
     gen.generate(energies[:100], generator=g)  # warm-up
     t0 = time.perf_counter()
     for _ in range(repeats):
         showers = gen.generate(energies, generator=g)
-        if geom is not None:
-            projection.project(showers, geom, threshold_mev=threshold)
+        if project is not None:
+            project(showers)
     return batch_size * repeats / (time.perf_counter() - t0)
 
 

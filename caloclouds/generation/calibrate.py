@@ -8,6 +8,7 @@ models produce. On Geant4 and on the uncalibrated model we fit N_cells(N_points)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import warnings
@@ -19,7 +20,7 @@ from caloclouds.errors import CaloCloudsError
 from caloclouds.generation.bundle import ModelBundle
 from caloclouds.generation.calibration import PointCountCalibration
 from caloclouds.generation.generator import ShowerGenerator
-from caloclouds.generation.pipeline import cell_threshold_mev
+from caloclouds.generation.pipeline import cell_projector
 from caloclouds.showers import Showers
 
 __all__ = ["CalibrationReport", "fit_point_count_calibration", "count_cells"]
@@ -27,11 +28,9 @@ __all__ = ["CalibrationReport", "fit_point_count_calibration", "count_cells"]
 POLY_DEGREE = 3  # cubic, as in CaloClouds II
 
 
-def count_cells(showers: Showers, geometry: Any, threshold_mev: float) -> np.ndarray:
-    """(N,) number of cells above threshold of each shower."""
-    import projection
-
-    hits = projection.project(showers, geometry, threshold_mev=threshold_mev)
+def count_cells(showers: Showers, project: Callable[[Showers], Any]) -> np.ndarray:
+    """(N,) number of cells above threshold of each shower (``project``: :func:`cell_projector`)."""
+    hits = project(showers)
     return np.diff(hits.offsets)
 
 
@@ -95,10 +94,7 @@ def fit_point_count_calibration(
     the model's N_cells(N) depends on the calibration itself. Each of the ``iterations`` refits
     the model's cubic on showers generated with the previous calibration.
     """
-    import projection
-
-    geom = projection.get_geometry(geometry)
-    threshold = cell_threshold_mev(bundle.config)
+    project = cell_projector(geometry, bundle.config.detector)  # the bundle's detector and threshold
     energies = reference.incident_energy_gev
 
     def model_counts(b: ModelBundle, calibrated: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -106,9 +102,9 @@ def fit_point_count_calibration(
         g = torch.Generator(device=device).manual_seed(seed)
         parts = [gen.generate(energies[i : i + batch_size], generator=g) for i in range(0, len(energies), batch_size)]
         showers = Showers.concatenate(parts)
-        return showers.n_points, count_cells(showers, geom, threshold)
+        return showers.n_points, count_cells(showers, project)
 
-    cells_g4 = count_cells(reference, geom, threshold)
+    cells_g4 = count_cells(reference, project)
     points_model, cells_model = model_counts(bundle, False)
     g4_coeffs, r2_g4 = _fit(reference.n_points, cells_g4)
     model_coeffs, r2_model = _fit(points_model, cells_model)
