@@ -51,8 +51,7 @@ def generate_voxel_file(
     Returns:
         ``n_showers``, ``seconds`` (sampling only), ``ms_per_shower``.
     """
-    from caloclouds.io.hdf5 import ShowerWriter
-    from caloclouds.voxel.calochallenge import CaloChallengeWriter
+    from caloclouds.io.writers import open_writer
     from caloclouds.voxel.voxelize import VoxelShowers, voxels_to_points
 
     if output_format not in ("points", "calochallenge"):
@@ -66,9 +65,8 @@ def generate_voxel_file(
     rng = np.random.default_rng(seed)
     solver = model.resolve_solver(solver)
     attrs = {"generator": f"caloclouds voxel model ({model.kind})", "steps": steps or model.default_steps(), "solver": solver}
-    writer = (
-        CaloChallengeWriter(out, model.mesh, attrs=attrs) if output_format == "calochallenge" else ShowerWriter(out, attrs=attrs)
-    )
+    writer = open_writer(out, format="calochallenge" if output_format == "calochallenge" else "hdf5", attrs=attrs,
+                         mesh=model.mesh)
     seconds = 0.0
     with writer:
         for start in range(0, len(energies), batch_size):
