@@ -9,7 +9,7 @@ depth and log energy of the points, next to the Geant4 half-vs-half floor.
 
 example:
   caloclouds bench-diffusion --model caloclouds/models/default/cm.pt --threads 1
-  caloclouds bench-diffusion --model runs/teacher --sampler edm --steps 13 \\
+  caloclouds bench-diffusion --model runs/teacher --solver euler --steps 13 \\
       --reference ../shared/data/g4_photons_val_fixed.h5 --energy 50 --n-showers 1000
 """
 
@@ -23,8 +23,11 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="FILE|DIR", help="PointWise Net checkpoint (cm or edm)")
-    parser.add_argument("--sampler", choices=("cm", "edm"), default=None, help="default: the checkpoint's kind")
-    parser.add_argument("--steps", type=int, default=None, help="CM steps or Heun steps (default: config)")
+    parser.add_argument("--solver", choices=("consistency", "heun", "euler"), default=None,
+                        help="consistency for a cm checkpoint, heun or euler for a teacher (default: the checkpoint's own)")
+    parser.add_argument("--sampler", choices=("cm", "edm"), default=None,
+                        help="deprecated: the checkpoint's kind (cm = consistency, edm = heun)")
+    parser.add_argument("--steps", type=int, default=None, help="CM steps or Heun / Euler steps (default: config)")
     parser.add_argument("--points", type=int, default=3000, help="points of the timed shower (default: 3000)")
     parser.add_argument("--repeats", type=int, default=50, help="timed repetitions (default: 50)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
@@ -47,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     model = load_point_model(args.model)
-    sampler = args.sampler or model.kind
-    print(f"model: {model} from {args.model}; sampler {sampler}, steps {args.steps or 'default'}")
+    solver = model.resolve_solver(args.solver, sampler=args.sampler)  # a clash is one line, before any work
+    print(f"model: {model} from {args.model}; solver {solver}, steps {args.steps or 'default'}")
     if not args.no_timing:
-        t = time_sampling(model, n_points=args.points, sampler=sampler, steps=args.steps, repeats=args.repeats)
+        t = time_sampling(model, n_points=args.points, solver=solver, steps=args.steps, repeats=args.repeats)
         print(
             f"one shower of {args.points} points, {torch.get_num_threads()} thread(s) on {platform.processor() or platform.machine()}: "
             f"sample {t['sample_median_ms']:.2f} ms median (IQR {t['sample_q25_ms']:.2f}-{t['sample_q75_ms']:.2f}), "
@@ -60,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
         ref = read_showers(args.reference).select_energy(args.energy - args.tolerance, args.energy + args.tolerance)
         if len(ref) < 2:
             raise CaloCloudsError(f"{args.reference}: fewer than 2 showers within {args.tolerance} GeV of {args.energy} GeV")
-        res = evaluate_points(model, ref, n_showers=args.n_showers, sampler=sampler, steps=args.steps,
+        res = evaluate_points(model, ref, n_showers=args.n_showers, solver=solver, steps=args.steps,
                               energy_gev=args.energy, seed=args.seed)
         print(f"{res.n_generated} generated vs {res.n_reference} Geant4 showers at {args.energy:g} GeV "
               f"(sampling took {res.seconds:.1f} s):")
-        print(res.table(f"{sampler}{'' if args.steps is None else f' {args.steps} steps'}"))
+        print(res.table(f"{model.part} {solver}{'' if args.steps is None else f' {args.steps} steps'}"))
     return 0

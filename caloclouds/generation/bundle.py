@@ -28,7 +28,7 @@ __all__ = ["BUNDLE_FORMAT_VERSION", "ModelBundle", "default_bundle_path", "file_
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "bundle.json"
 PARTS = {"flow": "flow.pt", "cm": "cm.pt", "teacher": "teacher.pt"}
-SAMPLER_PART = {"cm": "cm", "edm": "teacher"}
+SAMPLER_PART = {"cm": "cm", "teacher": "teacher", "edm": "teacher"}  # model part, or the deprecated sampler name
 
 
 def default_bundle_path() -> Path:
@@ -61,7 +61,7 @@ class ModelBundle:
         return self._load("flow", device, load_shower_flow)
 
     def point_model(self, sampler: str, *, device: str = "cpu") -> Any:
-        """The PointWise Net for ``sampler`` ("cm" or "edm"), on ``device``."""
+        """The PointWise Net of a model part ("cm" or "teacher"; "edm" is the teacher's old name), on ``device``."""
         from caloclouds.diffusion import load_point_model
 
         if sampler not in SAMPLER_PART:

@@ -95,7 +95,7 @@ class ShowerGenerator:
         self.steps = steps
         self.device = torch.device(device)
         self.flow = bundle.flow(device=device)
-        self.point_model = bundle.point_model(self.sampler, device=device)
+        self.point_model = bundle.point_model(self.model_part, device=device)
         self.n_layers = bundle.config.detector.n_layers
         self.calibration = bundle.calibration if calibrate_n else PointCountCalibration()
         self.times = StageTimes()

@@ -226,3 +226,16 @@ def test_generate_cli_sampler_alias_equals_model_part(tmp_path) -> None:  # noqa
     assert main([*args, "--sampler", "edm", "--model-part", "cm", "-o", str(tmp_path / "d.h5")]) == 2
     assert main([*args, "--model-part", "cm", "--solver", "euler", "-o", str(tmp_path / "d.h5")]) == 2
     assert not (tmp_path / "d.h5").exists()
+
+
+def test_bench_diffusion_takes_the_solver(capsys) -> None:  # noqa: ANN001
+    from pathlib import Path
+
+    from caloclouds.cli import main
+
+    teacher = Path(__file__).resolve().parents[2] / "caloclouds" / "models" / "default" / "teacher.pt"
+    base = ["bench-diffusion", "--model", str(teacher), "--points", "50", "--repeats", "1", "--steps", "2"]
+    assert main([*base, "--solver", "euler"]) == 0
+    assert "solver euler" in capsys.readouterr().out
+    assert main([*base, "--solver", "consistency"]) == 2
+    assert "needs the 'cm' weights" in capsys.readouterr().err
