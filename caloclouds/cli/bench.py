@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", metavar="DIR", help="model bundle (default: the shipped one)")
     parser.add_argument("-n", type=int, default=200, help="timed showers per configuration (default 200)")
     parser.add_argument("--model-part", choices=["cm", "teacher"], help="which weights are timed: cm (default) or teacher")
-    parser.add_argument("--solver", choices=["consistency", "heun", "euler"],
-                        help="solver of the timed model: consistency (cm, default), heun (teacher, default) or euler")
+    parser.add_argument("--solver", metavar="NAME", help="solver of the timed model: consistency (cm, default), heun "
+                        "(teacher, default) or euler; a name of caloclouds.diffusion.sampling.SOLVERS")
     parser.add_argument("--steps", type=int, metavar="K", help="solver steps of the timed model (default from its config)")
     parser.add_argument("--edm-steps", type=int, default=13, help="Heun steps for the EDM timing (default 13; 0 skips it)")
     parser.add_argument("--edm-n", type=int, default=20, help="timed showers for the EDM (default 20)")

@@ -23,8 +23,8 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="FILE|DIR", help="PointWise Net checkpoint (cm or edm)")
-    parser.add_argument("--solver", choices=("consistency", "heun", "euler"), default=None,
-                        help="consistency for a cm checkpoint, heun or euler for a teacher (default: the checkpoint's own)")
+    parser.add_argument("--solver", metavar="NAME", default=None, help="consistency for a cm checkpoint, heun or euler "
+                        "for a teacher (default: the checkpoint's own); a name of caloclouds.diffusion.sampling.SOLVERS")
     parser.add_argument("--sampler", choices=("cm", "edm"), default=None,
                         help="deprecated: the checkpoint's kind (cm = consistency, edm = heun)")
     parser.add_argument("--steps", type=int, default=None, help="CM steps or Heun / Euler steps (default: config)")

@@ -39,8 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--n-showers", type=int, metavar="N", help="number of showers (per energy with --energies)")
     parser.add_argument("--model-part", choices=["cm", "teacher"], help="which weights: cm, the consistency model "
                         "(default), or teacher, the EDM teacher (a voxel .pt is one part: this must match it)")
-    parser.add_argument("--solver", choices=["consistency", "heun", "euler"],
-                        help="which algorithm: consistency (cm, default), heun (teacher, default) or euler (teacher)")
+    # no argparse choices: the solvers are the table caloclouds.diffusion.sampling.SOLVERS, checked there
+    parser.add_argument("--solver", metavar="NAME", help="which algorithm: consistency (cm, default), heun "
+                        "(teacher, default) or euler (teacher): a name of caloclouds.diffusion.sampling.SOLVERS")
     parser.add_argument("--sampler", choices=["cm", "edm"],
                         help="deprecated: cm = --model-part cm; edm = --model-part teacher --solver heun")
     parser.add_argument("--steps", type=int, metavar="K", help="CM steps (default 1) or Heun / Euler steps (default 13)")

@@ -225,6 +225,7 @@ def test_generate_cli_sampler_alias_equals_model_part(tmp_path) -> None:  # noqa
     assert not np.array_equal(a.points, c.points)
     assert main([*args, "--sampler", "edm", "--model-part", "cm", "-o", str(tmp_path / "d.h5")]) == 2
     assert main([*args, "--model-part", "cm", "--solver", "euler", "-o", str(tmp_path / "d.h5")]) == 2
+    assert main([*args, "--solver", "rk4", "-o", str(tmp_path / "d.h5")]) == 2  # checked by the SOLVERS table
     assert not (tmp_path / "d.h5").exists()
 
 
