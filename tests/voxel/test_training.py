@@ -157,3 +157,17 @@ def test_irregular_mesh_trains_through_glam(tmp_path) -> None:
     sums = np.add.reduceat(v.double().numpy(), data.mesh.layer_offsets[:-1], axis=1)
     keep = layers.numpy() > 1.0  # layers with more than the voxel threshold can be checked
     np.testing.assert_allclose(sums[keep], layers.numpy()[keep], rtol=0.05)
+
+
+def test_generate_voxel_model_takes_the_solver(teacher, tmp_path, capsys) -> None:
+    """A voxel checkpoint is one model part: --solver picks among its solvers, the other part's are refused."""
+    from caloclouds.cli import main
+    from caloclouds.io import read_showers
+
+    base = ["generate", "--model", str(teacher[1]), "--energies", "50", "-n", "2", "--steps", "2"]
+    assert main([*base, "--solver", "euler", "-o", str(tmp_path / "euler.h5")]) == 0
+    assert main([*base, "--model-part", "teacher", "-o", str(tmp_path / "heun.h5")]) == 0
+    assert not np.array_equal(read_showers(tmp_path / "euler.h5").points, read_showers(tmp_path / "heun.h5").points)
+    capsys.readouterr()
+    assert main([*base, "--model-part", "cm", "-o", str(tmp_path / "x.h5")]) == 2
+    assert "runs on the 'cm' weights" in capsys.readouterr().err and not (tmp_path / "x.h5").exists()
