@@ -170,11 +170,11 @@ def train_shower_flow(
     from tqdm import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     detector: DetectorConfig = config.detector
     cfg = config.flow
-    if resume and not (out / LAST_NAME).is_file():
+    if resume and not (out / LAST_NAME).is_file():  # before any folder is made
         raise ConfigError(f"{out / LAST_NAME}: no checkpoint to resume; drop --resume to start a new run")
+    out.mkdir(parents=True, exist_ok=True)
     if resume:
         stored = read_checkpoint(out / LAST_NAME)
         detector = flow_detector_config(stored)

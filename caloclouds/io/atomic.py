@@ -31,6 +31,7 @@ __all__ = [
     "remove_stale_temps",
     "check_output_path",
     "install_termination_handler",
+    "raise_if_signalled",
     "restore_termination_handler",
 ]
 
@@ -126,6 +127,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = temp_path_for(path)
     try:
         yield tmp
+        raise_if_signalled()
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -152,6 +154,7 @@ class AtomicWriter:
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is None:
             try:
+                raise_if_signalled()
                 self.close()
             except BaseException:
                 self.abort()
@@ -160,8 +163,40 @@ class AtomicWriter:
             self.abort()
 
 
+# Signals received by this process since the CLI installed its handlers. A handler's exception can be
+# swallowed when it fires inside a weakref callback or __del__ (h5py's object registry): Python
+# prints "Exception ignored" and goes on. Writers therefore check this record before they rename.
+_RECEIVED: list[int] = []
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    _RECEIVED.append(signum)
     raise Terminated(f"signal {signum}")
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    _RECEIVED.append(signum)
+    raise KeyboardInterrupt
+
+
+def raise_if_signalled() -> None:
+    """Raise :class:`Terminated` (SIGTERM) or ``KeyboardInterrupt`` (SIGINT) if such a signal arrived
+    and its exception was lost; called by the writers before they replace their output."""
+    if signal.SIGTERM in _RECEIVED:
+        raise Terminated(f"signal {int(signal.SIGTERM)}")
+    if signal.SIGINT in _RECEIVED:
+        raise KeyboardInterrupt
+
+
+def _rename_unless_signalled(tmp: Path, path: Path) -> None:
+    """The last step of a writer's close: rename ``tmp`` to ``path``, unless a lost SIGTERM/SIGINT is
+    pending, in which case ``tmp`` is removed and the signal's exception raised."""
+    try:
+        raise_if_signalled()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
 
 
 def install_termination_handler() -> Any:
@@ -171,15 +206,24 @@ def install_termination_handler() -> Any:
     loop that checkpoints on SIGTERM) takes precedence. Returns the previous handler, for
     :func:`restore_termination_handler`.
     """
+    _RECEIVED.clear()
     previous = signal.getsignal(signal.SIGTERM)
     if previous is signal.SIG_DFL:
         with contextlib.suppress(ValueError):  # not the main thread
             signal.signal(signal.SIGTERM, _raise_terminated)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGINT, _raise_interrupted)
     return previous
 
 
 def restore_termination_handler(previous: Any) -> None:
-    """Put back the SIGTERM handler that :func:`install_termination_handler` replaced."""
+    """Put back the SIGTERM handler that :func:`install_termination_handler` replaced; the signals
+    received meanwhile have ended that run and are forgotten."""
+    _RECEIVED.clear()
     if previous is not None and signal.getsignal(signal.SIGTERM) is _raise_terminated:
         with contextlib.suppress(ValueError):
             signal.signal(signal.SIGTERM, previous)
+    if signal.getsignal(signal.SIGINT) is _raise_interrupted:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGINT, signal.default_int_handler)

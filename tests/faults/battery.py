@@ -361,7 +361,7 @@ def _training_cases(f: dict[str, str], out: Path) -> list[Case]:
             Case(f"{verb} --steps 0", [*argv(f["good.h5"], run), "--steps", "0"], "error", "steps"),
             Case(f"{verb} --time-budget soon", [*argv(f["good.h5"], run), "--time-budget", "soon"], "error", "soon"),
             Case(f"{verb} --resume without a run", [*argv(f["good.h5"], str(out / "no-run")), "--resume"], "error",
-                 "no-run"),
+                 "no-run", output=str(out / "no-run"), preexisting=False),
         ]
         if verb != "train-flow":
             result += [Case(f"{verb} --lr {lr}", [*argv(f["good.h5"], run), "--lr", lr], "error", "learning_rate")

@@ -136,3 +136,45 @@ def test_interrupt_in_process_leaves_old_output(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(files, "project", interrupted)
     assert main(["project", "--geometry", "ild", "--in", str(src), "-o", str(out)]) == 130
     assert out.read_bytes() == b"old" and _temps(tmp_path) == []
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed exception itself
+@pytest.mark.parametrize("suffix", [".h5", ".root"])
+@pytest.mark.parametrize("where", ["write", "close"])
+def test_a_signal_whose_exception_python_swallowed_still_stops_the_writer(tmp_path, suffix, where) -> None:
+    """A SIGTERM that lands in a weakref callback (h5py's object registry) has its exception printed
+    and dropped by Python; the writer must still refuse to replace the output (it once did 5 in 8)."""
+    import weakref
+
+    from caloclouds.errors import Terminated
+    from caloclouds.io import open_writer
+    from caloclouds.io.atomic import _raise_terminated, install_termination_handler, restore_termination_handler
+
+    class _Obj:
+        pass
+
+    def lost_sigterm() -> None:
+        obj = _Obj()
+        ref = weakref.ref(obj, lambda _: _raise_terminated(signal.SIGTERM, None))
+        del obj  # the callback raises; Python prints "Exception ignored" and goes on
+        assert ref() is None
+
+    out = tmp_path / f"x{suffix}"
+    write_showers(out, _showers(3, 0))
+    before = out.read_bytes()
+    previous = install_termination_handler()
+    try:
+        with pytest.raises(Terminated):
+            with open_writer(out) as writer:
+                writer.write(_showers(5, 1))
+                if where == "write":
+                    lost_sigterm()
+                else:
+                    writer.close = (lambda close: lambda: (lost_sigterm(), close())[-1])(writer.close)
+    finally:
+        restore_termination_handler(previous)
+    assert out.read_bytes() == before
+    assert not _temps(tmp_path)
