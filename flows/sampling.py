@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from caloclouds.config import FlowConfig
 from flows.features import ShowerFeatures
 from flows.preprocessing import FeaturePreprocessing
+from flows.script import TransformChain
 from flows.shower_flow import ShowerFlowModel
 
 __all__ = ["FlowSample", "ShowerFlow", "EnergyRangeWarning"]
@@ -113,9 +114,20 @@ class ShowerFlow(nn.Module):
             energy, cond = self._condition(incident_energy_gev, extra_conditions)
             noise_device = generator.device if generator is not None else self.device
             noise = torch.randn(len(energy), self.preprocessing.dim, generator=generator, device=noise_device)
-            out = self.preprocessing.decode(self.model.sample_from_noise(noise.to(self.device), cond), energy)
+            out = self.preprocessing.decode(self._sampling_chain()(noise.to(self.device), cond), energy)
         # plain tensors again, which callers may modify in place or use with autograd
         return FlowSample(**{k: v.clone() for k, v in out.items()})
+
+    def _sampling_chain(self) -> Any:
+        """The transforms' sampling direction as TorchScript (flows/script.py): the same maths and the
+        same parameter tensors as the pyro chain, without its per-call bookkeeping (one shower: 1.5
+        against 4-10 ms on one thread). Compiled once (0.3 s), again if the parameters move."""
+        first = next(self.model.parameters())
+        key = (first.data_ptr(), str(first.device))
+        if self.__dict__.get("_chain_key") != key:  # kept out of the module tree and the state dict
+            self.__dict__["_chain"] = torch.jit.script(TransformChain(self.model))
+            self.__dict__["_chain_key"] = key
+        return self.__dict__["_chain"]
 
     def log_prob(self, features: ShowerFeatures, *, dequantise: torch.Generator | None = None) -> Tensor:
         """(B,) log density of showers' statistics in the standardised space (the training loss).
