@@ -194,9 +194,13 @@ def score_pair(
     return out
 
 
-def energy_bin_indices(energies_gev: list[np.ndarray], lo_gev: float, hi_gev: float, *, seed: int) -> list[np.ndarray]:
-    """Equal-size shower indices in ``[lo, hi)`` GeV for each sample: the smallest count of them all."""
-    inside = [np.flatnonzero((e >= lo_gev) & (e < hi_gev)) for e in energies_gev]
+def energy_bin_indices(
+    energies_gev: list[np.ndarray], lo_gev: float, hi_gev: float, *, seed: int, closed: bool = False
+) -> list[np.ndarray]:
+    """Equal-size shower indices in ``[lo, hi)`` GeV (``[lo, hi]`` if ``closed``: the last range, so
+    that showers at exactly the top energy, e.g. the 90 GeV of a fixed-energy file, are counted) for
+    each sample: the smallest count of them all."""
+    inside = [np.flatnonzero((e >= lo_gev) & ((e <= hi_gev) if closed else (e < hi_gev))) for e in energies_gev]
     n = min(len(i) for i in inside)
     rng = np.random.default_rng(seed)
     return [np.sort(rng.permutation(i)[:n]) for i in inside]

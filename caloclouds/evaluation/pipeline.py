@@ -151,7 +151,8 @@ def _energy_breakdown(
     for lo, hi in ctx.options.energy_bins_gev:
         key = energy_bin_label(lo, hi)
         energies = [ref.obs.incident_energy_gev] + [others[label].obs.incident_energy_gev for label in labels]
-        idx = energy_bin_indices(energies, lo, hi, seed=ctx.config.seed)
+        top = hi == max(h for _, h in ctx.options.energy_bins_gev)
+        idx = energy_bin_indices(energies, lo, hi, seed=ctx.config.seed, closed=top)
         n = len(idx[0])
         if n < 2 * max(ctx.config.n_batches, ctx.config.classifier_folds):
             for label in labels:
