@@ -115,6 +115,9 @@ def evaluate_points(
     )
 
 
+TYPICAL_SAMPLING_FRACTION = 0.028  # E_vis / E_inc of the ILD-like Si-W ECAL (2.7-3.0 % over 10-90 GeV)
+
+
 def time_sampling(
     model: PointModel,
     *,
@@ -143,9 +146,18 @@ def time_sampling(
                 out.append((time.perf_counter() - t0) * 1e3)
         return np.array(out)
 
-    full = timed(lambda: model.sample(n, e, solver=solver, sampler=sampler, steps=steps, generator=gen))
-    cond, _ = model.conditioning(n, e)
-    x = torch.randn(n_points, 4, generator=gen) * model.config.diffusion.sigma_max
+    if model.per_layer:  # the points spread evenly over the layers, at a typical mean point energy
+        layers = model.normaliser.n_layers
+        counts = torch.full((1, layers), n_points // layers, dtype=torch.int64)
+        counts[0, : n_points - int(counts.sum())] += 1
+        energy_l = counts * (TYPICAL_SAMPLING_FRACTION * energy_gev * 1000.0 / n_points)
+        full = timed(lambda: model.sample_layers(counts, energy_l, e, solver=solver, sampler=sampler, steps=steps,
+                                                 generator=gen))
+        cond = model.layer_rows(counts, energy_l, e)[0]
+    else:
+        full = timed(lambda: model.sample(n, e, solver=solver, sampler=sampler, steps=steps, generator=gen))
+        cond, _ = model.conditioning(n, e)
+    x = torch.randn(n_points, model.normaliser.n_features, generator=gen) * model.config.diffusion.sigma_max
     sigma = torch.tensor(model.config.diffusion.sigma_max)
 
     def net() -> None:

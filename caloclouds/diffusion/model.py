@@ -140,6 +140,18 @@ class PointModel:
         """
         if not self.per_layer:
             raise CaloCloudsError("this PointWise Net is not per layer: use sample")
+        cond, total, row_layer, row_counts, offsets = self.layer_rows(
+            points_per_layer, energy_per_layer_mev, incident_energy_gev, condition_points_per_layer)
+        x = self._draw(cond, total, solver=solver, sampler=sampler, steps=steps, generator=generator)
+        layer = torch.repeat_interleave(row_layer, row_counts).to(self.device)
+        return self.normaliser.inverse(x, layer), offsets.to(self.device)
+
+    def layer_rows(
+        self, points_per_layer: Tensor, energy_per_layer_mev: Tensor, incident_energy_gev: Tensor,
+        condition_points_per_layer: Tensor | None = None,
+    ) -> tuple[RaggedCond, int, Tensor, Tensor, Tensor]:
+        """The network rows of :meth:`sample_layers`: ``(cond, total points, row layer, row counts,
+        shower offsets)``, one row per (shower, layer) with points, in shower-then-layer order."""
         dev = self.device
         counts = torch.as_tensor(points_per_layer, dtype=torch.int64).cpu()
         energy_l = torch.as_tensor(energy_per_layer_mev, dtype=torch.float32).cpu()
@@ -167,11 +179,9 @@ class PointModel:
         torch.cumsum(row_counts, 0, out=row_offsets[1:])
         total = int(row_offsets[-1])
         cond = RaggedCond.from_offsets(features.to(dev), row_offsets.to(dev))
-        x = self._draw(cond, total, solver=solver, sampler=sampler, steps=steps, generator=generator)
-        layer = torch.repeat_interleave(row_layer, row_counts).to(dev)
         offsets = torch.zeros(len(energy) + 1, dtype=torch.int64)
         torch.cumsum(counts.sum(1), 0, out=offsets[1:])
-        return self.normaliser.inverse(x, layer), offsets.to(dev)
+        return cond, total, row_layer, row_counts, offsets
 
     @property
     def part(self) -> str:
