@@ -36,8 +36,11 @@ def _per_layer_model() -> PointModel:
     return PointModel(denoiser, normaliser, config, kind="cm")
 
 
-def test_build_point_stage_picks_the_depth_stage_for_the_bundled_model(default_bundle):
-    assert isinstance(build_point_stage(default_bundle.point_model("cm")), DepthPointStage)
+def test_build_point_stage_picks_the_stage_of_the_bundled_model(default_bundle):
+    from caloclouds.export.points import PerLayerPointStage
+
+    model = default_bundle.point_model("cm")
+    assert isinstance(build_point_stage(model), PerLayerPointStage if model.per_layer else DepthPointStage)
 
 
 @pytest.mark.parametrize("layout", ["one layer", "typical", "over one CPU chunk"])
