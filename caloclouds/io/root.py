@@ -238,8 +238,9 @@ class RootWriter(AtomicWriter):
             "format": FORMAT_NAME,
             "schema_version": SCHEMA_VERSION,
             "conditions": ",".join(self._conditions),
-            "cells": bool(self._with_cells),
         }
+        if not isinstance(self._attrs.get("cells"), str):  # the geometry's name wins, as in HDF5 ('ild')
+            meta["cells"] = bool(self._with_cells)
         data: dict[str, Any] = {}
         for key, value in meta.items():
             if isinstance(value, str):
