@@ -3,6 +3,8 @@
 * :class:`StopRequest`: SIGTERM / SIGINT become a request to stop at the next step boundary, where
   the run writes an exact checkpoint (a signal never interrupts a step or a validation half-way);
 * :func:`parse_duration`: ``--time-budget 2h30m``;
+* :func:`cosine_lr` and :func:`set_lr`: the learning-rate schedules (a pure function of the step, so
+  a resumed run follows the same schedule);
 * :func:`write_metrics_csv` and :func:`write_curve_png`: the loss and validation curves of a run,
   written atomically next to its checkpoints.
 """
@@ -22,7 +24,7 @@ from typing import Any
 from caloclouds.errors import ConfigError
 from caloclouds.io.atomic import atomic_path
 
-__all__ = ["StopRequest", "parse_duration", "write_metrics_csv", "write_curve_png"]
+__all__ = ["StopRequest", "cosine_lr", "parse_duration", "set_lr", "write_metrics_csv", "write_curve_png"]
 
 
 class StopRequest:
@@ -72,6 +74,17 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def cosine_lr(progress: float, learning_rate: float, final_lr_factor: float) -> float:
+    """A cosine from ``learning_rate`` (progress 0) to ``learning_rate * final_lr_factor`` (progress >= 1)."""
+    progress = min(progress, 1.0)
+    factor = final_lr_factor + (1 - final_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return learning_rate * factor
+
+
+def set_lr(optimiser: Any, lr: float) -> None:
+    """Give every parameter group of a torch optimiser the learning rate ``lr``."""
+    for group in optimiser.param_groups:
+        group["lr"] = lr
 
 
 def write_metrics_csv(path: Path, rows: Sequence[Mapping[str, float]], columns: Sequence[str]) -> None:

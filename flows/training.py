@@ -25,7 +25,7 @@ import torch
 from caloclouds.config import DetectorConfig, FlowConfig, RunConfig, config_from_dict, config_to_dict
 from caloclouds.errors import ConfigError
 from caloclouds.io.atomic import atomic_path
-from caloclouds.runcontrol import StopRequest, write_curve_png, write_metrics_csv
+from caloclouds.runcontrol import StopRequest, cosine_lr, set_lr, write_curve_png, write_metrics_csv
 from flows.calibration import calibrate_layer_profile
 from flows.checkpoint import (
     BEST_NAME,
@@ -50,9 +50,7 @@ _EVAL_SEED = 0      # seed of the validation set's dequantisation noise
 
 def _learning_rate(config: FlowConfig, step: int, total: int) -> float:
     """Cosine decay from ``learning_rate`` to ``learning_rate * final_lr_factor`` at ``total``."""
-    progress = min(step / max(total, 1), 1.0)
-    factor = config.final_lr_factor + (1 - config.final_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
-    return config.learning_rate * factor
+    return cosine_lr(step / max(total, 1), config.learning_rate, config.final_lr_factor)
 
 
 class _Batches:
@@ -226,8 +224,7 @@ def train_shower_flow(
                     save(step)
                     break
                 consistent = False
-                for group in optimizer.param_groups:
-                    group["lr"] = _learning_rate(cfg, step, total)
+                set_lr(optimizer, _learning_rate(cfg, step, total))
                 x, cond = batches.next()
                 loss = -flow.model(cond).log_prob(x).mean()
                 optimizer.zero_grad(set_to_none=True)

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import time
@@ -25,7 +24,7 @@ from torch import Tensor
 from caloclouds.config import RunConfig, config_to_dict
 from caloclouds.diffusion.checkpoint import CHECKPOINT_NAME
 from caloclouds.errors import CaloCloudsError, ConfigError
-from caloclouds.runcontrol import StopRequest, parse_duration, write_curve_png, write_metrics_csv
+from caloclouds.runcontrol import StopRequest, cosine_lr, parse_duration, write_curve_png, write_metrics_csv
 
 __all__ = [
     "RANK_SEED_STRIDE",
@@ -151,7 +150,7 @@ def write_curves(out_dir: Path, metrics: list[dict[str, float]], title: str, *, 
     """``metrics.csv`` and (if ``png``) ``curve.png`` of a PointWise Net run, both atomic."""
     write_metrics_csv(out_dir / "metrics.csv", metrics, METRIC_COLUMNS)
     if png:
-            write_curve_png(out_dir / "curve.png", metrics, title,
+        write_curve_png(out_dir / "curve.png", metrics, title,
                         {"loss": "training loss (mean over interval)", "val_loss": "validation loss (EMA weights, fixed noise)"})
 
 
@@ -305,14 +304,8 @@ def scheduled_lr(step: int, section: Any) -> float:
     start = max(section.steps - section.lr_decay_steps, 0)
     if section.lr_decay_steps == 0 or step < start:
         return float(section.learning_rate)
-    progress = min((step - start) / max(section.steps - start, 1), 1.0)
-    factor = section.final_lr_factor + (1 - section.final_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
-    return float(section.learning_rate * factor)
-
-
-def set_lr(optimiser: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimiser.param_groups:
-        group["lr"] = lr
+    progress = (step - start) / max(section.steps - start, 1)
+    return float(cosine_lr(progress, section.learning_rate, section.final_lr_factor))
 
 
 def override_schedule(section: Any, *, steps: int | None, batch_size: int | None, learning_rate: float | None) -> Any:

@@ -16,7 +16,6 @@ References:
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from caloclouds.diffusion.edm import sample_log_normal_sigma
 from caloclouds.diffusion.ema import ema_update, ema_warmup_decay
 from caloclouds.diffusion.loop import optimiser_step
 from caloclouds.diffusion.sampling import karras_sigmas
+from caloclouds.runcontrol import cosine_lr, set_lr
 from caloclouds.voxel.adapter import ImageCond, per_image_mean
 from caloclouds.voxel.config import VoxelConfig
 from caloclouds.voxel.mesh import CylindricalMesh
@@ -92,8 +92,7 @@ def _augment(x: Tensor, generator: torch.Generator) -> Tensor:
 
 
 def _lr(config: VoxelConfig, step: int, total: int) -> float:
-    cos = 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
-    return config.learning_rate * (FINAL_LR_FACTOR + (1 - FINAL_LR_FACTOR) * cos)
+    return cosine_lr(step / max(total, 1), config.learning_rate, FINAL_LR_FACTOR)
 
 
 @torch.no_grad()
@@ -145,8 +144,7 @@ def _fit_loop(
             x = _augment(x, generator)
         loss = loss_fn(x, feats).mean()
         if lr_fn is not None:
-            for group in optimiser.param_groups:
-                group["lr"] = lr_fn(step)
+            set_lr(optimiser, lr_fn(step))
         optimiser_step(loss, optimiser, model.denoiser.parameters(), config.grad_clip)
         ema_fn(step)
         running, n_running = running + float(loss.detach()), n_running + 1
