@@ -55,16 +55,17 @@ from caloclouds.diffusion.loop import (
     prepare_out_dir,
     run_steps,
     scheduled_lr,
-    set_lr,
     setup_distributed,
     wrap_for_training,
     write_config,
     write_curves,
 )
 from caloclouds.diffusion.sampling import karras_sigmas
+from caloclouds.runcontrol import set_lr
 from caloclouds.errors import CaloCloudsError
 
 __all__ = ["RunOptions", "TrainResult", "train_diffusion", "distill"]
+
 
 class _EDMLoss(nn.Module):
     """The EDM per-point loss as a module forward, so that DDP sees the call."""
@@ -133,18 +134,16 @@ _KIND_NAMES = {"edm": "an EDM", "cm": "a consistency"}
 
 def _resume(
     ckpt_path: Path, kind: str, model: nn.Module, ema: nn.Module, optimiser: torch.optim.Optimizer,
-    learning_rate: float, gen: torch.Generator, dist_info: DistInfo, dev: torch.device,
+    gen: torch.Generator, dist_info: DistInfo, dev: torch.device,
 ) -> dict:
     """Load a training checkpoint of ``kind`` into the model, its EMA, the optimiser and this rank's
-    random stream; the given learning rate replaces the saved one. Returns the checkpoint."""
+    random stream. Returns the checkpoint."""
     ck = load_checkpoint(ckpt_path, map_location=dev)
     if ck["kind"] != kind or "train_state" not in ck:
         raise CaloCloudsError(f"{ckpt_path}: not {_KIND_NAMES[kind]} training checkpoint, cannot resume")
     model.load_state_dict(ck["train_state"]["model"])
     ema.load_state_dict(ck["state_dict"])
-    optimiser.load_state_dict(ck["train_state"]["optimizer"])
-    for group in optimiser.param_groups:  # the config's learning rate wins on resume
-        group["lr"] = learning_rate
+    optimiser.load_state_dict(ck["train_state"]["optimizer"])  # the step loop sets each step's learning rate
     gen.set_state(ck["train_state"]["rng"][dist_info.rank].cpu())
     return ck
 
@@ -277,7 +276,7 @@ def train_diffusion(config: RunConfig, data: DataSource, out_dir: str | Path, **
     log = RunLog([], [])
     start = 0
     if ckpt_path is not None:
-        ck = _resume(ckpt_path, "edm", denoiser.inner, ema_inner, optimiser, cfg.learning_rate, gen, dist_info, dev)
+        ck = _resume(ckpt_path, "edm", denoiser.inner, ema_inner, optimiser, gen, dist_info, dev)
         normaliser, start, log = ck["normaliser"], ck["step"], RunLog.from_checkpoint(ck)
     else:
         normaliser = data.fit_normaliser(
@@ -353,7 +352,7 @@ def distill(
     log = RunLog([], [])
     start = 0
     if ckpt_path is not None:
-        ck = _resume(ckpt_path, "cm", student.inner, target.inner, optimiser, dcfg.learning_rate, gen, dist_info, dev)
+        ck = _resume(ckpt_path, "cm", student.inner, target.inner, optimiser, gen, dist_info, dev)
         start, log = ck["step"], RunLog.from_checkpoint(ck)
     if dist_info.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
