@@ -76,33 +76,28 @@ class TrainingData:
     @classmethod
     def from_file(cls, path: str | Path, *, limit: int | None = None) -> TrainingData:
         """Read the first ``limit`` showers (all by default) of a shower file (our HDF5 or ROOT schema)."""
-        from caloclouds.io.formats import iter_training_showers
-        from caloclouds.showers import Showers
-
-        showers = Showers.concatenate(list(iter_training_showers(path, limit=limit)))
-        return cls(showers.points, showers.offsets, showers.incident_energy_gev)
+        return cls.from_files([path], limit=limit)
 
     @classmethod
     def from_files(cls, paths: Sequence[str | Path], *, limit: int | None = None) -> TrainingData:
         """All showers of several files (e.g. ``g4_photons_train.h5`` and ``_train2.h5``) as one set;
         ``limit`` caps the total, taken from the files in order."""
-        parts = []
+        from caloclouds.io.formats import iter_training_showers
+        from caloclouds.showers import Showers
+
+        if not paths:
+            raise InputFileError("--data", "no training file given")
+        parts: list[Showers] = []
         left = limit
         for path in paths:
             if left is not None and left <= 0:
                 break
-            part = cls.from_file(path, limit=left)
-            parts.append(part)
-            left = None if left is None else left - len(part)
-        if not parts:
-            raise InputFileError(paths[0] if paths else "--data", "no training file given")
-        if len(parts) == 1:
-            return parts[0]
-        shifts = np.cumsum([0] + [int(p.offsets[-1]) for p in parts[:-1]])
-        offsets = np.concatenate([parts[0].offsets.numpy()[:1]] +
-                                 [p.offsets.numpy()[1:] + s for p, s in zip(parts, shifts)])
-        return cls(np.concatenate([p.points.numpy() for p in parts]), offsets,
-                   np.concatenate([p.incident_energy_gev.numpy() for p in parts]))
+            parts += iter_training_showers(path, limit=left)
+            left = None if left is None else limit - sum(len(p) for p in parts)
+        if not parts:  # limit <= 0
+            raise InputFileError(paths[0], f"no showers read (limit {limit})")
+        showers = Showers.concatenate(parts)
+        return cls(showers.points, showers.offsets, showers.incident_energy_gev)
 
     def __len__(self) -> int:
         return len(self.incident_energy_gev)

@@ -162,15 +162,12 @@ class PointNormaliser:
         """
         p = points.to(torch.float32)
         x, y, depth, e = p.unbind(-1)
-        if jitter and self.per_layer:
-            u = torch.rand(p.shape[0], 2, generator=generator, device=p.device, dtype=p.dtype)
+        if jitter:  # per-layer models keep the integer layer: no depth jitter
+            u = torch.rand(p.shape[0], 2 if self.per_layer else 3, generator=generator, device=p.device, dtype=p.dtype)
             x = x + (u[:, 0] - 0.5) * self.subcell_pitch_mm
             y = y + (u[:, 1] - 0.5) * self.subcell_pitch_mm
-        elif jitter:
-            u = torch.rand(p.shape[0], 3, generator=generator, device=p.device, dtype=p.dtype)
-            x = x + (u[:, 0] - 0.5) * self.subcell_pitch_mm
-            y = y + (u[:, 1] - 0.5) * self.subcell_pitch_mm
-            depth = depth + u[:, 2]
+            if not self.per_layer:
+                depth = depth + u[:, 2]
         s = self.sigma_data
         columns = [
             torch.asinh(x / self.xy_scale_mm) * (s / self.xy_std),

@@ -310,17 +310,16 @@ def iter_training_showers(
     if fmt not in TRAINING_FORMATS:
         raise InputFileError(path, f"is a {FORMATS[fmt]} file; training reads our HDF5 or ROOT shower files: "
                                    f"run `caloclouds convert {path} -o showers.h5` first")
-    left = limit
     seen = 0
     if limit is not None:
         chunk_showers = max(min(chunk_showers, limit), 1)
     for chunk in iter_any(path, format=fmt, chunk_showers=chunk_showers):
-        if left is not None:
-            chunk = chunk[: max(left - seen, 0)]
+        if limit is not None:
+            chunk = chunk[: max(limit - seen, 0)]
         seen += len(chunk)
         if len(chunk):
             yield chunk
-        if left is not None and seen >= left:
+        if limit is not None and seen >= limit:
             break
     if seen == 0:
         raise InputFileError(path, "holds no showers")
