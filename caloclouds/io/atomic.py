@@ -32,6 +32,7 @@ __all__ = [
     "check_output_path",
     "install_termination_handler",
     "raise_if_signalled",
+    "rename_unless_signalled",
     "restore_termination_handler",
 ]
 
@@ -127,8 +128,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = temp_path_for(path)
     try:
         yield tmp
-        raise_if_signalled()
-        os.replace(tmp, path)
+        rename_unless_signalled(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -137,9 +137,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 class AtomicWriter:
     """Context-manager behaviour of the chunked file writers.
 
-    A subclass writes into ``temp_path_for(path)`` and implements ``close()`` (finish it and rename
-    it to the final name) and ``abort()`` (drop it, leaving the final name untouched). Leaving the
-    ``with`` block normally closes; leaving it by an exception (Ctrl-C and SIGTERM included) aborts.
+    A subclass writes into ``temp_path_for(path)`` and implements ``close()`` (finish it and move it
+    to the final name with :func:`rename_unless_signalled`) and ``abort()`` (drop it, leaving the
+    final name untouched). Leaving the ``with`` block normally closes; leaving it by an exception
+    (Ctrl-C and SIGTERM included) aborts.
     """
 
     def close(self) -> None:  # pragma: no cover - always overridden
@@ -154,8 +155,7 @@ class AtomicWriter:
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is None:
             try:
-                raise_if_signalled()
-                self.close()
+                self.close()  # its last step, rename_unless_signalled, stops on a lost signal
             except BaseException:
                 self.abort()
                 raise
@@ -188,7 +188,7 @@ def raise_if_signalled() -> None:
         raise KeyboardInterrupt
 
 
-def _rename_unless_signalled(tmp: Path, path: Path) -> None:
+def rename_unless_signalled(tmp: Path, path: Path) -> None:
     """The last step of a writer's close: rename ``tmp`` to ``path``, unless a lost SIGTERM/SIGINT is
     pending, in which case ``tmp`` is removed and the signal's exception raised."""
     try:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from caloclouds.errors import InputFileError
-from caloclouds.io.atomic import AtomicWriter, _rename_unless_signalled, check_output_path, temp_path_for
+from caloclouds.io.atomic import AtomicWriter, check_output_path, rename_unless_signalled, temp_path_for
 from caloclouds.io.checks import check_input_file, check_numeric, check_stored
 from caloclouds.io.metadata import SCHEMA_VERSION, decode_attrs, typed_metadata
 from caloclouds.showers import COLUMNS, Showers
@@ -342,7 +342,7 @@ class BufferedH5Writer(AtomicWriter):
         if self._h5.id.valid:
             self._flush()
             self._h5.close()
-            _rename_unless_signalled(self._tmp, self.path)
+            rename_unless_signalled(self._tmp, self.path)
 
     def abort(self) -> None:
         """Drop the temporary file; the final name is left untouched."""

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from caloclouds.errors import InputFileError
-from caloclouds.io.atomic import AtomicWriter, _rename_unless_signalled, check_output_path, temp_path_for
+from caloclouds.io.atomic import AtomicWriter, check_output_path, rename_unless_signalled, temp_path_for
 from caloclouds.io.metadata import SCHEMA_VERSION, typed_metadata
 from caloclouds.showers import COLUMNS, Showers
 
@@ -265,7 +265,7 @@ class RootWriter(AtomicWriter):
         self._write_metadata()
         self._file.close()
         self._open = False
-        _rename_unless_signalled(self._tmp, self.path)
+        rename_unless_signalled(self._tmp, self.path)
 
     def abort(self) -> None:
         """Drop the temporary file; the final name is left untouched."""

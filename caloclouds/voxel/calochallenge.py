@@ -12,13 +12,12 @@ References:
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from caloclouds.io.atomic import AtomicWriter
+from caloclouds.io.atomic import AtomicWriter, rename_unless_signalled, temp_path_for
 from caloclouds.errors import InputFileError
 from caloclouds.voxel.mesh import CylindricalMesh, calochallenge_ds1_like, calochallenge_ds2_like
 from caloclouds.voxel.voxelize import VoxelShowers
@@ -142,7 +141,7 @@ class CaloChallengeWriter(AtomicWriter):
         self.path = Path(path)
         self.mesh = mesh
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._tmp = temp_path_for(self.path)
         self._file = h5py.File(self._tmp, "w")
         self._file.attrs["mesh"] = json.dumps(mesh.to_dict())
         self._file.attrs["energy_unit"] = "MeV"
@@ -177,7 +176,7 @@ class CaloChallengeWriter(AtomicWriter):
     def close(self) -> None:
         if self._file.id.valid:
             self._file.close()
-            os.replace(self._tmp, self.path)
+            rename_unless_signalled(self._tmp, self.path)
 
     def abort(self) -> None:
         if self._file.id.valid:
