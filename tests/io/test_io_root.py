@@ -61,6 +61,23 @@ def test_round_trip_and_branches(tmp_path, rng) -> None:
         assert meta["model"][0] == "test" and meta["schema_version"][0] == 2 and meta["cells"][0]
 
 
+def test_baskets_are_zstd_compressed(tmp_path, rng, monkeypatch) -> None:
+    """ZSTD level 1 (the fast setting, read by ROOT since 6.20); ZLIB level 1 where uproot has no ZSTD."""
+    import caloclouds.io.root as root
+
+    showers = _showers(rng, 40)
+    for name, broken in (("zstd.root", False), ("zlib.root", True)):
+        if broken:
+            monkeypatch.setattr(uproot.ZSTD, "compress", lambda self, data: 1 / 0)
+        write_root(tmp_path / name, showers, cells=_cells(showers, rng))
+        with uproot.open(tmp_path / name) as f:
+            algorithm = uproot.const.kZLIB if broken else uproot.const.kZSTD
+            assert f.file.fCompress == algorithm * 100 + 1
+            assert f["events"]["points_layer"].compressed_bytes < f["events"]["points_layer"].uncompressed_bytes
+        np.testing.assert_array_equal(read_root(tmp_path / name).points, showers.points)
+    assert isinstance(root._basket_compression(), uproot.ZLIB)
+
+
 def _write_v1(path, showers, cells) -> None:
     """A file in the first schema (npoints, points_e_MeV, cells_lost_mev, JSON metadata)."""
     import json
