@@ -64,6 +64,21 @@ def test_cells_file_keeps_cells_and_energies(tmp_path, showers_and_cells) -> Non
     assert attrs["geometry"] == "ild"
 
 
+@pytest.mark.parametrize("fmt", ["hdf5", "cells"])
+def test_hdf5_writers_shuffle_then_gzip_level_1(tmp_path, showers_and_cells, fmt) -> None:
+    """The fast setting of both HDF5 writers (smaller files than gzip 4 alone, in 0.6 of its time)."""
+    import h5py
+
+    showers, cells = showers_and_cells
+    path = tmp_path / "out.h5"
+    _write(path, showers, cells, format=fmt)
+    with h5py.File(path) as f:
+        names = ["cells/cell_id", "cells/e_mev", "cells/lost_mev", "points", "offsets"] if fmt == "hdf5" \
+            else ["cell_id", "e_mev", "lost_mev"]
+        for name in names:
+            assert (f[name].compression, f[name].compression_opts, f[name].shuffle) == ("gzip", 1, True), name
+
+
 def test_cells_file_without_cells_is_refused_naming_the_file(tmp_path, showers_and_cells) -> None:
     showers, _ = showers_and_cells
     path = tmp_path / "cells.h5"
