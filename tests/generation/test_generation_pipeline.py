@@ -77,7 +77,8 @@ def test_generate_cli_root_and_h5(tiny_bundle, tmp_path, capsys):
     out = tmp_path / "gen.root"
     assert main(["generate", "--model", str(tiny_bundle), "--energies", "20", "80", "-n", "3",
                  "--cells", "ild", "--batch-size", "4", "-o", str(out)]) == 0
-    assert "showers/s" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "showers/s" in text and "ms per shower after the first chunk (4 showers" in text
     with uproot.open(out) as f:
         tree = f["events"]
         assert tree.num_entries == 6
@@ -88,6 +89,20 @@ def test_generate_cli_root_and_h5(tiny_bundle, tmp_path, capsys):
     assert main(["generate", "--model", str(tiny_bundle), "--energies-file", str(energies), "-o", str(h5)]) == 0
     showers = read_showers(h5)
     assert showers.incident_energy_gev.tolist() == [25.0, 45.5]
+
+
+def test_generate_to_file_times_the_showers_apart_from_setup(tiny_bundle, tmp_path):
+    """The clock runs from the first shower to the renamed file; setup (bundle, opening the file) and
+    the first chunk (the flow's TorchScript compiles on its first call) are reported apart."""
+    from caloclouds.generation.pipeline import generate_to_file
+
+    summary = generate_to_file(tmp_path / "t.root", np.full(5, 50.0, np.float32), model=tiny_bundle, batch_size=2,
+                               progress=False)
+    assert summary.setup_seconds > 0 and 0 < summary.first_seconds <= summary.seconds and summary.first_showers == 2
+    assert summary.ms_per_shower_after_first == pytest.approx((summary.seconds - summary.first_seconds) / 3 * 1e3)
+    one = generate_to_file(tmp_path / "one.h5", np.full(2, 50.0, np.float32), model=tiny_bundle, progress=False)
+    assert one.first_showers == 2 and one.ms_per_shower_after_first is None
+    assert "after the first chunk" not in one.text()
 
 
 @pytest.mark.filterwarnings("ignore::flows.sampling.EnergyRangeWarning")  # tiny flow, narrow range
