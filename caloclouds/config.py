@@ -18,6 +18,7 @@ Each section belongs to one part of the package:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
     "DiffusionConfig",
     "DistillationConfig",
     "EvaluationConfig",
+    "GenerationConfig",
     "RunConfig",
     "load_config",
     "read_yaml",
@@ -292,6 +294,28 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class GenerationConfig:
+    """Generation-time calibration of the point clouds (``caloclouds.generation``), fitted on training data.
+
+    The core sharing spreads the energy of points near the shower axis, where the clustered Geant4
+    points sit one per 0.848 mm sub-cell around the four cells that meet at the axis, over four
+    copies (see ``caloclouds.generation.calibration.share_core_energy``).
+    """
+
+    cog: str = "rotate"                     # Transverse position: "rotate", "flow" or "none" (generate --cog).
+    core_radius_mm: float = 0.0             # Points closer than this to the axis are shared; 0 = off.
+    core_spread_mm: float = 0.0             # Copies at x +- s, y +- s, each with a quarter of the energy.
+
+    def __post_init__(self) -> None:
+        if self.cog not in ("rotate", "flow", "none"):
+            raise ConfigError(f"generation.cog must be 'rotate', 'flow' or 'none', got {self.cog!r}")
+        for name in ("core_radius_mm", "core_spread_mm"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"generation.{name} must be a finite number >= 0, got {value}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """The whole configuration of a model: detector plus one section per component."""
 
@@ -300,6 +324,7 @@ class RunConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     distillation: DistillationConfig = field(default_factory=DistillationConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

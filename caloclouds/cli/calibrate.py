@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 __all__ = ["add_arguments", "run", "fit_problems", "MIN_SHOWERS", "MIN_R2", "MAX_AFTER_PERCENT"]
 
@@ -49,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from caloclouds.errors import CaloCloudsError
-    from caloclouds.generation.bundle import load_bundle, write_bundle_manifest
+    from caloclouds.generation.bundle import file_sha256, load_bundle, write_bundle_manifest
     from caloclouds.generation.calibrate import fit_point_count_calibration
     from caloclouds.generation.calibration import PointCountCalibration
     from caloclouds.io import ShowerFile
@@ -74,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         manifest = write_bundle_manifest(
             bundle.path, bundle.config, calibration=report.calibration,
-            provenance={**bundle.manifest.get("provenance", {}), "calibration_reference": str(args.reference)},
+            provenance={**bundle.manifest.get("provenance", {}), "calibration_reference": {
+                "file": str(Path(args.reference).resolve()), "sha256": file_sha256(args.reference),
+                "showers": len(reference)}},  # as caloclouds bundle records it
         )
         print(f"stored in {manifest}")
     return 0

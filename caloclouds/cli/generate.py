@@ -45,9 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", choices=["cm", "edm"],
                         help="deprecated: cm = --model-part cm; edm = --model-part teacher --solver heun")
     parser.add_argument("--steps", type=int, metavar="K", help="CM steps (default 1) or Heun / Euler steps (default 13)")
-    parser.add_argument("--cog", choices=["rotate", "flow", "none"], default="rotate",
-                        help="transverse position: rotate each shower by a random angle about the beam axis "
-                             "(default); flow: shift its CoG to the Shower Flow's (CaloClouds II); none")
+    parser.add_argument("--cog", choices=["rotate", "flow", "none"],
+                        help="transverse position: rotate each shower by a random angle about the beam axis; "
+                             "flow: shift its CoG to the Shower Flow's (CaloClouds II); none. Default: the "
+                             "model's generation.cog (flow for the shipped model)")
     parser.add_argument("--cells", choices=["ild", "hgcal", "none"], default="none", help="also project onto cells and write the cell hits")
     parser.add_argument("--batch-size", type=int, default=1000, metavar="B", help="showers per batch and per written chunk (default 1000)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")

@@ -60,11 +60,16 @@ class ScriptShowerFlow(nn.Module):
             ``points_per_layer`` (B, L) int64 and ``energy_per_layer_mev`` (B, L) float32, as
             ``ShowerFlow.sample`` for the same noise.
         """
+        points_per_layer, energy_per_layer, _ = self.sample_with_cog(incident_energy_gev, noise)
+        return points_per_layer, energy_per_layer
+
+    def sample_with_cog(self, incident_energy_gev: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """As :meth:`forward`, plus the transverse centre of gravity ``cog_mm`` (B, 2)."""
         cond = (torch.log(incident_energy_gev).unsqueeze(1) - self.condition_mean) / self.condition_std
         return self.decode(self.chain(noise, cond), incident_energy_gev)
 
-    def decode(self, z: Tensor, incident_energy_gev: Tensor) -> tuple[Tensor, Tensor]:
-        """``FeaturePreprocessing.decode`` (n_l, E_l only)."""
+    def decode(self, z: Tensor, incident_energy_gev: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``FeaturePreprocessing.decode`` (n_l, E_l and the CoG x, y)."""
         z = torch.minimum(torch.maximum(torch.nan_to_num(z, nan=0.0), self.lo), self.hi)
         y = torch.addcmul(self.mean, z, self.std)
         n_layers = self.n_layers
@@ -79,4 +84,4 @@ class ScriptShowerFlow(nn.Module):
                                     self.energy_frac_scale)
         energy_frac = energy_frac * (points_per_layer > 0)
         energy_per_layer = energy_frac * (e_vis.unsqueeze(1) / energy_frac.sum(dim=1, keepdim=True))
-        return points_per_layer, energy_per_layer
+        return points_per_layer, energy_per_layer, y[:, 2:4]

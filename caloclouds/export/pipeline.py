@@ -14,7 +14,9 @@ as a float and e in MeV. The steps are those of ``caloclouds.generation.ShowerGe
    of points to draw, split over the layers by largest remainder;
 3. the point stage (:mod:`caloclouds.export.points`) draws the points, grouped by layer;
 4. each layer's energies are scaled to E_l, the shower is rotated by a random angle about its
-   axis, and points left without energy are dropped.
+   axis or its CoG shifted to the flow's (the bundle's ``generation.cog``), points left without
+   energy are dropped, and the energy of points near the axis is shared over four copies
+   (``generation.core_radius_mm``, :func:`caloclouds.generation.calibration.share_core_energy`).
 
 Random numbers come from torch's global generator in the same order as ``ShowerGenerator`` with
 ``generator=None``, so ``torch.manual_seed(s)`` gives the same shower in Python, in this module and
@@ -33,6 +35,7 @@ from torch import Tensor, nn
 
 from caloclouds.export.flow import ScriptShowerFlow
 from caloclouds.export.points import build_point_stage
+from caloclouds.generation.calibration import share_core_points
 
 __all__ = ["ScriptShowerPipeline", "calibration_table", "script_largest_remainder"]
 
@@ -87,6 +90,10 @@ class ScriptShowerPipeline(nn.Module):
         self.register_buffer("n_table", table)
         self.n_ratio_beyond = k
         self.min_points = min_points
+        settings = bundle.config.generation
+        self.cog_mode: str = settings.cog
+        self.core_radius_mm = float(settings.core_radius_mm)
+        self.core_spread_mm = float(settings.core_spread_mm)
         self.check_inputs = True
 
     def calibrate_n(self, n_points: Tensor) -> Tensor:
@@ -99,7 +106,7 @@ class ScriptShowerPipeline(nn.Module):
     def shower(self, incident_energy_gev: Tensor) -> Tensor:
         """(P, 4) calibrated points of one shower at ``incident_energy_gev`` (1,), grouped by layer."""
         noise = torch.randn([1, self.flow.dim])
-        per_layer, energy_per_layer = self.flow(incident_energy_gev, noise)
+        per_layer, energy_per_layer, cog = self.flow.sample_with_cog(incident_energy_gev, noise)
         n_flow_per_layer = per_layer
         n_flow = per_layer.sum(1)
         n_points = self.calibrate_n(n_flow)
@@ -109,12 +116,31 @@ class ScriptShowerPipeline(nn.Module):
         raw = self.points(per_layer[0], n_flow_per_layer[0], energy_per_layer[0], incident_energy_gev)
         layer = raw[:, 2].long()
         e = self.rescale(raw[:, 3], layer, energy_per_layer[0])
-        angle = torch.rand([1]) * (2 * math.pi)
-        cos, sin = angle.cos(), angle.sin()
-        x = cos * raw[:, 0] - sin * raw[:, 1]
-        y = sin * raw[:, 0] + cos * raw[:, 1]
+        x, y = raw[:, 0], raw[:, 1]
+        if self.cog_mode == "rotate":
+            angle = torch.rand([1]) * (2 * math.pi)
+            cos, sin = angle.cos(), angle.sin()
+            x, y = cos * raw[:, 0] - sin * raw[:, 1], sin * raw[:, 0] + cos * raw[:, 1]
+        elif self.cog_mode == "flow":
+            x, y = self.shift_cog(x, y, e, cog[0])
         points = torch.stack([x, y, raw[:, 2], e], dim=1)
-        return points[e > 0]
+        return self.share_core(points[e > 0])
+
+    def shift_cog(self, x: Tensor, y: Tensor, e_mev: Tensor, cog_mm: Tensor) -> tuple[Tensor, Tensor]:
+        """``shift_centre_of_gravity`` for one shower: its energy-weighted x, y become ``cog_mm`` (2,)."""
+        e = e_mev.double()
+        total = e.sum()
+        has_energy = total > 0
+        safe = total.clamp_min(1e-300)
+        dx = torch.where(has_energy, cog_mm[0].double() - (e * x.double()).sum() / safe, torch.zeros_like(total))
+        dy = torch.where(has_energy, cog_mm[1].double() - (e * y.double()).sum() / safe, torch.zeros_like(total))
+        return (x.double() + dx).float(), (y.double() + dy).float()
+
+    def share_core(self, points: Tensor) -> Tensor:
+        """``share_core_energy`` for one shower (the points' order, grouped by layer, is kept)."""
+        if self.core_radius_mm <= 0:
+            return points
+        return share_core_points(points, self.core_radius_mm, self.core_spread_mm)[0]
 
     def rescale(self, e_mev: Tensor, layer: Tensor, energy_per_layer_mev: Tensor) -> Tensor:
         """``rescale_layer_energies`` for one shower: each layer's points sum to E_l, the total kept."""

@@ -18,7 +18,7 @@ import torch
 
 from caloclouds.errors import CaloCloudsError
 from caloclouds.generation.bundle import ModelBundle
-from caloclouds.generation.calibration import PointCountCalibration
+from caloclouds.generation.calibration import PointCountCalibration, share_core_energy
 from caloclouds.generation.generator import ShowerGenerator
 from caloclouds.generation.pipeline import cell_projector
 from caloclouds.showers import Showers
@@ -97,12 +97,20 @@ def fit_point_count_calibration(
     project = cell_projector(geometry, bundle.config.detector)  # the bundle's detector and threshold
     energies = reference.incident_energy_gev
 
+    settings = bundle.config.generation
+
     def model_counts(b: ModelBundle, calibrated: bool) -> tuple[np.ndarray, np.ndarray]:
-        gen = ShowerGenerator(b, sampler=sampler, device=device, calibrate_n=calibrated)  # type: ignore[arg-type]
+        # N is the number of points the network draws: the core sharing comes after, so it is applied
+        # here to the cells only
+        gen = ShowerGenerator(b, sampler=sampler, device=device, calibrate_n=calibrated,  # type: ignore[arg-type]
+                              share_core=False)
         g = torch.Generator(device=device).manual_seed(seed)
         parts = [gen.generate(energies[i : i + batch_size], generator=g) for i in range(0, len(energies), batch_size)]
-        showers = Showers.concatenate(parts)
-        return showers.n_points, count_cells(showers, project)
+        drawn = Showers.concatenate(parts)
+        points, offsets = share_core_energy(torch.from_numpy(drawn.points), torch.from_numpy(drawn.offsets),
+                                            radius_mm=settings.core_radius_mm, spread_mm=settings.core_spread_mm)
+        shared = Showers(points.numpy(), offsets.numpy(), drawn.incident_energy_gev)
+        return drawn.n_points, count_cells(shared, project)
 
     cells_g4 = count_cells(reference, project)
     points_model, cells_model = model_counts(bundle, False)

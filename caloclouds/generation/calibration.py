@@ -8,14 +8,24 @@ once (torch, CPU or CUDA, no loop over showers):
 2. :func:`rescale_layer_energies`: negative energies go to 0, then each layer is scaled to E_l.
 3. the transverse position, one of (``COG_MODES``):
 
-   * ``rotate`` (default): :func:`rotate_about_axis` turns each shower by a random angle about the
-     beam axis. The detector is symmetric under it, so this keeps the model's own CoG fluctuations
-     (which match Geant4's) and removes any systematic x/y offset of the network;
+   * ``rotate``: :func:`rotate_about_axis` turns each shower by a random angle about the beam
+     axis. The detector is symmetric under it, so this keeps the network's own CoG fluctuations and
+     removes any systematic x/y offset. Those fluctuations are too small (point-level CoG x
+     0.16 mm rms for the per-layer model, Geant4 0.22 mm: the network's points are independent,
+     while a Geant4 shower moves as a whole); a lumpy core (below) hides this at cell level;
    * ``flow``: :func:`shift_centre_of_gravity` moves x and y so that the energy-weighted CoG
-     equals the flow's (the CaloClouds II step). The flow's CoG is drawn independently of where
-     the points' core lies, so the shift moves the core across cell boundaries at random and
-     widens the cell-level CoG (1.5x Geant4's spread for the bundled model);
+     equals the flow's (the CaloClouds II step), which has Geant4's spread. With a lumpy core the
+     shift widens the cell-level CoG (1.5x Geant4's for the previous depth-rank model); with the
+     core sharing below the cell-level CoG is Geant4's (the shipped model's setting);
    * ``none``: the network's positions as they are.
+
+4. :func:`share_core_energy` (``generation.core_radius_mm`` > 0): each point near the shower axis
+   becomes four points at x +- s, y +- s with a quarter of its energy. The shower axis is where four
+   ILD cells meet, and Geant4's clustered core is one point per 0.848 mm sub-cell on each side of
+   it, so the four central cells share a layer's core energy evenly (hottest / mean of the four:
+   1.26 in the training showers at 60-90 GeV). The network's core is a few heavier points placed
+   independently (1.75); sharing them with s = 1 mm gives 1.27. Each point's energy-weighted
+   position is kept, so the CoG does not move.
 
 The N-points calibration (:class:`PointCountCalibration`) maps the flow's N onto the number of points
 the diffusion model needs to give the right number of cells, fitted by ``caloclouds calibrate``.
@@ -44,6 +54,8 @@ __all__ = [
     "rescale_layer_energies",
     "shift_centre_of_gravity",
     "largest_remainder",
+    "share_core_energy",
+    "share_core_points",
     "PointCountCalibration",
 ]
 
@@ -144,6 +156,48 @@ def shift_centre_of_gravity(
     dx = torch.where(has_energy, cog_mm[:, 0].double() - cx, torch.zeros_like(cx))
     dy = torch.where(has_energy, cog_mm[:, 1].double() - cy, torch.zeros_like(cy))
     return (x_mm.double() + dx[shower]).float(), (y_mm.double() + dy[shower]).float()
+
+
+def share_core_points(points: Tensor, radius_mm: float, spread_mm: float) -> tuple[Tensor, Tensor]:
+    """The points with every one closer than ``radius_mm`` to the axis replaced by four copies.
+
+    The copies sit at (x - s, y - s), (x + s, y - s), (x - s, y + s), (x + s, y + s) with
+    s = ``spread_mm`` and a quarter of the energy each, in place of the point, so the order of the
+    points is kept. TorchScript-compatible (the export calls it for one shower).
+
+    Returns:
+        ``(points, copies)``: the new (P', 4) points and (P,) int64 number of copies of each input point.
+    """
+    core = torch.hypot(points[:, 0], points[:, 1]) < radius_mm
+    copies = 1 + 3 * core.long()
+    source = torch.repeat_interleave(torch.arange(points.shape[0], device=points.device), copies)
+    first = torch.cumsum(copies, 0) - copies
+    rank = torch.arange(source.shape[0], device=points.device) - first[source]  # 0..3 within a shared point
+    shared = core[source]
+    zero = torch.zeros_like(rank, dtype=points.dtype)
+    dx = torch.where(shared, torch.where(rank % 2 == 0, zero - spread_mm, zero + spread_mm), zero)
+    dy = torch.where(shared, torch.where(rank < 2, zero - spread_mm, zero + spread_mm), zero)
+    out = points[source]
+    e = out[:, 3] / copies[source].to(points.dtype)
+    return torch.stack([out[:, 0] + dx, out[:, 1] + dy, out[:, 2], e], dim=1), copies
+
+
+def share_core_energy(points: Tensor, offsets: Tensor, *, radius_mm: float, spread_mm: float) -> tuple[Tensor, Tensor]:
+    """:func:`share_core_points` for a ragged batch: ``(points, offsets)`` in, the same out.
+
+    Args:
+        points: (P, 4) ``x_mm, y_mm, layer, e_MeV`` in the shower's local frame.
+        offsets: (B+1,) ragged offsets.
+        radius_mm, spread_mm: as in ``GenerationConfig``; ``radius_mm <= 0`` returns the input.
+    """
+    if radius_mm <= 0 or len(points) == 0:
+        return points, offsets
+    out, copies = share_core_points(points, radius_mm, spread_mm)
+    counts = torch.zeros(len(offsets) - 1, dtype=torch.long, device=points.device)
+    counts.index_add_(0, shower_of_point(offsets), copies)
+    new_offsets = torch.zeros_like(offsets)
+    new_offsets[1:] = torch.cumsum(counts, 0)
+    return out, new_offsets
 
 
 @dataclass(frozen=True)

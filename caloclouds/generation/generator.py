@@ -8,7 +8,8 @@ The order of the steps follows CaloClouds II (arXiv:2309.05704, Sec. 3), without
    teacher with the Heun or Euler solver (:func:`caloclouds.diffusion.sampling.sample`);
 4. layers are assigned by depth rank (a per-layer PointWise Net draws each layer's points given
    n_l and E_l, so its layers are exact), layer energies rescaled to E_l, each shower rotated by a
-   random angle about the beam axis (or, ``cog="flow"``, its CoG shifted to the flow's);
+   random angle about the beam axis (or, ``cog="flow"``, its CoG shifted to the flow's), and the
+   energy of points near the axis shared over four copies (``generation.core_radius_mm``);
 5. optionally the showers are projected onto a geometry, with a cell threshold.
 
 The whole batch goes through each step at once (ragged, no padding, no loop over showers).
@@ -35,6 +36,7 @@ from caloclouds.generation.calibration import (
     largest_remainder,
     rescale_layer_energies,
     rotate_about_axis,
+    share_core_energy,
     shift_centre_of_gravity,
     shower_of_point,
 )
@@ -68,9 +70,10 @@ class ShowerGenerator:
         steps: CM steps (default 1) or Heun / Euler steps (default from the config).
         device: torch device.
         calibrate_n: apply the bundle's N calibration (off to fit it).
-        cog: transverse position: ``"rotate"`` (random rotation about the beam axis, default),
-            ``"flow"`` (shift the CoG to the flow's) or ``"none"``; see
-            :mod:`caloclouds.generation.calibration`.
+        cog: transverse position: ``"rotate"`` (random rotation about the beam axis),
+            ``"flow"`` (shift the CoG to the flow's) or ``"none"``; default the bundle's
+            ``generation.cog``; see :mod:`caloclouds.generation.calibration`.
+        share_core: apply the bundle's core energy sharing (``generation.core_radius_mm``).
     """
 
     def __init__(
@@ -83,8 +86,11 @@ class ShowerGenerator:
         steps: int | None = None,
         device: str = "cpu",
         calibrate_n: bool = True,
-        cog: str = "rotate",
+        cog: str | None = None,
+        share_core: bool = True,
     ) -> None:
+        settings = bundle.config.generation
+        cog = settings.cog if cog is None else cog
         if cog not in COG_MODES:
             raise CaloCloudsError(f"unknown cog mode {cog!r}; choose one of {COG_MODES}")
         self.cog = cog
@@ -98,6 +104,8 @@ class ShowerGenerator:
         self.point_model = bundle.point_model(self.model_part, device=device)
         self.n_layers = bundle.config.detector.n_layers
         self.calibration = bundle.calibration if calibrate_n else PointCountCalibration()
+        self.core_radius_mm = settings.core_radius_mm if share_core else 0.0
+        self.core_spread_mm = settings.core_spread_mm
         self.times = StageTimes()
 
     def _sync(self) -> None:
@@ -153,12 +161,14 @@ class ShowerGenerator:
         counts = torch.bincount(shower[keep], minlength=len(energy))
         new_offsets = torch.zeros(len(energy) + 1, dtype=torch.long, device=self.device)
         new_offsets[1:] = torch.cumsum(counts, 0)
+        points, new_offsets = share_core_energy(points[keep], new_offsets, radius_mm=self.core_radius_mm,
+                                                spread_mm=self.core_spread_mm)
         self._sync()
         t3 = time.perf_counter()
         self.times.flow += t1 - t0
         self.times.diffusion += t2 - t1
         self.times.calibration += t3 - t2
-        return points[keep], new_offsets
+        return points, new_offsets
 
     def generate(
         self, incident_energy_gev: np.ndarray | Tensor, *, generator: torch.Generator | None = None
