@@ -1,12 +1,18 @@
-"""Fit the N-points calibration of a model bundle on Geant4 showers and store it in the bundle.
+"""Fit the radial and N-points calibrations of a model bundle on Geant4 showers and store them in the bundle.
 
-Projects the reference showers and showers generated at the same energies (uncalibrated) onto the
-ILD cells with the evaluation threshold, fits the cubic N_cells(N_points) on Geant4 and on the
-model (the model then generates P_model^-1(P_g4(N)) points), and writes them to the bundle's bundle.json. Prints the fit quality
-and the mean number of cells before and after.
+1. Radial: the energy-weighted radial quantiles of every layer, in 5 bins of incident energy, of the
+   reference and of the model at the same energies; the model's points are then moved along their
+   direction from the axis so that each layer's radial profile is Geant4's (--no-radial: skipped).
+2. N: projects the reference showers and showers generated at the same energies (uncalibrated,
+   radial calibration applied) onto the ILD cells with the evaluation threshold, fits the cubic
+   N_cells(N_points) on Geant4 and on the model (the model then generates P_model^-1(P_g4(N))
+   points). Prints the fit quality and the mean number of cells before and after.
+
+Both are written to the bundle's bundle.json. Fit them on training showers, not on the showers you
+validate with.
 
 Example:
-  caloclouds calibrate --model caloclouds/models/default --reference ../shared/data/g4_photons_val_uniform.h5
+  caloclouds calibrate --model caloclouds/models/default --reference ../shared/data/g4_photons_train.h5
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", choices=["cm", "edm"], default="cm")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-radial", action="store_true",
+                        help="fit the N calibration only (no radial calibration: the network's radial profile is kept)")
     parser.add_argument("--dry-run", action="store_true", help="fit and print, but do not write the bundle")
     parser.add_argument("--force", action="store_true",
                         help=f"store the fit even if it fails the quality checks (R^2 >= {MIN_R2}, mean cells after "
@@ -51,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from caloclouds.errors import CaloCloudsError
     from caloclouds.generation.bundle import file_sha256, load_bundle, write_bundle_manifest
-    from caloclouds.generation.calibrate import fit_point_count_calibration
-    from caloclouds.generation.calibration import PointCountCalibration
+    from caloclouds.generation.calibrate import fit_calibrations
+    from caloclouds.generation.calibration import PointCountCalibration, RadialCalibration
     from caloclouds.io import ShowerFile
 
     if args.max_showers < 1:
@@ -62,19 +70,20 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.seed < 2**63:
         raise CaloCloudsError(f"--seed must lie in 0 to 2^63-1, got {args.seed}")
     bundle = load_bundle(args.model)
-    bundle = bundle.with_calibration(PointCountCalibration())
+    bundle = bundle.with_calibration(PointCountCalibration(), RadialCalibration())
     with ShowerFile(args.reference) as f:
         reference = f.read(0, min(len(f), args.max_showers))  # checks the values
     if len(reference) < MIN_SHOWERS and not args.force:
         raise CaloCloudsError(f"--reference {args.reference} holds {len(reference)} showers; the fit needs at least {MIN_SHOWERS} (or --force)")
-    report = fit_point_count_calibration(bundle, reference, sampler=args.sampler, device=args.device, seed=args.seed)
+    report = fit_calibrations(bundle, reference, sampler=args.sampler, device=args.device, seed=args.seed,
+                              radial=not args.no_radial)
     print(report.text())
     problems = fit_problems(report)
     if problems and not args.dry_run and not args.force:
         raise CaloCloudsError(f"the fit was not stored: {'; '.join(problems)} (more --max-showers, or --force to store it anyway)")
     if not args.dry_run:
         manifest = write_bundle_manifest(
-            bundle.path, bundle.config, calibration=report.calibration,
+            bundle.path, bundle.config, calibration=report.calibration, radial=report.radial,
             provenance={**bundle.manifest.get("provenance", {}), "calibration_reference": {
                 "file": str(Path(args.reference).resolve()), "sha256": file_sha256(args.reference),
                 "showers": len(reference)}},  # as caloclouds bundle records it

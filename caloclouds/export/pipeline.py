@@ -13,7 +13,8 @@ as a float and e in MeV. The steps are those of ``caloclouds.generation.ShowerGe
 2. the N calibration (a lookup table of the bundle's ``PointCountCalibration``) sets the number
    of points to draw, split over the layers by largest remainder;
 3. the point stage (:mod:`caloclouds.export.points`) draws the points, grouped by layer;
-4. each layer's energies are scaled to E_l, the shower is rotated by a random angle about its
+4. each layer's energies are scaled to E_l, the radii calibrated (the bundle's radial
+   calibration), the shower is rotated by a random angle about its
    axis or its CoG shifted to the flow's (the bundle's ``generation.cog``), points left without
    energy are dropped, and the energy of points near the axis is shared over four copies
    (``generation.core_radius_mm``, :func:`caloclouds.generation.calibration.share_core_energy`).
@@ -35,7 +36,7 @@ from torch import Tensor, nn
 
 from caloclouds.export.flow import ScriptShowerFlow
 from caloclouds.export.points import build_point_stage
-from caloclouds.generation.calibration import share_core_points
+from caloclouds.generation.calibration import map_radii, share_core_points
 
 __all__ = ["ScriptShowerPipeline", "calibration_table", "script_largest_remainder"]
 
@@ -94,6 +95,12 @@ class ScriptShowerPipeline(nn.Module):
         self.cog_mode: str = settings.cog
         self.core_radius_mm = float(settings.core_radius_mm)
         self.core_spread_mm = float(settings.core_spread_mm)
+        self.calibrate_radii = not bundle.radial.is_identity
+        empty = (torch.zeros(1), torch.zeros(1, 1), torch.zeros(1, 1))  # unused placeholders
+        nodes, model_r, g4_r = bundle.radial.tensors() if self.calibrate_radii else empty
+        self.register_buffer("radial_nodes_gev", nodes.double())
+        self.register_buffer("radial_model_r", model_r.double())
+        self.register_buffer("radial_g4_r", g4_r.double())
         self.check_inputs = True
 
     def calibrate_n(self, n_points: Tensor) -> Tensor:
@@ -117,10 +124,13 @@ class ScriptShowerPipeline(nn.Module):
         layer = raw[:, 2].long()
         e = self.rescale(raw[:, 3], layer, energy_per_layer[0])
         x, y = raw[:, 0], raw[:, 1]
+        if self.calibrate_radii:
+            x, y = map_radii(x, y, layer, incident_energy_gev.expand(x.shape[0]), self.radial_nodes_gev,
+                             self.radial_model_r, self.radial_g4_r)
         if self.cog_mode == "rotate":
             angle = torch.rand([1]) * (2 * math.pi)
             cos, sin = angle.cos(), angle.sin()
-            x, y = cos * raw[:, 0] - sin * raw[:, 1], sin * raw[:, 0] + cos * raw[:, 1]
+            x, y = cos * x - sin * y, sin * x + cos * y
         elif self.cog_mode == "flow":
             x, y = self.shift_cog(x, y, e, cog[0])
         points = torch.stack([x, y, raw[:, 2], e], dim=1)

@@ -147,15 +147,16 @@ def assemble_bundle(
             bundle.point_model(sampler)
         report = None
         if reference is not None:
-            from caloclouds.generation.calibrate import fit_point_count_calibration
+            from caloclouds.generation.calibrate import fit_calibrations
             from caloclouds.io import ShowerFile
 
             with ShowerFile(reference) as f:
                 showers = f.read(0, min(len(f), 2000))
-            report = fit_point_count_calibration(bundle, showers, sampler="cm", device="cpu", seed=seed)
+            report = fit_calibrations(bundle, showers, sampler="cm", device="cpu", seed=seed)
             provenance["calibration_reference"] = {"file": str(Path(reference).resolve()),
                                                    "sha256": file_sha256(Path(reference)), "showers": len(showers)}
-            write_bundle_manifest(tmp, config, calibration=report.calibration, provenance=provenance)
+            write_bundle_manifest(tmp, config, calibration=report.calibration, radial=report.radial,
+                                  provenance=provenance)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

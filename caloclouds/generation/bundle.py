@@ -2,7 +2,7 @@
 
 ::
 
-    bundle.json   format version, config (plain dict), file names, N calibration, provenance
+    bundle.json   format version, config (plain dict), file names, N and radial calibrations, provenance
     flow.pt       Shower Flow checkpoint          (flows.load_shower_flow)
     cm.pt         consistency model checkpoint     (caloclouds.diffusion.load_point_model)
     teacher.pt    EDM teacher checkpoint           (optional for generation with --sampler edm)
@@ -20,7 +20,7 @@ from typing import Any
 
 from caloclouds.config import RunConfig, config_from_dict, config_to_dict
 from caloclouds.errors import ConfigError, InputFileError
-from caloclouds.generation.calibration import PointCountCalibration
+from caloclouds.generation.calibration import PointCountCalibration, RadialCalibration
 from caloclouds.io.atomic import atomic_path
 
 __all__ = ["BUNDLE_FORMAT_VERSION", "ModelBundle", "default_bundle_path", "file_sha256", "load_bundle", "write_bundle_manifest"]
@@ -49,6 +49,7 @@ class ModelBundle:
     calibration: PointCountCalibration
     files: dict[str, str]
     manifest: dict[str, Any]
+    radial: RadialCalibration = field(default_factory=RadialCalibration)
     _cache: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     def has(self, part: str) -> bool:
@@ -76,8 +77,10 @@ class ModelBundle:
             self._cache[key] = loader(self.path / self.files[part], map_location=device)
         return self._cache[key]
 
-    def with_calibration(self, calibration: PointCountCalibration) -> ModelBundle:
-        return ModelBundle(self.path, self.config, calibration, self.files, self.manifest)
+    def with_calibration(self, calibration: PointCountCalibration, radial: RadialCalibration | None = None) -> ModelBundle:
+        """The same bundle with another N calibration (and radial calibration, if given); the networks are shared."""
+        return ModelBundle(self.path, self.config, calibration, self.files, self.manifest,
+                           self.radial if radial is None else radial, self._cache)
 
 
 def load_bundle(spec: str | Path = "default") -> ModelBundle:
@@ -111,7 +114,8 @@ def load_bundle(spec: str | Path = "default") -> ModelBundle:
     if not any((path / files[p]).is_file() for p in ("cm", "teacher") if p in files):
         raise InputFileError(path, "the bundle has neither a consistency model (cm.pt) nor a teacher (teacher.pt)")
     calibration = PointCountCalibration.from_dict(manifest.get("calibration") or {})
-    return ModelBundle(path, config, calibration, files, manifest)
+    radial = RadialCalibration.from_dict(manifest.get("radial_calibration"))
+    return ModelBundle(path, config, calibration, files, manifest, radial)
 
 
 def write_bundle_manifest(
@@ -119,6 +123,7 @@ def write_bundle_manifest(
     config: RunConfig,
     *,
     calibration: PointCountCalibration | None = None,
+    radial: RadialCalibration | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Write (atomically) the ``bundle.json`` of a bundle folder whose .pt files are already there."""
@@ -129,6 +134,7 @@ def write_bundle_manifest(
         "config": config_to_dict(config),
         "files": files,
         "calibration": (calibration or PointCountCalibration()).to_dict(),
+        "radial_calibration": (radial or RadialCalibration()).to_dict(),
         "provenance": provenance or {},
     }
     with atomic_path(path / MANIFEST) as tmp:

@@ -27,6 +27,10 @@ once (torch, CPU or CUDA, no loop over showers):
    independently (1.75); sharing them with s = 1 mm gives 1.27. Each point's energy-weighted
    position is kept, so the CoG does not move.
 
+Before 3., the radial calibration (:class:`RadialCalibration`, :func:`map_radii`) moves each point
+along its direction from the axis so that the energy-weighted radial profile of every layer is
+Geant4's, as a function of the incident energy (fitted by ``caloclouds calibrate``).
+
 The N-points calibration (:class:`PointCountCalibration`) maps the flow's N onto the number of points
 the diffusion model needs to give the right number of cells, fitted by ``caloclouds calibrate``.
 
@@ -36,6 +40,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -56,7 +61,9 @@ __all__ = [
     "largest_remainder",
     "share_core_energy",
     "share_core_points",
+    "map_radii",
     "PointCountCalibration",
+    "RadialCalibration",
 ]
 
 
@@ -261,3 +268,111 @@ class PointCountCalibration:
             tup(data.get("points_range")) or (1.0, 1e9),  # type: ignore[arg-type]
             int(data.get("min_points", 1)),
         )
+
+
+def _map_rows(r: Tensor, row: Tensor, model_r: Tensor, g4_r: Tensor) -> Tensor:
+    """Piecewise-linear map of ``r`` through the (model, Geant4) quantile pairs of table row ``row``."""
+    n_rows, n_levels = model_r.shape
+    # one sorted sequence: row b's radii shifted by b * span (radii stay far below span)
+    span = float(model_r.max()) * 2.0 + 1.0
+    shift = torch.arange(n_rows, dtype=torch.float64, device=r.device).unsqueeze(1) * span
+    flat = (model_r.double() + shift).reshape(-1)
+    rd = r.double()
+    k = torch.searchsorted(flat, rd.clamp(0.0, span * 0.5) + row.double() * span) - row * n_levels
+    k = k.clamp(1, n_levels - 1)
+    lo, hi = row * n_levels + k - 1, row * n_levels + k
+    m_flat, g_flat = model_r.double().reshape(-1), g4_r.double().reshape(-1)
+    m_lo, m_hi, g_lo, g_hi = m_flat[lo], m_flat[hi], g_flat[lo], g_flat[hi]
+    t = ((rd - m_lo) / (m_hi - m_lo).clamp_min(1e-9)).clamp(0.0, 1.0)
+    inside = g_lo + t * (g_hi - g_lo)
+    # below the first and beyond the last quantile: scale by the ratio there
+    first, last = row * n_levels, row * n_levels + n_levels - 1
+    below = rd * g_flat[first] / m_flat[first].clamp_min(1e-9)
+    beyond = rd * g_flat[last] / m_flat[last].clamp_min(1e-9)
+    return torch.where(rd < m_flat[first], below, torch.where(rd > m_flat[last], beyond, inside))
+
+
+def map_radii(x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Tensor, nodes_gev: Tensor,
+              model_r: Tensor, g4_r: Tensor) -> tuple[Tensor, Tensor]:
+    """Move each point along its direction from the axis by the radial calibration.
+
+    Args:
+        x_mm, y_mm: (P,) positions about the shower axis.
+        layer: (P,) int64 layer of each point.
+        incident_energy_gev: (P,) the incident energy of each point's shower.
+        nodes_gev: (K,) increasing energies at which the tables are given.
+        model_r, g4_r: (K * L, Q) energy-weighted radial quantiles (mm) of the model and of Geant4,
+            row ``k * L + layer``; between two nodes the mapped radii are interpolated linearly.
+
+    Returns:
+        The new ``(x_mm, y_mm)``. TorchScript-compatible.
+    """
+    n_nodes = nodes_gev.shape[0]
+    n_layers = model_r.shape[0] // n_nodes
+    r = torch.hypot(x_mm, y_mm)
+    energy = incident_energy_gev.to(nodes_gev.dtype)
+    if n_nodes == 1:
+        lower = torch.zeros_like(layer)
+        weight = torch.zeros_like(r)
+    else:
+        lower = (torch.searchsorted(nodes_gev, energy) - 1).clamp(0, n_nodes - 2)
+        weight = ((energy - nodes_gev[lower]) / (nodes_gev[lower + 1] - nodes_gev[lower])).clamp(0.0, 1.0).to(r.dtype)
+    upper = (lower + 1).clamp_max(n_nodes - 1)
+    # both nodes in one pass (fewer small-tensor calls at batch 1)
+    both = _map_rows(torch.cat([r, r]), torch.cat([lower * n_layers + layer, upper * n_layers + layer]), model_r, g4_r)
+    r_lower, r_upper = both[: r.shape[0]], both[r.shape[0] :]
+    mapped = (r_lower * (1.0 - weight.double()) + r_upper * weight.double())
+    scale = torch.where(r > 0, mapped / r.double().clamp_min(1e-12), torch.ones_like(mapped)).to(x_mm.dtype)
+    return x_mm * scale, y_mm * scale
+
+
+@dataclass(frozen=True)
+class RadialCalibration:
+    """Energy-weighted radial quantiles per (energy node, layer) of the model and of Geant4.
+
+    ``caloclouds calibrate`` fits them on the training showers and on the model at the same
+    energies (before the N calibration and the core sharing; the radial profile of a layer does not
+    depend on how many points are drawn). Empty tables mean the identity.
+    """
+
+    nodes_gev: tuple[float, ...] = ()
+    levels: tuple[float, ...] = ()
+    model_r_mm: tuple[tuple[float, ...], ...] = ()   # (K * L) rows of Q quantiles, row k * L + layer
+    g4_r_mm: tuple[tuple[float, ...], ...] = ()
+
+    @property
+    def is_identity(self) -> bool:
+        return len(self.nodes_gev) == 0
+
+    @functools.cached_property
+    def _cpu_tensors(self) -> tuple[Tensor, Tensor, Tensor]:
+        return (torch.tensor(self.nodes_gev, dtype=torch.float64),
+                torch.tensor(self.model_r_mm, dtype=torch.float64),
+                torch.tensor(self.g4_r_mm, dtype=torch.float64))
+
+    def tensors(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+        """``(nodes_gev, model_r, g4_r)`` as float64 tensors for :func:`map_radii` (built once)."""
+        return tuple(t.to(device) for t in self._cpu_tensors)  # type: ignore[return-value]
+
+    def apply(self, x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Tensor) -> tuple[Tensor, Tensor]:
+        """:func:`map_radii` with these tables (the identity when empty)."""
+        if self.is_identity or len(x_mm) == 0:
+            return x_mm, y_mm
+        return map_radii(x_mm, y_mm, layer, incident_energy_gev, *self.tensors(x_mm.device))
+
+    def to_dict(self) -> dict:
+        def rows(t: tuple) -> list:
+            return [[round(v, 4) for v in row] for row in t]
+
+        return {"nodes_gev": list(self.nodes_gev), "levels": list(self.levels),
+                "model_r_mm": rows(self.model_r_mm), "g4_r_mm": rows(self.g4_r_mm)}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> RadialCalibration:
+        data = data or {}
+
+        def rows(v: object) -> tuple[tuple[float, ...], ...]:
+            return tuple(tuple(float(x) for x in row) for row in (v or ()))  # type: ignore[union-attr]
+
+        return cls(tuple(float(v) for v in data.get("nodes_gev", ())), tuple(float(v) for v in data.get("levels", ())),
+                   rows(data.get("model_r_mm")), rows(data.get("g4_r_mm")))

@@ -7,7 +7,8 @@ The order of the steps follows CaloClouds II (arXiv:2309.05704, Sec. 3), without
 3. the PointWise Net draws the points: the consistency model (1 step, or several), or the EDM
    teacher with the Heun or Euler solver (:func:`caloclouds.diffusion.sampling.sample`);
 4. layers are assigned by depth rank (a per-layer PointWise Net draws each layer's points given
-   n_l and E_l, so its layers are exact), layer energies rescaled to E_l, each shower rotated by a
+   n_l and E_l, so its layers are exact), layer energies rescaled to E_l, radii calibrated to
+   Geant4's energy-weighted radial profile of each layer (the bundle's radial calibration), each shower rotated by a
    random angle about the beam axis (or, ``cog="flow"``, its CoG shifted to the flow's), and the
    energy of points near the axis shared over four copies (``generation.core_radius_mm``);
 5. optionally the showers are projected onto a geometry, with a cell threshold.
@@ -32,6 +33,7 @@ from caloclouds.generation.bundle import ModelBundle
 from caloclouds.generation.calibration import (
     COG_MODES,
     PointCountCalibration,
+    RadialCalibration,
     assign_layers_by_depth,
     largest_remainder,
     rescale_layer_energies,
@@ -74,6 +76,7 @@ class ShowerGenerator:
             ``"flow"`` (shift the CoG to the flow's) or ``"none"``; default the bundle's
             ``generation.cog``; see :mod:`caloclouds.generation.calibration`.
         share_core: apply the bundle's core energy sharing (``generation.core_radius_mm``).
+        calibrate_radii: apply the bundle's radial calibration (off to fit it).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class ShowerGenerator:
         calibrate_n: bool = True,
         cog: str | None = None,
         share_core: bool = True,
+        calibrate_radii: bool = True,
     ) -> None:
         settings = bundle.config.generation
         cog = settings.cog if cog is None else cog
@@ -104,6 +108,7 @@ class ShowerGenerator:
         self.point_model = bundle.point_model(self.model_part, device=device)
         self.n_layers = bundle.config.detector.n_layers
         self.calibration = bundle.calibration if calibrate_n else PointCountCalibration()
+        self.radial = bundle.radial if calibrate_radii else RadialCalibration()
         self.core_radius_mm = settings.core_radius_mm if share_core else 0.0
         self.core_spread_mm = settings.core_spread_mm
         self.times = StageTimes()
@@ -148,12 +153,11 @@ class ShowerGenerator:
         else:
             layer = assign_layers_by_depth(raw[:, 2], offsets, per_layer)
         e = rescale_layer_energies(raw[:, 3], layer, offsets, stats.energy_per_layer_mev)
+        x, y = self.radial.apply(raw[:, 0], raw[:, 1], layer, energy[shower_of_point(offsets)])
         if self.cog == "rotate":
-            x, y = rotate_about_axis(raw[:, 0], raw[:, 1], offsets, generator=generator)
+            x, y = rotate_about_axis(x, y, offsets, generator=generator)
         elif self.cog == "flow":
-            x, y = shift_centre_of_gravity(raw[:, 0], raw[:, 1], e, offsets, stats.cog_mm)
-        else:
-            x, y = raw[:, 0], raw[:, 1]
+            x, y = shift_centre_of_gravity(x, y, e, offsets, stats.cog_mm)
         points = torch.stack([x, y, layer.float(), e], dim=1)
         # points whose energy is zero after calibration carry nothing: drop them
         keep = e > 0
