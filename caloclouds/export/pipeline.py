@@ -96,11 +96,10 @@ class ScriptShowerPipeline(nn.Module):
         self.core_radius_mm = float(settings.core_radius_mm)
         self.core_spread_mm = float(settings.core_spread_mm)
         self.calibrate_radii = not bundle.radial.is_identity
-        empty = (torch.zeros(1), torch.zeros(1, 1), torch.zeros(1, 1))  # unused placeholders
-        nodes, model_r, g4_r = bundle.radial.tensors() if self.calibrate_radii else empty
-        self.register_buffer("radial_nodes_gev", nodes.double())
-        self.register_buffer("radial_model_r", model_r.double())
-        self.register_buffer("radial_g4_r", g4_r.double())
+        empty = tuple(torch.zeros(1, dtype=torch.float64) for _ in range(4))  # unused placeholders
+        for name, t in zip(("nodes_gev", "knots_shifted", "model_knots", "g4_knots"),
+                           bundle.radial.tensors() if self.calibrate_radii else empty, strict=True):
+            self.register_buffer(f"radial_{name}", t)
         self.check_inputs = True
 
     def calibrate_n(self, n_points: Tensor) -> Tensor:
@@ -126,7 +125,7 @@ class ScriptShowerPipeline(nn.Module):
         x, y = raw[:, 0], raw[:, 1]
         if self.calibrate_radii:
             x, y = map_radii(x, y, layer, incident_energy_gev.expand(x.shape[0]), self.radial_nodes_gev,
-                             self.radial_model_r, self.radial_g4_r)
+                             self.radial_knots_shifted, self.radial_model_knots, self.radial_g4_knots)
         if self.cog_mode == "rotate":
             angle = torch.rand([1]) * (2 * math.pi)
             cos, sin = angle.cos(), angle.sin()

@@ -62,6 +62,7 @@ __all__ = [
     "share_core_energy",
     "share_core_points",
     "map_radii",
+    "radial_knots",
     "PointCountCalibration",
     "RadialCalibration",
 ]
@@ -179,14 +180,15 @@ def share_core_points(points: Tensor, radius_mm: float, spread_mm: float) -> tup
     copies = 1 + 3 * core.long()
     source = torch.repeat_interleave(torch.arange(points.shape[0], device=points.device), copies)
     first = torch.cumsum(copies, 0) - copies
-    rank = torch.arange(source.shape[0], device=points.device) - first[source]  # 0..3 within a shared point
-    shared = core[source]
-    zero = torch.zeros_like(rank, dtype=points.dtype)
-    dx = torch.where(shared, torch.where(rank % 2 == 0, zero - spread_mm, zero + spread_mm), zero)
-    dy = torch.where(shared, torch.where(rank < 2, zero - spread_mm, zero + spread_mm), zero)
+    # copy k of a shared point gets pattern row k + 1; an unshared point row 0 (no shift, full energy)
+    rank = (torch.arange(source.shape[0], device=points.device) - first[source] + 1) * core[source].long()
+    pattern = torch.tensor([[0.0, 0.0, 0.0, 1.0], [-1.0, -1.0, 0.0, 0.25], [1.0, -1.0, 0.0, 0.25],
+                            [-1.0, 1.0, 0.0, 0.25], [1.0, 1.0, 0.0, 0.25]], dtype=points.dtype, device=points.device)
+    pattern[1:, :2] *= spread_mm
+    step = pattern[rank]
     out = points[source]
-    e = out[:, 3] / copies[source].to(points.dtype)
-    return torch.stack([out[:, 0] + dx, out[:, 1] + dy, out[:, 2], e], dim=1), copies
+    out = torch.cat([out[:, :3] + step[:, :3], out[:, 3:] * step[:, 3:]], dim=1)
+    return out, copies
 
 
 def share_core_energy(points: Tensor, offsets: Tensor, *, radius_mm: float, spread_mm: float) -> tuple[Tensor, Tensor]:
@@ -241,11 +243,17 @@ class PointCountCalibration:
             return np.ones_like(n)
         lo, hi = self.points_range
         n = np.clip(n, lo, hi)
-        # invert the model's cubic on a grid wide enough for any correction up to a factor 4
-        grid = np.linspace(lo / 4, hi * 4, 8192)
-        cells = np.maximum.accumulate(np.polyval(self.model_cells_from_points, grid))
+        grid, cells = self._inverse_grid
         wanted = np.polyval(self.g4_cells_from_points, n)
         return np.interp(wanted, cells, grid) / n
+
+    @functools.cached_property
+    def _inverse_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """The model's cubic, made monotone, on a grid wide enough for any correction up to a factor 4
+        (built once: at batch 1 it was a third of a millisecond per shower)."""
+        lo, hi = self.points_range
+        grid = np.linspace(lo / 4, hi * 4, 8192)
+        return grid, np.maximum.accumulate(np.polyval(self.model_cells_from_points, grid))
 
     def __call__(self, n_points: Tensor) -> Tensor:
         if self.is_identity:
@@ -270,30 +278,30 @@ class PointCountCalibration:
         )
 
 
-def _map_rows(r: Tensor, row: Tensor, model_r: Tensor, g4_r: Tensor) -> Tensor:
-    """Piecewise-linear map of ``r`` through the (model, Geant4) quantile pairs of table row ``row``."""
-    n_rows, n_levels = model_r.shape
-    # one sorted sequence: row b's radii shifted by b * span (radii stay far below span)
-    span = float(model_r.max()) * 2.0 + 1.0
-    shift = torch.arange(n_rows, dtype=torch.float64, device=r.device).unsqueeze(1) * span
-    flat = (model_r.double() + shift).reshape(-1)
-    rd = r.double()
-    k = torch.searchsorted(flat, rd.clamp(0.0, span * 0.5) + row.double() * span) - row * n_levels
-    k = k.clamp(1, n_levels - 1)
-    lo, hi = row * n_levels + k - 1, row * n_levels + k
-    m_flat, g_flat = model_r.double().reshape(-1), g4_r.double().reshape(-1)
-    m_lo, m_hi, g_lo, g_hi = m_flat[lo], m_flat[hi], g_flat[lo], g_flat[hi]
-    t = ((rd - m_lo) / (m_hi - m_lo).clamp_min(1e-9)).clamp(0.0, 1.0)
-    inside = g_lo + t * (g_hi - g_lo)
-    # below the first and beyond the last quantile: scale by the ratio there
-    first, last = row * n_levels, row * n_levels + n_levels - 1
-    below = rd * g_flat[first] / m_flat[first].clamp_min(1e-9)
-    beyond = rd * g_flat[last] / m_flat[last].clamp_min(1e-9)
-    return torch.where(rd < m_flat[first], below, torch.where(rd > m_flat[last], beyond, inside))
+def radial_knots(model_r: Tensor, g4_r: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The tables of :class:`RadialCalibration` as knots for :func:`map_radii`, prepared once.
+
+    Each row gets a knot (0, 0) in front and a far knot on the line through the origin and its last
+    quantile pair, so that below the first and beyond the last quantile the radius is scaled by the
+    ratio there. The model's knots of row b are shifted by b * span and flattened into one sorted
+    sequence (a single ``searchsorted`` serves every row).
+
+    Returns:
+        ``(model_knots_shifted, model_knots, g4_knots)``, each (R, Q + 2) float64.
+    """
+    model_r, g4_r = model_r.double(), g4_r.double()
+    far = 1.0e6
+    zero = torch.zeros_like(model_r[:, :1])
+    last_m, last_g = model_r[:, -1:].clamp_min(1e-9), g4_r[:, -1:]
+    m = torch.cat([zero, model_r, torch.full_like(zero, far)], dim=1)
+    g = torch.cat([zero, g4_r, last_g * far / last_m], dim=1)
+    span = 2.0 * far
+    shifted = m + torch.arange(m.shape[0], dtype=torch.float64, device=m.device).unsqueeze(1) * span
+    return shifted, m, g
 
 
 def map_radii(x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Tensor, nodes_gev: Tensor,
-              model_r: Tensor, g4_r: Tensor) -> tuple[Tensor, Tensor]:
+              knots_shifted: Tensor, model_knots: Tensor, g4_knots: Tensor) -> tuple[Tensor, Tensor]:
     """Move each point along its direction from the axis by the radial calibration.
 
     Args:
@@ -301,28 +309,37 @@ def map_radii(x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Te
         layer: (P,) int64 layer of each point.
         incident_energy_gev: (P,) the incident energy of each point's shower.
         nodes_gev: (K,) increasing energies at which the tables are given.
-        model_r, g4_r: (K * L, Q) energy-weighted radial quantiles (mm) of the model and of Geant4,
-            row ``k * L + layer``; between two nodes the mapped radii are interpolated linearly.
+        knots_shifted, model_knots, g4_knots: :func:`radial_knots` of the (K * L, Q) energy-weighted
+            radial quantiles (mm) of the model and of Geant4, row ``k * L + layer``. Between two
+            nodes the mapped radii are interpolated linearly.
 
     Returns:
         The new ``(x_mm, y_mm)``. TorchScript-compatible.
     """
     n_nodes = nodes_gev.shape[0]
-    n_layers = model_r.shape[0] // n_nodes
-    r = torch.hypot(x_mm, y_mm)
+    n_rows, per_row = model_knots.shape
+    n_layers = n_rows // n_nodes
+    flat_shifted, flat_model, flat_g4 = knots_shifted.reshape(-1), model_knots.reshape(-1), g4_knots.reshape(-1)
+    r = torch.hypot(x_mm, y_mm).double().clamp_max(9.0e5)
     energy = incident_energy_gev.to(nodes_gev.dtype)
     if n_nodes == 1:
         lower = torch.zeros_like(layer)
         weight = torch.zeros_like(r)
     else:
         lower = (torch.searchsorted(nodes_gev, energy) - 1).clamp(0, n_nodes - 2)
-        weight = ((energy - nodes_gev[lower]) / (nodes_gev[lower + 1] - nodes_gev[lower])).clamp(0.0, 1.0).to(r.dtype)
+        weight = ((energy - nodes_gev[lower]) / (nodes_gev[lower + 1] - nodes_gev[lower])).clamp(0.0, 1.0).double()
     upper = (lower + 1).clamp_max(n_nodes - 1)
     # both nodes in one pass (fewer small-tensor calls at batch 1)
-    both = _map_rows(torch.cat([r, r]), torch.cat([lower * n_layers + layer, upper * n_layers + layer]), model_r, g4_r)
-    r_lower, r_upper = both[: r.shape[0]], both[r.shape[0] :]
-    mapped = (r_lower * (1.0 - weight.double()) + r_upper * weight.double())
-    scale = torch.where(r > 0, mapped / r.double().clamp_min(1e-12), torch.ones_like(mapped)).to(x_mm.dtype)
+    row = torch.cat([lower * n_layers + layer, upper * n_layers + layer])
+    rr = torch.cat([r, r])
+    hi = torch.searchsorted(flat_shifted, rr + row.double() * 2.0e6).clamp(row * per_row + 1, row * per_row + per_row - 1)
+    lo = hi - 1
+    m_lo, m_hi, g_lo, g_hi = flat_model[lo], flat_model[hi], flat_g4[lo], flat_g4[hi]
+    t = ((rr - m_lo) / (m_hi - m_lo).clamp_min(1e-9)).clamp(0.0, 1.0)
+    both = g_lo + t * (g_hi - g_lo)
+    n = r.shape[0]
+    mapped = both[:n] * (1.0 - weight) + both[n:] * weight
+    scale = torch.where(r > 0, mapped / r.clamp_min(1e-12), torch.ones_like(mapped)).to(x_mm.dtype)
     return x_mm * scale, y_mm * scale
 
 
@@ -345,13 +362,13 @@ class RadialCalibration:
         return len(self.nodes_gev) == 0
 
     @functools.cached_property
-    def _cpu_tensors(self) -> tuple[Tensor, Tensor, Tensor]:
-        return (torch.tensor(self.nodes_gev, dtype=torch.float64),
-                torch.tensor(self.model_r_mm, dtype=torch.float64),
-                torch.tensor(self.g4_r_mm, dtype=torch.float64))
+    def _cpu_tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        knots = radial_knots(torch.tensor(self.model_r_mm, dtype=torch.float64),
+                             torch.tensor(self.g4_r_mm, dtype=torch.float64))
+        return (torch.tensor(self.nodes_gev, dtype=torch.float64), *knots)
 
-    def tensors(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
-        """``(nodes_gev, model_r, g4_r)`` as float64 tensors for :func:`map_radii` (built once)."""
+    def tensors(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(nodes_gev, knots_shifted, model_knots, g4_knots)`` for :func:`map_radii` (built once)."""
         return tuple(t.to(device) for t in self._cpu_tensors)  # type: ignore[return-value]
 
     def apply(self, x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Tensor) -> tuple[Tensor, Tensor]:

@@ -14,12 +14,17 @@ import torch
 from caloclouds.errors import CaloCloudsError
 from caloclouds.generation.bundle import load_bundle, write_bundle_manifest
 from caloclouds.generation.calibrate import RADIAL_LEVELS, _radial_quantiles, fit_radial_calibration
-from caloclouds.generation.calibration import PointCountCalibration, RadialCalibration, map_radii
+from caloclouds.generation.calibration import PointCountCalibration, RadialCalibration, radial_knots
+from caloclouds.generation.calibration import map_radii as _map_radii
 from caloclouds.generation.generator import ShowerGenerator
 from caloclouds.io import ShowerFile
 
 SHIPPED = Path(__file__).resolve().parents[2] / "caloclouds" / "models" / "default"
 LEVELS = torch.linspace(0.0, 1.0, 5)
+
+
+def map_radii(x, y, layer, energy, nodes, model, g4):  # noqa: ANN001, ANN201
+    return _map_radii(x, y, layer, energy, nodes, *radial_knots(model, g4))
 
 
 def _tables(factor_per_node: list[float], n_layers: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
