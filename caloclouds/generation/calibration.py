@@ -278,6 +278,10 @@ class PointCountCalibration:
         )
 
 
+FAR_KNOT_MM = 1.0e6     # the last knot of every row of the radial map (radii beyond are clamped below it)
+KNOT_SPAN_MM = 2.0 * FAR_KNOT_MM  # shift between rows in the one sorted knot sequence
+
+
 def radial_knots(model_r: Tensor, g4_r: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The tables of :class:`RadialCalibration` as knots for :func:`map_radii`, prepared once.
 
@@ -290,13 +294,12 @@ def radial_knots(model_r: Tensor, g4_r: Tensor) -> tuple[Tensor, Tensor, Tensor]
         ``(model_knots_shifted, model_knots, g4_knots)``, each (R, Q + 2) float64.
     """
     model_r, g4_r = model_r.double(), g4_r.double()
-    far = 1.0e6
+    far = FAR_KNOT_MM
     zero = torch.zeros_like(model_r[:, :1])
     last_m, last_g = model_r[:, -1:].clamp_min(1e-9), g4_r[:, -1:]
     m = torch.cat([zero, model_r, torch.full_like(zero, far)], dim=1)
     g = torch.cat([zero, g4_r, last_g * far / last_m], dim=1)
-    span = 2.0 * far
-    shifted = m + torch.arange(m.shape[0], dtype=torch.float64, device=m.device).unsqueeze(1) * span
+    shifted = m + torch.arange(m.shape[0], dtype=torch.float64, device=m.device).unsqueeze(1) * KNOT_SPAN_MM
     return shifted, m, g
 
 
@@ -320,7 +323,9 @@ def map_radii(x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Te
     n_rows, per_row = model_knots.shape
     n_layers = n_rows // n_nodes
     flat_shifted, flat_model, flat_g4 = knots_shifted.reshape(-1), model_knots.reshape(-1), g4_knots.reshape(-1)
-    r = torch.hypot(x_mm, y_mm).double().clamp_max(9.0e5)
+    far = float(model_knots[0, -1])  # FAR_KNOT_MM (TorchScript functions cannot read module constants)
+    span = 2.0 * far                 # KNOT_SPAN_MM
+    r = torch.hypot(x_mm, y_mm).double().clamp_max(0.9 * far)
     energy = incident_energy_gev.to(nodes_gev.dtype)
     if n_nodes == 1:
         lower = torch.zeros_like(layer)
@@ -332,7 +337,8 @@ def map_radii(x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Te
     # both nodes in one pass (fewer small-tensor calls at batch 1)
     row = torch.cat([lower * n_layers + layer, upper * n_layers + layer])
     rr = torch.cat([r, r])
-    hi = torch.searchsorted(flat_shifted, rr + row.double() * 2.0e6).clamp(row * per_row + 1, row * per_row + per_row - 1)
+    first_knot = row * per_row
+    hi = torch.searchsorted(flat_shifted, rr + row.double() * span).clamp(first_knot + 1, first_knot + per_row - 1)
     lo = hi - 1
     m_lo, m_hi, g_lo, g_hi = flat_model[lo], flat_model[hi], flat_g4[lo], flat_g4[hi]
     t = ((rr - m_lo) / (m_hi - m_lo).clamp_min(1e-9)).clamp(0.0, 1.0)
