@@ -178,16 +178,17 @@ def share_core_points(points: Tensor, radius_mm: float, spread_mm: float) -> tup
     """
     core = torch.hypot(points[:, 0], points[:, 1]) < radius_mm
     copies = 1 + 3 * core.long()
-    source = torch.repeat_interleave(torch.arange(points.shape[0], device=points.device), copies)
-    first = torch.cumsum(copies, 0) - copies
-    # copy k of a shared point gets pattern row k + 1; an unshared point row 0 (no shift, full energy)
-    rank = (torch.arange(source.shape[0], device=points.device) - first[source] + 1) * core[source].long()
-    pattern = torch.tensor([[0.0, 0.0, 0.0, 1.0], [-1.0, -1.0, 0.0, 0.25], [1.0, -1.0, 0.0, 0.25],
-                            [-1.0, 1.0, 0.0, 0.25], [1.0, 1.0, 0.0, 0.25]], dtype=points.dtype, device=points.device)
-    pattern[1:, :2] *= spread_mm
-    step = pattern[rank]
-    out = points[source]
-    out = torch.cat([out[:, :3] + step[:, :3], out[:, 3:] * step[:, 3:]], dim=1)
+    first = torch.cumsum(copies, 0) - copies  # where each input point's first copy goes
+    shared = torch.nonzero(core).squeeze(1)
+    quarter = points[shared]
+    quarter[:, 3] *= 0.25
+    out = points.new_empty((points.shape[0] + 3 * shared.shape[0], 4))
+    out[first] = points
+    for k, (sx, sy) in enumerate(((-1.0, -1.0), (1.0, -1.0), (-1.0, 1.0), (1.0, 1.0))):
+        copy = quarter.clone()
+        copy[:, 0] += sx * spread_mm
+        copy[:, 1] += sy * spread_mm
+        out[first[shared] + k] = copy
     return out, copies
 
 
@@ -325,27 +326,30 @@ def map_radii(x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Te
     flat_shifted, flat_model, flat_g4 = knots_shifted.reshape(-1), model_knots.reshape(-1), g4_knots.reshape(-1)
     far = float(model_knots[0, -1])  # FAR_KNOT_MM (TorchScript functions cannot read module constants)
     span = 2.0 * far                 # KNOT_SPAN_MM
-    r = torch.hypot(x_mm, y_mm).double().clamp_max(0.9 * far)
+    r = torch.hypot(x_mm, y_mm).clamp_max(0.9 * far)
     energy = incident_energy_gev.to(nodes_gev.dtype)
     if n_nodes == 1:
         lower = torch.zeros_like(layer)
         weight = torch.zeros_like(r)
     else:
         lower = (torch.searchsorted(nodes_gev, energy) - 1).clamp(0, n_nodes - 2)
-        weight = ((energy - nodes_gev[lower]) / (nodes_gev[lower + 1] - nodes_gev[lower])).clamp(0.0, 1.0).double()
+        weight = ((energy - nodes_gev[lower]) / (nodes_gev[lower + 1] - nodes_gev[lower])).clamp(0.0, 1.0).to(r.dtype)
     upper = (lower + 1).clamp_max(n_nodes - 1)
     # both nodes in one pass (fewer small-tensor calls at batch 1)
     row = torch.cat([lower * n_layers + layer, upper * n_layers + layer])
     rr = torch.cat([r, r])
     first_knot = row * per_row
-    hi = torch.searchsorted(flat_shifted, rr + row.double() * span).clamp(first_knot + 1, first_knot + per_row - 1)
+    # the search key needs float64 (row offsets of 2e6 mm); the interpolation does not
+    key = rr.double() + row.double() * span
+    hi = torch.searchsorted(flat_shifted, key).clamp(first_knot + 1, first_knot + per_row - 1)
     lo = hi - 1
+    flat_model, flat_g4 = flat_model.to(r.dtype), flat_g4.to(r.dtype)
     m_lo, m_hi, g_lo, g_hi = flat_model[lo], flat_model[hi], flat_g4[lo], flat_g4[hi]
     t = ((rr - m_lo) / (m_hi - m_lo).clamp_min(1e-9)).clamp(0.0, 1.0)
     both = g_lo + t * (g_hi - g_lo)
     n = r.shape[0]
     mapped = both[:n] * (1.0 - weight) + both[n:] * weight
-    scale = torch.where(r > 0, mapped / r.clamp_min(1e-12), torch.ones_like(mapped)).to(x_mm.dtype)
+    scale = torch.where(r > 0, mapped / r.clamp_min(1e-12), torch.ones_like(mapped))
     return x_mm * scale, y_mm * scale
 
 
