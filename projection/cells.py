@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from caloclouds.showers import shower_index
+
 __all__ = ["CellHits"]
 
 
@@ -56,8 +58,7 @@ class CellHits:
     @property
     def shower_index(self) -> np.ndarray:
         """(H,) int64: the shower each hit belongs to."""
-        counts = np.asarray(self.n_hits)
-        return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+        return shower_index(np.asarray(self.offsets))
 
     def energy_mev(self) -> np.ndarray:
         """(N,) float64: summed cell energy of each shower."""

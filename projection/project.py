@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from caloclouds.config import ILD_LIKE_DETECTOR
-from caloclouds.showers import Showers
+from caloclouds.showers import Showers, shower_index, shower_index_torch
 from projection.binning import segment_sums_numpy, segment_sums_torch
 from projection.cells import CellHits
 from projection.errors import ProjectionError
@@ -142,7 +142,7 @@ def project(
     shower_layer = check_points(points, offsets, n_shower_layers=n_shower_layers)
     lmap = _layer_map(geometry, layer_map, n_shower_layers)
     n_showers, n_cells = len(offsets) - 1, geometry.n_cells
-    shower = np.repeat(np.arange(n_showers, dtype=np.int64), np.diff(offsets))
+    shower = shower_index(offsets)
     keys = _keys_numpy(points, shower_layer, shower, lmap, geometry, impact_mm, rotation_rad, block_points)
     keys, sums = segment_sums_numpy(keys, np.ascontiguousarray(points[:, 3]))
     hit_shower, hit_cell = np.divmod(keys, n_cells + 1)
@@ -219,8 +219,7 @@ def project_torch(
         cell = torch.full((len(points),), -1, dtype=torch.int64, device=device)
         keep = valid.nonzero().reshape(-1)
         cell[keep] = assign(tables, det_layer[keep], x[keep], y[keep])
-    counts = offsets[1:] - offsets[:-1]
-    shower = torch.repeat_interleave(torch.arange(n_showers, device=device), counts)
+    shower = shower_index_torch(offsets)
     keys, sums = segment_sums_torch(shower * (n_cells + 1) + (cell + 1), points[:, 3])
     hit_shower = torch.div(keys, n_cells + 1, rounding_mode="floor")
     hit_cell = keys - hit_shower * (n_cells + 1) - 1

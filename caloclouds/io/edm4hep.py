@@ -32,7 +32,7 @@ import numpy as np
 from caloclouds.config import ILD_LIKE_DETECTOR, DetectorConfig
 from caloclouds.errors import ConfigError, InputFileError
 from caloclouds.io.steps import cluster_steps
-from caloclouds.showers import Showers
+from caloclouds.showers import Showers, shower_index
 
 __all__ = [
     "DEFAULT_COLLECTIONS",
@@ -222,8 +222,7 @@ def _steps_of_collection(chunk: Any, collection: str, encoding: str, path: Path,
     end, _ = _flat(chunk[short["end"]])
     rel_index, rel_off = _flat(chunk[short["rel_index"]])
     energy, step_off = _flat(chunk[short["energy"]])
-    n_events = len(hit_off) - 1
-    hit_event = np.repeat(np.arange(n_events), np.diff(hit_off))
+    hit_event = shower_index(hit_off)
     begin = begin.astype(np.int64)
     count = end.astype(np.int64) - begin
     if np.any(count < 0) or np.any(begin + count > np.diff(rel_off)[hit_event]):
