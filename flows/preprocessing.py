@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from caloclouds.showers import largest_remainder_shares
 from flows.features import ShowerFeatures
 
 __all__ = ["FeaturePreprocessing", "largest_remainder_round", "MEV_PER_GEV"]
@@ -57,14 +58,10 @@ def _signed_sqrt(v: Tensor) -> Tensor:
 def largest_remainder_round(fractions: Tensor, totals: Tensor) -> Tensor:
     """Integer split of ``totals`` (B,) int64 in proportion to ``fractions`` (B, L) (rows sum to 1).
 
-    Each row gets floor(f * total) and the units still missing go to the largest remainders, so
-    every row sums to its total exactly and no entry is negative.
+    :func:`caloclouds.showers.largest_remainder_shares` of ``fractions * totals`` in the dtype of
+    ``fractions``: every row sums to its total exactly and no entry is negative.
     """
-    exact = fractions * totals.unsqueeze(1)
-    base = torch.floor(exact)
-    deficit = totals - base.sum(dim=1).to(torch.int64)  # in [0, L] (float rounding included)
-    rank = torch.argsort(torch.argsort(base - exact, dim=1), dim=1)  # 0 = largest remainder
-    return base.to(torch.int64) + (rank < deficit.unsqueeze(1))
+    return largest_remainder_shares(fractions * totals.unsqueeze(1), totals)
 
 
 class FeaturePreprocessing(nn.Module):
