@@ -96,10 +96,9 @@ class ScriptShowerPipeline(nn.Module):
         self.core_radius_mm = float(settings.core_radius_mm)
         self.core_spread_mm = float(settings.core_spread_mm)
         self.calibrate_radii = not bundle.radial.is_identity
-        empty = tuple(torch.zeros(1, dtype=torch.float64) for _ in range(4))  # unused placeholders
-        for name, t in zip(("nodes_gev", "knots_shifted", "model_knots", "g4_knots"),
-                           bundle.radial.tensors() if self.calibrate_radii else empty, strict=True):
-            self.register_buffer(f"radial_{name}", t)
+        nodes, table = bundle.radial.tensors() if self.calibrate_radii else (torch.zeros(1), torch.zeros(1, 2))
+        self.register_buffer("radial_nodes_gev", nodes)
+        self.register_buffer("radial_table", table)
         self.check_inputs = True
 
     def calibrate_n(self, n_points: Tensor) -> Tensor:
@@ -125,7 +124,7 @@ class ScriptShowerPipeline(nn.Module):
         x, y = raw[:, 0], raw[:, 1]
         if self.calibrate_radii:
             x, y = map_radii(x, y, layer, incident_energy_gev.expand(x.shape[0]), self.radial_nodes_gev,
-                             self.radial_knots_shifted, self.radial_model_knots, self.radial_g4_knots)
+                             self.radial_table)
         if self.cog_mode == "rotate":
             angle = torch.rand([1]) * (2 * math.pi)
             cos, sin = angle.cos(), angle.sin()

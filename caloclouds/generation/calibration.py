@@ -41,6 +41,7 @@ References:
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -62,7 +63,7 @@ __all__ = [
     "share_core_energy",
     "share_core_points",
     "map_radii",
-    "radial_knots",
+    "radial_grid",
     "PointCountCalibration",
     "RadialCalibration",
 ]
@@ -279,54 +280,61 @@ class PointCountCalibration:
         )
 
 
-FAR_KNOT_MM = 1.0e6     # the last knot of every row of the radial map (radii beyond are clamped below it)
-KNOT_SPAN_MM = 2.0 * FAR_KNOT_MM  # shift between rows in the one sorted knot sequence
+RADIAL_GRID_POINTS = 1024  # radii of the lookup table of the radial map, uniform in ln(1 + r / 0.1 mm) up to 2 m
 
 
-def radial_knots(model_r: Tensor, g4_r: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The tables of :class:`RadialCalibration` as knots for :func:`map_radii`, prepared once.
+def radial_grid(model_r: Tensor, g4_r: Tensor, *, r0_mm: float = 0.1, r_end_mm: float = 2000.0) -> Tensor:
+    """The radial map of every table row on a fixed grid of radii, for :func:`map_radii`.
 
-    Each row gets a knot (0, 0) in front and a far knot on the line through the origin and its last
-    quantile pair, so that below the first and beyond the last quantile the radius is scaled by the
-    ratio there. The model's knots of row b are shifted by b * span and flattened into one sorted
-    sequence (a single ``searchsorted`` serves every row).
+    Row b maps the model's quantile radii ``model_r[b]`` onto Geant4's ``g4_r[b]``, linearly in
+    between; below the first and beyond the last quantile the radius is scaled by the ratio there
+    (a knot at (0, 0) and one far out on the line through the last pair). The map is sampled at
+    ``RADIAL_GRID_POINTS`` radii uniform in ln(1 + r / r0_mm), so that applying it is a lookup
+    instead of a search (at 10 mm the grid step is 0.1 mm).
 
     Returns:
-        ``(model_knots_shifted, model_knots, g4_knots)``, each (R, Q + 2) float64.
+        (R, G) float32: the mapped radius (mm) of grid radius g in row b.
     """
-    model_r, g4_r = model_r.double(), g4_r.double()
-    far = FAR_KNOT_MM
-    zero = torch.zeros_like(model_r[:, :1])
-    last_m, last_g = model_r[:, -1:].clamp_min(1e-9), g4_r[:, -1:]
-    m = torch.cat([zero, model_r, torch.full_like(zero, far)], dim=1)
-    g = torch.cat([zero, g4_r, last_g * far / last_m], dim=1)
-    shifted = m + torch.arange(m.shape[0], dtype=torch.float64, device=m.device).unsqueeze(1) * KNOT_SPAN_MM
-    return shifted, m, g
+    step = math.log1p(r_end_mm / r0_mm) / (RADIAL_GRID_POINTS - 1)
+    grid = r0_mm * np.expm1(np.arange(RADIAL_GRID_POINTS) * step)
+    model, g4 = model_r.double().cpu().numpy(), g4_r.double().cpu().numpy()
+    far = 1.0e6
+    table = np.empty((len(model), RADIAL_GRID_POINTS))
+    for b in range(len(model)):  # once per table row (150 of them), when the bundle is loaded
+        last = g4[b, -1] / max(model[b, -1], 1e-9)
+        knots_model = np.concatenate([[0.0], model[b], [far]])
+        table[b] = np.interp(grid, knots_model, np.concatenate([[0.0], g4[b], [far * last]]))
+    return torch.as_tensor(table, dtype=torch.float32)
+
+
+def _grid_lookup(flat: Tensor, row: Tensor, cell: Tensor, t: Tensor, r: Tensor, n_grid: int, r_end_mm: float) -> Tensor:
+    """Mapped radius of each point in its table row: linear between grid radii, the last ratio beyond."""
+    at = row * n_grid + cell
+    inside = flat[at] * (1.0 - t) + flat[at + 1] * t
+    return torch.where(r > r_end_mm, r * flat[row * n_grid + n_grid - 1] / r_end_mm, inside)
 
 
 def map_radii(x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Tensor, nodes_gev: Tensor,
-              knots_shifted: Tensor, model_knots: Tensor, g4_knots: Tensor) -> tuple[Tensor, Tensor]:
+              table: Tensor, r0_mm: float = 0.1, r_end_mm: float = 2000.0) -> tuple[Tensor, Tensor]:
     """Move each point along its direction from the axis by the radial calibration.
 
     Args:
         x_mm, y_mm: (P,) positions about the shower axis.
         layer: (P,) int64 layer of each point.
         incident_energy_gev: (P,) the incident energy of each point's shower.
-        nodes_gev: (K,) increasing energies at which the tables are given.
-        knots_shifted, model_knots, g4_knots: :func:`radial_knots` of the (K * L, Q) energy-weighted
-            radial quantiles (mm) of the model and of Geant4, row ``k * L + layer``. Between two
-            nodes the mapped radii are interpolated linearly.
+        nodes_gev: (K,) increasing energies at which the maps are given.
+        table: :func:`radial_grid` of the (K * L) rows, row ``k * L + layer``. Between two nodes
+            the mapped radii are interpolated linearly; beyond ``r_end_mm`` the last ratio is kept.
+        r0_mm, r_end_mm: the grid of ``table`` (as in :func:`radial_grid`).
 
     Returns:
         The new ``(x_mm, y_mm)``. TorchScript-compatible.
     """
     n_nodes = nodes_gev.shape[0]
-    n_rows, per_row = model_knots.shape
+    n_rows, n_grid = table.shape
     n_layers = n_rows // n_nodes
-    flat_shifted, flat_model, flat_g4 = knots_shifted.reshape(-1), model_knots.reshape(-1), g4_knots.reshape(-1)
-    far = float(model_knots[0, -1])  # FAR_KNOT_MM (TorchScript functions cannot read module constants)
-    span = 2.0 * far                 # KNOT_SPAN_MM
-    r = torch.hypot(x_mm, y_mm).clamp_max(0.9 * far)
+    flat = table.reshape(-1).to(x_mm.dtype)
+    r = torch.hypot(x_mm, y_mm)
     energy = incident_energy_gev.to(nodes_gev.dtype)
     if n_nodes == 1:
         lower = torch.zeros_like(layer)
@@ -335,20 +343,12 @@ def map_radii(x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Te
         lower = (torch.searchsorted(nodes_gev, energy) - 1).clamp(0, n_nodes - 2)
         weight = ((energy - nodes_gev[lower]) / (nodes_gev[lower + 1] - nodes_gev[lower])).clamp(0.0, 1.0).to(r.dtype)
     upper = (lower + 1).clamp_max(n_nodes - 1)
-    # both nodes in one pass (fewer small-tensor calls at batch 1)
-    row = torch.cat([lower * n_layers + layer, upper * n_layers + layer])
-    rr = torch.cat([r, r])
-    first_knot = row * per_row
-    # the search key needs float64 (row offsets of 2e6 mm); the interpolation does not
-    key = rr.double() + row.double() * span
-    hi = torch.searchsorted(flat_shifted, key).clamp(first_knot + 1, first_knot + per_row - 1)
-    lo = hi - 1
-    flat_model, flat_g4 = flat_model.to(r.dtype), flat_g4.to(r.dtype)
-    m_lo, m_hi, g_lo, g_hi = flat_model[lo], flat_model[hi], flat_g4[lo], flat_g4[hi]
-    t = ((rr - m_lo) / (m_hi - m_lo).clamp_min(1e-9)).clamp(0.0, 1.0)
-    both = g_lo + t * (g_hi - g_lo)
-    n = r.shape[0]
-    mapped = both[:n] * (1.0 - weight) + both[n:] * weight
+    u = torch.log1p(r / r0_mm) * ((n_grid - 1) / math.log1p(r_end_mm / r0_mm))
+    cell = u.floor().clamp(0, n_grid - 2)
+    t = (u - cell).clamp(0.0, 1.0)
+    cell = cell.long()
+    mapped = (_grid_lookup(flat, lower * n_layers + layer, cell, t, r, n_grid, r_end_mm) * (1.0 - weight)
+              + _grid_lookup(flat, upper * n_layers + layer, cell, t, r, n_grid, r_end_mm) * weight)
     scale = torch.where(r > 0, mapped / r.clamp_min(1e-12), torch.ones_like(mapped))
     return x_mm * scale, y_mm * scale
 
@@ -372,13 +372,13 @@ class RadialCalibration:
         return len(self.nodes_gev) == 0
 
     @functools.cached_property
-    def _cpu_tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        knots = radial_knots(torch.tensor(self.model_r_mm, dtype=torch.float64),
-                             torch.tensor(self.g4_r_mm, dtype=torch.float64))
-        return (torch.tensor(self.nodes_gev, dtype=torch.float64), *knots)
+    def _cpu_tensors(self) -> tuple[Tensor, Tensor]:
+        table = radial_grid(torch.tensor(self.model_r_mm, dtype=torch.float64),
+                            torch.tensor(self.g4_r_mm, dtype=torch.float64))
+        return torch.tensor(self.nodes_gev, dtype=torch.float64), table
 
-    def tensors(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(nodes_gev, knots_shifted, model_knots, g4_knots)`` for :func:`map_radii` (built once)."""
+    def tensors(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """``(nodes_gev, table)`` for :func:`map_radii` (built once)."""
         return tuple(t.to(device) for t in self._cpu_tensors)  # type: ignore[return-value]
 
     def apply(self, x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Tensor) -> tuple[Tensor, Tensor]:
