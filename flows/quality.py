@@ -2,7 +2,8 @@
 
 The flow is sampled at the reference's incident energies (``samples_per_shower`` times each) and
 compared with the reference for N, E_vis/E_inc, the energy of every layer and the CoG in x and y.
-Each W1 is divided by the reference's standard deviation of that quantity. The same distance
+Each W1 is divided by the reference's standard deviation of that quantity
+(:func:`caloclouds.showers.standardised_w1`, the helper the evaluation uses too). The same distance
 between two random halves of the reference is the statistical floor: a flow cannot be told apart
 from Geant4 with this many showers when its W1 is near the floor.
 
@@ -26,11 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from caloclouds.showers import standardised_w1
 from flows.features import ShowerFeatures, file_features
 from flows.preprocessing import MEV_PER_GEV
 from flows.sampling import ShowerFlow
 
-__all__ = ["FlowCheck", "check_shower_flow", "flow_sample_features", "spread_at_fixed_energy", "standardised_w1"]
+__all__ = ["FlowCheck", "check_shower_flow", "flow_sample_features", "spread_at_fixed_energy"]
 
 _SAMPLE_BATCH = 4096  # showers per flow call
 
@@ -83,13 +85,6 @@ class FlowCheck:
         out = dict(self.__dict__)
         out["ratio"] = {n: self.ratio(n) for n in self.names}
         return out
-
-
-def standardised_w1(a: np.ndarray, b: np.ndarray, scale: float) -> float:
-    """W1 between two 1-D samples divided by ``scale`` (0 if the scale is 0)."""
-    from scipy.stats import wasserstein_distance
-
-    return float(wasserstein_distance(a, b) / scale) if scale > 0 else 0.0
 
 
 def spread_at_fixed_energy(values: np.ndarray, incident_energy_gev: np.ndarray, degree: int = 3) -> float:
@@ -174,8 +169,8 @@ def check_shower_flow(
     halves = np.random.default_rng(seed).permutation(len(ref))
     a, b = halves[: len(ref) // 2], halves[len(ref) // 2 :]
     scale = q_ref.std(axis=0)
-    w1_flow = [standardised_w1(q_flow[:, i], q_ref[:, i], scale[i]) for i in range(len(names))]
-    w1_floor = [standardised_w1(q_ref[a, i], q_ref[b, i], scale[i]) for i in range(len(names))]
+    w1_flow = [standardised_w1(q_flow[:, i], q_ref[:, i], scale=scale[i]) for i in range(len(names))]
+    w1_floor = [standardised_w1(q_ref[a, i], q_ref[b, i], scale=scale[i]) for i in range(len(names))]
     check = FlowCheck(
         names=names, w1_flow=w1_flow, w1_floor=w1_floor,
         profile_g4_mev=ref.energy_per_layer_mev.mean(axis=0).tolist(),
