@@ -17,7 +17,8 @@ generation or training path works on tensors (torch is imported only when a twin
 * :func:`shower_index` / :func:`shower_index_torch`: offsets -> the shower of every point;
 * :func:`largest_remainder` / :func:`largest_remainder_shares`: integer split of per-shower totals
   in proportion to weights (or of exact shares), by largest-remainder rounding;
-* :func:`rotate_about_beam_axis`: rotate every point about x = y = 0 by its shower's angle;
+* :func:`rotate_about_beam_axis`: rotate every point about x = y = 0 by its shower's angle
+  (:func:`rotate_xy`: the rotation itself, by one angle or one per point);
 * :func:`standardised_w1`: the 1-D Wasserstein distance in units of a scale (the reference std).
 """
 
@@ -39,6 +40,7 @@ __all__ = [
     "largest_remainder",
     "largest_remainder_shares",
     "rotate_about_beam_axis",
+    "rotate_xy",
     "shower_index",
     "shower_index_torch",
     "standardised_w1",
@@ -120,6 +122,17 @@ def rotate_about_beam_axis(x_mm: Any, y_mm: Any, angle_rad: Any, shower: Any) ->
         cos, sin = np.cos(angle_rad)[shower], np.sin(angle_rad)[shower]
     else:
         cos, sin = angle_rad.cos()[shower], angle_rad.sin()[shower]
+    return rotate_xy(x_mm, y_mm, cos, sin)
+
+
+def rotate_xy(x_mm: Any, y_mm: Any, cos: Any, sin: Any) -> tuple[Any, Any]:
+    """Rotate points counter-clockwise about x = y = 0: ``(cos x - sin y, sin x + cos y)``.
+
+    ``cos`` and ``sin`` are one value for all points or one per point (numpy or torch); the
+    arithmetic is done in the inputs' types, in this order (no fused operations), so that numpy
+    and torch give the same bits. :func:`rotate_about_beam_axis` and the projection's placement
+    (``projection.placement.place_xy``) rotate through it.
+    """
     return cos * x_mm - sin * y_mm, sin * x_mm + cos * y_mm
 
 

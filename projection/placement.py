@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from caloclouds.showers import rotate_xy
 from projection._ops import ops_for
 from projection.errors import ProjectionError
 
@@ -118,7 +119,7 @@ def place_xy(x: Any, y: Any, *, impact_mm: tuple[float, float], rotation_rad: fl
     if rotation_rad != 0.0:
         c = ops.f32(math.cos(rotation_rad), x)
         s = ops.f32(math.sin(rotation_rad), x)
-        x, y = c * x - s * y, s * x + c * y
+        x, y = rotate_xy(x, y, c, s)
     if impact_mm[0] != 0.0:
         x = x + ops.f32(impact_mm[0], x)
     if impact_mm[1] != 0.0:
