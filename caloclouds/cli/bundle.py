@@ -2,7 +2,7 @@
 
 Copies the Shower Flow (a train-flow run's best.pt), the consistency model (a distill run's
 model.pt) and optionally the EDM teacher into a new folder, checks that every part loads and that
-they describe the same detector, fits the N calibration on Geant4 showers when --reference is
+they describe the same detector, fits the radial and N calibrations on Geant4 showers when --reference is
 given, and writes bundle.json with the provenance: this command, the training steps and SHA-256
 of every checkpoint, the train-flow command, the data files' SHA-256 and the date. The folder is
 built under a temporary name and renamed when complete. It never writes into the installed
@@ -10,7 +10,7 @@ package unless --into-package is given.
 
 Example:
   caloclouds bundle --flow runs/flow --teacher runs/teacher --cm runs/cm -o runs/bundle \\
-      --data ../shared/data/g4_photons_train.h5 --reference ../shared/data/g4_photons_val_uniform.h5
+      --data ../shared/data/g4_photons_train.h5 --reference ../shared/data/g4_photons_train.h5
   caloclouds generate --model runs/bundle --energies 50 -n 100 -o x.h5
 """
 
@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", metavar="RUN", help="EDM teacher run folder or checkpoint (optional; for --sampler edm)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="new bundle folder")
     parser.add_argument("--data", nargs="+", default=[], metavar="FILE", help="training data files (their SHA-256 are recorded)")
-    parser.add_argument("--reference", metavar="VAL.h5", help="Geant4 showers to fit the N calibration on (default: none)")
+    parser.add_argument("--reference", metavar="TRAIN.h5", help="Geant4 training showers to fit the radial and N "
+                        "calibrations on, as caloclouds calibrate does (default: none); not the showers you validate with")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration's generated showers")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     parser.add_argument("--into-package", action="store_true", help="allow -o inside the installed package (replaces a shipped model)")
@@ -59,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
     if report is not None:
         print(report.text())
     parts = ", ".join(f"{p} (step {v['training_step']})" for p, v in bundle.manifest["provenance"]["parts"].items())
-    print(f"wrote bundle {bundle.path}: {parts}; N calibration {'fitted' if report else 'none (identity)'}")
+    print(f"wrote bundle {bundle.path}: {parts}; radial and N calibrations {'fitted' if report else 'none (identity)'}")
     return 0
