@@ -15,6 +15,7 @@ The ragged helpers every module uses live here too, once each, with a torch twin
 generation or training path works on tensors (torch is imported only when a twin is called):
 
 * :func:`shower_index` / :func:`shower_index_torch`: offsets -> the shower of every point;
+* :func:`ragged_take` / :func:`ragged_take_torch`: element indices and offsets of chosen rows;
 * :func:`largest_remainder` / :func:`largest_remainder_shares`: integer split of per-shower totals
   in proportion to weights (or of exact shares), by largest-remainder rounding;
 * :func:`rotate_about_beam_axis`: rotate every point about x = y = 0 by its shower's angle
@@ -39,6 +40,8 @@ __all__ = [
     "Showers",
     "largest_remainder",
     "largest_remainder_shares",
+    "ragged_take",
+    "ragged_take_torch",
     "rotate_about_beam_axis",
     "rotate_xy",
     "shower_index",
@@ -165,15 +168,34 @@ def standardised_w1(
     return float(wasserstein_distance(a, b, a_weights, b_weights) / scale)
 
 
-def _ragged_take(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Point indices and new offsets for the showers ``idx`` (any order, repeats allowed)."""
+def ragged_take(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Element indices and new offsets selecting the rows ``idx`` of a ragged array.
+
+    Args:
+        offsets: (N+1,) int64 offsets of the ragged array.
+        idx: (K,) indices of the rows to keep (any order, repeats allowed).
+
+    Returns:
+        ``(element_idx, new_offsets)``: flat indices into the element arrays and (K+1,) offsets.
+    """
+    idx = np.asarray(idx, dtype=np.int64)
     counts = offsets[idx + 1] - offsets[idx]
     new_offsets = np.zeros(len(idx) + 1, dtype=np.int64)
     np.cumsum(counts, out=new_offsets[1:])
-    # point j of output shower k comes from offsets[idx[k]] + j
+    # element j of output row k comes from offsets[idx[k]] + j
     shift = np.repeat(offsets[idx] - new_offsets[:-1], counts)
-    point_idx = np.arange(new_offsets[-1], dtype=np.int64) + shift
-    return point_idx, new_offsets
+    return np.arange(new_offsets[-1], dtype=np.int64) + shift, new_offsets
+
+
+def ragged_take_torch(offsets: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`ragged_take` for int64 tensors, on the device of ``offsets``."""
+    import torch
+
+    counts = offsets[idx + 1] - offsets[idx]
+    new_offsets = torch.zeros(len(idx) + 1, dtype=torch.int64, device=offsets.device)
+    torch.cumsum(counts, 0, out=new_offsets[1:])
+    shift = torch.repeat_interleave(offsets[idx] - new_offsets[:-1], counts)
+    return torch.arange(int(new_offsets[-1]), dtype=torch.int64, device=offsets.device) + shift, new_offsets
 
 
 @dataclass
@@ -344,7 +366,7 @@ class Showers:
                 self.points[lo:hi], self.offsets[idx[0] : idx[-1] + 2] - lo,
                 self.incident_energy_gev[idx], {k: v[idx] for k, v in self.conditions.items()},
             )
-        point_idx, offsets = _ragged_take(self.offsets, idx)
+        point_idx, offsets = ragged_take(self.offsets, idx)
         return Showers(
             self.points[point_idx], offsets, self.incident_energy_gev[idx],
             {k: v[idx] for k, v in self.conditions.items()},

@@ -19,18 +19,9 @@ from torch import Tensor
 from caloclouds.diffusion.edm import RaggedCond
 from caloclouds.diffusion.preprocessing import PointNormaliser, layer_totals
 from caloclouds.errors import InputFileError
-from caloclouds.showers import rotate_about_beam_axis, shower_index_torch
+from caloclouds.showers import ragged_take_torch, rotate_about_beam_axis, shower_index_torch
 
-__all__ = ["TrainingData", "Batch", "ragged_gather"]
-
-
-def ragged_gather(offsets: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
-    """Point indices and new (B+1,) offsets of the showers ``idx`` (any order, repeats allowed)."""
-    counts = offsets[idx + 1] - offsets[idx]
-    new_offsets = torch.zeros(len(idx) + 1, dtype=torch.int64)
-    torch.cumsum(counts, 0, out=new_offsets[1:])
-    shift = torch.repeat_interleave(offsets[idx] - new_offsets[:-1], counts)
-    return torch.arange(int(new_offsets[-1]), dtype=torch.int64) + shift, new_offsets
+__all__ = ["TrainingData", "Batch"]
 
 
 @dataclass(frozen=True)
@@ -167,7 +158,7 @@ class TrainingData:
         ``keep_points`` > 0 keeps each point of a shower with probability min(1, keep_points / n),
         so that every shower contributes about that many points (the offsets count the kept ones).
         """
-        point_idx, offsets = ragged_gather(self.offsets, idx)
+        point_idx, offsets = ragged_take_torch(self.offsets, idx)
         counts = offsets[1:] - offsets[:-1]
         shower_index = shower_index_torch(offsets)
         if keep_points > 0:

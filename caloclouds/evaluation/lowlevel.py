@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from caloclouds.evaluation.classifier import ClassifierResult, roc_auc
-from caloclouds.evaluation.observables import CellObservables, ragged_take
-from caloclouds.showers import shower_index
+from caloclouds.evaluation.observables import CellObservables
+from caloclouds.showers import ragged_take, shower_index
 
 __all__ = ["LowLevelConfig", "CellSets", "cell_sets", "low_level_auc"]
 

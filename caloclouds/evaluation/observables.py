@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from caloclouds.showers import shower_index
+from caloclouds.showers import ragged_take, shower_index
 
 __all__ = [
     "CellObservables",
@@ -42,29 +42,10 @@ __all__ = [
     "decile_edges",
     "binned_energies",
     "high_level_features",
-    "ragged_take",
 ]
 
 Axis = Literal["nominal", "cog"]
 _MEV_PER_GEV = 1000.0
-
-
-def ragged_take(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Element indices and new offsets selecting the rows ``idx`` of a ragged array.
-
-    Args:
-        offsets: (N+1,) int64 offsets of the ragged array.
-        idx: (K,) indices of the rows to keep (any order, repeats allowed).
-
-    Returns:
-        ``(element_idx, new_offsets)``: flat indices into the element arrays and (K+1,) offsets.
-    """
-    idx = np.asarray(idx, dtype=np.int64)
-    counts = offsets[idx + 1] - offsets[idx]
-    new_offsets = np.zeros(len(idx) + 1, dtype=np.int64)
-    np.cumsum(counts, out=new_offsets[1:])
-    shift = np.repeat(offsets[idx] - new_offsets[:-1], counts)
-    return np.arange(new_offsets[-1], dtype=np.int64) + shift, new_offsets
 
 
 @dataclass

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from caloclouds.showers import standardised_w1
+from caloclouds.showers import ragged_take, standardised_w1
 
 __all__ = [
     "Observable",
@@ -76,8 +76,6 @@ class Observable:
         if self.offsets is None:
             sel: np.ndarray | slice = idx
         else:
-            from caloclouds.evaluation.observables import ragged_take
-
             sel, _ = ragged_take(self.offsets, idx)
         return self.values[sel], None if self.weights is None else self.weights[sel]
 

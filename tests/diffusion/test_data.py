@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from caloclouds.diffusion.data import TrainingData, ragged_gather
+from caloclouds.diffusion.data import TrainingData
 from caloclouds.diffusion.edm import per_shower_mean
 from caloclouds.diffusion.preprocessing import PointNormaliser
+from caloclouds.showers import ragged_take, ragged_take_torch
 
 from .conftest import make_toy_showers
 
@@ -15,10 +17,12 @@ def _data() -> tuple[TrainingData, PointNormaliser]:
     return data, data.fit_normaliser(n_layers=30, subcell_pitch_mm=0.0, sigma_data=0.5)
 
 
-def test_ragged_gather_takes_whole_showers_in_order() -> None:
+def test_ragged_take_takes_whole_showers_in_order() -> None:
     offsets = torch.tensor([0, 3, 3, 7, 8])
-    idx, new = ragged_gather(offsets, torch.tensor([2, 0, 2, 1]))
+    idx, new = ragged_take_torch(offsets, torch.tensor([2, 0, 2, 1]))
     assert idx.tolist() == [3, 4, 5, 6, 0, 1, 2, 3, 4, 5, 6] and new.tolist() == [0, 4, 7, 11, 11]
+    idx_np, new_np = ragged_take(offsets.numpy(), np.array([2, 0, 2, 1]))  # the numpy twin
+    assert np.array_equal(idx_np, idx.numpy()) and np.array_equal(new_np, new.numpy())
 
 
 def test_batch_rotation_keeps_radius_depth_energy_and_no_truncation() -> None:
