@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from caloclouds.config import config_from_dict
 from caloclouds.errors import ConfigError, InputFileError
@@ -21,6 +21,9 @@ from caloclouds.generation.bundle import (
     load_bundle,
     write_bundle_manifest,
 )
+
+if TYPE_CHECKING:  # calibrate (torch, the generator) is imported when a reference is given
+    from caloclouds.generation.calibrate import CalibrationReport
 
 __all__ = ["assemble_bundle"]
 
@@ -73,7 +76,7 @@ def assemble_bundle(
     into_package: bool = False,
     overwrite: bool = False,
     seed: int = 0,
-) -> tuple[ModelBundle, Any]:
+) -> tuple[ModelBundle, CalibrationReport | None]:
     """Copy trained checkpoints into a new bundle folder, validate it, calibrate it, record provenance.
 
     The folder is built under a temporary name next to ``out`` and renamed when complete.

@@ -14,14 +14,19 @@ folder and names the missing or incompatible part.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from caloclouds.config import RunConfig, config_from_dict, config_to_dict
 from caloclouds.errors import ConfigError, InputFileError
 from caloclouds.generation.calibration import PointCountCalibration, RadialCalibration
 from caloclouds.io.atomic import atomic_path
+
+if TYPE_CHECKING:  # for the annotations only: the networks' modules are imported when a part is loaded
+    from caloclouds.diffusion.model import PointModel
+    from flows import ShowerFlow
 
 __all__ = ["BUNDLE_FORMAT_VERSION", "ModelBundle", "default_bundle_path", "file_sha256", "load_bundle", "write_bundle_manifest"]
 
@@ -55,13 +60,13 @@ class ModelBundle:
     def has(self, part: str) -> bool:
         return part in self.files and (self.path / self.files[part]).is_file()
 
-    def flow(self, *, device: str = "cpu") -> Any:
+    def flow(self, *, device: str = "cpu") -> ShowerFlow:
         """The Shower Flow, on ``device``."""
         from flows import load_shower_flow
 
         return self._load("flow", device, load_shower_flow)
 
-    def point_model(self, sampler: str, *, device: str = "cpu") -> Any:
+    def point_model(self, sampler: str, *, device: str = "cpu") -> PointModel:
         """The PointWise Net of a model part ("cm" or "teacher"; "edm" is the teacher's old name), on ``device``."""
         from caloclouds.diffusion import load_point_model
 
@@ -69,7 +74,7 @@ class ModelBundle:
             raise ConfigError(f"unknown sampler {sampler!r}; valid samplers are {sorted(SAMPLER_PART)}")
         return self._load(SAMPLER_PART[sampler], device, load_point_model)
 
-    def _load(self, part: str, device: str, loader: Any) -> Any:
+    def _load(self, part: str, device: str, loader: Callable[..., Any]) -> Any:
         if not self.has(part):
             raise InputFileError(self.path, f"the bundle has no {part!r} model ({PARTS[part]} missing)")
         key = (part, device)

@@ -6,13 +6,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from caloclouds.config import DetectorConfig, RunConfig
 from caloclouds.generation.bundle import load_bundle
 from caloclouds.generation.generator import ShowerGenerator, StageTimes
+from caloclouds.showers import Showers
+
+if TYPE_CHECKING:  # projection is imported when cells are asked for
+    from projection.cells import CellHits
 
 __all__ = ["GenerationSummary", "cell_projector", "cell_threshold_mev", "check_generated", "generate_to_file", "ENERGY_SOURCE"]
 
@@ -24,7 +28,7 @@ def cell_threshold_mev(config: RunConfig) -> float:
     return config.detector.threshold_mev
 
 
-def check_generated(showers: Any, *, n_layers: int) -> None:
+def check_generated(showers: Showers, *, n_layers: int) -> None:
     """Refuse to write generated showers with NaN/inf, negative energies or layers out of range.
 
     Raises:
@@ -40,14 +44,14 @@ def check_generated(showers: Any, *, n_layers: int) -> None:
         raise CaloCloudsError(f"the model produced invalid showers{where} ({problem}); nothing was written")
 
 
-def cell_projector(geometry_spec: str, detector: DetectorConfig) -> Callable[[Any], Any]:
+def cell_projector(geometry_spec: str, detector: DetectorConfig) -> Callable[[Showers], CellHits]:
     """showers of ``detector`` -> cell hits on ``geometry_spec`` (built for that detector), with its
     layer count and cell threshold."""
     import projection
 
     geometry = projection.get_geometry(geometry_spec, detector=detector)
 
-    def project(showers: Any) -> Any:
+    def project(showers: Showers) -> CellHits:
         return projection.project(showers, geometry, threshold_mev=detector.threshold_mev,
                                   n_shower_layers=detector.n_layers)
 
