@@ -147,20 +147,3 @@ def test_standardised_w1():
     w = rng.uniform(0, 1, len(a))
     assert standardised_w1(a, b, scale=2.0, a_weights=w) == float(wasserstein_distance(a, b, w) / 2.0)
 
-
-def test_largest_remainder_shares_equals_the_flow_export_twin():
-    """The Shower Flow rounds its float32 shares with largest_remainder_shares; the export's TorchScript
-    copy must give the same split, equal fractional parts (ties) included."""
-    import torch
-
-    from caloclouds.export.flow import script_largest_remainder_round
-    from flows.preprocessing import largest_remainder_round
-
-    g = torch.Generator().manual_seed(0)
-    frac = torch.rand(500, 30, generator=g) ** 4
-    frac[:, 10:20] = torch.randint(0, 3, (500, 10), generator=g) / 7.0  # many equal fractions
-    frac = frac / frac.sum(1, keepdim=True)
-    totals = torch.randint(1, 5000, (500,), generator=g)
-    n = largest_remainder_round(frac, totals)
-    assert torch.equal(n.sum(1), totals) and int(n.min()) >= 0
-    assert torch.equal(torch.jit.script(script_largest_remainder_round)(frac, totals), n)

@@ -98,6 +98,7 @@ def test_largest_remainder_round() -> None:
     gen = torch.Generator().manual_seed(0)
     frac = torch.rand(1000, 30, generator=gen) ** 4
     frac[:, :3] = 0
+    frac[:, 10:20] = torch.randint(0, 3, (1000, 10), generator=gen) / 7.0  # many equal fractions
     frac = frac / frac.sum(1, keepdim=True)
     totals = torch.randint(1, 5000, (1000,), generator=gen)
     n = largest_remainder_round(frac, totals)
@@ -105,3 +106,17 @@ def test_largest_remainder_round() -> None:
     assert torch.equal(n.sum(1), totals)
     assert (n >= 0).all() and (n[:, :3] == 0).all()
     assert ((n - frac * totals.unsqueeze(1)).abs() < 1).all()
+
+
+def test_largest_remainder_round_equals_the_export_twin() -> None:
+    """The flow rounds through caloclouds.showers.largest_remainder_shares; the export keeps a
+    TorchScript copy, which must give the same split, equal fractional parts (ties) included."""
+    from caloclouds.export.flow import script_largest_remainder_round
+
+    gen = torch.Generator().manual_seed(1)
+    jitter = torch.rand(500, 30, generator=gen) * (torch.rand(500, 30, generator=gen) < 0.5)
+    frac = torch.randint(0, 4, (500, 30), generator=gen) + jitter  # half the entries integers: ties
+    frac = frac / frac.sum(1, keepdim=True).clamp_min(1e-9)
+    totals = torch.randint(1, 5000, (500,), generator=gen)
+    scripted = torch.jit.script(script_largest_remainder_round)
+    assert torch.equal(scripted(frac, totals), largest_remainder_round(frac, totals))
