@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from caloclouds.showers import shower_index
 from caloclouds.voxel.mesh import CylindricalMesh
 
 __all__ = ["overlap_pairs", "SparseVoxelMap", "GLaM"]
@@ -43,11 +44,11 @@ def overlap_pairs(src: CylindricalMesh, dst: CylindricalMesh) -> tuple[np.ndarra
     ts, td = src.voxel_table(), dst.voxel_table()
     # every (src voxel, dst voxel of the same layer) pair, without a loop over layers
     per_layer = dst.voxels_per_layer
-    counts = per_layer[ts["layer"]]
-    s_idx = np.repeat(np.arange(src.n_voxels, dtype=np.int64), counts)
-    starts = np.concatenate([[0], np.cumsum(counts)])[:-1]
-    within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
-    d_idx = np.repeat(dst.layer_offsets[ts["layer"]], counts) + within
+    offsets = np.zeros(src.n_voxels + 1, dtype=np.int64)  # src voxel v pairs with offsets[v]:offsets[v+1]
+    np.cumsum(per_layer[ts["layer"]], out=offsets[1:])
+    s_idx = shower_index(offsets)
+    within = np.arange(offsets[-1], dtype=np.int64) - offsets[s_idx]
+    d_idx = dst.layer_offsets[ts["layer"]][s_idx] + within
     r_outer = np.maximum(
         np.asarray([e[-1] for e in src.r_edges_mm]), np.asarray([e[-1] for e in dst.r_edges_mm])
     )

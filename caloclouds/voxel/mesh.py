@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from caloclouds.errors import ConfigError
+from caloclouds.showers import shower_index
 
 __all__ = [
     "CylindricalMesh",
@@ -188,9 +189,9 @@ class CylindricalMesh:
             dict with ``layer``, ``alpha_bin``, ``r_bin`` (int64), ``r_lo_mm``, ``r_hi_mm``,
             ``alpha_lo_rad``, ``alpha_hi_rad`` (float64).
         """
-        counts = self.voxels_per_layer
-        layer = np.repeat(np.arange(self.n_layers, dtype=np.int64), counts)
-        local = np.arange(self.n_voxels, dtype=np.int64) - np.repeat(self.layer_offsets[:-1], counts)
+        offsets = self.layer_offsets
+        layer = shower_index(offsets)  # the layer of every voxel
+        local = np.arange(self.n_voxels, dtype=np.int64) - offsets[layer]
         n_r = np.asarray(self.n_r, dtype=np.int64)[layer]
         n_a = np.asarray(self.n_alpha, dtype=np.int64)[layer]
         alpha_bin, r_bin = local // n_r, local % n_r
