@@ -232,9 +232,10 @@ def _steps_of_collection(chunk: Any, collection: str, encoding: str, path: Path,
         raise InputFileError(path, f"CellIDEncoding {encoding!r} has no field {layer_field!r}", where=collection)
     hit_layer = decode_cellid(cell_id, fields[layer_field]) - first_layer
     # every link of hit h: global link position -> contributed step (global index)
-    link_hit = np.repeat(np.arange(len(begin)), count)
-    link_starts = np.repeat(np.cumsum(count) - count, count)
-    link_pos = rel_off[hit_event[link_hit]] + begin[link_hit] + np.arange(len(link_hit)) - link_starts
+    link_off = np.zeros(len(begin) + 1, dtype=np.int64)  # hit h owns links link_off[h]:link_off[h+1]
+    np.cumsum(count, out=link_off[1:])
+    link_hit = shower_index(link_off)
+    link_pos = rel_off[hit_event[link_hit]] + begin[link_hit] + np.arange(len(link_hit)) - link_off[link_hit]
     local_step = rel_index[link_pos].astype(np.int64)
     n_steps_event = np.diff(step_off)
     link_event = hit_event[link_hit]
