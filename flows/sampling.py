@@ -118,6 +118,15 @@ class ShowerFlow(nn.Module):
         # plain tensors again, which callers may modify in place or use with autograd
         return FlowSample(**{k: v.clone() for k, v in out.items()})
 
+    def warm_up(self) -> None:
+        """Compile the sampling chain and run it twice (TorchScript optimises on its first calls), so that
+        the first shower of a run costs what the others do. Draws with its own generator: the global
+        random state and the caller's generators are untouched."""
+        lo, hi = (float(v) for v in self.energy_range_gev)
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        for _ in range(2):
+            self.sample(torch.full((1,), 0.5 * (lo + hi)), generator=generator)
+
     def _sampling_chain(self) -> Any:
         """The transforms' sampling direction as TorchScript (flows/script.py): the same maths and the
         same parameter tensors as the pyro chain, without its per-call bookkeeping (one shower: 1.5

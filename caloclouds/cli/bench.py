@@ -6,7 +6,7 @@ pipeline with the ILD projection, and of each stage. Then, the same showers as a
 
 * `generate --batch-size 1` end to end into a ROOT file and into an HDF5 file (cells included,
   writing and closing the file included; `--no-files` skips it): the mean per shower after the
-  first shower, and the first shower alone (the flow compiles its TorchScript on its first call);
+  first shower, the mean of all, and the first shower alone;
 * the TorchScript export (`caloclouds export`) called once per shower from Python
   (`--no-torchscript` skips it).
 
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         gain = speed_up(args.g4_ms_per_shower, ms[key])
         print(f"| {label} | {ms[key]:.2f} |" + (f" {gain:.0f}x |" if gain is not None else ""))
     for key, first in report.get("generate_first_shower_ms", {}).items():
-        print(f"{key}: the first shower took {first:.0f} ms (the flow compiles its TorchScript); with it the mean of "
+        print(f"{key}: the first shower took {first:.0f} ms; with it the mean of "
               f"{args.n} is {report['generate_with_first_shower_ms'][key]:.2f} ms")
     if "generate_root" in ms:
         report["generate_root_over_model"] = ms["generate_root"] / ms["model"]

@@ -127,8 +127,9 @@ def bench_generate_to_file(
 
     Returns:
         ``mean`` (all ``n`` showers), ``after_first`` (the mean of the showers after the first, like
-        the model-only figure after its warm-up) and ``first`` (the first shower alone: the flow
-        compiles its TorchScript on its first call), all in ms.
+        the model-only figure after its warm-up) and ``first`` (the first shower alone; the flow's
+        TorchScript is compiled and warmed up when the generator is built, so it is no longer in
+        it), all in ms.
     """
     import tempfile
     from pathlib import Path

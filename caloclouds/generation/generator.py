@@ -105,6 +105,7 @@ class ShowerGenerator:
         self.steps = steps
         self.device = torch.device(device)
         self.flow = bundle.flow(device=device)
+        self.flow.warm_up()  # the TorchScript compile goes into loading, not into the first shower
         self.point_model = bundle.point_model(self.model_part, device=device)
         self.n_layers = bundle.config.detector.n_layers
         self.calibration = bundle.calibration if calibrate_n else PointCountCalibration()
