@@ -64,3 +64,18 @@ def test_cli_generates_from_the_shipped_bundle(tmp_path, capsys) -> None:  # noq
     # -n is per energy
     assert len(showers) == 8 and sorted(showers.incident_energy_gev.tolist()) == [20.0] * 4 + [60.0] * 4
     assert np.isfinite(showers.points).all() and (showers.points[:, 3] >= 0).all()
+
+
+def test_flow_warm_up_leaves_the_random_state_alone(bundle) -> None:  # noqa: ANN001
+    """ShowerGenerator warms the flow up when it is built; torch.manual_seed(s) must still give the same showers."""
+    flow = bundle.flow()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    flow.warm_up()
+    torch.testing.assert_close(torch.rand(3), expected)
+    torch.manual_seed(9)
+    first = ShowerGenerator(bundle).generate(np.array([40.0], dtype=np.float32))
+    torch.manual_seed(9)
+    again = ShowerGenerator(bundle).generate(np.array([40.0], dtype=np.float32))
+    np.testing.assert_array_equal(first.points, again.points)
