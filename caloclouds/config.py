@@ -37,6 +37,7 @@ __all__ = [
     "DistillationConfig",
     "EvaluationConfig",
     "GenerationConfig",
+    "COG_MODES",
     "RunConfig",
     "load_config",
     "read_yaml",
@@ -293,6 +294,10 @@ class EvaluationConfig:
             )
 
 
+#: Ways to fix the transverse position of generated showers (``caloclouds.generation.calibration``).
+COG_MODES = ("rotate", "flow", "none")
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     """Generation-time calibration of the point clouds (``caloclouds.generation``), fitted on training data.
@@ -307,8 +312,8 @@ class GenerationConfig:
     core_spread_mm: float = 0.0             # Copies at x +- s, y +- s, each with a quarter of the energy.
 
     def __post_init__(self) -> None:
-        if self.cog not in ("rotate", "flow", "none"):
-            raise ConfigError(f"generation.cog must be 'rotate', 'flow' or 'none', got {self.cog!r}")
+        if self.cog not in COG_MODES:
+            raise ConfigError(f"generation.cog must be one of {COG_MODES}, got {self.cog!r}")
         for name in ("core_radius_mm", "core_spread_mm"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):

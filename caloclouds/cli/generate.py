@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from caloclouds.config import COG_MODES
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -45,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", choices=["cm", "edm"],
                         help="deprecated: cm = --model-part cm; edm = --model-part teacher --solver heun")
     parser.add_argument("--steps", type=int, metavar="K", help="CM steps (default 1) or Heun / Euler steps (default 13)")
-    parser.add_argument("--cog", choices=["rotate", "flow", "none"],
+    parser.add_argument("--cog", choices=COG_MODES,
                         help="transverse position: rotate each shower by a random angle about the beam axis; "
                              "flow: shift its CoG to the Shower Flow's (CaloClouds II); none. Default: the "
                              "model's generation.cog (flow for the shipped model)")

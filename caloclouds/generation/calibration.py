@@ -48,6 +48,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from caloclouds.config import COG_MODES  # re-exported: the generator's modes are the config's
+
 # the ragged helpers live next to Showers; imported here under the names this module has always exported
 from caloclouds.showers import largest_remainder, rotate_about_beam_axis
 from caloclouds.showers import shower_index_torch as shower_of_point
@@ -136,8 +138,6 @@ def rescale_layer_energies(
     return (e * scale[shower]).float()
 
 
-#: Ways to fix the transverse position of generated showers (see the module docstring).
-COG_MODES = ("rotate", "flow", "none")
 
 
 def rotate_about_axis(
@@ -280,10 +280,13 @@ class PointCountCalibration:
         )
 
 
-RADIAL_GRID_POINTS = 1024  # radii of the lookup table of the radial map, uniform in ln(1 + r / 0.1 mm) up to 2 m
+RADIAL_GRID_POINTS = 1024     # radii of the lookup table of the radial map, uniform in ln(1 + r / r0) ...
+RADIAL_GRID_R0_MM = 0.1       # ... with this r0
+RADIAL_GRID_END_MM = 2000.0   # ... up to this radius (beyond: the last ratio)
 
 
-def radial_grid(model_r: Tensor, g4_r: Tensor, *, r0_mm: float = 0.1, r_end_mm: float = 2000.0) -> Tensor:
+def radial_grid(model_r: Tensor, g4_r: Tensor, *, r0_mm: float = RADIAL_GRID_R0_MM,
+                r_end_mm: float = RADIAL_GRID_END_MM) -> Tensor:
     """The radial map of every table row on a fixed grid of radii, for :func:`map_radii`.
 
     Row b maps the model's quantile radii ``model_r[b]`` onto Geant4's ``g4_r[b]``, linearly in
@@ -315,7 +318,8 @@ def _grid_lookup(flat: Tensor, row: Tensor, cell: Tensor, t: Tensor, r: Tensor, 
 
 
 def map_radii(x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Tensor, nodes_gev: Tensor,
-              table: Tensor, r0_mm: float = 0.1, r_end_mm: float = 2000.0) -> tuple[Tensor, Tensor]:
+              table: Tensor, r0_mm: float = RADIAL_GRID_R0_MM,
+              r_end_mm: float = RADIAL_GRID_END_MM) -> tuple[Tensor, Tensor]:
     """Move each point along its direction from the axis by the radial calibration.
 
     Args:
