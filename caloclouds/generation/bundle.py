@@ -118,8 +118,16 @@ def load_bundle(spec: str | Path = "default") -> ModelBundle:
         raise InputFileError(path, "the bundle has no Shower Flow (flow.pt)")
     if not any((path / files[p]).is_file() for p in ("cm", "teacher") if p in files):
         raise InputFileError(path, "the bundle has neither a consistency model (cm.pt) nor a teacher (teacher.pt)")
-    calibration = PointCountCalibration.from_dict(manifest.get("calibration") or {})
-    radial = RadialCalibration.from_dict(manifest.get("radial_calibration"))
+    try:
+        calibration = PointCountCalibration.from_dict(manifest.get("calibration") or {})
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InputFileError(manifest_path, f"invalid N calibration: {exc} (refit it with caloclouds calibrate)",
+                             where="calibration") from None
+    try:
+        radial = RadialCalibration.from_dict(manifest.get("radial_calibration"))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InputFileError(manifest_path, f"invalid radial calibration: {exc} (refit it with caloclouds calibrate)",
+                             where="radial_calibration") from None
     return ModelBundle(path, config, calibration, files, manifest, radial)
 
 

@@ -405,5 +405,27 @@ class RadialCalibration:
         def rows(v: object) -> tuple[tuple[float, ...], ...]:
             return tuple(tuple(float(x) for x in row) for row in (v or ()))  # type: ignore[union-attr]
 
-        return cls(tuple(float(v) for v in data.get("nodes_gev", ())), tuple(float(v) for v in data.get("levels", ())),
-                   rows(data.get("model_r_mm")), rows(data.get("g4_r_mm")))
+        cal = cls(tuple(float(v) for v in data.get("nodes_gev", ())), tuple(float(v) for v in data.get("levels", ())),
+                  rows(data.get("model_r_mm")), rows(data.get("g4_r_mm")))
+        cal.check()
+        return cal
+
+    def check(self) -> None:
+        """Raise ValueError, saying what is wrong, unless the tables have the shapes :func:`map_radii` needs."""
+        if self.is_identity:
+            return
+        n_nodes, n_levels = len(self.nodes_gev), len(self.levels)
+        nodes = np.asarray(self.nodes_gev)
+        if not (np.all(np.isfinite(nodes)) and np.all(np.diff(nodes) > 0)):
+            raise ValueError(f"nodes_gev must be finite and increasing, got {list(self.nodes_gev)}")
+        for name, table in (("model_r_mm", self.model_r_mm), ("g4_r_mm", self.g4_r_mm)):
+            if not table or len(table) % n_nodes:
+                raise ValueError(f"{name} has {len(table)} rows, not a multiple of the {n_nodes} energy nodes")
+            for i, row in enumerate(table):
+                if len(row) != n_levels:
+                    raise ValueError(f"{name} row {i} has {len(row)} quantiles, the levels {n_levels}")
+                radii = np.asarray(row)
+                if not (np.all(np.isfinite(radii)) and np.all(np.diff(radii) >= 0) and radii[0] >= 0):
+                    raise ValueError(f"{name} row {i} is not a finite, non-decreasing list of radii >= 0")
+        if len(self.model_r_mm) != len(self.g4_r_mm):
+            raise ValueError(f"model_r_mm has {len(self.model_r_mm)} rows, g4_r_mm {len(self.g4_r_mm)}")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from caloclouds.errors import CaloCloudsError
+from caloclouds.errors import CaloCloudsError, InputFileError
 from caloclouds.generation.bundle import load_bundle, write_bundle_manifest
 from caloclouds.generation.calibrate import RADIAL_LEVELS, _radial_quantiles, fit_radial_calibration
 from caloclouds.generation.calibration import PointCountCalibration, RadialCalibration, radial_grid
@@ -103,3 +103,20 @@ def test_fit_on_geant4_brings_the_model_radial_profile_to_geant4(shared) -> None
     one_energy = dataclasses.replace(fit_showers, incident_energy_gev=np.full(400, 50.0, np.float32))
     with pytest.raises(CaloCloudsError, match="one incident energy"):
         fit_radial_calibration(bundle, one_energy)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda r: r["nodes_gev"].__setitem__(0, "x"), "could not convert"),
+    (lambda r: r["nodes_gev"].__setitem__(1, r["nodes_gev"][0]), "increasing"),
+    (lambda r: r["model_r_mm"].__setitem__(3, r["model_r_mm"][3][:10]), "row 3 has 10 quantiles"),
+    (lambda r: r["g4_r_mm"].__setitem__(5, list(reversed(r["g4_r_mm"][5]))), "g4_r_mm row 5 is not"),
+    (lambda r: r["g4_r_mm"].pop(), "rows"),
+])
+def test_a_broken_radial_table_is_named_on_load(tmp_path, edit, message) -> None:  # noqa: ANN001
+    folder = tmp_path / "bundle"
+    shutil.copytree(SHIPPED, folder)
+    manifest = json.loads((folder / "bundle.json").read_text())
+    edit(manifest["radial_calibration"])
+    (folder / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputFileError, match=rf"radial_calibration.*{message}"):
+        load_bundle(folder)
