@@ -34,9 +34,10 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q
 
-# Lint only (ruff check, configured in pyproject.toml); never rewrites files.
+# Lint and format check (ruff, configured in pyproject.toml); never rewrites files. `ruff format .` fixes the format.
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -47,9 +47,36 @@ __all__ = [
 
 # Front face (mm) of each silicon layer of the ILD-like Si-W ECAL of ../shared/data/README.md.
 _ILD_SILICON_FRONT_MM = (
-    2.1, 4.7, 7.3, 9.9, 12.5, 15.1, 17.7, 20.3, 22.9, 25.5,
-    28.1, 30.7, 33.3, 35.9, 38.5, 41.1, 43.7, 46.3, 48.9, 51.5,
-    56.2, 60.9, 65.6, 70.3, 75.0, 79.7, 84.4, 89.1, 93.8, 98.5,
+    2.1,
+    4.7,
+    7.3,
+    9.9,
+    12.5,
+    15.1,
+    17.7,
+    20.3,
+    22.9,
+    25.5,
+    28.1,
+    30.7,
+    33.3,
+    35.9,
+    38.5,
+    41.1,
+    43.7,
+    46.3,
+    48.9,
+    51.5,
+    56.2,
+    60.9,
+    65.6,
+    70.3,
+    75.0,
+    79.7,
+    84.4,
+    89.1,
+    93.8,
+    98.5,
 )
 
 
@@ -68,14 +95,14 @@ class DetectorConfig:
     ``evaluation`` section; they are still read there (:data:`LEGACY_KEYS`).
     """
 
-    name: str = "ild-like-siw"              # Free text, written to outputs.
-    n_layers: int = 30                      # Number of sensitive (silicon) layers.
+    name: str = "ild-like-siw"  # Free text, written to outputs.
+    n_layers: int = 30  # Number of sensitive (silicon) layers.
     silicon_front_mm: tuple[float, ...] = _ILD_SILICON_FRONT_MM  # z of each silicon layer's front face.
-    silicon_thickness_mm: float = 0.5       # Thickness of each silicon layer.
-    cell_pitch_mm: float = 5.088333         # Readout cell size (square cells).
-    subcells_per_cell: int = 6              # Clustering grid: 6 -> 6x6 sub-cells per cell ("x36" grid).
-    mip_mev: float = 0.147                  # Measured MIP MPV of one cell in MeV (see below).
-    cell_threshold_mip: float = 0.5         # Cell threshold in MIPs: cells below 0.5 x mip_mev are dropped.
+    silicon_thickness_mm: float = 0.5  # Thickness of each silicon layer.
+    cell_pitch_mm: float = 5.088333  # Readout cell size (square cells).
+    subcells_per_cell: int = 6  # Clustering grid: 6 -> 6x6 sub-cells per cell ("x36" grid).
+    mip_mev: float = 0.147  # Measured MIP MPV of one cell in MeV (see below).
+    cell_threshold_mip: float = 0.5  # Cell threshold in MIPs: cells below 0.5 x mip_mev are dropped.
 
     @property
     def subcell_pitch_mm(self) -> float:
@@ -120,33 +147,41 @@ class FlowConfig:
     then one conditional element-wise spline and a permutation.
     """
 
-    n_blocks: int = 1                       # Repetitions of the transform pattern.
-    couplings_per_block: int = 4            # Affine coupling + permutation pairs per block.
+    n_blocks: int = 1  # Repetitions of the transform pattern.
+    couplings_per_block: int = 4  # Affine coupling + permutation pairs per block.
     coupling_hidden: tuple[int, ...] = (128, 128)  # Hidden widths of each coupling's conditioner net.
-    spline_hidden: tuple[int, ...] = (32, 32)      # Hidden widths of each spline's net (input: condition only).
-    spline_bins: int = 8                    # Bins of the conditional spline transforms.
-    spline_bound: float = 4.0               # Splines act on [-bound, bound] (standardised units), identity outside.
-    permutation_seed: int = 0               # Seed of the random permutations (stored as buffers, not re-drawn).
-    condition_names: tuple[str, ...] = ()   # Extra per-shower condition datasets of the file (e.g. angles), after E_inc.
-    batch_size: int = 512                   # Showers per optimiser step.
-    learning_rate: float = 1e-3             # Peak Adam learning rate.
-    final_lr_factor: float = 0.01           # Cosine decay to learning_rate * final_lr_factor at the last step.
-    weight_decay: float = 0.0               # Adam (L2) weight decay.
-    grad_clip: float = 10.0                 # Max global gradient norm, 0 = no clipping.
-    steps: int = 4000                       # Default number of optimiser steps.
-    eval_every: int = 250                   # Steps between validation losses, log rows and checkpoints.
-    rotate_cog: bool = True                 # Augment: rotate the CoG by a random angle about the shower axis.
-    target_noise: float = 0.1               # Gaussian noise (standardised units) added to the training targets:
-                                            # regularises a small training set and the sum-to-one layer fractions.
-    chunk_showers: int = 1000               # Showers read at a time when computing the features of a file.
-    range_margin: float = 1.0               # Samples are clamped to the training range widened by this many std.
-    calibrate_profile: bool = True          # After training, scale each layer's fractions so the mean profile
-                                            # of best.pt matches the training set (flows/calibration.py).
-    calibration_samples: int = 4            # Flow samples per training shower for that calibration.
+    spline_hidden: tuple[int, ...] = (32, 32)  # Hidden widths of each spline's net (input: condition only).
+    spline_bins: int = 8  # Bins of the conditional spline transforms.
+    spline_bound: float = 4.0  # Splines act on [-bound, bound] (standardised units), identity outside.
+    permutation_seed: int = 0  # Seed of the random permutations (stored as buffers, not re-drawn).
+    condition_names: tuple[str, ...] = ()  # Extra per-shower condition datasets of the file (e.g. angles), after E_inc.
+    batch_size: int = 512  # Showers per optimiser step.
+    learning_rate: float = 1e-3  # Peak Adam learning rate.
+    final_lr_factor: float = 0.01  # Cosine decay to learning_rate * final_lr_factor at the last step.
+    weight_decay: float = 0.0  # Adam (L2) weight decay.
+    grad_clip: float = 10.0  # Max global gradient norm, 0 = no clipping.
+    steps: int = 4000  # Default number of optimiser steps.
+    eval_every: int = 250  # Steps between validation losses, log rows and checkpoints.
+    rotate_cog: bool = True  # Augment: rotate the CoG by a random angle about the shower axis.
+    target_noise: float = 0.1  # Gaussian noise (standardised units) added to the training targets:
+    # regularises a small training set and the sum-to-one layer fractions.
+    chunk_showers: int = 1000  # Showers read at a time when computing the features of a file.
+    range_margin: float = 1.0  # Samples are clamped to the training range widened by this many std.
+    calibrate_profile: bool = True  # After training, scale each layer's fractions so the mean profile
+    # of best.pt matches the training set (flows/calibration.py).
+    calibration_samples: int = 4  # Flow samples per training shower for that calibration.
 
     def __post_init__(self) -> None:
-        for name in ("n_blocks", "couplings_per_block", "spline_bins", "batch_size", "steps",
-                     "eval_every", "chunk_showers", "calibration_samples"):
+        for name in (
+            "n_blocks",
+            "couplings_per_block",
+            "spline_bins",
+            "batch_size",
+            "steps",
+            "eval_every",
+            "chunk_showers",
+            "calibration_samples",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"flow.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("coupling_hidden", "spline_hidden"):
@@ -165,35 +200,35 @@ class DiffusionConfig:
     """PointWise Net and its EDM training (see caloclouds/diffusion/)."""
 
     hidden: tuple[int, ...] = (32, 64, 128, 64, 32)  # Widths of the hidden ConcatSquash layers (CC3 size).
-    fourier_features: int = 64              # Size of the Fourier embedding of c_noise = ln(sigma)/4.
-    fourier_std: float = 16.0               # Std of the (frozen, random) Fourier frequencies.
-    time_features: int = 64                 # Width of the Linear after the Fourier embedding.
-    extra_conditions: int = 0               # Per-shower condition features beyond (energy, n points).
-    sigma_data: float = 0.5                 # EDM sigma_data (features are standardised to this).
-    sigma_min: float = 0.002                # Smallest noise level of the Karras schedule.
-    sigma_max: float = 10.0                 # Largest noise level (start of sampling); EDM paper: 80.
-    rho: float = 3.0                        # Karras schedule exponent; EDM paper: 7 (less accurate here at 13 steps).
-    p_mean: float = -1.2                    # Log-normal sigma sampling for training: mean of ln(sigma).
-    p_std: float = 1.2                      # ... and its std.
-    noise_groups: int = 8                   # Noise levels per shower in training (points split at random).
-    batch_size: int = 32                    # Showers per optimiser step (all ranks together).
-    learning_rate: float = 1e-3             # Adam learning rate.
-    lr_decay_steps: int = 0                 # Cosine decay of the LR over the last this many steps (0 = constant).
-    final_lr_factor: float = 0.01           # ... down to learning_rate * final_lr_factor at the last step.
-    grad_clip: float = 10.0                 # Max gradient norm (0 = no clipping).
-    steps: int = 100000                     # Default number of optimiser steps.
-    ema_power: float = 0.6667               # EMA warm-up: decay = 1 - (1 + step)^-power, capped below.
-    ema_max: float = 0.9999                 # Cap of the EMA decay.
-    heun_steps: int = 13                    # Default number of Heun steps at sampling time.
-    rotate: bool = True                     # Augment by a random rotation about the shower axis.
-    xy_jitter: bool = True                  # Jitter x, y uniformly inside the clustering sub-cell.
-    checkpoint_every: int = 500             # Steps between checkpoints.
+    fourier_features: int = 64  # Size of the Fourier embedding of c_noise = ln(sigma)/4.
+    fourier_std: float = 16.0  # Std of the (frozen, random) Fourier frequencies.
+    time_features: int = 64  # Width of the Linear after the Fourier embedding.
+    extra_conditions: int = 0  # Per-shower condition features beyond (energy, n points).
+    sigma_data: float = 0.5  # EDM sigma_data (features are standardised to this).
+    sigma_min: float = 0.002  # Smallest noise level of the Karras schedule.
+    sigma_max: float = 10.0  # Largest noise level (start of sampling); EDM paper: 80.
+    rho: float = 3.0  # Karras schedule exponent; EDM paper: 7 (less accurate here at 13 steps).
+    p_mean: float = -1.2  # Log-normal sigma sampling for training: mean of ln(sigma).
+    p_std: float = 1.2  # ... and its std.
+    noise_groups: int = 8  # Noise levels per shower in training (points split at random).
+    batch_size: int = 32  # Showers per optimiser step (all ranks together).
+    learning_rate: float = 1e-3  # Adam learning rate.
+    lr_decay_steps: int = 0  # Cosine decay of the LR over the last this many steps (0 = constant).
+    final_lr_factor: float = 0.01  # ... down to learning_rate * final_lr_factor at the last step.
+    grad_clip: float = 10.0  # Max gradient norm (0 = no clipping).
+    steps: int = 100000  # Default number of optimiser steps.
+    ema_power: float = 0.6667  # EMA warm-up: decay = 1 - (1 + step)^-power, capped below.
+    ema_max: float = 0.9999  # Cap of the EMA decay.
+    heun_steps: int = 13  # Default number of Heun steps at sampling time.
+    rotate: bool = True  # Augment by a random rotation about the shower axis.
+    xy_jitter: bool = True  # Jitter x, y uniformly inside the clustering sub-cell.
+    checkpoint_every: int = 500  # Steps between checkpoints.
     # Per-layer conditioning: each (shower, layer) is one row of the network, conditioned on the
     # layer and its point count and energy (from the Shower Flow at generation time); the network
     # generates (x, y, e) per point, so depth comes exactly from the flow (no depth-rank assignment).
     per_layer: bool = False
-    points_per_shower: int = 0              # Training: keep a random subset of about this many points per shower (0 = all).
-    val_showers: int = 32                   # Validation showers for the loss curve (when a --val file is given).
+    points_per_shower: int = 0  # Training: keep a random subset of about this many points per shower (0 = all).
+    val_showers: int = 32  # Validation showers for the loss curve (when a --val file is given).
 
     def __post_init__(self) -> None:
         _check_schedule("diffusion", self)
@@ -215,23 +250,24 @@ class DiffusionConfig:
 class DistillationConfig:
     """Consistency distillation of the EDM teacher (see caloclouds/diffusion/consistency.py)."""
 
-    num_steps: int = 18                     # Karras discretisation levels N of the teacher's Heun steps.
-    target_ema: float = 0.95                # mu of the target network EMA (constant).
-    batch_size: int = 32                    # Showers per optimiser step (all ranks together).
-    learning_rate: float = 1e-4             # Adam learning rate.
-    lr_decay_steps: int = 0                 # Cosine decay of the LR over the last this many steps (0 = constant).
-    final_lr_factor: float = 0.01           # ... down to learning_rate * final_lr_factor at the last step.
-    grad_clip: float = 10.0                 # Max gradient norm (0 = no clipping).
-    steps: int = 50000                      # Default number of optimiser steps.
-    init_from_teacher: bool = True          # Student and target start from the teacher's EMA weights.
-    sample_steps: int = 1                   # Default CM sampling steps (1 = one-step).
-    checkpoint_every: int = 500             # Steps between checkpoints.
+    num_steps: int = 18  # Karras discretisation levels N of the teacher's Heun steps.
+    target_ema: float = 0.95  # mu of the target network EMA (constant).
+    batch_size: int = 32  # Showers per optimiser step (all ranks together).
+    learning_rate: float = 1e-4  # Adam learning rate.
+    lr_decay_steps: int = 0  # Cosine decay of the LR over the last this many steps (0 = constant).
+    final_lr_factor: float = 0.01  # ... down to learning_rate * final_lr_factor at the last step.
+    grad_clip: float = 10.0  # Max gradient norm (0 = no clipping).
+    steps: int = 50000  # Default number of optimiser steps.
+    init_from_teacher: bool = True  # Student and target start from the teacher's EMA weights.
+    sample_steps: int = 1  # Default CM sampling steps (1 = one-step).
+    checkpoint_every: int = 500  # Steps between checkpoints.
 
     def __post_init__(self) -> None:
         _check_schedule("distillation", self)
         if self.num_steps < 2 or self.sample_steps < 1:
-            raise ConfigError(f"distillation needs num_steps >= 2 and sample_steps >= 1, got "
-                              f"{self.num_steps}, {self.sample_steps}")
+            raise ConfigError(
+                f"distillation needs num_steps >= 2 and sample_steps >= 1, got {self.num_steps}, {self.sample_steps}"
+            )
         if not 0 <= self.target_ema < 1:
             raise ConfigError(f"distillation.target_ema must be in [0, 1), got {self.target_ema}")
 
@@ -245,8 +281,9 @@ def _check_schedule(section: str, cfg: Any) -> None:
         if not getattr(cfg, name) > 0:  # also refuses NaN
             raise ConfigError(f"{section}.{name} (--lr for the learning rate) must be > 0, got {getattr(cfg, name)}")
     if not cfg.grad_clip >= 0 or cfg.lr_decay_steps < 0:
-        raise ConfigError(f"{section}.grad_clip and {section}.lr_decay_steps must be >= 0, "
-                          f"got {cfg.grad_clip}, {cfg.lr_decay_steps}")
+        raise ConfigError(
+            f"{section}.grad_clip and {section}.lr_decay_steps must be >= 0, got {cfg.grad_clip}, {cfg.lr_decay_steps}"
+        )
 
 
 @dataclass(frozen=True)
@@ -256,29 +293,37 @@ class EvaluationConfig:
     The MIP and the cell threshold are the detector's (:class:`DetectorConfig`).
     """
 
-    geometry: str = "ild"                   # Cells of the observables: a projection.get_geometry spec.
-    radial_axis: str = "nominal"            # Radii about "nominal" (x = y = 0) or "cog" (each shower's x, y CoG).
-    n_longitudinal_bins: int = 10           # Layer bins with reference hit-count decile edges.
-    n_radial_bins: int = 10                 # Radius bins with reference hit-count decile edges.
-    n_batches: int = 10                     # Disjoint shower batches for W1 mean +- std.
-    classifier_folds: int = 10              # k of the k-fold classifier test (>= 3).
+    geometry: str = "ild"  # Cells of the observables: a projection.get_geometry spec.
+    radial_axis: str = "nominal"  # Radii about "nominal" (x = y = 0) or "cog" (each shower's x, y CoG).
+    n_longitudinal_bins: int = 10  # Layer bins with reference hit-count decile edges.
+    n_radial_bins: int = 10  # Radius bins with reference hit-count decile edges.
+    n_batches: int = 10  # Disjoint shower batches for W1 mean +- std.
+    classifier_folds: int = 10  # k of the k-fold classifier test (>= 3).
     classifier_hidden: tuple[int, ...] = (32, 16)  # Hidden widths of the classifier MLP.
-    classifier_epochs: int = 30             # Epochs per fold; the best validation epoch is kept.
-    classifier_batch_size: int = 256        # Showers per classifier step.
+    classifier_epochs: int = 30  # Epochs per fold; the best validation epoch is kept.
+    classifier_batch_size: int = 256  # Showers per classifier step.
     classifier_learning_rate: float = 1e-3  # Adam learning rate of the classifier.
-    fpd_min_samples: int = 20000            # Smallest FPD bootstrap size (clipped to the sample size).
-    fpd_max_samples: int = 50000            # Largest FPD bootstrap size (clipped to the sample size).
-    kpd_batch_size: int = 5000              # Showers per KPD batch (clipped to half the sample size).
-    kpd_batches: int = 10                   # KPD batches (median and 68 % half-width reported).
-    kpd_degree: int = 4                     # Degree of the KPD polynomial kernel (3 or 4).
-    seed: int = 42                          # Seed of the splits, batches, bootstraps and classifier.
-    voxel_mesh: str = ""                    # Also score FPD/KPD of CaloChallenge features on this mesh ("ds2"); "" = off.
+    fpd_min_samples: int = 20000  # Smallest FPD bootstrap size (clipped to the sample size).
+    fpd_max_samples: int = 50000  # Largest FPD bootstrap size (clipped to the sample size).
+    kpd_batch_size: int = 5000  # Showers per KPD batch (clipped to half the sample size).
+    kpd_batches: int = 10  # KPD batches (median and 68 % half-width reported).
+    kpd_degree: int = 4  # Degree of the KPD polynomial kernel (3 or 4).
+    seed: int = 42  # Seed of the splits, batches, bootstraps and classifier.
+    voxel_mesh: str = ""  # Also score FPD/KPD of CaloChallenge features on this mesh ("ds2"); "" = off.
 
     def __post_init__(self) -> None:
         positive = (
-            "n_longitudinal_bins", "n_radial_bins", "n_batches", "classifier_epochs",
-            "classifier_batch_size", "classifier_learning_rate", "fpd_min_samples",
-            "fpd_max_samples", "kpd_batch_size", "kpd_batches", "kpd_degree",
+            "n_longitudinal_bins",
+            "n_radial_bins",
+            "n_batches",
+            "classifier_epochs",
+            "classifier_batch_size",
+            "classifier_learning_rate",
+            "fpd_min_samples",
+            "fpd_max_samples",
+            "kpd_batch_size",
+            "kpd_batches",
+            "kpd_degree",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -307,9 +352,9 @@ class GenerationConfig:
     copies (see ``caloclouds.generation.calibration.share_core_energy``).
     """
 
-    cog: str = "rotate"                     # Transverse position: "rotate", "flow" or "none" (generate --cog).
-    core_radius_mm: float = 0.0             # Points closer than this to the axis are shared; 0 = off.
-    core_spread_mm: float = 0.0             # Copies at x +- s, y +- s, each with a quarter of the energy.
+    cog: str = "rotate"  # Transverse position: "rotate", "flow" or "none" (generate --cog).
+    core_radius_mm: float = 0.0  # Points closer than this to the axis are shared; 0 = off.
+    core_spread_mm: float = 0.0  # Copies at x +- s, y +- s, each with a quarter of the energy.
 
     def __post_init__(self) -> None:
         if self.cog not in COG_MODES:
@@ -374,8 +419,8 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
-ILD_LIKE_DETECTOR = DetectorConfig()       # The ILD-like Si-W ECAL of ../shared/data (configs/ild_photons.yaml).
-DEFAULT_EVALUATION = EvaluationConfig()    # The evaluation settings when none are given.
+ILD_LIKE_DETECTOR = DetectorConfig()  # The ILD-like Si-W ECAL of ../shared/data (configs/ild_photons.yaml).
+DEFAULT_EVALUATION = EvaluationConfig()  # The evaluation settings when none are given.
 
 #: Keys of older configs, read at their new place: (section, key) -> (section, key).
 LEGACY_KEYS: dict[tuple[str, str], tuple[str, str]] = {
@@ -396,8 +441,10 @@ def _move_legacy_keys(data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(target, dict):
             continue  # _build reports the bad section
         if new_key in target and target[new_key] != value:
-            raise ConfigError(f"{old_section}.{old_key} ({value!r}) and {new_section}.{new_key} ({target[new_key]!r}) "
-                              f"disagree; {old_section}.{old_key} is the old name of {new_section}.{new_key}: give only that")
+            raise ConfigError(
+                f"{old_section}.{old_key} ({value!r}) and {new_section}.{new_key} ({target[new_key]!r}) "
+                f"disagree; {old_section}.{old_key} is the old name of {new_section}.{new_key}: give only that"
+            )
         target[new_key] = value
     return out
 

@@ -83,8 +83,9 @@ def largest_remainder(weights: Tensor, totals: Tensor) -> Tensor:
     totals = totals.long()
     norm = weights.sum(1, keepdim=True)
     empty = norm.squeeze(1) <= 0
-    weights = torch.where(empty[:, None], torch.nn.functional.one_hot(
-        torch.zeros_like(totals), weights.shape[1]).double(), weights)
+    weights = torch.where(
+        empty[:, None], torch.nn.functional.one_hot(torch.zeros_like(totals), weights.shape[1]).double(), weights
+    )
     return largest_remainder_shares(weights / weights.sum(1, keepdim=True) * totals[:, None].double(), totals)
 
 
@@ -217,9 +218,7 @@ class Showers:
     def __post_init__(self) -> None:
         self.points = np.ascontiguousarray(self.points, dtype=np.float32).reshape(-1, 4)
         self.offsets = np.ascontiguousarray(self.offsets, dtype=np.int64).reshape(-1)
-        self.incident_energy_gev = np.ascontiguousarray(
-            self.incident_energy_gev, dtype=np.float32
-        ).reshape(-1)
+        self.incident_energy_gev = np.ascontiguousarray(self.incident_energy_gev, dtype=np.float32).reshape(-1)
         self.conditions = {k: np.asarray(v) for k, v in self.conditions.items()}
         problem = self.check()
         if problem:
@@ -252,7 +251,11 @@ class Showers:
     ) -> Showers:
         """Build from a list of (n_i, 4) arrays (a convenience for small hand-made batches)."""
         counts = np.array([len(s) for s in showers], dtype=np.int64)
-        flat = np.concatenate([np.asarray(s, np.float32).reshape(-1, 4) for s in showers]) if showers else np.zeros((0, 4), np.float32)
+        flat = (
+            np.concatenate([np.asarray(s, np.float32).reshape(-1, 4) for s in showers])
+            if showers
+            else np.zeros((0, 4), np.float32)
+        )
         return cls.from_counts(flat, counts, np.asarray(incident_energy_gev, np.float32))
 
     @classmethod
@@ -305,10 +308,7 @@ class Showers:
             return f"shower {i} has incident energy {self.incident_energy_gev[i]:g} GeV, expected > 0"
         if np.any(self.points[:, E] < 0):
             row = int(np.argmax(self.points[:, E] < 0))
-            return (
-                f"point {row} (shower {self.shower_of_point(row)}) has negative energy "
-                f"{self.points[row, E]:g} MeV"
-            )
+            return f"point {row} (shower {self.shower_of_point(row)}) has negative energy {self.points[row, E]:g} MeV"
         if n_layers is not None:
             layer = self.points[:, LAYER]
             bad = (layer != np.floor(layer)) | (layer < 0) | (layer >= n_layers)
@@ -363,12 +363,16 @@ class Showers:
         if isinstance(key, slice) and (key.step in (None, 1)) and len(idx):
             lo, hi = self.offsets[idx[0]], self.offsets[idx[-1] + 1]
             return Showers(
-                self.points[lo:hi], self.offsets[idx[0] : idx[-1] + 2] - lo,
-                self.incident_energy_gev[idx], {k: v[idx] for k, v in self.conditions.items()},
+                self.points[lo:hi],
+                self.offsets[idx[0] : idx[-1] + 2] - lo,
+                self.incident_energy_gev[idx],
+                {k: v[idx] for k, v in self.conditions.items()},
             )
         point_idx, offsets = ragged_take(self.offsets, idx)
         return Showers(
-            self.points[point_idx], offsets, self.incident_energy_gev[idx],
+            self.points[point_idx],
+            offsets,
+            self.incident_energy_gev[idx],
             {k: v[idx] for k, v in self.conditions.items()},
         )
 

@@ -55,7 +55,15 @@ def bench_sampling(
             cpu.append(time.thread_time() - c0)
     wall_ms, cpu_ms = 1e3 * np.asarray(wall), 1e3 * np.asarray(cpu)
     median = float(np.median(wall_ms))
-    return {"batch": batch, "repeats": repeats, "threads": torch.get_num_threads(), "device": str(flow.device),
-            "median_ms": median, "p10_ms": float(np.percentile(wall_ms, 10)),
-            "p90_ms": float(np.percentile(wall_ms, 90)), "mean_ms": float(wall_ms.mean()),
-            "cpu_median_ms": float(np.median(cpu_ms)), "per_shower_us": 1e3 * median / batch}
+    return {
+        "batch": batch,
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "device": str(flow.device),
+        "median_ms": median,
+        "p10_ms": float(np.percentile(wall_ms, 10)),
+        "p90_ms": float(np.percentile(wall_ms, 90)),
+        "mean_ms": float(wall_ms.mean()),
+        "cpu_median_ms": float(np.median(cpu_ms)),
+        "per_shower_us": 1e3 * median / batch,
+    }

@@ -61,8 +61,10 @@ def calibrate_layer_profile(
     energies = np.repeat(features.incident_energy_gev, samples_per_shower)
     for _ in range(iterations):
         points, energy = _mean_profiles(flow, energies, seed)
-        for buf, target, got in ((pre.point_frac_scale, target_points, points),
-                                 (pre.energy_frac_scale, target_energy, energy)):
+        for buf, target, got in (
+            (pre.point_frac_scale, target_points, points),
+            (pre.energy_frac_scale, target_energy, energy),
+        ):
             ratio = np.where(got > 0, target / np.where(got > 0, got, 1.0), 1.0)
             new = (buf.cpu().double().numpy() * ratio).clip(*_SCALE_LIMITS)
             buf.copy_(torch.as_tensor(new, dtype=buf.dtype))

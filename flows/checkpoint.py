@@ -53,7 +53,9 @@ def default_flow_path() -> Path:
     return Path(caloclouds.__file__).resolve().parent / "models" / "default" / "flow.pt"
 
 
-def flow_checkpoint(flow: ShowerFlow, *, detector: DetectorConfig, training: dict[str, Any] | None = None) -> dict[str, Any]:
+def flow_checkpoint(
+    flow: ShowerFlow, *, detector: DetectorConfig, training: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The checkpoint dict of a flow (tensors copied to the CPU)."""
     return {
         "format_version": FORMAT_VERSION,
@@ -119,5 +121,3 @@ def flow_detector_config(ckpt: dict[str, Any]) -> DetectorConfig:
     known = {f.name for f in dataclasses.fields(DetectorConfig)}
     stored = {k: v for k, v in ckpt["config"]["detector"].items() if k in known}
     return config_from_dict({"detector": stored}).detector
-
-

@@ -65,8 +65,11 @@ class ShowerFeatures:
 
     def __getitem__(self, key: slice | np.ndarray) -> ShowerFeatures:
         return ShowerFeatures(
-            self.incident_energy_gev[key], self.points_per_layer[key], self.energy_per_layer_mev[key],
-            self.cog_mm[key], self.conditions[key],
+            self.incident_energy_gev[key],
+            self.points_per_layer[key],
+            self.energy_per_layer_mev[key],
+            self.cog_mm[key],
+            self.conditions[key],
         )
 
     @classmethod

@@ -38,8 +38,12 @@ from flows.features import ShowerFeatures
 __all__ = ["FeaturePreprocessing", "largest_remainder_round", "MEV_PER_GEV"]
 
 MEV_PER_GEV = 1000.0
-_TOTALS = (("log_n_points", "log"), ("log_sampling_frac", "log_ratio"), ("cog_x_mm", "identity"),
-           ("cog_y_mm", "identity"))
+_TOTALS = (
+    ("log_n_points", "log"),
+    ("log_sampling_frac", "log_ratio"),
+    ("cog_x_mm", "identity"),
+    ("cog_y_mm", "identity"),
+)
 _MIN_STD = 1e-6  # a constant column (e.g. a layer that is always empty) is not rescaled
 _FALLBACK_WEIGHT = 1e-9  # weight of the mean profile added to sampled fractions (never all zero)
 
@@ -79,7 +83,7 @@ class FeaturePreprocessing(nn.Module):
         dim, cond = len(self.names), 1 + n_extra_conditions
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
-        self.register_buffer("lo", torch.full((dim,), -10.0))   # clamp of standardised samples
+        self.register_buffer("lo", torch.full((dim,), -10.0))  # clamp of standardised samples
         self.register_buffer("hi", torch.full((dim,), 10.0))
         self.register_buffer("condition_mean", torch.zeros(cond))
         self.register_buffer("condition_std", torch.ones(cond))
@@ -124,14 +128,25 @@ class FeaturePreprocessing(nn.Module):
         """(points_per_layer, energy_per_layer_mev, cog_mm, incident_energy_gev, conditions) tensors."""
         return tuple(
             torch.as_tensor(np.asarray(a), dtype=dtype, device=self.mean.device)
-            for a in (features.points_per_layer, features.energy_per_layer_mev, features.cog_mm,
-                      features.incident_energy_gev, features.conditions)
+            for a in (
+                features.points_per_layer,
+                features.energy_per_layer_mev,
+                features.cog_mm,
+                features.incident_energy_gev,
+                features.conditions,
+            )
         )
 
     # -- forward ----------------------------------------------------------------------------------
 
-    def _forward_kinds(self, points_per_layer: Tensor, energy_per_layer_mev: Tensor, cog_mm: Tensor,
-                       incident_energy_gev: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def _forward_kinds(
+        self,
+        points_per_layer: Tensor,
+        energy_per_layer_mev: Tensor,
+        cog_mm: Tensor,
+        incident_energy_gev: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         n = points_per_layer.sum(dim=1, keepdim=True).clamp_min(1.0)
         e_vis = energy_per_layer_mev.sum(dim=1, keepdim=True)
         tiny = torch.finfo(e_vis.dtype).tiny
@@ -155,15 +170,27 @@ class FeaturePreprocessing(nn.Module):
             dim=1,
         )
 
-    def encode(self, points_per_layer: Tensor, energy_per_layer_mev: Tensor, cog_mm: Tensor,
-               incident_energy_gev: Tensor, *, dequantise: torch.Generator | None = None) -> Tensor:
+    def encode(
+        self,
+        points_per_layer: Tensor,
+        energy_per_layer_mev: Tensor,
+        cog_mm: Tensor,
+        incident_energy_gev: Tensor,
+        *,
+        dequantise: torch.Generator | None = None,
+    ) -> Tensor:
         """(B, D) standardised model-space targets of showers with the given statistics.
 
         ``dequantise`` (training only): a generator for the dequantisation noise of the layer
         fractions, which turns the integer counts and the spike of empty layers into a smooth density.
         """
-        raw = self._forward_kinds(points_per_layer.to(self.mean.dtype), energy_per_layer_mev.to(self.mean.dtype),
-                                  cog_mm.to(self.mean.dtype), incident_energy_gev.to(self.mean.dtype), dequantise)
+        raw = self._forward_kinds(
+            points_per_layer.to(self.mean.dtype),
+            energy_per_layer_mev.to(self.mean.dtype),
+            cog_mm.to(self.mean.dtype),
+            incident_energy_gev.to(self.mean.dtype),
+            dequantise,
+        )
         return (raw - self.mean) / self.std
 
     def _condition_raw(self, incident_energy_gev: Tensor, extra: Tensor | None) -> Tensor:
@@ -176,8 +203,10 @@ class FeaturePreprocessing(nn.Module):
         """(B, 1 + K) standardised condition: log E_inc and the extra conditions."""
         raw = self._condition_raw(incident_energy_gev.to(self.mean.dtype), extra_conditions)
         if raw.shape[1] != self.condition_dim:
-            msg = (f"extra_conditions has {raw.shape[1] - 1} columns but the flow was trained with "
-                   f"{self.condition_dim - 1}")
+            msg = (
+                f"extra_conditions has {raw.shape[1] - 1} columns but the flow was trained with "
+                f"{self.condition_dim - 1}"
+            )
             raise ValueError(msg)
         return (raw - self.condition_mean) / self.condition_std
 

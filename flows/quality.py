@@ -42,10 +42,10 @@ class FlowCheck:
     """Result of :func:`check_shower_flow` (all plain floats and lists, JSON-ready)."""
 
     names: list[str]
-    w1_flow: list[float]              # standardised W1(flow, reference)
-    w1_floor: list[float]             # standardised W1(reference half A, half B)
-    profile_g4_mev: list[float]       # mean energy per layer, reference
-    profile_flow_mev: list[float]     # mean energy per layer, flow
+    w1_flow: list[float]  # standardised W1(flow, reference)
+    w1_floor: list[float]  # standardised W1(reference half A, half B)
+    profile_g4_mev: list[float]  # mean energy per layer, reference
+    profile_flow_mev: list[float]  # mean energy per layer, flow
     n_reference: int
     samples_per_shower: int
     floor_factor: float
@@ -66,8 +66,11 @@ class FlowCheck:
 
     def format(self) -> str:
         """Human-readable tables (W1 and profile) with the pass/fail summary."""
-        lines = [f"reference: {self.n_reference} showers; flow: {self.samples_per_shower} samples per reference energy",
-                 "", f"{'quantity':<16}{'W1 flow-G4':>12}{'W1 floor':>12}{'ratio':>8}"]
+        lines = [
+            f"reference: {self.n_reference} showers; flow: {self.samples_per_shower} samples per reference energy",
+            "",
+            f"{'quantity':<16}{'W1 flow-G4':>12}{'W1 floor':>12}{'ratio':>8}",
+        ]
         for name, a, b in zip(self.names, self.w1_flow, self.w1_floor):
             lines.append(f"{name:<16}{a:>12.4f}{b:>12.4f}{(a / b if b > 0 else float('inf')):>8.2f}")
         lines += ["", f"{'spread at fixed E_inc':<22}{'flow / G4':>10}"]
@@ -114,8 +117,9 @@ def _quantities(f: ShowerFeatures) -> tuple[list[str], np.ndarray]:
     return names, np.stack([np.asarray(c, np.float64) for c in cols], axis=1)
 
 
-def flow_sample_features(flow: ShowerFlow, incident_energy_gev: np.ndarray, *, extra_conditions: np.ndarray | None = None,
-                         seed: int = 0) -> ShowerFeatures:
+def flow_sample_features(
+    flow: ShowerFlow, incident_energy_gev: np.ndarray, *, extra_conditions: np.ndarray | None = None, seed: int = 0
+) -> ShowerFeatures:
     """Flow samples at the given energies as :class:`ShowerFeatures` (numpy, float64)."""
     gen = torch.Generator(device=flow.device).manual_seed(seed)
     parts = []
@@ -123,11 +127,15 @@ def flow_sample_features(flow: ShowerFlow, incident_energy_gev: np.ndarray, *, e
         energy = torch.as_tensor(incident_energy_gev[start : start + _SAMPLE_BATCH], dtype=torch.float32)
         extra = None if extra_conditions is None else torch.as_tensor(extra_conditions[start : start + _SAMPLE_BATCH])
         s = flow.sample(energy, extra_conditions=extra, generator=gen)
-        parts.append(ShowerFeatures(
-            energy.double().numpy(), s.points_per_layer.cpu().numpy(), s.energy_per_layer_mev.double().cpu().numpy(),
-            s.cog_mm.double().cpu().numpy(),
-            np.zeros((len(energy), 0)) if extra is None else extra.double().cpu().numpy(),
-        ))
+        parts.append(
+            ShowerFeatures(
+                energy.double().numpy(),
+                s.points_per_layer.cpu().numpy(),
+                s.energy_per_layer_mev.double().cpu().numpy(),
+                s.cog_mm.double().cpu().numpy(),
+                np.zeros((len(energy), 0)) if extra is None else extra.double().cpu().numpy(),
+            )
+        )
     return ShowerFeatures.concatenate(parts)
 
 
@@ -172,11 +180,17 @@ def check_shower_flow(
     w1_flow = [standardised_w1(q_flow[:, i], q_ref[:, i], scale=scale[i]) for i in range(len(names))]
     w1_floor = [standardised_w1(q_ref[a, i], q_ref[b, i], scale=scale[i]) for i in range(len(names))]
     check = FlowCheck(
-        names=names, w1_flow=w1_flow, w1_floor=w1_floor,
+        names=names,
+        w1_flow=w1_flow,
+        w1_floor=w1_floor,
         profile_g4_mev=ref.energy_per_layer_mev.mean(axis=0).tolist(),
         profile_flow_mev=sampled.energy_per_layer_mev.mean(axis=0).tolist(),
-        n_reference=len(ref), samples_per_shower=samples_per_shower, floor_factor=floor_factor,
-        profile_tolerance=profile_tolerance, profile_layers=profile_layers, spread_tolerance=spread_tolerance,
+        n_reference=len(ref),
+        samples_per_shower=samples_per_shower,
+        floor_factor=floor_factor,
+        profile_tolerance=profile_tolerance,
+        profile_layers=profile_layers,
+        spread_tolerance=spread_tolerance,
     )
     spread_names, spread_ref = _spread_quantities(ref)
     _, spread_flow = _spread_quantities(sampled)
@@ -188,8 +202,11 @@ def check_shower_flow(
     for name in ("N", "E_vis/E_inc"):
         check.passed[f"W1({name}) <= {floor_factor:g} x floor"] = check.ratio(name) <= floor_factor
     within = [abs(r - 1.0) <= spread_tolerance for r in check.spread_ratio]
-    check.passed[f"spread at fixed energy of {', '.join(check.spread_names)} within {100 * spread_tolerance:g}%"] = all(within)
+    check.passed[f"spread at fixed energy of {', '.join(check.spread_names)} within {100 * spread_tolerance:g}%"] = all(
+        within
+    )
     dev = np.abs(check.profile_deviation()[:profile_layers])
     check.passed[f"mean layer energy within {100 * profile_tolerance:g}% in layers 0-{profile_layers - 1}"] = bool(
-        np.all(dev <= profile_tolerance))
+        np.all(dev <= profile_tolerance)
+    )
     return check

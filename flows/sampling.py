@@ -84,8 +84,10 @@ class ShowerFlow(nn.Module):
             if not bool((torch.isfinite(energy) & (energy > 0)).all()):
                 bad = energy[~torch.isfinite(energy) | (energy <= 0)][0].item()
                 raise ValueError(f"incident_energy_gev must be finite and > 0, got {bad}")
-            msg = (f"incident energies {energy.min().item():.4g}-{energy.max().item():.4g} GeV reach outside "
-                   f"the training range {lo:.4g}-{hi:.4g} GeV; the flow extrapolates there")
+            msg = (
+                f"incident energies {energy.min().item():.4g}-{energy.max().item():.4g} GeV reach outside "
+                f"the training range {lo:.4g}-{hi:.4g} GeV; the flow extrapolates there"
+            )
             warnings.warn(msg, EnergyRangeWarning, stacklevel=3)
         extra = None
         if extra_conditions is not None:
@@ -155,6 +157,9 @@ class ShowerFlow(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         """Short summary for printing."""
-        return {"n_layers": self.n_layers, "dim": self.preprocessing.dim,
-                "parameters": sum(p.numel() for p in self.parameters()),
-                "energy_range_gev": self.energy_range_gev}
+        return {
+            "n_layers": self.n_layers,
+            "dim": self.preprocessing.dim,
+            "parameters": sum(p.numel() for p in self.parameters()),
+            "energy_range_gev": self.energy_range_gev,
+        }

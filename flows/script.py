@@ -45,8 +45,16 @@ class CouplingStep(nn.Module):
 class SplineStep(nn.Module):
     """Rational-quadratic spline (``flows.transforms._RQSpline._call``) followed by a permutation."""
 
-    def __init__(self, net: nn.Module, features: int, bins: int, bound: float, min_bin: float,
-                 min_derivative: float, perm: Tensor) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        features: int,
+        bins: int,
+        bound: float,
+        min_bin: float,
+        min_derivative: float,
+        perm: Tensor,
+    ) -> None:
         super().__init__()
         self.net = net
         self.features, self.bins, self.bound = int(features), int(bins), float(bound)
@@ -58,8 +66,10 @@ class SplineStep(nn.Module):
         k, bound = self.bins, self.bound
         params = self.net(context).unflatten(-1, [self.features, 3 * k - 1]).split([2 * k, k - 1], dim=-1)
         raw, d_raw = params[0], params[1]
-        wh = torch.softmax(raw.unflatten(-1, [2, k]), dim=-1) * ((1 - self.min_bin * k) * 2 * bound) \
+        wh = (
+            torch.softmax(raw.unflatten(-1, [2, k]), dim=-1) * ((1 - self.min_bin * k) * 2 * bound)
             + self.min_bin * 2 * bound
+        )
         right = torch.cumsum(wh, dim=-1) - bound
         x_inner = right[..., 0, :-1]
         deriv = F.pad(F.softplus(d_raw + self.softplus_one) + self.min_derivative, [1, 1], value=1.0)
@@ -101,8 +111,17 @@ class TransformChain(nn.Module):
                 i_coupling += 1
             elif kind == "spline":
                 s = model.splines[i_spline]
-                steps.append(SplineStep(s.net, s.features, s.bins, s.bound, flow_transforms._MIN_BIN,
-                                        flow_transforms._MIN_DERIVATIVE, perm))
+                steps.append(
+                    SplineStep(
+                        s.net,
+                        s.features,
+                        s.bins,
+                        s.bound,
+                        flow_transforms._MIN_BIN,
+                        flow_transforms._MIN_DERIVATIVE,
+                        perm,
+                    )
+                )
                 i_spline += 1
             else:
                 raise ValueError(f"unknown flow transform kind {kind!r}")

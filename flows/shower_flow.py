@@ -54,8 +54,11 @@ class ShowerFlowModel(nn.Module):
                 self.kinds += ["coupling", "permute"]
                 self.register_buffer(f"perm_{n_perm}", torch.randperm(features, generator=gen))
                 n_perm += 1
-            self.splines.append(ConditionalRQSpline(features, context, config.spline_hidden,
-                                                    bins=config.spline_bins, bound=config.spline_bound))
+            self.splines.append(
+                ConditionalRQSpline(
+                    features, context, config.spline_hidden, bins=config.spline_bins, bound=config.spline_bound
+                )
+            )
             self.kinds += ["spline", "permute"]
             self.register_buffer(f"perm_{n_perm}", torch.randperm(features, generator=gen))
             n_perm += 1

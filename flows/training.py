@@ -45,7 +45,7 @@ __all__ = ["train_shower_flow", "LOSS_LOG_NAME"]
 LOSS_LOG_NAME = "losses.csv"
 _LOG_FIELDS = ("step", "train_loss", "val_loss", "learning_rate", "elapsed_s")
 _EVAL_BATCH = 4096  # showers per forward pass when computing the validation loss
-_EVAL_SEED = 0      # seed of the validation set's dequantisation noise
+_EVAL_SEED = 0  # seed of the validation set's dequantisation noise
 
 
 def _learning_rate(config: FlowConfig, step: int, total: int) -> float:
@@ -92,8 +92,12 @@ def _mean_loss(flow: ShowerFlow, features: ShowerFeatures) -> float:
 
 def _write_log(out: Path, history: list[dict[str, float]]) -> None:
     write_metrics_csv(out / LOSS_LOG_NAME, history, _LOG_FIELDS)
-    write_curve_png(out / "curve.png", history, "Shower Flow",
-                    {"train_loss": "training loss (mean over interval)", "val_loss": "validation loss"})
+    write_curve_png(
+        out / "curve.png",
+        history,
+        "Shower Flow",
+        {"train_loss": "training loss (mean over interval)", "val_loss": "validation loss"},
+    )
 
 
 def _calibrate_best(out: Path, train: ShowerFeatures, cfg: FlowConfig, detector: DetectorConfig) -> None:
@@ -107,7 +111,9 @@ def _calibrate_best(out: Path, train: ShowerFeatures, cfg: FlowConfig, detector:
     save_checkpoint(out / BEST_NAME, flow_checkpoint(best, detector=detector, training=training))
 
 
-def _start(config: RunConfig, train: ShowerFeatures, out: Path, resume: bool, seed: int, device: str) -> tuple[Any, ...]:
+def _start(
+    config: RunConfig, train: ShowerFeatures, out: Path, resume: bool, seed: int, device: str
+) -> tuple[Any, ...]:
     last = out / LAST_NAME
     if resume and last.is_file():
         ckpt = read_checkpoint(last)
@@ -123,9 +129,17 @@ def _start(config: RunConfig, train: ShowerFeatures, out: Path, resume: bool, se
     pre = FeaturePreprocessing.fit(train, range_margin=config.flow.range_margin)
     flow = ShowerFlow(pre, config.flow).to(device)
     gen = torch.Generator().manual_seed(seed)
-    state = {"step": 0, "history": [], "best_val_loss": float("inf"), "pending_loss_sum": 0.0,
-             "pending_loss_count": 0, "rng_state": gen.get_state(), "optimizer": None, "seed": seed,
-             "elapsed_s": 0.0}
+    state = {
+        "step": 0,
+        "history": [],
+        "best_val_loss": float("inf"),
+        "pending_loss_sum": 0.0,
+        "pending_loss_count": 0,
+        "rng_state": gen.get_state(),
+        "optimizer": None,
+        "seed": seed,
+        "elapsed_s": 0.0,
+    }
     return flow, config.flow, config.detector, state
 
 
@@ -177,8 +191,13 @@ def train_shower_flow(
         stored = read_checkpoint(out / LAST_NAME)
         detector = flow_detector_config(stored)
         cfg = config_from_dict({"flow": stored["config"]["flow"]}).flow
-    feature_args = {"n_layers": detector.n_layers, "condition_names": cfg.condition_names,
-                    "chunk_showers": cfg.chunk_showers, "cache_dir": out, "progress": progress}
+    feature_args = {
+        "n_layers": detector.n_layers,
+        "condition_names": cfg.condition_names,
+        "chunk_showers": cfg.chunk_showers,
+        "cache_dir": out,
+        "progress": progress,
+    }
     train = file_features(data, **feature_args)
     val_features = file_features(val, **feature_args) if val is not None else None
     flow, cfg, detector, state = _start(RunConfig(detector=detector, flow=cfg), train, out, resume, seed, device)
@@ -190,8 +209,18 @@ def train_shower_flow(
     gen.set_state(state["rng_state"])
     batches = _Batches(flow, train, cfg, gen)
     with atomic_path(out / "config.json") as tmp:
-        tmp.write_text(json.dumps({"detector": config_to_dict(detector), "flow": config_to_dict(cfg),
-                                   "data": str(data), "val": str(val) if val else None, "steps": total}, indent=2))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "detector": config_to_dict(detector),
+                    "flow": config_to_dict(cfg),
+                    "data": str(data),
+                    "val": str(val) if val else None,
+                    "steps": total,
+                },
+                indent=2,
+            )
+        )
 
     t0 = time.perf_counter()
     elapsed0 = float(state.get("elapsed_s", 0.0))
@@ -200,15 +229,21 @@ def train_shower_flow(
         return elapsed0 + time.perf_counter() - t0
 
     def save(step: int) -> None:
-        state.update(step=step, rng_state=gen.get_state(), optimizer=optimizer.state_dict(), total_steps=total,
-                     elapsed_s=elapsed())
+        state.update(
+            step=step,
+            rng_state=gen.get_state(),
+            optimizer=optimizer.state_dict(),
+            total_steps=total,
+            elapsed_s=elapsed(),
+        )
         save_checkpoint(out / LAST_NAME, flow_checkpoint(flow, detector=detector, training=state))
         _write_log(out, state["history"])
 
     step = int(state["step"])
     last_row = state["history"][-1] if state["history"] else {}
-    bar = tqdm(total=total, initial=min(step, total), desc="train-flow", unit="step", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total, initial=min(step, total), desc="train-flow", unit="step", disable=not progress, dynamic_ncols=True
+    )
     if last_row:
         bar.set_postfix(train=f"{last_row['train_loss']:.3f}", val=f"{last_row['val_loss']:.3f}")
     flow.train()
@@ -241,14 +276,20 @@ def train_shower_flow(
                     train_loss = state["pending_loss_sum"] / max(state["pending_loss_count"], 1)
                     val_loss = _mean_loss(flow, val_features) if val_features is not None else train_loss
                     flow.train()
-                    row = {"step": step, "train_loss": train_loss, "val_loss": val_loss,
-                           "learning_rate": optimizer.param_groups[0]["lr"], "elapsed_s": elapsed()}
+                    row = {
+                        "step": step,
+                        "train_loss": train_loss,
+                        "val_loss": val_loss,
+                        "learning_rate": optimizer.param_groups[0]["lr"],
+                        "elapsed_s": elapsed(),
+                    }
                     state["history"].append(row)
                     state["pending_loss_sum"], state["pending_loss_count"] = 0.0, 0
                     if math.isfinite(val_loss) and val_loss < state["best_val_loss"]:
                         state["best_val_loss"] = val_loss
-                        best = flow_checkpoint(flow, detector=detector,
-                                               training={"step": step, "val_loss": val_loss, "data": str(data)})
+                        best = flow_checkpoint(
+                            flow, detector=detector, training={"step": step, "val_loss": val_loss, "data": str(data)}
+                        )
                         save_checkpoint(out / BEST_NAME, best)
                     save(step)
                     bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
@@ -269,5 +310,12 @@ def train_shower_flow(
     flow.eval()
     if step >= total and cfg.calibrate_profile:
         _calibrate_best(out, train, cfg, detector)
-    return {"step": step, "best_val_loss": state["best_val_loss"], "best": out / BEST_NAME,
-            "last": out / LAST_NAME, "log": out / LOSS_LOG_NAME, "stopped": stopped, "elapsed_s": elapsed()}
+    return {
+        "step": step,
+        "best_val_loss": state["best_val_loss"],
+        "best": out / BEST_NAME,
+        "last": out / LAST_NAME,
+        "log": out / LOSS_LOG_NAME,
+        "stopped": stopped,
+        "elapsed_s": elapsed(),
+    }

@@ -25,7 +25,7 @@ from torch.distributions import Transform, constraints
 
 __all__ = ["ConditionalAffineCouplingTanh", "ConditionalRQSpline", "mlp"]
 
-_MIN_BIN = 1e-3         # minimum bin width/height as a fraction of the spline interval
+_MIN_BIN = 1e-3  # minimum bin width/height as a fraction of the spline interval
 _MIN_DERIVATIVE = 1e-3  # minimum knot derivative
 
 
@@ -129,10 +129,12 @@ class _RQSpline(_VectorTransform):
         self.bound = bound
         # widths and heights together: (..., D, 2, K), each row a softmax scaled to the interval
         raw, d_raw = params.split([2 * bins, bins - 1], dim=-1)
-        wh = torch.softmax(raw.unflatten(-1, (2, bins)), dim=-1) * ((1 - _MIN_BIN * bins) * 2 * bound) \
+        wh = (
+            torch.softmax(raw.unflatten(-1, (2, bins)), dim=-1) * ((1 - _MIN_BIN * bins) * 2 * bound)
             + _MIN_BIN * 2 * bound
+        )
         right = torch.cumsum(wh, dim=-1) - bound  # right edges of the bins in x (row 0) and y (row 1)
-        self.x_inner = right[..., 0, :-1]         # the K-1 interior knots, for the bin search
+        self.x_inner = right[..., 0, :-1]  # the K-1 interior knots, for the bin search
         self.y_inner = right[..., 1, :-1]
         # softplus(raw + log(e - 1)) = 1 at raw = 0; boundary derivatives are 1 (identity tails)
         deriv = F.pad(F.softplus(d_raw + 0.5413248546129181) + _MIN_DERIVATIVE, (1, 1), value=1.0)
@@ -189,7 +191,9 @@ class ConditionalRQSpline(ConditionalTransformModule):
         bound: the spline covers [-bound, bound]; it is the identity outside.
     """
 
-    def __init__(self, features: int, context: int, hidden: Sequence[int], *, bins: int = 8, bound: float = 4.0) -> None:
+    def __init__(
+        self, features: int, context: int, hidden: Sequence[int], *, bins: int = 8, bound: float = 4.0
+    ) -> None:
         super().__init__()
         self.features, self.bins, self.bound = features, bins, bound
         self.net = mlp(context, hidden, features * (3 * bins - 1))

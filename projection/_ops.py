@@ -43,7 +43,6 @@ class NumpyOps:
     def to_f32(x: Any) -> Any:
         return x.astype(np.float32)
 
-
     @staticmethod
     def where(cond: Any, a: Any, b: Any) -> Any:
         return np.where(cond, a, b)
@@ -63,7 +62,6 @@ class NumpyOps:
     @staticmethod
     def searchsorted(a: Any, v: Any) -> Any:
         return np.searchsorted(a, v)
-
 
     @staticmethod
     def nonzero(mask: Any) -> Any:
@@ -127,7 +125,6 @@ class TorchOps:
     def to_f32(x: Any) -> Any:
         return x.float()
 
-
     @staticmethod
     def where(cond: Any, a: Any, b: Any) -> Any:
         import torch
@@ -153,7 +150,6 @@ class TorchOps:
         import torch
 
         return torch.searchsorted(a, v.contiguous())
-
 
     @staticmethod
     def nonzero(mask: Any) -> Any:

@@ -62,6 +62,7 @@ def bench_projection(
         threshold_mev: optional cell threshold.
     """
     if backend == "numpy":
+
         def call() -> None:
             project(showers, geometry, threshold_mev=threshold_mev)
 

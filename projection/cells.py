@@ -73,7 +73,9 @@ class CellHits:
         counts = np.concatenate([np.diff(p.offsets) for p in parts])
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        joined = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls) if f.name != "offsets"}
+        joined = {
+            f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls) if f.name != "offsets"
+        }
         return cls(offsets=offsets, **joined)
 
     @classmethod
@@ -81,9 +83,15 @@ class CellHits:
         """No showers."""
         z = np.zeros(0)
         return cls(
-            offsets=np.zeros(1, np.int64), cell_id=z.astype(np.int64), layer=z.astype(np.int64),
-            x_mm=z.astype(np.float32), y_mm=z.astype(np.float32), z_mm=z.astype(np.float32),
-            e_mev=z.astype(np.float32), lost_mev=z, below_threshold_mev=z,
+            offsets=np.zeros(1, np.int64),
+            cell_id=z.astype(np.int64),
+            layer=z.astype(np.int64),
+            x_mm=z.astype(np.float32),
+            y_mm=z.astype(np.float32),
+            z_mm=z.astype(np.float32),
+            e_mev=z.astype(np.float32),
+            lost_mev=z,
+            below_threshold_mev=z,
         )
 
     def shower(self, i: int) -> CellHits:

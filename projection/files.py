@@ -20,7 +20,14 @@ from caloclouds.io.atomic import check_output_path
 from projection.geometry import Geometry
 from projection.project import project, project_torch
 
-__all__ = ["ProjectionSummary", "project_file", "projection_metadata", "energy_source_label", "check_placement", "OUTPUT_SUFFIXES"]
+__all__ = [
+    "ProjectionSummary",
+    "project_file",
+    "projection_metadata",
+    "energy_source_label",
+    "check_placement",
+    "OUTPUT_SUFFIXES",
+]
 
 OUTPUT_SUFFIXES = (".h5", ".hdf5", ".root")
 DEFAULT_CHUNK_SHOWERS = 1000
@@ -34,8 +41,9 @@ def energy_source_label(geometry_name: str) -> str:
     source = "Geant4 energy deposits in the 0.5 mm silicon of an ILD-like Si-W ECAL (or a model trained on them)"
     if geometry_name in NATIVE_GEOMETRIES or geometry_name.startswith("square:"):
         return f"{source}, binned onto {geometry_name} cells"
-    return (f"{source}, re-binned onto {geometry_name} cells; not a simulation of the {geometry_name} "
-            "absorbers and sensors")
+    return (
+        f"{source}, re-binned onto {geometry_name} cells; not a simulation of the {geometry_name} absorbers and sensors"
+    )
 
 
 def check_placement(*, impact_mm: Sequence[float], rotation_rad: float, chunk_showers: int) -> None:
@@ -144,11 +152,23 @@ def project_file(
     check_placement(impact_mm=impact_mm, rotation_rad=rotation_rad, chunk_showers=chunk_showers)
     mip_mev = detector.mip_mev if mip_mev is None else mip_mev
     options: dict[str, Any] = dict(
-        impact_mm=impact_mm, rotation_rad=rotation_rad, layer_map=layer_map,
-        threshold_mev=threshold_mev, threshold_mip=threshold_mip, mip_mev=mip_mev, n_shower_layers=detector.n_layers,
+        impact_mm=impact_mm,
+        rotation_rad=rotation_rad,
+        layer_map=layer_map,
+        threshold_mev=threshold_mev,
+        threshold_mip=threshold_mip,
+        mip_mev=mip_mev,
+        n_shower_layers=detector.n_layers,
     )
-    attrs = projection_metadata(geometry, impact_mm=impact_mm, rotation_rad=rotation_rad, layer_map=layer_map,
-                                threshold_mev=threshold_mev, threshold_mip=threshold_mip, mip_mev=mip_mev)
+    attrs = projection_metadata(
+        geometry,
+        impact_mm=impact_mm,
+        rotation_rad=rotation_rad,
+        layer_map=layer_map,
+        threshold_mev=threshold_mev,
+        threshold_mip=threshold_mip,
+        mip_mev=mip_mev,
+    )
     attrs["detector"] = detector.name
     attrs["n_shower_layers"] = detector.n_layers
     if input_format is None:
@@ -164,7 +184,10 @@ def project_file(
                 import torch
 
                 cells = project_torch(
-                    torch.from_numpy(showers.points).to(device), torch.from_numpy(showers.offsets).to(device), geometry, **options
+                    torch.from_numpy(showers.points).to(device),
+                    torch.from_numpy(showers.offsets).to(device),
+                    geometry,
+                    **options,
                 ).numpy()
             writer.write(showers, cells=cells)
             summary.showers += len(showers)

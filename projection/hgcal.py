@@ -50,7 +50,15 @@ from projection.hexgrid import NEIGHBOURS_QR, hex_constants, hex_round
 from projection.mip import HGCAL_THICKNESS_UM, THICKNESS_EXTRA
 from projection.placement import resolve_layer_map
 
-__all__ = ["load_hgcal", "decode_detid", "assign", "wafer_outlines", "REQUIRED_TABLES", "CELLS_PER_WAFER_EDGE", "LATTICE_TOLERANCE_MM"]
+__all__ = [
+    "load_hgcal",
+    "decode_detid",
+    "assign",
+    "wafer_outlines",
+    "REQUIRED_TABLES",
+    "CELLS_PER_WAFER_EDGE",
+    "LATTICE_TOLERANCE_MM",
+]
 
 REQUIRED_TABLES = (
     "cell_k",
@@ -216,7 +224,9 @@ def load_hgcal(path: str | Path, *, shower_detector: DetectorConfig) -> Geometry
     r = np.zeros(len(x), np.int64)
     for d in (0, 1):
         sel = density == d
-        q[sel], r[sel] = _np_round(x[sel] - lattice_origin_arr[c_lat[sel], 0], y[sel] - lattice_origin_arr[c_lat[sel], 1], pitch[d], False)
+        q[sel], r[sel] = _np_round(
+            x[sel] - lattice_origin_arr[c_lat[sel], 0], y[sel] - lattice_origin_arr[c_lat[sel], 1], pitch[d], False
+        )
     lx, ly = _lattice_xy(q, r, c_pitch)
     dev = np.hypot(x - lattice_origin_arr[c_lat, 0] - lx, y - lattice_origin_arr[c_lat, 1] - ly).max()
     if dev > LATTICE_TOLERANCE_MM:
@@ -233,7 +243,9 @@ def load_hgcal(path: str | Path, *, shower_detector: DetectorConfig) -> Geometry
         if not sel.any():
             raise InputFileError(path, f"layer {lay} has no complete wafer to fix the wafer lattice")
         wafer_origin[lay] = (np.median(mean_x[sel] - w_x[sel]), np.median(mean_y[sel] - w_y[sel]))
-        dev = np.hypot(mean_x[sel] - w_x[sel] - wafer_origin[lay, 0], mean_y[sel] - w_y[sel] - wafer_origin[lay, 1]).max()
+        dev = np.hypot(
+            mean_x[sel] - w_x[sel] - wafer_origin[lay, 0], mean_y[sel] - w_y[sel] - wafer_origin[lay, 1]
+        ).max()
         if dev > LATTICE_TOLERANCE_MM:
             raise InputFileError(path, f"layer {lay}: a wafer centre is {dev:.3g} mm off the wafer lattice")
     wq, wr = _np_round(w_x, w_y, wafer_w, True)
@@ -249,10 +261,17 @@ def load_hgcal(path: str | Path, *, shower_detector: DetectorConfig) -> Geometry
     if np.count_nonzero(cell_lut >= 0) != len(x) or np.count_nonzero(wafer_lut >= 0) != n_wafers:
         raise InputFileError(path, "two cells or wafers share one lattice position")
     for lut in (wafer_lut, cell_lut):  # _lookup relies on empty borders
-        assert np.all(lut[..., 0, :] < 0) and np.all(lut[..., -1, :] < 0) and np.all(lut[..., :, 0] < 0) and np.all(lut[..., :, -1] < 0)
+        assert (
+            np.all(lut[..., 0, :] < 0)
+            and np.all(lut[..., -1, :] < 0)
+            and np.all(lut[..., :, 0] < 0)
+            and np.all(lut[..., :, -1] < 0)
+        )
     tables = {
         "pitch_mm": pitch,  # (2,) HD, LD flat-to-flat cell pitch
-        "cell_k": np.array([hex_constants(p) for p in pitch], dtype=np.float32)[lattice_density_arr].T.copy(),  # (3, lattices)
+        "cell_k": np.array([hex_constants(p) for p in pitch], dtype=np.float32)[
+            lattice_density_arr
+        ].T.copy(),  # (3, lattices)
         "cell_origin_x_mm": lattice_origin_arr[:, 0].astype(np.float32),  # centre of cell (0, 0) of each lattice
         "cell_origin_y_mm": lattice_origin_arr[:, 1].astype(np.float32),
         "lattice_density": lattice_density_arr,
@@ -268,12 +287,18 @@ def load_hgcal(path: str | Path, *, shower_detector: DetectorConfig) -> Geometry
     }
     unknown = sorted(set(np.unique(fields["type"]).tolist()) - set(HGCAL_THICKNESS_UM))
     if unknown:
-        raise InputFileError(path, f"cell types {unknown} have no known silicon thickness (expected {sorted(HGCAL_THICKNESS_UM)})", where="detid")
+        raise InputFileError(
+            path,
+            f"cell types {unknown} have no known silicon thickness (expected {sorted(HGCAL_THICKNESS_UM)})",
+            where="detid",
+        )
     thickness_lut = np.array([HGCAL_THICKNESS_UM[t] for t in sorted(HGCAL_THICKNESS_UM)])
     thickness_um = thickness_lut[fields["type"]]
     det = shower_detector
     lmap = resolve_layer_map("linear", n_shower_layers=det.n_layers, n_detector_layers=n_layers)
-    z = np.bincount(lmap, weights=det.layer_centre_z_mm, minlength=n_layers) / np.maximum(np.bincount(lmap, minlength=n_layers), 1)
+    z = np.bincount(lmap, weights=det.layer_centre_z_mm, minlength=n_layers) / np.maximum(
+        np.bincount(lmap, minlength=n_layers), 1
+    )
     return Geometry(
         name="hgcal",
         kind="hgcal",
@@ -332,7 +357,10 @@ def assign(tables: dict[str, Any], layer: Any, x: Any, y: Any) -> Any:
     wq, wr = hex_round(
         x - ops.take(tables["wafer_origin_x_mm"], layer),
         y - ops.take(tables["wafer_origin_y_mm"], layer),
-        wk[0], wk[1], wk[2], pointy=True,
+        wk[0],
+        wk[1],
+        wk[2],
+        pointy=True,
     )
     w_min = tables["wafer_qr_min"]
     wafer = _lookup(tables["wafer_lut"], wq - int(w_min[0]), wr - int(w_min[1]), layer, ops)
@@ -351,7 +379,9 @@ def assign(tables: dict[str, Any], layer: Any, x: Any, y: Any) -> Any:
     return cell
 
 
-def _sliver(tables: dict[str, Any], ops: Any, layer: Any, q: Any, r: Any, cx: Any, cy: Any, wafer: Any, lattice: Any) -> Any:
+def _sliver(
+    tables: dict[str, Any], ops: Any, layer: Any, q: Any, r: Any, cx: Any, cy: Any, wafer: Any, lattice: Any
+) -> Any:
     """Step 3 of the rule, for the points whose hexagon has no cell on their wafer's lattice."""
     c_min = tables["cell_qr_min"]
     half_root3 = ops.f32(_SQRT3 / 2, cx)
@@ -359,7 +389,11 @@ def _sliver(tables: dict[str, Any], ops: Any, layer: Any, q: Any, r: Any, cx: An
     p = ops.to_f32(tables["pitch_mm"][tables["lattice_density"][lattice]])
     # the centre of the rounded hexagon -> the wafer it lies in
     hx = ops.to_f32(q) * half_root3 * p + tables["cell_origin_x_mm"][lattice] - tables["wafer_origin_x_mm"][layer]
-    hy = (ops.to_f32(r) + ops.to_f32(q) * half) * p + tables["cell_origin_y_mm"][lattice] - tables["wafer_origin_y_mm"][layer]
+    hy = (
+        (ops.to_f32(r) + ops.to_f32(q) * half) * p
+        + tables["cell_origin_y_mm"][lattice]
+        - tables["wafer_origin_y_mm"][layer]
+    )
     wk = tables["wafer_k"]
     hq, hr = hex_round(hx, hy, wk[0], wk[1], wk[2], pointy=True)
     w_min = tables["wafer_qr_min"]

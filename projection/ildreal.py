@@ -27,7 +27,14 @@ from projection.geometry import Geometry, read_npz
 
 __all__ = ["load_ild_real", "square_cells", "assign", "REQUIRED_TABLES"]
 
-REQUIRED_TABLES = ("pitch_mm", "bucket_origin_x_mm", "bucket_origin_y_mm", "bucket_shape", "bucket_start", "bucket_cells")
+REQUIRED_TABLES = (
+    "pitch_mm",
+    "bucket_origin_x_mm",
+    "bucket_origin_y_mm",
+    "bucket_shape",
+    "bucket_start",
+    "bucket_cells",
+)
 _BIG_MM = 1.0e9  # L-infinity distance of an empty candidate slot
 _REQUIRED_ARRAYS = ("layer", "x_mm", "z_mm", "layer_bottom_y_mm", "si_thickness_mm", "cell_pitch_mm", "gun_position_mm")
 
@@ -117,7 +124,9 @@ def load_ild_real(path: str | Path) -> Geometry:
     bottom = content["layer_bottom_y_mm"].astype(np.float64)
     layer = content["layer"].astype(np.int64)
     if layer.min() < 0 or layer.max() >= len(bottom):
-        raise InputFileError(path, f"layer values {layer.min()}..{layer.max()} outside 0..{len(bottom) - 1}", where="layer")
+        raise InputFileError(
+            path, f"layer values {layer.min()}..{layer.max()} outside 0..{len(bottom) - 1}", where="layer"
+        )
     try:
         return square_cells(
             layer=layer,

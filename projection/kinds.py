@@ -22,9 +22,9 @@ __all__ = ["CellKind", "KINDS", "cell_kind"]
 class CellKind:
     """One geometry kind."""
 
-    assign: Callable[..., Any]              # assign(tables, layer, x, y) -> cell id, -1 = no cell.
-    required_tables: tuple[str, ...]        # Keys of Geometry.tables this rule reads.
-    blockable: bool = True                  # False: per-call set-up (KD-trees), assign all points at once.
+    assign: Callable[..., Any]  # assign(tables, layer, x, y) -> cell id, -1 = no cell.
+    required_tables: tuple[str, ...]  # Keys of Geometry.tables this rule reads.
+    blockable: bool = True  # False: per-call set-up (KD-trees), assign all points at once.
 
 
 KINDS: dict[str, CellKind] = {

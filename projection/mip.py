@@ -33,13 +33,13 @@ __all__ = [
     "THICKNESS_EXTRA",
 ]
 
-K_MEV_CM2_PER_MOL = 0.307075      # 4 pi N_A r_e^2 m_e c^2
-SILICON_Z_OVER_A = 0.49848        # <Z/A> of silicon (mol/g)
+K_MEV_CM2_PER_MOL = 0.307075  # 4 pi N_A r_e^2 m_e c^2
+SILICON_Z_OVER_A = 0.49848  # <Z/A> of silicon (mol/g)
 SILICON_DENSITY_G_CM3 = 2.329
-SILICON_PLASMA_EV = 31.05         # hbar omega_p of silicon
+SILICON_PLASMA_EV = 31.05  # hbar omega_p of silicon
 ELECTRON_MASS_EV = 510998.95
 LANDAU_J = 0.200
-REFERENCE_THICKNESS_UM = 500.0    # silicon of the ILD-like simulation (shared data README)
+REFERENCE_THICKNESS_UM = 500.0  # silicon of the ILD-like simulation (shared data README)
 HGCAL_THICKNESS_UM = {0: 120.0, 1: 200.0, 2: 300.0}  # HGCal celltype -> sensor thickness
 THICKNESS_EXTRA = "silicon_thickness_um"  # per-cell Geometry.extras key read by projection.project
 

@@ -86,7 +86,9 @@ def plot_shower(
     e = hits.e_mev.astype(np.float64)
     if centre_mm is None:
         weight = e.sum()
-        centre_mm = (float((hits.x_mm * e).sum() / weight), float((hits.y_mm * e).sum() / weight)) if weight > 0 else (0.0, 0.0)
+        centre_mm = (
+            (float((hits.x_mm * e).sum() / weight), float((hits.y_mm * e).sum() / weight)) if weight > 0 else (0.0, 0.0)
+        )
     cx, cy = centre_mm
     positive = e[e > 0]
     vmin = max(float(positive.min()), float(positive.max()) * 1e-4) if len(positive) else 1e-3
@@ -94,7 +96,9 @@ def plot_shower(
     norm = LogNorm(vmin=vmin, vmax=vmax)
     cmap = plt.get_cmap("viridis")
     rows, cols = _grid(len(layers))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols + 1.2, 2.3 * rows + 0.9), sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.3 * cols + 1.2, 2.3 * rows + 0.9), sharex=True, sharey=True, squeeze=False
+    )
     reach = half_width_mm + float(geometry.cell_size_mm.max(initial=0.0))
     for k, ax in enumerate(axes.flat):
         if k >= len(layers):
@@ -106,17 +110,25 @@ def plot_shower(
             & (np.abs(geometry.cell_x_mm - cx) < reach)
             & (np.abs(geometry.cell_y_mm - cy) < reach)
         )
-        ax.add_collection(PolyCollection(cell_polygons(geometry, in_layer), facecolors="#f2f2f2", edgecolors="#a8a8a8", linewidths=0.3))
+        ax.add_collection(
+            PolyCollection(
+                cell_polygons(geometry, in_layer), facecolors="#f2f2f2", edgecolors="#a8a8a8", linewidths=0.3
+            )
+        )
         mine = np.flatnonzero(hits.layer == layer)
         if len(mine):
             poly = cell_polygons(geometry, hits.cell_id[mine])
             ax.add_collection(
-                PolyCollection(poly, array=np.clip(e[mine], vmin, None), cmap=cmap, norm=norm, edgecolors="#555555", linewidths=0.2)
+                PolyCollection(
+                    poly, array=np.clip(e[mine], vmin, None), cmap=cmap, norm=norm, edgecolors="#555555", linewidths=0.2
+                )
             )
         if geometry.kind == "hgcal":
             from projection.hgcal import wafer_outlines
 
-            ax.add_collection(PolyCollection(wafer_outlines(geometry, layer), facecolors="none", edgecolors="#303030", linewidths=0.9))
+            ax.add_collection(
+                PolyCollection(wafer_outlines(geometry, layer), facecolors="none", edgecolors="#303030", linewidths=0.9)
+            )
         ax.set_xlim(cx - half_width_mm, cx + half_width_mm)
         ax.set_ylim(cy - half_width_mm, cy + half_width_mm)
         ax.set_aspect("equal")

@@ -36,9 +36,7 @@ __all__ = ["project", "project_torch", "resolve_threshold_mev", "cell_mip_scale"
 BLOCK_POINTS = 1 << 16  # points per cache block of the numpy assignment (temporaries ~256 kB each)
 
 
-def resolve_threshold_mev(
-    threshold_mev: float | None, threshold_mip: float | None, mip_mev: float
-) -> float | None:
+def resolve_threshold_mev(threshold_mev: float | None, threshold_mip: float | None, mip_mev: float) -> float | None:
     """The cell threshold in MeV from either a MeV or a MIP value (not both)."""
     if threshold_mev is not None and threshold_mip is not None:
         msg = f"give threshold_mev ({threshold_mev}) or threshold_mip ({threshold_mip}), not both"
@@ -210,7 +208,9 @@ def project_torch(
     lmap = torch.as_tensor(_layer_map(geometry, layer_map, n_shower_layers), device=device)
     n_showers, n_cells = len(offsets) - 1, geometry.n_cells
     det_layer = lmap[shower_layer]
-    x, y = place_xy(points[:, 0].contiguous(), points[:, 1].contiguous(), impact_mm=impact_mm, rotation_rad=rotation_rad)
+    x, y = place_xy(
+        points[:, 0].contiguous(), points[:, 1].contiguous(), impact_mm=impact_mm, rotation_rad=rotation_rad
+    )
     assign = KINDS[geometry.kind].assign
     valid = det_layer >= 0
     if bool(valid.all()):

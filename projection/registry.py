@@ -71,10 +71,7 @@ def get_geometry(
     path = Path(text)
     if path.suffix == ".npz" or path.exists():
         return load_geometry(path)
-    msg = (
-        f"unknown geometry {text!r}; valid names: {', '.join(GEOMETRY_NAMES)}, "
-        "or the path of a .npz geometry file"
-    )
+    msg = f"unknown geometry {text!r}; valid names: {', '.join(GEOMETRY_NAMES)}, or the path of a .npz geometry file"
     raise ProjectionError(msg)
 
 
@@ -92,7 +89,7 @@ def load_geometry(path: str | Path) -> Geometry:
     kind = str(content["kind"])
     if kind not in KINDS:
         raise InputFileError(path, f"unknown geometry kind {kind!r}; valid kinds: {sorted(KINDS)}", where="kind")
-    tables = {k[len("table/"):]: v for k, v in content.items() if k.startswith("table/")}
+    tables = {k[len("table/") :]: v for k, v in content.items() if k.startswith("table/")}
     missing_tables = [k for k in KINDS[kind].required_tables if k not in tables]
     if missing_tables:
         raise InputFileError(path, f"kind {kind!r} needs tables {missing_tables}", where="table")
@@ -108,7 +105,7 @@ def load_geometry(path: str | Path) -> Geometry:
             cell_shape=str(content["cell_shape"]),
             tables=tables,
             default_layer_map=str(content.get("default_layer_map", "identity")),
-            extras={k[len("extra/"):]: v for k, v in content.items() if k.startswith("extra/")},
+            extras={k[len("extra/") :]: v for k, v in content.items() if k.startswith("extra/")},
         )
     except ValueError as exc:
         raise InputFileError(path, str(exc)) from None

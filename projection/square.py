@@ -116,15 +116,21 @@ def square_geometry_from_spec(spec: str, *, detector: DetectorConfig) -> Geometr
         if len(parts) not in (2, 4) or not finite or not pitch > 0 or gap < 0 or (len(parts) == 4 and every < 1):
             raise ValueError
     except (IndexError, ValueError):
-        msg = (f"bad square geometry {spec!r}; expected square:PITCH_MM or square:PITCH_MM:EVERY:GAP_MM "
-               "with PITCH_MM > 0, EVERY >= 1 cells and GAP_MM >= 0")
+        msg = (
+            f"bad square geometry {spec!r}; expected square:PITCH_MM or square:PITCH_MM:EVERY:GAP_MM "
+            "with PITCH_MM > 0, EVERY >= 1 cells and GAP_MM >= 0"
+        )
         raise ProjectionError(msg) from None
     n_cells = (2 * math.ceil(ILD_HALF_WIDTH_MM / pitch)) ** 2 * detector.n_layers
     if n_cells > MAX_SPEC_CELLS:
-        raise ProjectionError(f"bad square geometry {spec!r}: a pitch of {pitch:g} mm gives {n_cells:.3g} cells, more than {MAX_SPEC_CELLS:.0e}")
+        raise ProjectionError(
+            f"bad square geometry {spec!r}: a pitch of {pitch:g} mm gives {n_cells:.3g} cells, more than {MAX_SPEC_CELLS:.0e}"
+        )
     period = pitch + (gap / every if every else 0.0)
     n = 2 * math.ceil(ILD_HALF_WIDTH_MM / period)
-    return square_grid(pitch_mm=pitch, layer_z_mm=detector.layer_centre_z_mm, n_cells=n, gap_every=every, gap_mm=gap, name=spec)
+    return square_grid(
+        pitch_mm=pitch, layer_z_mm=detector.layer_centre_z_mm, n_cells=n, gap_every=every, gap_mm=gap, name=spec
+    )
 
 
 def _cell_centre(index: np.ndarray, tables: dict[str, np.ndarray]) -> np.ndarray:

@@ -30,8 +30,19 @@ def test_convert_edm4hep_then_info(shared, tmp_path, capsys) -> None:
 
 def test_convert_to_root_then_info(shared, tmp_path, capsys) -> None:
     out = tmp_path / "x.root"
-    args = ["convert", str(shared("ild_single_photon.edm4hep.root")), "-o", str(out), "--format", "edm4hep",
-            "--box-mm", "300", "--collections", "ECalBarrelSiHitsEven", "ECalBarrelSiHitsOdd"]
+    args = [
+        "convert",
+        str(shared("ild_single_photon.edm4hep.root")),
+        "-o",
+        str(out),
+        "--format",
+        "edm4hep",
+        "--box-mm",
+        "300",
+        "--collections",
+        "ECalBarrelSiHitsEven",
+        "ECalBarrelSiHitsOdd",
+    ]
     assert main(args) == 0
     capsys.readouterr()
     assert main(["info", str(out)]) == 0
@@ -56,8 +67,11 @@ def test_convert_caloclouds_with_config(shared, tmp_path, capsys) -> None:
 def _bad_h5(tmp_path, name, *, points=None, offsets=None, energy=None, drop=None):
     path = tmp_path / name
     pts = np.array([[0, 0, 1, 0.5], [1, 1, 2, 0.25], [2, 2, 3, 1.0]], np.float32) if points is None else points
-    data = {"points": pts, "offsets": np.array([0, 2, 3]) if offsets is None else offsets,
-            "incident_energy_gev": np.array([10.0, 20.0], np.float32) if energy is None else energy}
+    data = {
+        "points": pts,
+        "offsets": np.array([0, 2, 3]) if offsets is None else offsets,
+        "incident_energy_gev": np.array([10.0, 20.0], np.float32) if energy is None else energy,
+    }
     with h5py.File(path, "w") as f:
         for k, v in data.items():
             if k != drop:
@@ -90,15 +104,27 @@ def _foreign_root(tmp_path):
 CASES = {
     "missing file": (lambda p: p / "nope.h5", "nope.h5: file not found"),
     "missing dataset": (lambda p: _bad_h5(p, "nooff.h5", drop="offsets"), r"nooff.h5: .*(missing|no known layout)"),
-    "inconsistent offsets": (lambda p: _bad_h5(p, "off.h5", offsets=np.array([0, 2, 5])), r"off.h5\[offsets\]: offsets run from 0 to 5"),
+    "inconsistent offsets": (
+        lambda p: _bad_h5(p, "off.h5", offsets=np.array([0, 2, 5])),
+        r"off.h5\[offsets\]: offsets run from 0 to 5",
+    ),
     "empty shower is valid": (lambda p: _bad_h5(p, "empty.h5", offsets=np.array([0, 3, 3])), None),
     "decreasing offsets": (
         lambda p: _bad_h5(p, "dec.h5", offsets=np.array([0, 3, 1, 3]), energy=np.ones(3, np.float32)),
         r"dec.h5\[offsets\]: offsets decrease at shower 1",
     ),
-    "nan": (lambda p: _bad_h5(p, "nan.h5", points=np.array([[0, np.nan, 1, 1]] * 3, np.float32)), r"nan.h5\[points\]: point 0 \(shower 0\) has a NaN"),
-    "inf energy": (lambda p: _bad_h5(p, "inf.h5", energy=np.array([np.inf, 1], np.float32)), r"inf.h5\[incident_energy_gev\]: NaN or inf"),
-    "negative energy": (lambda p: _bad_h5(p, "neg.h5", points=np.array([[0, 0, 1, -1.0]] * 3, np.float32)), r"neg.h5\[points\]: .*negative energy -1 MeV"),
+    "nan": (
+        lambda p: _bad_h5(p, "nan.h5", points=np.array([[0, np.nan, 1, 1]] * 3, np.float32)),
+        r"nan.h5\[points\]: point 0 \(shower 0\) has a NaN",
+    ),
+    "inf energy": (
+        lambda p: _bad_h5(p, "inf.h5", energy=np.array([np.inf, 1], np.float32)),
+        r"inf.h5\[incident_energy_gev\]: NaN or inf",
+    ),
+    "negative energy": (
+        lambda p: _bad_h5(p, "neg.h5", points=np.array([[0, 0, 1, -1.0]] * 3, np.float32)),
+        r"neg.h5\[points\]: .*negative energy -1 MeV",
+    ),
     "truncated hdf5": (_truncated, r"cut.h5: .*truncated"),
     "non-root .root": (_non_root, r"text.root: not an HDF5 or ROOT file \(the .root extension but no ROOT header\)"),
     "wrong branches": (_foreign_root, r"foreign.root: ROOT file with neither our 'events' layout nor EDM4hep"),

@@ -37,8 +37,10 @@ def test_shipped_configs_give_the_detector_its_mip(name: str) -> None:
 
 
 def test_an_old_config_loads_with_its_values_moved(tmp_path: Path) -> None:
-    old = {"evaluation": {"geometry": "ild", "mip_mev": 0.2, "cell_threshold_mip": 0.25, "n_batches": 4},
-           "detector": {"name": "old"}}
+    old = {
+        "evaluation": {"geometry": "ild", "mip_mev": 0.2, "cell_threshold_mip": 0.25, "n_batches": 4},
+        "detector": {"name": "old"},
+    }
     path = tmp_path / "old.yaml"
     path.write_text(yaml.safe_dump(old))
     config = load_config(path)
@@ -51,8 +53,10 @@ def test_an_old_config_loads_with_its_values_moved(tmp_path: Path) -> None:
         config_from_dict({"evaluation": {"mip_mev": 0.2}, "detector": {"mip_mev": 0.3}})
     with pytest.raises(ConfigError, match=r"detector\.mip_mev must be > 0, got 0"):
         config_from_dict({"evaluation": {"mip_mev": 0}})
-    assert old == {"evaluation": {"geometry": "ild", "mip_mev": 0.2, "cell_threshold_mip": 0.25, "n_batches": 4},
-                   "detector": {"name": "old"}}  # the caller's dict is not changed
+    assert old == {
+        "evaluation": {"geometry": "ild", "mip_mev": 0.2, "cell_threshold_mip": 0.25, "n_batches": 4},
+        "detector": {"name": "old"},
+    }  # the caller's dict is not changed
 
 
 def test_the_shipped_bundle_written_before_the_move_loads() -> None:

@@ -157,7 +157,10 @@ def test_the_graph_sees_every_module_and_lazy_imports() -> None:
     assert len(graph) > 100 and {"caloclouds.io.hdf5", "flows", "projection.project"} <= set(graph)
     # a relative import, a lazy import inside a function, and ``from package import module``
     assert strongly_connected({"a": {"b"}, "b": {"a"}, "c": {"c"}, "d": {"a"}}) == [{"a", "b"}, {"c"}]
-    assert "caloclouds.io.writers" in graph["projection.files"] or "caloclouds.io.writers" in graph["caloclouds.io.formats"]
+    assert (
+        "caloclouds.io.writers" in graph["projection.files"]
+        or "caloclouds.io.writers" in graph["caloclouds.io.formats"]
+    )
 
 
 def test_no_import_cycles_between_files() -> None:

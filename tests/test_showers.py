@@ -99,7 +99,7 @@ def test_largest_remainder_edge_cases():
     out = largest_remainder(weights, totals)
     assert out.dtype == torch.int64 and torch.equal(out.sum(1), totals) and int(out.min()) >= 0
     assert out[1].tolist() == [7, 0, 0]  # all-zero weights: everything in column 0
-    assert out[2, 0] == 0                # a negative weight counts as 0
+    assert out[2, 0] == 0  # a negative weight counts as 0
     assert sorted(out[0].tolist()) == [3, 3, 4]
 
 
@@ -124,8 +124,9 @@ def test_rotate_about_beam_axis_numpy_and_torch():
     offsets = np.array([0, 2, 3])
     x, y = np.array([1.0, 0.0, 2.0]), np.array([0.0, 1.0, 0.0])
     angle = np.array([np.pi / 2, 0.0])
-    xr, yr = rotate_about_beam_axis(torch.as_tensor(x), torch.as_tensor(y), torch.as_tensor(angle),
-                                    torch.as_tensor(shower_index(offsets)))
+    xr, yr = rotate_about_beam_axis(
+        torch.as_tensor(x), torch.as_tensor(y), torch.as_tensor(angle), torch.as_tensor(shower_index(offsets))
+    )
     np.testing.assert_allclose(xr.numpy(), [0.0, -1.0, 2.0], atol=1e-12)
     np.testing.assert_allclose(yr.numpy(), [1.0, 0.0, 0.0], atol=1e-12)
     xn, yn = rotate_about_beam_axis(x, y, angle, shower_index(offsets))
@@ -146,4 +147,3 @@ def test_standardised_w1():
     assert np.isnan(standardised_w1(a[:0], b)) and np.isnan(standardised_w1(a, b, b_weights=np.zeros(len(b))))
     w = rng.uniform(0, 1, len(a))
     assert standardised_w1(a, b, scale=2.0, a_weights=w) == float(wasserstein_distance(a, b, w) / 2.0)
-

@@ -66,7 +66,9 @@ def _check_device(spec: str) -> None:
     except RuntimeError:
         raise CaloCloudsError(f"--device {spec!r} is not a torch device; use cpu or cuda (cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise CaloCloudsError(f"--device {spec}: no CUDA device is available here (torch {torch.__version__}); use --device cpu")
+        raise CaloCloudsError(
+            f"--device {spec}: no CUDA device is available here (torch {torch.__version__}); use --device cpu"
+        )
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise CaloCloudsError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
 

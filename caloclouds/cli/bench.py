@@ -35,19 +35,36 @@ GEANT4_MS_PER_SHOWER = 600.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", metavar="DIR", help="model bundle (default: the shipped one)")
     parser.add_argument("-n", type=int, default=200, help="timed showers per configuration (default 200)")
-    parser.add_argument("--model-part", choices=["cm", "teacher"], help="which weights are timed: cm (default) or teacher")
-    parser.add_argument("--solver", metavar="NAME", help="solver of the timed model: consistency (cm, default), heun "
-                        "(teacher, default) or euler; a name of caloclouds.diffusion.sampling.SOLVERS")
-    parser.add_argument("--steps", type=int, metavar="K", help="solver steps of the timed model (default from its config)")
-    parser.add_argument("--edm-steps", type=int, default=13, help="Heun steps for the EDM timing (default 13; 0 skips it)")
+    parser.add_argument(
+        "--model-part", choices=["cm", "teacher"], help="which weights are timed: cm (default) or teacher"
+    )
+    parser.add_argument(
+        "--solver",
+        metavar="NAME",
+        help="solver of the timed model: consistency (cm, default), heun "
+        "(teacher, default) or euler; a name of caloclouds.diffusion.sampling.SOLVERS",
+    )
+    parser.add_argument(
+        "--steps", type=int, metavar="K", help="solver steps of the timed model (default from its config)"
+    )
+    parser.add_argument(
+        "--edm-steps", type=int, default=13, help="Heun steps for the EDM timing (default 13; 0 skips it)"
+    )
     parser.add_argument("--edm-n", type=int, default=20, help="timed showers for the EDM (default 20)")
-    parser.add_argument("--cells", choices=["ild", "hgcal", "none"], default="ild", help="projection included in the timing")
+    parser.add_argument(
+        "--cells", choices=["ild", "hgcal", "none"], default="ild", help="projection included in the timing"
+    )
     parser.add_argument("--gpu-batch", type=int, default=10000, help="batch size of the GPU throughput test")
     parser.add_argument("--no-files", action="store_true", help="skip the generate-to-ROOT/HDF5 timings")
     parser.add_argument("--no-torchscript", action="store_true", help="skip the TorchScript export timing")
-    parser.add_argument("--g4-ms-per-shower", type=float, default=GEANT4_MS_PER_SHOWER, metavar="MS",
-                        help="Geant4 time per shower (ms) on your machine, for the speed-up (default "
-                             f"{GEANT4_MS_PER_SHOWER:g}: the README's figure for the 2-core development machine)")
+    parser.add_argument(
+        "--g4-ms-per-shower",
+        type=float,
+        default=GEANT4_MS_PER_SHOWER,
+        metavar="MS",
+        help="Geant4 time per shower (ms) on your machine, for the speed-up (default "
+        f"{GEANT4_MS_PER_SHOWER:g}: the README's figure for the 2-core development machine)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write all figures to this JSON file")
 
 
@@ -93,8 +110,16 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model)
     cells = None if args.cells == "none" else args.cells
     torch.set_num_threads(1)
-    report: dict = {"machine": _cpu_name(), "torch": torch.__version__, "threads": 1, "batch": 1, "n": args.n,
-                    "cells": args.cells, "model": str(bundle.path), "ms_per_shower": {}}
+    report: dict = {
+        "machine": _cpu_name(),
+        "torch": torch.__version__,
+        "threads": 1,
+        "batch": 1,
+        "n": args.n,
+        "cells": args.cells,
+        "model": str(bundle.path),
+        "ms_per_shower": {},
+    }
     ms = report["ms_per_shower"]
     print(f"machine: {report['machine']}, torch {torch.__version__}, 1 CPU thread, batch 1, median of {args.n} showers")
     print("| pipeline | total ms | flow ms | diffusion ms | calibration ms | projection ms |")
@@ -107,24 +132,31 @@ def run(args: argparse.Namespace) -> int:
     ms["model_mean"] = cm.mean_ms["model"]
     ms["model+projection"] = cm.median_ms["total"]
     if args.edm_steps and bundle.has("teacher") and part == "cm":
-        edm = bench_single_shower(bundle, model_part="teacher", steps=args.edm_steps, n=args.edm_n, warmup=2, cells=cells)
+        edm = bench_single_shower(
+            bundle, model_part="teacher", steps=args.edm_steps, n=args.edm_n, warmup=2, cells=cells
+        )
         print(edm.row())
         report["stages_ms"][f"edm_{args.edm_steps}_steps"] = edm.median_ms
     print()
     print("| path (batch 1, one thread) | ms per shower |" + (" speed-up vs Geant4 |" if args.g4_ms_per_shower else ""))
     print("|---|---|" + ("---|" if args.g4_ms_per_shower else ""))
     timed = "CM" if part == "cm" else f"teacher + {solver}"
-    rows = [(f"model only (flow + {timed} + calibration), median", "model"),
-            ("model only, mean (outliers included, as in a whole run)", "model_mean"),
-            (f"model + {args.cells} projection, median", "model+projection")]
+    rows = [
+        (f"model only (flow + {timed} + calibration), median", "model"),
+        ("model only, mean (outliers included, as in a whole run)", "model_mean"),
+        (f"model + {args.cells} projection, median", "model+projection"),
+    ]
     if not args.no_files:
         for suffix, key in ((".root", "generate_root"), (".h5", "generate_hdf5")):
-            timed = bench_generate_to_file(str(bundle.path), suffix=suffix, n=args.n, cells=cells, model_part=part,
-                                           solver=solver, steps=args.steps)
+            timed = bench_generate_to_file(
+                str(bundle.path), suffix=suffix, n=args.n, cells=cells, model_part=part, solver=solver, steps=args.steps
+            )
             ms[key] = timed["after_first"]
             report.setdefault("generate_with_first_shower_ms", {})[key] = timed["mean"]
             report.setdefault("generate_first_shower_ms", {})[key] = timed["first"]
-            rows.append((f"generate --batch-size 1 --cells {args.cells} -o x{suffix}, mean after the first shower", key))
+            rows.append(
+                (f"generate --batch-size 1 --cells {args.cells} -o x{suffix}, mean after the first shower", key)
+            )
     if not args.no_torchscript and bundle.has("cm") and part == "cm":
         ms["torchscript"] = bench_torchscript(bundle, n=args.n)
         rows.append(("TorchScript export from Python (no projection), median", "torchscript"))
@@ -132,19 +164,24 @@ def run(args: argparse.Namespace) -> int:
         gain = speed_up(args.g4_ms_per_shower, ms[key])
         print(f"| {label} | {ms[key]:.2f} |" + (f" {gain:.0f}x |" if gain is not None else ""))
     for key, first in report.get("generate_first_shower_ms", {}).items():
-        print(f"{key}: the first shower took {first:.0f} ms; with it the mean of "
-              f"{args.n} is {report['generate_with_first_shower_ms'][key]:.2f} ms")
+        print(
+            f"{key}: the first shower took {first:.0f} ms; with it the mean of "
+            f"{args.n} is {report['generate_with_first_shower_ms'][key]:.2f} ms"
+        )
     if "generate_root" in ms:
         report["generate_root_over_model"] = ms["generate_root"] / ms["model"]
         report["generate_root_over_model_mean"] = ms["generate_root"] / ms["model_mean"]
-        print(f"generate to ROOT / model only: {report['generate_root_over_model']:.2f}x the median, "
-              f"{report['generate_root_over_model_mean']:.2f}x the mean")
+        print(
+            f"generate to ROOT / model only: {report['generate_root_over_model']:.2f}x the median, "
+            f"{report['generate_root_over_model_mean']:.2f}x the mean"
+        )
     if args.g4_ms_per_shower:
         report["geant4_ms_per_shower"] = args.g4_ms_per_shower
         report["speed_up"] = {k: speed_up(args.g4_ms_per_shower, v) for k, v in ms.items()}
     if torch.cuda.is_available():
-        rate = bench_throughput(bundle, device="cuda", batch_size=args.gpu_batch, cells=cells, model_part=part,
-                                solver=solver)
+        rate = bench_throughput(
+            bundle, device="cuda", batch_size=args.gpu_batch, cells=cells, model_part=part, solver=solver
+        )
         report["gpu_showers_per_s"] = rate
         print(f"GPU ({torch.cuda.get_device_name()}): {rate:.0f} showers/s at batch {args.gpu_batch}")
     else:

@@ -23,18 +23,32 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="FILE|DIR", help="PointWise Net checkpoint (cm or edm)")
-    parser.add_argument("--solver", metavar="NAME", default=None, help="consistency for a cm checkpoint, heun or euler "
-                        "for a teacher (default: the checkpoint's own); a name of caloclouds.diffusion.sampling.SOLVERS")
-    parser.add_argument("--sampler", choices=("cm", "edm"), default=None,
-                        help="deprecated: the checkpoint's kind (cm = consistency, edm = heun)")
+    parser.add_argument(
+        "--solver",
+        metavar="NAME",
+        default=None,
+        help="consistency for a cm checkpoint, heun or euler "
+        "for a teacher (default: the checkpoint's own); a name of caloclouds.diffusion.sampling.SOLVERS",
+    )
+    parser.add_argument(
+        "--sampler",
+        choices=("cm", "edm"),
+        default=None,
+        help="deprecated: the checkpoint's kind (cm = consistency, edm = heun)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="CM steps or Heun / Euler steps (default: config)")
     parser.add_argument("--points", type=int, default=3000, help="points of the timed shower (default: 3000)")
     parser.add_argument("--repeats", type=int, default=50, help="timed repetitions (default: 50)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     parser.add_argument("--no-timing", action="store_true", help="skip the timing")
     parser.add_argument("--reference", default=None, metavar="G4.h5", help="Geant4 file for the W1 check")
-    parser.add_argument("--energy", type=float, default=50.0, metavar="GEV",
-                        help="incident energy of the W1 check; reference showers within --tolerance (default: 50)")
+    parser.add_argument(
+        "--energy",
+        type=float,
+        default=50.0,
+        metavar="GEV",
+        help="incident energy of the W1 check; reference showers within --tolerance (default: 50)",
+    )
     parser.add_argument("--tolerance", type=float, default=0.5, metavar="GEV", help="default: 0.5")
     parser.add_argument("--n-showers", type=int, default=1000, help="generated showers for the W1 check")
     parser.add_argument("--seed", type=int, default=0)
@@ -62,10 +76,21 @@ def run(args: argparse.Namespace) -> int:
     if args.reference:
         ref = read_showers(args.reference).select_energy(args.energy - args.tolerance, args.energy + args.tolerance)
         if len(ref) < 2:
-            raise CaloCloudsError(f"{args.reference}: fewer than 2 showers within {args.tolerance} GeV of {args.energy} GeV")
-        res = evaluate_points(model, ref, n_showers=args.n_showers, solver=solver, steps=args.steps,
-                              energy_gev=args.energy, seed=args.seed)
-        print(f"{res.n_generated} generated vs {res.n_reference} Geant4 showers at {args.energy:g} GeV "
-              f"(sampling took {res.seconds:.1f} s):")
+            raise CaloCloudsError(
+                f"{args.reference}: fewer than 2 showers within {args.tolerance} GeV of {args.energy} GeV"
+            )
+        res = evaluate_points(
+            model,
+            ref,
+            n_showers=args.n_showers,
+            solver=solver,
+            steps=args.steps,
+            energy_gev=args.energy,
+            seed=args.seed,
+        )
+        print(
+            f"{res.n_generated} generated vs {res.n_reference} Geant4 showers at {args.energy:g} GeV "
+            f"(sampling took {res.seconds:.1f} s):"
+        )
         print(res.table(f"{model.part} {solver}{'' if args.steps is None else f' {args.steps} steps'}"))
     return 0

@@ -19,8 +19,13 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--flow", type=Path, default=None, metavar="PATH",
-                        help="flow checkpoint or run folder (default: the bundled model)")
+    parser.add_argument(
+        "--flow",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="flow checkpoint or run folder (default: the bundled model)",
+    )
     parser.add_argument("--batch", type=int, default=1, metavar="B", help="showers per call (default: 1)")
     parser.add_argument("--repeats", type=int, default=1000, metavar="N", help="timed calls (default: 1000)")
     parser.add_argument("--warmup", type=int, default=50, metavar="N", help="untimed calls first (default: 50)")
@@ -52,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     flow = load_shower_flow(args.flow or default_flow_path(), map_location=args.device)
     r = bench_sampling(flow, batch=args.batch, repeats=args.repeats, warmup=args.warmup)
     print(f"machine: {_cpu_name()}, {r['threads']} thread(s), device {r['device']}, torch {torch.__version__}")
-    print(f"batch {r['batch']}: median {r['median_ms']:.3f} ms per call (p10 {r['p10_ms']:.3f}, "
-          f"p90 {r['p90_ms']:.3f}), thread CPU median {r['cpu_median_ms']:.3f} ms, "
-          f"{r['per_shower_us']:.1f} us per shower")
+    print(
+        f"batch {r['batch']}: median {r['median_ms']:.3f} ms per call (p10 {r['p10_ms']:.3f}, "
+        f"p90 {r['p90_ms']:.3f}), thread CPU median {r['cpu_median_ms']:.3f} ms, "
+        f"{r['per_shower_us']:.1f} us per shower"
+    )
     return 0

@@ -18,12 +18,21 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in", dest="input", required=True, type=Path, metavar="SHOWERS", help="shower file")
-    parser.add_argument("--geometry", nargs="+", default=["ild", "hgcal"], metavar="G", help="geometries (default: ild hgcal)")
+    parser.add_argument(
+        "--geometry", nargs="+", default=["ild", "hgcal"], metavar="G", help="geometries (default: ild hgcal)"
+    )
     parser.add_argument("--showers", type=int, default=1000, metavar="N", help="showers per batch (default 1000)")
     parser.add_argument("--repeats", type=int, default=5, metavar="K", help="timed calls, best kept (default 5)")
-    parser.add_argument("--threads", type=int, default=1, metavar="T", help="torch CPU threads (default 1; numpy is single-threaded)")
-    parser.add_argument("--backends", nargs="+", default=None, metavar="B",
-                        help="numpy, torch-cpu, torch-cuda (default: numpy, plus torch-cuda when CUDA is present)")
+    parser.add_argument(
+        "--threads", type=int, default=1, metavar="T", help="torch CPU threads (default 1; numpy is single-threaded)"
+    )
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=None,
+        metavar="B",
+        help="numpy, torch-cpu, torch-cuda (default: numpy, plus torch-cuda when CUDA is present)",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="folder with the geometry data files")
 
 
@@ -49,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputFileError(args.input, "no showers")
     showers = tile_showers(showers, args.showers)
-    print(f"machine: {os.cpu_count()} CPU cores visible, torch threads {args.threads}, "
-          f"CUDA: {torch.cuda.get_device_name() if cuda else 'none'}")
+    print(
+        f"machine: {os.cpu_count()} CPU cores visible, torch threads {args.threads}, "
+        f"CUDA: {torch.cuda.get_device_name() if cuda else 'none'}"
+    )
     for spec in args.geometry:
         geometry = projection.get_geometry(spec, data_dir=args.data_dir)
         for backend in backends:

@@ -22,16 +22,30 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--flow", required=True, metavar="RUN", help="Shower Flow run folder (its best.pt) or checkpoint")
-    parser.add_argument("--cm", required=True, metavar="RUN", help="distillation run folder (its model.pt) or checkpoint")
-    parser.add_argument("--teacher", metavar="RUN", help="EDM teacher run folder or checkpoint (optional; for --sampler edm)")
+    parser.add_argument(
+        "--flow", required=True, metavar="RUN", help="Shower Flow run folder (its best.pt) or checkpoint"
+    )
+    parser.add_argument(
+        "--cm", required=True, metavar="RUN", help="distillation run folder (its model.pt) or checkpoint"
+    )
+    parser.add_argument(
+        "--teacher", metavar="RUN", help="EDM teacher run folder or checkpoint (optional; for --sampler edm)"
+    )
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="new bundle folder")
-    parser.add_argument("--data", nargs="+", default=[], metavar="FILE", help="training data files (their SHA-256 are recorded)")
-    parser.add_argument("--reference", metavar="TRAIN.h5", help="Geant4 training showers to fit the radial and N "
-                        "calibrations on, as caloclouds calibrate does (default: none); not the showers you validate with")
+    parser.add_argument(
+        "--data", nargs="+", default=[], metavar="FILE", help="training data files (their SHA-256 are recorded)"
+    )
+    parser.add_argument(
+        "--reference",
+        metavar="TRAIN.h5",
+        help="Geant4 training showers to fit the radial and N "
+        "calibrations on, as caloclouds calibrate does (default: none); not the showers you validate with",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration's generated showers")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
-    parser.add_argument("--into-package", action="store_true", help="allow -o inside the installed package (replaces a shipped model)")
+    parser.add_argument(
+        "--into-package", action="store_true", help="allow -o inside the installed package (replaces a shipped model)"
+    )
 
 
 def _command(args: argparse.Namespace) -> list[str]:
@@ -53,9 +67,16 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     bundle, report = assemble_bundle(
-        args.output, flow=args.flow, cm=args.cm, teacher=args.teacher, data_files=tuple(args.data),
-        reference=args.reference, command=shlex.join(_command(args)),
-        into_package=args.into_package, overwrite=args.overwrite, seed=args.seed,
+        args.output,
+        flow=args.flow,
+        cm=args.cm,
+        teacher=args.teacher,
+        data_files=tuple(args.data),
+        reference=args.reference,
+        command=shlex.join(_command(args)),
+        into_package=args.into_package,
+        overwrite=args.overwrite,
+        seed=args.seed,
     )
     if report is not None:
         print(report.text())

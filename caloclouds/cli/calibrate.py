@@ -22,9 +22,9 @@ from pathlib import Path
 
 __all__ = ["add_arguments", "run", "fit_problems", "MIN_SHOWERS", "MIN_R2", "MAX_AFTER_PERCENT"]
 
-MIN_SHOWERS = 500         # fewer reference showers do not constrain a cubic over 10-90 GeV
-MIN_R2 = 0.9              # both cubic fits N_cells(N_points) must explain this much of the variance
-MAX_AFTER_PERCENT = 5.0   # calibrated mean cells must be within this of Geant4's
+MIN_SHOWERS = 500  # fewer reference showers do not constrain a cubic over 10-90 GeV
+MIN_R2 = 0.9  # both cubic fits N_cells(N_points) must explain this much of the variance
+MAX_AFTER_PERCENT = 5.0  # calibrated mean cells must be within this of Geant4's
 
 
 def fit_problems(report: object) -> list[str]:
@@ -43,17 +43,28 @@ def fit_problems(report: object) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR", help="model bundle folder (or 'default')")
     parser.add_argument("--reference", required=True, metavar="VAL.h5", help="Geant4 showers (our HDF5 schema)")
-    parser.add_argument("--max-showers", type=int, default=2000, metavar="N",
-                        help=f"use at most N reference showers (default 2000, at least {MIN_SHOWERS})")
+    parser.add_argument(
+        "--max-showers",
+        type=int,
+        default=2000,
+        metavar="N",
+        help=f"use at most N reference showers (default 2000, at least {MIN_SHOWERS})",
+    )
     parser.add_argument("--sampler", choices=["cm", "edm"], default="cm")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-radial", action="store_true",
-                        help="fit the N calibration only (no radial calibration: the network's radial profile is kept)")
+    parser.add_argument(
+        "--no-radial",
+        action="store_true",
+        help="fit the N calibration only (no radial calibration: the network's radial profile is kept)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="fit and print, but do not write the bundle")
-    parser.add_argument("--force", action="store_true",
-                        help=f"store the fit even if it fails the quality checks (R^2 >= {MIN_R2}, mean cells after "
-                             f"within {MAX_AFTER_PERCENT:g} %% of Geant4)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"store the fit even if it fails the quality checks (R^2 >= {MIN_R2}, mean cells after "
+        f"within {MAX_AFTER_PERCENT:g} %% of Geant4)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     if args.max_showers < 1:
         raise CaloCloudsError(f"--max-showers must be >= 1, got {args.max_showers}")
     if args.max_showers < MIN_SHOWERS and not args.force:
-        raise CaloCloudsError(f"--max-showers must be >= {MIN_SHOWERS} (a cubic fit over the energy range needs them), got {args.max_showers}")
+        raise CaloCloudsError(
+            f"--max-showers must be >= {MIN_SHOWERS} (a cubic fit over the energy range needs them), got {args.max_showers}"
+        )
     if not 0 <= args.seed < 2**63:
         raise CaloCloudsError(f"--seed must lie in 0 to 2^63-1, got {args.seed}")
     bundle = load_bundle(args.model)
@@ -74,19 +87,32 @@ def run(args: argparse.Namespace) -> int:
     with ShowerFile(args.reference) as f:
         reference = f.read(0, min(len(f), args.max_showers))  # checks the values
     if len(reference) < MIN_SHOWERS and not args.force:
-        raise CaloCloudsError(f"--reference {args.reference} holds {len(reference)} showers; the fit needs at least {MIN_SHOWERS} (or --force)")
-    report = fit_calibrations(bundle, reference, sampler=args.sampler, device=args.device, seed=args.seed,
-                              radial=not args.no_radial)
+        raise CaloCloudsError(
+            f"--reference {args.reference} holds {len(reference)} showers; the fit needs at least {MIN_SHOWERS} (or --force)"
+        )
+    report = fit_calibrations(
+        bundle, reference, sampler=args.sampler, device=args.device, seed=args.seed, radial=not args.no_radial
+    )
     print(report.text())
     problems = fit_problems(report)
     if problems and not args.dry_run and not args.force:
-        raise CaloCloudsError(f"the fit was not stored: {'; '.join(problems)} (more --max-showers, or --force to store it anyway)")
+        raise CaloCloudsError(
+            f"the fit was not stored: {'; '.join(problems)} (more --max-showers, or --force to store it anyway)"
+        )
     if not args.dry_run:
         manifest = write_bundle_manifest(
-            bundle.path, bundle.config, calibration=report.calibration, radial=report.radial,
-            provenance={**bundle.manifest.get("provenance", {}), "calibration_reference": {
-                "file": str(Path(args.reference).resolve()), "sha256": file_sha256(args.reference),
-                "showers": len(reference)}},  # as caloclouds bundle records it
+            bundle.path,
+            bundle.config,
+            calibration=report.calibration,
+            radial=report.radial,
+            provenance={
+                **bundle.manifest.get("provenance", {}),
+                "calibration_reference": {
+                    "file": str(Path(args.reference).resolve()),
+                    "sha256": file_sha256(args.reference),
+                    "showers": len(reference),
+                },
+            },  # as caloclouds bundle records it
         )
         print(f"stored in {manifest}")
     return 0

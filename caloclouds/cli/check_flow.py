@@ -19,19 +19,40 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--flow", type=Path, default=None, metavar="PATH",
-                        help="flow checkpoint or run folder (default: the bundled model)")
+    parser.add_argument(
+        "--flow",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="flow checkpoint or run folder (default: the bundled model)",
+    )
     parser.add_argument("--reference", type=Path, required=True, metavar="H5", help="reference shower file")
-    parser.add_argument("--samples-per-shower", type=int, default=10, metavar="K",
-                        help="flow samples per reference energy (default: 10)")
+    parser.add_argument(
+        "--samples-per-shower",
+        type=int,
+        default=10,
+        metavar="K",
+        help="flow samples per reference energy (default: 10)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the samples and the half split (default: 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--floor-factor", type=float, default=3.0, metavar="X",
-                        help="N and E_vis/E_inc pass when W1 <= X * floor (default: 3)")
-    parser.add_argument("--profile-tolerance", type=float, default=0.05, metavar="FRAC",
-                        help="tolerance of the mean energy per layer (default: 0.05)")
-    parser.add_argument("--profile-layers", type=int, default=26, metavar="L",
-                        help="check the profile in layers 0..L-1 (default: 26)")
+    parser.add_argument(
+        "--floor-factor",
+        type=float,
+        default=3.0,
+        metavar="X",
+        help="N and E_vis/E_inc pass when W1 <= X * floor (default: 3)",
+    )
+    parser.add_argument(
+        "--profile-tolerance",
+        type=float,
+        default=0.05,
+        metavar="FRAC",
+        help="tolerance of the mean energy per layer (default: 0.05)",
+    )
+    parser.add_argument(
+        "--profile-layers", type=int, default=26, metavar="L", help="check the profile in layers 0..L-1 (default: 26)"
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the numbers as JSON")
     parser.add_argument("--strict", action="store_true", help="exit with code 1 when a check fails")
 
@@ -45,9 +66,15 @@ def run(args: argparse.Namespace) -> int:
     if args.samples_per_shower < 1:
         raise ConfigError(f"--samples-per-shower must be >= 1, got {args.samples_per_shower}")
     flow = load_shower_flow(args.flow or default_flow_path(), map_location=args.device)
-    check = check_shower_flow(flow, args.reference, samples_per_shower=args.samples_per_shower, seed=args.seed,
-                              floor_factor=args.floor_factor, profile_tolerance=args.profile_tolerance,
-                              profile_layers=args.profile_layers)
+    check = check_shower_flow(
+        flow,
+        args.reference,
+        samples_per_shower=args.samples_per_shower,
+        seed=args.seed,
+        floor_factor=args.floor_factor,
+        profile_tolerance=args.profile_tolerance,
+        profile_layers=args.profile_layers,
+    )
     print(check.format())
     if args.json is not None:
         with atomic_path(args.json) as tmp:

@@ -22,18 +22,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from caloclouds.io.edm4hep import DEFAULT_BOX_MM, DEFAULT_COLLECTIONS
 
     parser.add_argument("input", type=Path, metavar="INPUT", help="file to convert")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
-                        help="output file; .h5/.hdf5 -> our HDF5 schema, .root -> ROOT TTree 'events'")
-    parser.add_argument("--format", default="auto",
-                        choices=["auto", "edm4hep", "caloclouds", "steps", "hdf5", "root", "cells"],
-                        help="input format (default: detected from the content)")
-    parser.add_argument("--box-mm", type=float, default=DEFAULT_BOX_MM, metavar="MM",
-                        help=f"EDM4hep: keep steps within +-MM of the shower axis (default {DEFAULT_BOX_MM:g})")
-    parser.add_argument("--collections", nargs="+", default=list(DEFAULT_COLLECTIONS), metavar="NAME",
-                        help=f"EDM4hep SimCalorimeterHit collections (default: {' '.join(DEFAULT_COLLECTIONS)})")
-    parser.add_argument("--config", type=Path, default=None, metavar="YAML",
-                        help="run config whose 'detector' section gives layers and grid "
-                             "(default: the built-in ILD-like detector, as configs/ild_photons.yaml)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="output file; .h5/.hdf5 -> our HDF5 schema, .root -> ROOT TTree 'events'",
+    )
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "edm4hep", "caloclouds", "steps", "hdf5", "root", "cells"],
+        help="input format (default: detected from the content)",
+    )
+    parser.add_argument(
+        "--box-mm",
+        type=float,
+        default=DEFAULT_BOX_MM,
+        metavar="MM",
+        help=f"EDM4hep: keep steps within +-MM of the shower axis (default {DEFAULT_BOX_MM:g})",
+    )
+    parser.add_argument(
+        "--collections",
+        nargs="+",
+        default=list(DEFAULT_COLLECTIONS),
+        metavar="NAME",
+        help=f"EDM4hep SimCalorimeterHit collections (default: {' '.join(DEFAULT_COLLECTIONS)})",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="YAML",
+        help="run config whose 'detector' section gives layers and grid "
+        "(default: the built-in ILD-like detector, as configs/ild_photons.yaml)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +76,13 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.output, suffixes=(".h5", ".hdf5", ".root"))
     with tqdm(total=total, unit="shower", disable=not sys.stderr.isatty(), desc="convert") as bar:
         n_showers, n_points = convert_file(
-            args.input, args.output, format=fmt, detector=detector, box_mm=args.box_mm,
-            collections=args.collections, progress=bar.update,
+            args.input,
+            args.output,
+            format=fmt,
+            detector=detector,
+            box_mm=args.box_mm,
+            collections=args.collections,
+            progress=bar.update,
         )
     print(f"wrote {n_showers} showers ({n_points} points) to {args.output}")
     return 0

@@ -21,8 +21,12 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", required=True, metavar="DIR|FILE", help="EDM teacher run folder or checkpoint")
-    parser.add_argument("--config", default=None, metavar="CFG.yaml",
-                        help="take the distillation section from this config (default: the teacher's)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="CFG.yaml",
+        help="take the distillation section from this config (default: the teacher's)",
+    )
     add_common_arguments(parser)
 
 
@@ -36,9 +40,20 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config else None
     result = distill(
-        args.teacher, args.data, args.out, val=args.val, time_budget_s=time_budget(args), config=config, steps=args.steps, batch_size=args.batch_size,
+        args.teacher,
+        args.data,
+        args.out,
+        val=args.val,
+        time_budget_s=time_budget(args),
+        config=config,
+        steps=args.steps,
+        batch_size=args.batch_size,
         learning_rate=args.lr,
-        device=args.device, seed=args.seed, resume=args.resume, bf16=args.bf16, compile=args.compile,
+        device=args.device,
+        seed=args.seed,
+        resume=args.resume,
+        bf16=args.bf16,
+        compile=args.compile,
         progress=not args.no_progress,
     )
     return print_result("distill", result)

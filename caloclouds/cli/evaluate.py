@@ -52,41 +52,95 @@ def _positive_float(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", metavar="REF.h5", help="Geant4 reference showers")
-    parser.add_argument("--generated", action="append", default=[], metavar="GEN.{h5,root}",
-                        help="generated showers (repeat to compare several models)")
-    parser.add_argument("--label", action="append", default=[], metavar="NAME",
-                        help="name of each --generated file, in order (default: the file name)")
-    parser.add_argument("--floor-reference", metavar="G4B.h5",
-                        help="an independent Geant4 file for the floor (default: two halves of the reference, "
-                             "with every model scored on a half)")
+    parser.add_argument(
+        "--generated",
+        action="append",
+        default=[],
+        metavar="GEN.{h5,root}",
+        help="generated showers (repeat to compare several models)",
+    )
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="name of each --generated file, in order (default: the file name)",
+    )
+    parser.add_argument(
+        "--floor-reference",
+        metavar="G4B.h5",
+        help="an independent Geant4 file for the floor (default: two halves of the reference, "
+        "with every model scored on a half)",
+    )
     parser.add_argument("--out", metavar="DIR", help="output folder for scores.json, PNGs, report.html")
-    parser.add_argument("--max-showers", type=_positive_int, metavar="N",
-                        help="use only the first N showers of every file (--self-test: N per sample)")
-    parser.add_argument("--config", metavar="CONFIG.yaml",
-                        help="run config whose 'evaluation' section is used (default: built-in defaults)")
+    parser.add_argument(
+        "--max-showers",
+        type=_positive_int,
+        metavar="N",
+        help="use only the first N showers of every file (--self-test: N per sample)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="CONFIG.yaml",
+        help="run config whose 'evaluation' section is used (default: built-in defaults)",
+    )
     parser.add_argument("--reference-label", default="Geant4", metavar="NAME", help="name of the reference")
-    parser.add_argument("--allow-spectrum-mismatch", action="store_true",
-                        help="score samples whose incident-energy spectrum differs from the reference's (KS p < 1e-3)")
-    parser.add_argument("--max-ratio", type=_positive_float, default=1.6, metavar="R",
-                        help="a W1/FPD/KPD score passes when score / Geant4 floor <= R (default 1.6)")
-    parser.add_argument("--max-auc", type=float, default=0.6, metavar="AUC",
-                        help="a classifier passes when its AUC <= AUC (default 0.6)")
-    parser.add_argument("--no-low-level", action="store_true",
-                        help="skip the low-level (per-cell) classifier (about 2 min per comparison of 1000 vs 1000)")
-    parser.add_argument("--low-level-epochs", type=_positive_int, metavar="E",
-                        help="epochs per fold of the low-level classifier (default 12)")
-    parser.add_argument("--voxel-mesh", metavar="ds2|ds1|MESH.yaml",
-                        help="also score the FPD/KPD of CaloChallenge high-level features with every sample "
-                             "voxelised onto this mesh (point-cloud vs voxel models)")
+    parser.add_argument(
+        "--allow-spectrum-mismatch",
+        action="store_true",
+        help="score samples whose incident-energy spectrum differs from the reference's (KS p < 1e-3)",
+    )
+    parser.add_argument(
+        "--max-ratio",
+        type=_positive_float,
+        default=1.6,
+        metavar="R",
+        help="a W1/FPD/KPD score passes when score / Geant4 floor <= R (default 1.6)",
+    )
+    parser.add_argument(
+        "--max-auc",
+        type=float,
+        default=0.6,
+        metavar="AUC",
+        help="a classifier passes when its AUC <= AUC (default 0.6)",
+    )
+    parser.add_argument(
+        "--no-low-level",
+        action="store_true",
+        help="skip the low-level (per-cell) classifier (about 2 min per comparison of 1000 vs 1000)",
+    )
+    parser.add_argument(
+        "--low-level-epochs",
+        type=_positive_int,
+        metavar="E",
+        help="epochs per fold of the low-level classifier (default 12)",
+    )
+    parser.add_argument(
+        "--voxel-mesh",
+        metavar="ds2|ds1|MESH.yaml",
+        help="also score the FPD/KPD of CaloChallenge high-level features with every sample "
+        "voxelised onto this mesh (point-cloud vs voxel models)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="write scores.json and report.html only")
-    parser.add_argument("--self-test", metavar="REF.h5",
-                        help="perturb Geant4 showers of REF.h5 (energy scale, radial widening, depth shift) and "
-                             "print how strongly each score reacts, with the Geant4 floor")
-    parser.add_argument("--perturbation", action="append", default=[], metavar="KIND:AMOUNT",
-                        help="with --self-test: a distortion to score (repeatable), e.g. radial:0.05, energy:0.02, "
-                             "depth:0.3, none:0 (default: none, energy 2 %%, radial 2 %% and 5 %%, depth 0.3 layers)")
-    parser.add_argument("--measure-mip", action="store_true",
-                        help="only measure the MIP MPV of the reference's cells (no threshold) and print it")
+    parser.add_argument(
+        "--self-test",
+        metavar="REF.h5",
+        help="perturb Geant4 showers of REF.h5 (energy scale, radial widening, depth shift) and "
+        "print how strongly each score reacts, with the Geant4 floor",
+    )
+    parser.add_argument(
+        "--perturbation",
+        action="append",
+        default=[],
+        metavar="KIND:AMOUNT",
+        help="with --self-test: a distortion to score (repeatable), e.g. radial:0.05, energy:0.02, "
+        "depth:0.3, none:0 (default: none, energy 2 %%, radial 2 %% and 5 %%, depth 0.3 layers)",
+    )
+    parser.add_argument(
+        "--measure-mip",
+        action="store_true",
+        help="only measure the MIP MPV of the reference's cells (no threshold) and print it",
+    )
 
 
 def _read(path: str, max_showers: int | None) -> Showers:
@@ -120,7 +174,9 @@ def _options(args: argparse.Namespace) -> Any:
         low_level = LowLevelConfig()
         if args.low_level_epochs:
             low_level = replace(low_level, epochs=args.low_level_epochs)
-    return ScoringOptions(thresholds=thresholds, low_level=low_level, allow_spectrum_mismatch=args.allow_spectrum_mismatch)
+    return ScoringOptions(
+        thresholds=thresholds, low_level=low_level, allow_spectrum_mismatch=args.allow_spectrum_mismatch
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,8 +219,15 @@ def run(args: argparse.Namespace) -> int:
     paths = {**dict(zip(labels, args.generated)), FLOOR_LABEL: args.floor_reference}
     try:
         result = evaluate(
-            reference, generated, config=config, detector=detector, options=options, floor_reference=floor_reference,
-            out_dir=Path(args.out), reference_label=args.reference_label, plots=not args.no_plots,
+            reference,
+            generated,
+            config=config,
+            detector=detector,
+            options=options,
+            floor_reference=floor_reference,
+            out_dir=Path(args.out),
+            reference_label=args.reference_label,
+            plots=not args.no_plots,
             sources={args.reference_label: str(args.reference), **{k: str(v) for k, v in paths.items() if v}},
             progress=lambda msg: print(f"  {msg}", flush=True),
         )
@@ -208,8 +271,14 @@ def _self_test(args: argparse.Namespace, config: Any, detector: Any) -> int:
         raise InputFileError(args.self_test, f"holds {len(showers)} showers; the self-test needs 3 x {n}")
     try:
         result = self_test(
-            showers, n=n, config=config, detector=detector, options=_options(args), perturbations=_perturbations(args.perturbation),
-            out_dir=Path(args.out) if args.out else None, plots=not args.no_plots,
+            showers,
+            n=n,
+            config=config,
+            detector=detector,
+            options=_options(args),
+            perturbations=_perturbations(args.perturbation),
+            out_dir=Path(args.out) if args.out else None,
+            plots=not args.no_plots,
             progress=lambda msg: print(f"  {msg}", flush=True),
         )
     except ValueError as exc:

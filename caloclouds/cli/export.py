@@ -26,10 +26,18 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="default", metavar="DIR", help="model bundle folder, or 'default' (the shipped model)")
-    parser.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript", help="torchscript (default) or onnx")
-    parser.add_argument("--steps", type=int, default=1, metavar="K", help="consistency-model steps in the export (default 1)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output .pt file (torchscript) or folder (onnx)")
+    parser.add_argument(
+        "--model", default="default", metavar="DIR", help="model bundle folder, or 'default' (the shipped model)"
+    )
+    parser.add_argument(
+        "--format", choices=["torchscript", "onnx"], default="torchscript", help="torchscript (default) or onnx"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=1, metavar="K", help="consistency-model steps in the export (default 1)"
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="output .pt file (torchscript) or folder (onnx)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a bundle the export cannot express (e.g. a per-layer model)
         raise CaloCloudsError(f"{bundle.path}: {exc}") from None
     lo, hi = meta["energy_range_gev"]
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): TorchScript, {meta['n_layers']} layers, "
-          f"energies {lo:.2f}-{hi:.2f} GeV, DDML CaloClouds convention")
+    print(
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): TorchScript, {meta['n_layers']} layers, "
+        f"energies {lo:.2f}-{hi:.2f} GeV, DDML CaloClouds convention"
+    )
     return 0

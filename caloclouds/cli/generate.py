@@ -30,34 +30,80 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="default", metavar="DIR", help="model bundle folder, 'default' (the shipped model), or a voxel model .pt")
+    parser.add_argument(
+        "--model",
+        default="default",
+        metavar="DIR",
+        help="model bundle folder, 'default' (the shipped model), or a voxel model .pt",
+    )
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--energy-range", nargs=2, type=float, metavar=("LO_GEV", "HI_GEV"), help="-n energies uniform in [LO, HI] GeV")
-    src.add_argument("--energies", nargs="+", type=float, metavar="E_GEV", help="-n showers at each of these energies (GeV)")
-    src.add_argument("--energies-file", metavar="FILE", help="text file, one energy in GeV per line: one shower per line")
-    src.add_argument("--energies-from", metavar="REF.h5",
-                     help="one shower at each incident energy of this shower file, in its order (a sample matched to "
-                          "that reference for caloclouds evaluate); -n takes the first N")
-    parser.add_argument("-n", "--n-showers", type=int, metavar="N", help="number of showers (per energy with --energies)")
-    parser.add_argument("--model-part", choices=["cm", "teacher"], help="which weights: cm, the consistency model "
-                        "(default), or teacher, the EDM teacher (a voxel .pt is one part: this must match it)")
+    src.add_argument(
+        "--energy-range", nargs=2, type=float, metavar=("LO_GEV", "HI_GEV"), help="-n energies uniform in [LO, HI] GeV"
+    )
+    src.add_argument(
+        "--energies", nargs="+", type=float, metavar="E_GEV", help="-n showers at each of these energies (GeV)"
+    )
+    src.add_argument(
+        "--energies-file", metavar="FILE", help="text file, one energy in GeV per line: one shower per line"
+    )
+    src.add_argument(
+        "--energies-from",
+        metavar="REF.h5",
+        help="one shower at each incident energy of this shower file, in its order (a sample matched to "
+        "that reference for caloclouds evaluate); -n takes the first N",
+    )
+    parser.add_argument(
+        "-n", "--n-showers", type=int, metavar="N", help="number of showers (per energy with --energies)"
+    )
+    parser.add_argument(
+        "--model-part",
+        choices=["cm", "teacher"],
+        help="which weights: cm, the consistency model "
+        "(default), or teacher, the EDM teacher (a voxel .pt is one part: this must match it)",
+    )
     # no argparse choices: the solvers are the table caloclouds.diffusion.sampling.SOLVERS, checked there
-    parser.add_argument("--solver", metavar="NAME", help="which algorithm: consistency (cm, default), heun "
-                        "(teacher, default) or euler (teacher): a name of caloclouds.diffusion.sampling.SOLVERS")
-    parser.add_argument("--sampler", choices=["cm", "edm"],
-                        help="deprecated: cm = --model-part cm; edm = --model-part teacher --solver heun")
-    parser.add_argument("--steps", type=int, metavar="K", help="CM steps (default 1) or Heun / Euler steps (default 13)")
-    parser.add_argument("--cog", choices=COG_MODES,
-                        help="transverse position: rotate each shower by a random angle about the beam axis; "
-                             "flow: shift its CoG to the Shower Flow's (CaloClouds II); none. Default: the "
-                             "model's generation.cog (flow for the shipped model)")
-    parser.add_argument("--cells", choices=["ild", "hgcal", "none"], default="none", help="also project onto cells and write the cell hits")
-    parser.add_argument("--batch-size", type=int, default=1000, metavar="B", help="showers per batch and per written chunk (default 1000)")
+    parser.add_argument(
+        "--solver",
+        metavar="NAME",
+        help="which algorithm: consistency (cm, default), heun "
+        "(teacher, default) or euler (teacher): a name of caloclouds.diffusion.sampling.SOLVERS",
+    )
+    parser.add_argument(
+        "--sampler",
+        choices=["cm", "edm"],
+        help="deprecated: cm = --model-part cm; edm = --model-part teacher --solver heun",
+    )
+    parser.add_argument(
+        "--steps", type=int, metavar="K", help="CM steps (default 1) or Heun / Euler steps (default 13)"
+    )
+    parser.add_argument(
+        "--cog",
+        choices=COG_MODES,
+        help="transverse position: rotate each shower by a random angle about the beam axis; "
+        "flow: shift its CoG to the Shower Flow's (CaloClouds II); none. Default: the "
+        "model's generation.cog (flow for the shipped model)",
+    )
+    parser.add_argument(
+        "--cells",
+        choices=["ild", "hgcal", "none"],
+        default="none",
+        help="also project onto cells and write the cell hits",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        metavar="B",
+        help="showers per batch and per written chunk (default 1000)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--seed", type=int, default=0, help="random seed, 0 to 2^63-1 (default 0)")
-    parser.add_argument("--allow-extrapolation", action="store_true",
-                        help="generate energies far outside the model's training range (refused by default; "
-                             "the output is still checked for NaN/inf)")
+    parser.add_argument(
+        "--allow-extrapolation",
+        action="store_true",
+        help="generate energies far outside the model's training range (refused by default; "
+        "the output is still checked for NaN/inf)",
+    )
     parser.add_argument("-o", "--output", required=True, metavar="OUT.{root,h5}", help="output file (.root or .h5)")
 
 
@@ -132,7 +178,8 @@ def _generate_voxels(args: argparse.Namespace, energies: object, out: Path) -> i
 
         solver = resolve_sampling(model_part=args.model_part, solver=args.solver, sampler=args.sampler)[1]
     solver = model.resolve_solver(solver)
-    summary = generate_voxel_file(model, energies, out, steps=args.steps, solver=solver, batch_size=args.batch_size,
-                                  seed=args.seed)
+    summary = generate_voxel_file(
+        model, energies, out, steps=args.steps, solver=solver, batch_size=args.batch_size, seed=args.seed
+    )
     print(f"wrote {int(summary['n_showers'])} voxel-model showers to {out} ({summary['ms_per_shower']:.1f} ms/shower)")
     return 0

@@ -19,9 +19,12 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, metavar="FILE", help="shower file")
-    parser.add_argument("--format", default="auto",
-                        choices=["auto", "hdf5", "root", "caloclouds", "steps", "edm4hep", "cells"],
-                        help="file format (default: detected from the content)")
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "hdf5", "root", "caloclouds", "steps", "edm4hep", "cells"],
+        help="file format (default: detected from the content)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,10 +24,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", type=int, default=0, metavar="I", help="shower index in the file (default 0)")
     add_geometry_arguments(parser)
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="PNG", help="image file (.png, .pdf, .svg)")
-    parser.add_argument("--layers", default=None, metavar="LIST", help="detector layers to draw, e.g. 0-25 or 3,6,9 (default all)")
-    parser.add_argument("--half-width-mm", type=float, default=60.0, metavar="MM", help="half width of each panel (default 60)")
-    parser.add_argument("--centre", nargs=2, type=float, default=None, metavar=("X_MM", "Y_MM"),
-                        help="panel centre (default: the energy-weighted centre of the hits)")
+    parser.add_argument(
+        "--layers", default=None, metavar="LIST", help="detector layers to draw, e.g. 0-25 or 3,6,9 (default all)"
+    )
+    parser.add_argument(
+        "--half-width-mm", type=float, default=60.0, metavar="MM", help="half width of each panel (default 60)"
+    )
+    parser.add_argument(
+        "--centre",
+        nargs=2,
+        type=float,
+        default=None,
+        metavar=("X_MM", "Y_MM"),
+        help="panel centre (default: the energy-weighted centre of the hits)",
+    )
     parser.add_argument("--title", default=None, help="figure title (default: energy and geometry)")
     parser.add_argument("--dpi", type=int, default=100)
 
@@ -47,7 +57,9 @@ def _layers(text: str | None, n_layers: int) -> list[int] | None:
         raise ConfigError(f"--layers {text!r}: expected layers like 0-25 or 3,6,9") from None
     bad = [v for v in out if not 0 <= v < n_layers]
     if not out or bad:
-        raise ConfigError(f"--layers {text!r}: layers must lie in 0-{n_layers - 1} (the geometry's layers), got {bad or 'none'}")
+        raise ConfigError(
+            f"--layers {text!r}: layers must lie in 0-{n_layers - 1} (the geometry's layers), got {bad or 'none'}"
+        )
     return out
 
 
@@ -83,7 +95,15 @@ def run(args: argparse.Namespace) -> int:
         f"shower {args.index} of {args.file.name}: {energy:.3g} GeV, on {geometry.name} "
         f"({100 * hits.e_mev.sum() / max(showers.visible_energy_mev()[0], 1e-30):.1f} % of {showers.visible_energy_mev()[0]:.4g} MeV in cells)"
     )
-    plot_shower(hits, geometry, path=args.output, title=title, layers=layers,
-                centre_mm=None if args.centre is None else tuple(args.centre), half_width_mm=args.half_width_mm, dpi=args.dpi)
+    plot_shower(
+        hits,
+        geometry,
+        path=args.output,
+        title=title,
+        layers=layers,
+        centre_mm=None if args.centre is None else tuple(args.centre),
+        half_width_mm=args.half_width_mm,
+        dpi=args.dpi,
+    )
     print(f"wrote {args.output}")
     return 0

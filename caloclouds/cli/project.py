@@ -26,19 +26,49 @@ __all__ = ["add_arguments", "run"]
 
 def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `project` and `plot-shower`."""
-    parser.add_argument("--geometry", required=True, metavar="GEOMETRY", help="ild | ild-real | hgcal | hex:PITCH_MM[:pointy] | square:PITCH_MM[:EVERY:GAP_MM] | FILE.npz")
-    parser.add_argument("--impact", nargs=2, type=float, default=(0.0, 0.0), metavar=("X_MM", "Y_MM"),
-                        help="where the shower axis hits the geometry (mm, default 0 0)")
-    parser.add_argument("--rotation-deg", type=float, default=0.0, metavar="DEG",
-                        help="rotate the shower about its axis (counter-clockwise, degrees)")
-    parser.add_argument("--layer-map", default=None, metavar="MAP",
-                        help="identity | linear | comma-separated detector layer per shower layer (-1 drops); "
-                             "default: the geometry's (linear for hgcal)")
+    parser.add_argument(
+        "--geometry",
+        required=True,
+        metavar="GEOMETRY",
+        help="ild | ild-real | hgcal | hex:PITCH_MM[:pointy] | square:PITCH_MM[:EVERY:GAP_MM] | FILE.npz",
+    )
+    parser.add_argument(
+        "--impact",
+        nargs=2,
+        type=float,
+        default=(0.0, 0.0),
+        metavar=("X_MM", "Y_MM"),
+        help="where the shower axis hits the geometry (mm, default 0 0)",
+    )
+    parser.add_argument(
+        "--rotation-deg",
+        type=float,
+        default=0.0,
+        metavar="DEG",
+        help="rotate the shower about its axis (counter-clockwise, degrees)",
+    )
+    parser.add_argument(
+        "--layer-map",
+        default=None,
+        metavar="MAP",
+        help="identity | linear | comma-separated detector layer per shower layer (-1 drops); "
+        "default: the geometry's (linear for hgcal)",
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--threshold-mev", type=float, default=None, metavar="MEV", help="drop cells below this energy")
-    group.add_argument("--threshold-mip", type=float, default=None, metavar="MIPS", help="drop cells below this many MIPs")
-    parser.add_argument("--mip-mev", type=float, default=None, metavar="MEV", help="MIP energy for --threshold-mip (default: the detector's, 0.147 for the ILD-like one)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="folder with the geometry data files (default ../shared/data)")
+    group.add_argument(
+        "--threshold-mip", type=float, default=None, metavar="MIPS", help="drop cells below this many MIPs"
+    )
+    parser.add_argument(
+        "--mip-mev",
+        type=float,
+        default=None,
+        metavar="MEV",
+        help="MIP energy for --threshold-mip (default: the detector's, 0.147 for the ILD-like one)",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="folder with the geometry data files (default ../shared/data)"
+    )
 
 
 def _check_finite(option: str, value: float | None, *, positive: bool = False, non_negative: bool = False) -> None:
@@ -68,10 +98,15 @@ def placement_options(args: argparse.Namespace) -> dict:
         try:
             layer_map = [int(v) for v in layer_map.split(",")]
         except ValueError:
-            raise ConfigError(f"--layer-map {args.layer_map!r} is not identity, linear or comma-separated integers") from None
+            raise ConfigError(
+                f"--layer-map {args.layer_map!r} is not identity, linear or comma-separated integers"
+            ) from None
     options = dict(
-        impact_mm=tuple(args.impact), rotation_rad=math.radians(args.rotation_deg), layer_map=layer_map,
-        threshold_mev=args.threshold_mev, threshold_mip=args.threshold_mip,
+        impact_mm=tuple(args.impact),
+        rotation_rad=math.radians(args.rotation_deg),
+        layer_map=layer_map,
+        threshold_mev=args.threshold_mev,
+        threshold_mip=args.threshold_mip,
     )
     if args.mip_mev is not None:
         options["mip_mev"] = args.mip_mev
@@ -84,8 +119,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="CELLS", help="output .h5 or .root")
     parser.add_argument("--device", default="numpy", help="numpy (default), cpu or cuda (torch)")
     parser.add_argument("--chunk", type=int, default=1000, metavar="SHOWERS", help="showers per chunk (default 1000)")
-    parser.add_argument("--config", type=Path, default=None, metavar="YAML",
-                        help="run config whose detector section describes the showers (default: the ILD-like detector)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="YAML",
+        help="run config whose detector section describes the showers (default: the ILD-like detector)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,8 +149,14 @@ def run(args: argparse.Namespace) -> int:
     geometry = projection.get_geometry(args.geometry, detector=detector, data_dir=args.data_dir)
     with tqdm(unit="shower", disable=not sys.stderr.isatty(), desc="project") as bar:
         summary = project_file(
-            args.input, args.output, geometry, detector=detector, device=args.device, chunk_showers=args.chunk,
-            progress=bar.update, **options,
+            args.input,
+            args.output,
+            geometry,
+            detector=detector,
+            device=args.device,
+            chunk_showers=args.chunk,
+            progress=bar.update,
+            **options,
         )
     print(f"geometry         {geometry!r}")
     for line in summary.lines():

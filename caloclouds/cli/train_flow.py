@@ -20,19 +20,31 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=None, metavar="YAML",
-                        help="run config (its detector and flow sections); default: built-in defaults")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="YAML",
+        help="run config (its detector and flow sections); default: built-in defaults",
+    )
     parser.add_argument("--data", type=Path, required=True, metavar="H5", help="training shower file")
     parser.add_argument("--val", type=Path, default=None, metavar="H5", help="validation shower file")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder")
-    parser.add_argument("--steps", type=int, default=None, metavar="N", help="total optimiser steps (default: flow.steps)")
+    parser.add_argument(
+        "--steps", type=int, default=None, metavar="N", help="total optimiser steps (default: flow.steps)"
+    )
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, batches and augmentation (default: 0)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue OUT/last.pt exactly (an error when there is none)")
-    parser.add_argument("--time-budget", default=None, metavar="T",
-                        help="stop cleanly after a checkpoint before this much time, e.g. 2h30m, 90m, 3600 (s)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue OUT/last.pt exactly (an error when there is none)"
+    )
+    parser.add_argument(
+        "--time-budget",
+        default=None,
+        metavar="T",
+        help="stop cleanly after a checkpoint before this much time, e.g. 2h30m, 90m, 3600 (s)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -52,13 +64,26 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config is not None else RunConfig()
     budget = None if args.time_budget is None else parse_duration(args.time_budget)
-    result = train_shower_flow(config, data=args.data, val=args.val, out=args.out, steps=args.steps,
-                               device=args.device, seed=args.seed, resume=args.resume,
-                               progress=not args.no_progress, time_budget_s=budget)
-    print(f"trained to step {result['step']}; best validation loss {result['best_val_loss']:.4f}; "
-          f"{result['elapsed_s'] / 3600:.2f} h of training in all")
+    result = train_shower_flow(
+        config,
+        data=args.data,
+        val=args.val,
+        out=args.out,
+        steps=args.steps,
+        device=args.device,
+        seed=args.seed,
+        resume=args.resume,
+        progress=not args.no_progress,
+        time_budget_s=budget,
+    )
+    print(
+        f"trained to step {result['step']}; best validation loss {result['best_val_loss']:.4f}; "
+        f"{result['elapsed_s'] / 3600:.2f} h of training in all"
+    )
     print(f"best checkpoint: {result['best']}\nlast checkpoint: {result['last']}\nloss log: {result['log']}")
     if result["stopped"]:
-        print(f"train-flow: stopped by {result['stopped']} after a checkpoint at step {result['step']}; "
-              "continue with --resume")
+        print(
+            f"train-flow: stopped by {result['stopped']} after a checkpoint at step {result['step']}; "
+            "continue with --resume"
+        )
     return 128 + int(getattr(signal, result["stopped"])) if result["stopped"].startswith("SIG") else 0

@@ -58,8 +58,14 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     train_voxel_from_file(
-        args.train, config, out=args.output, steps=args.steps, max_showers=args.max_showers,
-        distill_from=args.distill, seed=args.seed, progress=True,
+        args.train,
+        config,
+        out=args.output,
+        steps=args.steps,
+        max_showers=args.max_showers,
+        distill_from=args.distill,
+        seed=args.seed,
+        progress=True,
     )
     print(f"wrote {args.output}")
     return 0

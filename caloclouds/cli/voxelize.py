@@ -22,15 +22,26 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="IN.h5", help="shower file (our HDF5), or a CaloChallenge file with --to-points")
+    parser.add_argument(
+        "input", metavar="IN.h5", help="shower file (our HDF5), or a CaloChallenge file with --to-points"
+    )
     parser.add_argument("-o", "--output", required=True, metavar="OUT.h5", help="output file")
     parser.add_argument("--mesh", default=None, metavar="MESH", help="ds2 (default), ds1 or a mesh YAML/JSON file")
     parser.add_argument("--max-showers", type=int, metavar="N", help="voxelise only the first N showers")
     parser.add_argument("--chunk-showers", type=int, default=1000, metavar="N", help="showers per chunk (default 1000)")
     parser.add_argument("--to-points", action="store_true", help="CaloChallenge file -> point showers (our HDF5)")
-    parser.add_argument("--mode", choices=["centre", "uniform"], default="centre", help="where points go with --to-points (default centre)")
-    parser.add_argument("--points-per-voxel", type=int, default=1, metavar="K", help="points per voxel with --to-points (default 1)")
-    parser.add_argument("--threshold-mev", type=float, default=0.0, metavar="MEV", help="voxels <= this make no points (default 0)")
+    parser.add_argument(
+        "--mode",
+        choices=["centre", "uniform"],
+        default="centre",
+        help="where points go with --to-points (default centre)",
+    )
+    parser.add_argument(
+        "--points-per-voxel", type=int, default=1, metavar="K", help="points per voxel with --to-points (default 1)"
+    )
+    parser.add_argument(
+        "--threshold-mev", type=float, default=0.0, metavar="MEV", help="voxels <= this make no points (default 0)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed of --mode uniform (default 0)")
 
 
@@ -47,8 +58,14 @@ def run(args: argparse.Namespace) -> int:
     if args.to_points:
         mesh = None if args.mesh is None else get_mesh(args.mesh)
         n = calochallenge_to_points(
-            args.input, args.output, mesh=mesh, mode=args.mode, points_per_voxel=args.points_per_voxel,
-            threshold_mev=args.threshold_mev, chunk_showers=args.chunk_showers, seed=args.seed,
+            args.input,
+            args.output,
+            mesh=mesh,
+            mode=args.mode,
+            points_per_voxel=args.points_per_voxel,
+            threshold_mev=args.threshold_mev,
+            chunk_showers=args.chunk_showers,
+            seed=args.seed,
         )
         print(f"wrote {n} point showers to {args.output}")
         return 0

@@ -44,7 +44,7 @@ __all__ = [
 FORMAT_VERSION = 1
 KINDS = ("edm", "cm")
 CHECKPOINT_NAME = "checkpoint.pt"  # full training state in a run folder (for --resume)
-MODEL_NAME = "model.pt"            # the slim inference checkpoint in a run folder
+MODEL_NAME = "model.pt"  # the slim inference checkpoint in a run folder
 
 
 def build_inner(cfg: DiffusionConfig, n_layers: int) -> PointWiseNet:
@@ -141,7 +141,9 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     if "format_version" not in data:
         raise InputFileError(path, "not a caloclouds PointWise Net checkpoint (no format_version)")
     if data["format_version"] != FORMAT_VERSION:
-        raise InputFileError(path, f"format_version {data['format_version']} is not supported (expected {FORMAT_VERSION})")
+        raise InputFileError(
+            path, f"format_version {data['format_version']} is not supported (expected {FORMAT_VERSION})"
+        )
     if data.get("kind") not in KINDS:
         raise InputFileError(path, f"unknown model kind {data.get('kind')!r}; valid kinds are {KINDS}")
     data["config"] = config_from_dict(_known_keys(data["config"], RunConfig))

@@ -97,8 +97,9 @@ class TrainingData:
     def n_points(self) -> Tensor:
         return self.offsets[1:] - self.offsets[:-1]
 
-    def fit_normaliser(self, *, n_layers: int, subcell_pitch_mm: float, sigma_data: float,
-                       per_layer: bool = False) -> PointNormaliser:
+    def fit_normaliser(
+        self, *, n_layers: int, subcell_pitch_mm: float, sigma_data: float, per_layer: bool = False
+    ) -> PointNormaliser:
         return PointNormaliser.fit(
             self.points.numpy(),
             self.offsets.numpy(),
@@ -140,8 +141,9 @@ class TrainingData:
         conditions), so that a batch sees B * groups noise levels. The network treats points
         independently given their row's context, so this changes the noise sampling only.
         """
-        pts, offsets, shower_index = self._gather(idx, rotate=rotate, generator=generator,
-                                                  keep_points=points_per_shower)
+        pts, offsets, shower_index = self._gather(
+            idx, rotate=rotate, generator=generator, keep_points=points_per_shower
+        )
         x = normaliser.forward(pts, jitter=jitter, generator=generator)
         features = normaliser.conditions(self.incident_energy_gev[idx], self.n_points[idx])
         showers = RaggedCond(features, shower_index if len(idx) > 1 else None)
@@ -151,8 +153,9 @@ class TrainingData:
         rows = RaggedCond(features.repeat_interleave(groups, dim=0), shower_index * groups + group)
         return Batch(x, rows, RaggedCond(features, shower_index), offsets, groups)
 
-    def _gather(self, idx: Tensor, *, rotate: bool, generator: torch.Generator | None,
-                keep_points: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    def _gather(
+        self, idx: Tensor, *, rotate: bool, generator: torch.Generator | None, keep_points: int = 0
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Points of showers ``idx`` (rotated if asked), their (B+1,) offsets and shower index.
 
         ``keep_points`` > 0 keeps each point of a shower with probability min(1, keep_points / n),
@@ -192,16 +195,20 @@ class TrainingData:
         points (an unbiased estimate of the per-point loss, over many more showers per step).
         """
         n_layers = normaliser.n_layers
-        pts, offsets, shower_index = self._gather(idx, rotate=rotate, generator=generator,
-                                                  keep_points=points_per_shower)
+        pts, offsets, shower_index = self._gather(
+            idx, rotate=rotate, generator=generator, keep_points=points_per_shower
+        )
         layer = pts[:, 2].long().clamp(0, n_layers - 1)
         rows, row_of_point = torch.unique(shower_index * n_layers + layer, return_inverse=True)
         row_shower, row_layer = rows // n_layers, rows % n_layers
         n_l, e_l = self.layer_totals(n_layers)
         shower_id = idx[row_shower]
         features = normaliser.layer_conditions(
-            self.incident_energy_gev[shower_id], self.n_points[shower_id], row_layer,
-            n_l[shower_id, row_layer], e_l[shower_id, row_layer],
+            self.incident_energy_gev[shower_id],
+            self.n_points[shower_id],
+            row_layer,
+            n_l[shower_id, row_layer],
+            e_l[shower_id, row_layer],
         )
         x = normaliser.forward(pts, jitter=jitter, generator=generator)
         shower_features = normaliser.conditions(self.incident_energy_gev[idx], self.n_points[idx])

@@ -87,7 +87,9 @@ def evaluate_points(
         raise ValueError(f"reference needs at least 2 showers, got {len(reference)}")
     pick = np.arange(n_showers) % len(reference)
     n_points = torch.from_numpy(reference.n_points[pick].astype(np.int64))
-    energy = np.full(n_showers, energy_gev, np.float32) if energy_gev is not None else reference.incident_energy_gev[pick]
+    energy = (
+        np.full(n_showers, energy_gev, np.float32) if energy_gev is not None else reference.incident_energy_gev[pick]
+    )
     energy_t = torch.from_numpy(np.asarray(energy, np.float32))
     if batch_showers is None:
         batch_showers = 1 if model.device.type == "cpu" else 100
@@ -95,8 +97,14 @@ def evaluate_points(
     parts = []
     t0 = time.perf_counter()
     for lo in range(0, n_showers, batch_showers):
-        pts, _ = model.sample(n_points[lo:lo + batch_showers], energy_t[lo:lo + batch_showers],
-                              solver=solver, sampler=sampler, steps=steps, generator=gen)
+        pts, _ = model.sample(
+            n_points[lo : lo + batch_showers],
+            energy_t[lo : lo + batch_showers],
+            solver=solver,
+            sampler=sampler,
+            steps=steps,
+            generator=gen,
+        )
         parts.append(pts.cpu().numpy())
     seconds = time.perf_counter() - t0
     generated = np.concatenate(parts) if parts else np.zeros((0, 4), np.float32)
@@ -151,8 +159,9 @@ def time_sampling(
         counts = torch.full((1, layers), n_points // layers, dtype=torch.int64)
         counts[0, : n_points - int(counts.sum())] += 1
         energy_l = counts * (TYPICAL_SAMPLING_FRACTION * energy_gev * 1000.0 / n_points)
-        full = timed(lambda: model.sample_layers(counts, energy_l, e, solver=solver, sampler=sampler, steps=steps,
-                                                 generator=gen))
+        full = timed(
+            lambda: model.sample_layers(counts, energy_l, e, solver=solver, sampler=sampler, steps=steps, generator=gen)
+        )
         cond = model.layer_rows(counts, energy_l, e)[0]
     else:
         full = timed(lambda: model.sample(n, e, solver=solver, sampler=sampler, steps=steps, generator=gen))

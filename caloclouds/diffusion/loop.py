@@ -63,7 +63,7 @@ class TrainResult:
     iterations_per_s: float
     points_per_s: float
     last_loss: float
-    stopped: str = ""       # why it stopped early: "" (finished), "time budget", "SIGTERM", "SIGINT"
+    stopped: str = ""  # why it stopped early: "" (finished), "time budget", "SIGTERM", "SIGINT"
     elapsed_s: float = 0.0  # training time of the run over all its slices
 
 
@@ -140,7 +140,9 @@ class RunLog:
 
     @classmethod
     def from_checkpoint(cls, ck: dict[str, Any]) -> RunLog:
-        return cls(list(ck.get("loss_log", [])), [dict(r) for r in ck.get("metrics", [])], float(ck.get("elapsed_s", 0.0)))
+        return cls(
+            list(ck.get("loss_log", [])), [dict(r) for r in ck.get("metrics", [])], float(ck.get("elapsed_s", 0.0))
+        )
 
 
 METRIC_COLUMNS = ("step", "loss", "val_loss", "elapsed_s", "lr")
@@ -150,8 +152,12 @@ def write_curves(out_dir: Path, metrics: list[dict[str, float]], title: str, *, 
     """``metrics.csv`` and (if ``png``) ``curve.png`` of a PointWise Net run, both atomic."""
     write_metrics_csv(out_dir / "metrics.csv", metrics, METRIC_COLUMNS)
     if png:
-        write_curve_png(out_dir / "curve.png", metrics, title,
-                        {"loss": "training loss (mean over interval)", "val_loss": "validation loss (EMA weights, fixed noise)"})
+        write_curve_png(
+            out_dir / "curve.png",
+            metrics,
+            title,
+            {"loss": "training loss (mean over interval)", "val_loss": "validation loss (EMA weights, fixed noise)"},
+        )
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,7 @@ class StepsRun:
     steps_run: int
     seconds: float
     points: int
-    stopped: str = ""   # "" (all steps done), "time budget" or the signal's name
+    stopped: str = ""  # "" (all steps done), "time budget" or the signal's name
 
 
 def run_steps(
@@ -199,15 +205,17 @@ def run_steps(
 
     def checkpoint(step: int, final: bool = False) -> None:
         nonlocal last_row
-        recent = log.loss[int(last_row):step] if step > last_row else log.loss[-1:]
+        recent = log.loss[int(last_row) : step] if step > last_row else log.loss[-1:]
         log.elapsed_s = elapsed0 + time.perf_counter() - t0
-        log.metrics.append({
-            "step": float(step),
-            "loss": float(sum(recent) / len(recent)) if recent else float("nan"),
-            "val_loss": val_fn() if val_fn is not None else float("nan"),
-            "elapsed_s": log.elapsed_s,
-            "lr": lr_fn() if lr_fn is not None else float("nan"),
-        })
+        log.metrics.append(
+            {
+                "step": float(step),
+                "loss": float(sum(recent) / len(recent)) if recent else float("nan"),
+                "val_loss": val_fn() if val_fn is not None else float("nan"),
+                "elapsed_s": log.elapsed_s,
+                "lr": lr_fn() if lr_fn is not None else float("nan"),
+            }
+        )
         last_row = step
         save_fn(step, final)
 

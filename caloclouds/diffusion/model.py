@@ -33,8 +33,9 @@ class PointModel:
         step: the training step of the weights.
     """
 
-    def __init__(self, denoiser: EDMDenoiser, normaliser: PointNormaliser, config: RunConfig, *,
-                 kind: str, step: int = 0) -> None:
+    def __init__(
+        self, denoiser: EDMDenoiser, normaliser: PointNormaliser, config: RunConfig, *, kind: str, step: int = 0
+    ) -> None:
         self.denoiser = denoiser.eval().requires_grad_(False)
         self.normaliser = normaliser
         self.config = config
@@ -49,8 +50,9 @@ class PointModel:
         n = sum(p.numel() for p in self.denoiser.parameters())
         return f"PointModel(kind={self.kind!r}, step={self.step}, parameters={n})"
 
-    def conditioning(self, n_points: Tensor, incident_energy_gev: Tensor, *,
-                     extra_conditions: Tensor | None = None) -> tuple[RaggedCond, Tensor]:
+    def conditioning(
+        self, n_points: Tensor, incident_energy_gev: Tensor, *, extra_conditions: Tensor | None = None
+    ) -> tuple[RaggedCond, Tensor]:
         """Ragged conditioning and (B+1,) offsets for showers of ``n_points`` points."""
         dev = self.device
         n_points = torch.as_tensor(n_points, dtype=torch.int64).reshape(-1).cpu()
@@ -141,13 +143,17 @@ class PointModel:
         if not self.per_layer:
             raise CaloCloudsError("this PointWise Net is not per layer: use sample")
         cond, total, row_layer, row_counts, offsets = self.layer_rows(
-            points_per_layer, energy_per_layer_mev, incident_energy_gev, condition_points_per_layer)
+            points_per_layer, energy_per_layer_mev, incident_energy_gev, condition_points_per_layer
+        )
         x = self._draw(cond, total, solver=solver, sampler=sampler, steps=steps, generator=generator)
         layer = torch.repeat_interleave(row_layer, row_counts).to(self.device)
         return self.normaliser.inverse(x, layer), offsets.to(self.device)
 
     def layer_rows(
-        self, points_per_layer: Tensor, energy_per_layer_mev: Tensor, incident_energy_gev: Tensor,
+        self,
+        points_per_layer: Tensor,
+        energy_per_layer_mev: Tensor,
+        incident_energy_gev: Tensor,
         condition_points_per_layer: Tensor | None = None,
     ) -> tuple[RaggedCond, int, Tensor, Tensor, Tensor]:
         """The network rows of :meth:`sample_layers`: ``(cond, total points, row layer, row counts,
@@ -169,11 +175,17 @@ class PointModel:
         rows = torch.nonzero(flat > 0).squeeze(1)
         row_shower, row_layer = rows // n_layers, rows % n_layers
         row_counts = flat[rows]
-        cond_counts = counts if condition_points_per_layer is None else \
-            torch.as_tensor(condition_points_per_layer, dtype=torch.int64).cpu().reshape(counts.shape)
+        cond_counts = (
+            counts
+            if condition_points_per_layer is None
+            else torch.as_tensor(condition_points_per_layer, dtype=torch.int64).cpu().reshape(counts.shape)
+        )
         features = self.normaliser.layer_conditions(
-            energy[row_shower], cond_counts.sum(1)[row_shower], row_layer,
-            cond_counts.reshape(-1)[rows].clamp_min(1), energy_l.reshape(-1)[rows].clamp_min(0.0),
+            energy[row_shower],
+            cond_counts.sum(1)[row_shower],
+            row_layer,
+            cond_counts.reshape(-1)[rows].clamp_min(1),
+            energy_l.reshape(-1)[rows].clamp_min(0.0),
         )
         row_offsets = torch.zeros(len(rows) + 1, dtype=torch.int64)
         torch.cumsum(row_counts, 0, out=row_offsets[1:])
@@ -202,12 +214,22 @@ class PointModel:
                 raise CaloCloudsError(f"sampler {sampler!r} needs {need}, but this model is kind {self.kind!r}")
         part, solver = resolve_sampling(solver=solver, sampler=sampler, model_part=None if solver else self.part)
         if part != self.part:
-            raise CaloCloudsError(f"solver {solver!r} needs the {part!r} weights, but this model is the "
-                                  f"{self.part!r} (kind {self.kind!r})")
+            raise CaloCloudsError(
+                f"solver {solver!r} needs the {part!r} weights, but this model is the "
+                f"{self.part!r} (kind {self.kind!r})"
+            )
         return solver
 
-    def _draw(self, cond: RaggedCond, total: int, *, solver: str | None, sampler: str | None, steps: int | None,
-              generator: torch.Generator | None) -> Tensor:
+    def _draw(
+        self,
+        cond: RaggedCond,
+        total: int,
+        *,
+        solver: str | None,
+        sampler: str | None,
+        steps: int | None,
+        generator: torch.Generator | None,
+    ) -> Tensor:
         """``total`` points in the diffusion space, drawn by ``solver`` given the row conditions."""
         solver = self.resolve_solver(solver, sampler=sampler)
         cfg = self.config.diffusion
@@ -218,8 +240,15 @@ class PointModel:
         dev = self.device
         gen_dev = generator.device if generator is not None else dev
         noise = torch.randn(total, self.normaliser.n_features, generator=generator, device=gen_dev).to(dev)
-        sigmas = solver_sigmas(solver, steps, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, rho=cfg.rho,
-                               distill_levels=self.config.distillation.num_steps, device=dev)
+        sigmas = solver_sigmas(
+            solver,
+            steps,
+            sigma_min=cfg.sigma_min,
+            sigma_max=cfg.sigma_max,
+            rho=cfg.rho,
+            distill_levels=self.config.distillation.num_steps,
+            device=dev,
+        )
         return sample(self.denoiser, noise, solver=solver, sigmas=sigmas, cond=cond, generator=generator)
 
 

@@ -86,9 +86,7 @@ class PointWiseNet(nn.Module):
         self.time_embed = nn.Linear(fourier_features, time_features)
         context = time_features + cond_features
         widths = (point_features, *hidden, point_features)
-        self.layers = nn.ModuleList(
-            ConcatSquashLinear(a, b, context) for a, b in zip(widths[:-1], widths[1:])
-        )
+        self.layers = nn.ModuleList(ConcatSquashLinear(a, b, context) for a, b in zip(widths[:-1], widths[1:]))
 
     def context(self, c_noise: Tensor, cond: Tensor) -> Tensor:
         """Per-shower context ``(B, time_features + cond_features)``."""
@@ -112,10 +110,12 @@ class PointWiseNet(nn.Module):
         chunk = CPU_CHUNK_POINTS
         if shower_index is None or x.device.type != "cpu" or torch.is_grad_enabled() or len(x) <= chunk:
             return self._layers(x, modulation, shower_index)
-        return torch.cat([
-            self._layers(x[lo : lo + chunk], modulation, shower_index[lo : lo + chunk])
-            for lo in range(0, len(x), chunk)
-        ])
+        return torch.cat(
+            [
+                self._layers(x[lo : lo + chunk], modulation, shower_index[lo : lo + chunk])
+                for lo in range(0, len(x), chunk)
+            ]
+        )
 
     def _layers(self, x: Tensor, modulation: list[tuple[Tensor, Tensor]], shower_index: Tensor | None) -> Tensor:
         """The ConcatSquash stack on points ``x`` given every layer's per-shower (gate, bias)."""

@@ -34,8 +34,8 @@ from caloclouds.showers import shower_index
 
 __all__ = ["PointNormaliser", "layer_totals", "MIN_ENERGY_MEV", "DEPTH_EPS"]
 
-MIN_ENERGY_MEV = 1e-12   # Floor for ln(e): energies below this (never seen in Geant4 data) are clamped.
-DEPTH_EPS = 1e-4         # Generated depth is clamped to [0, n_layers - DEPTH_EPS] layer units.
+MIN_ENERGY_MEV = 1e-12  # Floor for ln(e): energies below this (never seen in Geant4 data) are clamped.
+DEPTH_EPS = 1e-4  # Generated depth is clamped to [0, n_layers - DEPTH_EPS] layer units.
 
 
 def layer_totals(points: np.ndarray, offsets: np.ndarray, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,18 +53,18 @@ def layer_totals(points: np.ndarray, offsets: np.ndarray, n_layers: int) -> tupl
 class PointNormaliser:
     """Fitted constants of the point and condition transforms (all plain floats, see module doc)."""
 
-    n_layers: int                 # Depth range is [0, n_layers) in layer units.
-    subcell_pitch_mm: float       # Width of the x, y jitter during training (0 = no jitter).
-    sigma_data: float             # Target spread of every feature.
-    xy_scale_mm: float            # asinh scale of x and y in mm.
-    xy_std: float                 # Spread of asinh(x / xy_scale_mm) over the training points.
-    depth_mean: float             # Mean continuous depth (layer units).
+    n_layers: int  # Depth range is [0, n_layers) in layer units.
+    subcell_pitch_mm: float  # Width of the x, y jitter during training (0 = no jitter).
+    sigma_data: float  # Target spread of every feature.
+    xy_scale_mm: float  # asinh scale of x and y in mm.
+    xy_std: float  # Spread of asinh(x / xy_scale_mm) over the training points.
+    depth_mean: float  # Mean continuous depth (layer units).
     depth_std: float
-    log_e_mean: float             # Mean of ln(e / MeV).
+    log_e_mean: float  # Mean of ln(e / MeV).
     log_e_std: float
-    energy_mean_gev: float        # Incident energy standardisation.
+    energy_mean_gev: float  # Incident energy standardisation.
     energy_std_gev: float
-    n_points_mean: float          # Number-of-points standardisation.
+    n_points_mean: float  # Number-of-points standardisation.
     n_points_std: float
     # Per-layer models (``per_layer``): points are (x, y, e) given their layer; each (shower, layer)
     # row is conditioned on ln(n_l) and ln(E_l / n_l), standardised with these constants.
@@ -107,8 +107,10 @@ class PointNormaliser:
             log_e_layer = np.log(np.maximum(e_l[hit] / n_l[hit], MIN_ENERGY_MEV))  # not log_e: that is per point
             layer_stats = dict(
                 per_layer=True,
-                log_n_layer_mean=float(log_n.mean()), log_n_layer_std=float(max(log_n.std(), 1e-3)),
-                log_e_point_mean=float(log_e_layer.mean()), log_e_point_std=float(max(log_e_layer.std(), 1e-3)),
+                log_n_layer_mean=float(log_n.mean()),
+                log_n_layer_std=float(max(log_n.std(), 1e-3)),
+                log_e_point_mean=float(log_e_layer.mean()),
+                log_e_point_std=float(max(log_e_layer.std(), 1e-3)),
             )
         return cls(
             n_layers=int(n_layers),

@@ -104,12 +104,19 @@ def consistency_sigmas(steps: int, levels: Tensor) -> Tensor:
     return levels[picks.to(levels.device)]
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Solvers of Karras et al. (2022): deterministic, on the teacher's denoiser.
 
 
-def _sample_ode(denoiser: Callable[..., Tensor], x: Tensor, sigmas: Tensor, *, cond: Any,
-                callback: Callback | None, second_order: bool) -> Tensor:
+def _sample_ode(
+    denoiser: Callable[..., Tensor],
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    cond: Any,
+    callback: Callback | None,
+    second_order: bool,
+) -> Tensor:
     """Euler steps, each corrected to a Heun step when ``second_order`` and the next sigma is not 0."""
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
@@ -126,8 +133,15 @@ def _sample_ode(denoiser: Callable[..., Tensor], x: Tensor, sigmas: Tensor, *, c
 
 
 @torch.no_grad()
-def sample_euler(denoiser: Callable[..., Tensor], x: Tensor, sigmas: Tensor, *, cond: Any,
-                 generator: torch.Generator | None = None, callback: Callback | None = None) -> Tensor:
+def sample_euler(
+    denoiser: Callable[..., Tensor],
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    cond: Any,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
     """Implements Algorithm 2 (Euler steps) from Karras et al. (2022), deterministic.
 
     ``x`` is the starting noise already scaled by ``sigmas[0]``; ``generator`` is unused (shared signature).
@@ -136,8 +150,15 @@ def sample_euler(denoiser: Callable[..., Tensor], x: Tensor, sigmas: Tensor, *, 
 
 
 @torch.no_grad()
-def sample_heun(denoiser: Callable[..., Tensor], x: Tensor, sigmas: Tensor, *, cond: Any,
-                generator: torch.Generator | None = None, callback: Callback | None = None) -> Tensor:
+def sample_heun(
+    denoiser: Callable[..., Tensor],
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    cond: Any,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> Tensor:
     """Implements Algorithm 1 (Heun steps) from Karras et al. (2022), deterministic (S_churn = 0).
 
     Two network evaluations per step, and a final Euler step when the next sigma is 0.
@@ -145,7 +166,7 @@ def sample_heun(denoiser: Callable[..., Tensor], x: Tensor, sigmas: Tensor, *, c
     return _sample_ode(denoiser, x, sigmas, cond=cond, callback=callback, second_order=True)
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # Multistep consistency sampling of Song et al. (2023), on a distilled model.
 
 
@@ -184,7 +205,7 @@ def sample_consistency(
     return x
 
 
-#----------------------------------------------------------------------------
+# ----------------------------------------------------------------------------
 # The solver table and the one entry point.
 
 
@@ -192,8 +213,8 @@ def sample_consistency(
 class SolverSpec:
     """A solver: its function and the model part whose weights it runs on."""
 
-    fn: Callable[..., Tensor]   # sample_<name>(denoiser, x, sigmas, *, cond, generator, callback)
-    part: str                   # "teacher": Karras schedule with a final 0; "cm": the distillation grid.
+    fn: Callable[..., Tensor]  # sample_<name>(denoiser, x, sigmas, *, cond, generator, callback)
+    part: str  # "teacher": Karras schedule with a final 0; "cm": the distillation grid.
 
 
 SOLVERS: dict[str, SolverSpec] = {
@@ -216,8 +237,9 @@ def default_solver(part: str) -> str:
     return next(name for name, spec in SOLVERS.items() if spec.part == part)
 
 
-def resolve_sampling(*, model_part: str | None = None, solver: str | None = None,
-                     sampler: str | None = None) -> tuple[str, str]:
+def resolve_sampling(
+    *, model_part: str | None = None, solver: str | None = None, sampler: str | None = None
+) -> tuple[str, str]:
     """``(model_part, solver)`` from the options as given; the deprecated ``sampler`` is an alias.
 
     Without any option: the consistency model with its solver. A solver alone picks its part; a
@@ -238,8 +260,10 @@ def resolve_sampling(*, model_part: str | None = None, solver: str | None = None
         return model_part, default_solver(model_part)
     part = _spec(solver).part
     if model_part is not None and model_part != part:
-        raise ConfigError(f"solver {solver!r} runs on the {part!r} weights, not on {model_part!r}; "
-                          f"the {model_part!r} weights take {[n for n, s in SOLVERS.items() if s.part == model_part]}")
+        raise ConfigError(
+            f"solver {solver!r} runs on the {part!r} weights, not on {model_part!r}; "
+            f"the {model_part!r} weights take {[n for n, s in SOLVERS.items() if s.part == model_part]}"
+        )
     return part, solver
 
 

@@ -79,8 +79,8 @@ class _EDMLoss(nn.Module):
 
 
 DataSource = TrainingData | str | Path | Sequence[str | Path]
-CURVE_EVERY_S = 300.0              # Seconds between redraws of curve.png during a run.
-VAL_SEED = 20251129                 # Fixed stream of the validation batch and noise.
+CURVE_EVERY_S = 300.0  # Seconds between redraws of curve.png during a run.
+VAL_SEED = 20251129  # Fixed stream of the validation batch and noise.
 VAL_SIGMAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # Noise levels of the validation loss.
 
 
@@ -92,18 +92,28 @@ def _load_data(data: DataSource, limit: int | None = None) -> TrainingData:
     return TrainingData.from_files(list(data), limit=limit)
 
 
-def _make_batch(data: TrainingData, idx: Tensor, normaliser: PointNormaliser, cfg: DiffusionConfig,
-                gen: torch.Generator) -> Batch:
+def _make_batch(
+    data: TrainingData, idx: Tensor, normaliser: PointNormaliser, cfg: DiffusionConfig, gen: torch.Generator
+) -> Batch:
     """A training batch of showers ``idx``: per (shower, layer) rows for per-layer models."""
     if cfg.per_layer:
-        return data.layer_batch(idx, normaliser, rotate=cfg.rotate, jitter=True,
-                                points_per_shower=cfg.points_per_shower, generator=gen)
-    return data.batch(idx, normaliser, rotate=cfg.rotate, jitter=True, groups=cfg.noise_groups,
-                      points_per_shower=cfg.points_per_shower, generator=gen)
+        return data.layer_batch(
+            idx, normaliser, rotate=cfg.rotate, jitter=True, points_per_shower=cfg.points_per_shower, generator=gen
+        )
+    return data.batch(
+        idx,
+        normaliser,
+        rotate=cfg.rotate,
+        jitter=True,
+        groups=cfg.noise_groups,
+        points_per_shower=cfg.points_per_shower,
+        generator=gen,
+    )
 
 
-def _validation(val: DataSource | None, normaliser: PointNormaliser, cfg: DiffusionConfig,
-                denoiser: EDMDenoiser, dev: torch.device) -> Callable[[], float] | None:
+def _validation(
+    val: DataSource | None, normaliser: PointNormaliser, cfg: DiffusionConfig, denoiser: EDMDenoiser, dev: torch.device
+) -> Callable[[], float] | None:
     """The validation loss of a run: the EDM-weighted denoising error of ``denoiser`` (the EMA or
     target weights) on the first ``cfg.val_showers`` showers of ``val``, averaged over a fixed grid
     of noise levels with fixed noise, so that its values are comparable across steps and runs."""
@@ -133,8 +143,14 @@ _KIND_NAMES = {"edm": "an EDM", "cm": "a consistency"}
 
 
 def _resume(
-    ckpt_path: Path, kind: str, model: nn.Module, ema: nn.Module, optimiser: torch.optim.Optimizer,
-    gen: torch.Generator, dist_info: DistInfo, dev: torch.device,
+    ckpt_path: Path,
+    kind: str,
+    model: nn.Module,
+    ema: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    gen: torch.Generator,
+    dist_info: DistInfo,
+    dev: torch.device,
 ) -> dict:
     """Load a training checkpoint of ``kind`` into the model, its EMA, the optimiser and this rank's
     random stream. Returns the checkpoint."""
@@ -149,8 +165,16 @@ def _resume(
 
 
 def _saver(
-    out_dir: Path, kind: str, config: RunConfig, normaliser: object, ema: nn.Module, model: nn.Module,
-    optimiser: torch.optim.Optimizer, gen: torch.Generator, log: RunLog, dist_info: DistInfo,
+    out_dir: Path,
+    kind: str,
+    config: RunConfig,
+    normaliser: object,
+    ema: nn.Module,
+    model: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    gen: torch.Generator,
+    log: RunLog,
+    dist_info: DistInfo,
 ) -> Callable[[int], None]:
     """The checkpoint writer of a run: ``model.pt`` (the EMA weights), ``checkpoint.pt`` (plus the
     training state), ``metrics.csv`` and ``curve.png``, written by rank 0 while the other ranks wait."""
@@ -162,8 +186,16 @@ def _saver(
         if dist_info.rank != 0:
             barrier(dist_info)  # wait until rank 0 has written the files
             return
-        common = dict(kind=kind, config=config, normaliser=normaliser, state_dict=ema.state_dict(),
-                      step=step, loss_log=log.loss, metrics=log.metrics, elapsed_s=log.elapsed_s)
+        common = dict(
+            kind=kind,
+            config=config,
+            normaliser=normaliser,
+            state_dict=ema.state_dict(),
+            step=step,
+            loss_log=log.loss,
+            metrics=log.metrics,
+            elapsed_s=log.elapsed_s,
+        )
         train_state = {"model": model.state_dict(), "optimizer": optimiser.state_dict(), "rng": rng}
         save_checkpoint(out_dir / CHECKPOINT_NAME, train_state=train_state, **common)
         save_checkpoint(out_dir / MODEL_NAME, **common)
@@ -181,17 +213,17 @@ def _saver(
 class RunOptions:
     """How a run is carried out: the keyword options :func:`train_diffusion` and :func:`distill` share."""
 
-    val: DataSource | None = None          # Validation showers for the validation loss in metrics.csv.
-    time_budget_s: float | None = None     # Stop cleanly, after a checkpoint, before this much time has passed.
-    steps: int | None = None               # Total optimiser steps (overrides the config's).
-    batch_size: int | None = None          # Showers per step over all ranks (overrides the config's).
-    learning_rate: float | None = None     # Adam learning rate (overrides the config's, also on resume).
-    device: str = "cpu"                    # Torch device (each rank uses cuda:LOCAL_RANK under torchrun).
-    seed: int = 0                          # Seed of the initialisation and of the batch / noise stream.
-    resume: bool = False                   # Continue out_dir/checkpoint.pt (step count, loss log, random stream).
-    bf16: bool = False                     # bf16 autocast of the network.
-    compile: bool = False                  # torch.compile the loss module.
-    progress: bool = True                  # Show a progress bar.
+    val: DataSource | None = None  # Validation showers for the validation loss in metrics.csv.
+    time_budget_s: float | None = None  # Stop cleanly, after a checkpoint, before this much time has passed.
+    steps: int | None = None  # Total optimiser steps (overrides the config's).
+    batch_size: int | None = None  # Showers per step over all ranks (overrides the config's).
+    learning_rate: float | None = None  # Adam learning rate (overrides the config's, also on resume).
+    device: str = "cpu"  # Torch device (each rank uses cuda:LOCAL_RANK under torchrun).
+    seed: int = 0  # Seed of the initialisation and of the batch / noise stream.
+    resume: bool = False  # Continue out_dir/checkpoint.pt (step count, loss log, random stream).
+    bf16: bool = False  # bf16 autocast of the network.
+    compile: bool = False  # torch.compile the loss module.
+    progress: bool = True  # Show a progress bar.
 
 
 def _run(
@@ -237,10 +269,20 @@ def _run(
 
     save_fn = _saver(out_dir, kind, config, normaliser, ema_inner, trained.inner, optimiser, gen, log, dist_info)
     val_fn = _validation(opts.val, normaliser, cfg, val_denoiser, dev) if dist_info.rank == 0 else None
-    run = run_steps(step_fn=step_fn, save_fn=save_fn, start=start, steps=schedule.steps,
-                    checkpoint_every=schedule.checkpoint_every, log=log, dist_info=dist_info, progress=opts.progress,
-                    desc="train-diffusion" if kind == "edm" else "distill", val_fn=val_fn,
-                    lr_fn=lambda: optimiser.param_groups[0]["lr"], time_budget_s=opts.time_budget_s)
+    run = run_steps(
+        step_fn=step_fn,
+        save_fn=save_fn,
+        start=start,
+        steps=schedule.steps,
+        checkpoint_every=schedule.checkpoint_every,
+        log=log,
+        dist_info=dist_info,
+        progress=opts.progress,
+        desc="train-diffusion" if kind == "edm" else "distill",
+        val_fn=val_fn,
+        lr_fn=lambda: optimiser.param_groups[0]["lr"],
+        time_budget_s=opts.time_budget_s,
+    )
     return make_result(out_dir, start, run, log)
 
 
@@ -259,8 +301,9 @@ def train_diffusion(config: RunConfig, data: DataSource, out_dir: str | Path, **
         :class:`TrainResult`.
     """
     opts = RunOptions(**options)
-    cfg = override_schedule(config.diffusion, steps=opts.steps, batch_size=opts.batch_size,
-                            learning_rate=opts.learning_rate)
+    cfg = override_schedule(
+        config.diffusion, steps=opts.steps, batch_size=opts.batch_size, learning_rate=opts.learning_rate
+    )
     config = dataclasses.replace(config, diffusion=cfg)
     out_dir = Path(out_dir)
     dist_info, dev = setup_distributed(opts.device)
@@ -300,14 +343,35 @@ def train_diffusion(config: RunConfig, data: DataSource, out_dir: str | Path, **
     def ema_fn(step: int) -> None:
         ema_update(ema_inner, denoiser.inner, ema_warmup_decay(step, power=cfg.ema_power, max_decay=cfg.ema_max))
 
-    return _run("edm", opts=opts, out_dir=out_dir, config=config, schedule=cfg, data=data, normaliser=normaliser,
-                trained=denoiser, ema_inner=ema_inner, optimiser=optimiser, gen=gen, log=log, start=start,
-                dist_info=dist_info, dev=dev, loss_fn=loss_fn, ema_fn=ema_fn,
-                val_denoiser=EDMDenoiser(ema_inner, cfg.sigma_data))
+    return _run(
+        "edm",
+        opts=opts,
+        out_dir=out_dir,
+        config=config,
+        schedule=cfg,
+        data=data,
+        normaliser=normaliser,
+        trained=denoiser,
+        ema_inner=ema_inner,
+        optimiser=optimiser,
+        gen=gen,
+        log=log,
+        start=start,
+        dist_info=dist_info,
+        dev=dev,
+        loss_fn=loss_fn,
+        ema_fn=ema_fn,
+        val_denoiser=EDMDenoiser(ema_inner, cfg.sigma_data),
+    )
 
 
 def distill(
-    teacher: str | Path, data: DataSource, out_dir: str | Path, *, config: RunConfig | None = None, **options: Any,
+    teacher: str | Path,
+    data: DataSource,
+    out_dir: str | Path,
+    *,
+    config: RunConfig | None = None,
+    **options: Any,
 ) -> TrainResult:
     """Consistency distillation of an EDM teacher into a one-step model.
 
@@ -329,8 +393,12 @@ def distill(
     if tk["kind"] != "edm":
         raise CaloCloudsError(f"{tk['path']}: the teacher must be an EDM checkpoint, got kind {tk['kind']!r}")
     run_config: RunConfig = tk["config"]
-    dcfg = override_schedule((config or run_config).distillation, steps=opts.steps, batch_size=opts.batch_size,
-                             learning_rate=opts.learning_rate)
+    dcfg = override_schedule(
+        (config or run_config).distillation,
+        steps=opts.steps,
+        batch_size=opts.batch_size,
+        learning_rate=opts.learning_rate,
+    )
     run_config = dataclasses.replace(run_config, distillation=dcfg)
     cfg = run_config.diffusion
     check_steps(dcfg.steps, dcfg.batch_size, dist_info.world)
@@ -369,7 +437,23 @@ def distill(
                 student_fwd, target, teacher_model, batch.x, noise.to(dev), level.to(dev), sigmas, cond=batch.cond
             ), batch
 
-    return _run("cm", opts=opts, out_dir=out_dir, config=run_config, schedule=dcfg, data=data, normaliser=normaliser,
-                trained=student, ema_inner=target.inner, optimiser=optimiser, gen=gen, log=log, start=start,
-                dist_info=dist_info, dev=dev, loss_fn=loss_fn,
-                ema_fn=lambda step: ema_update(target, student, dcfg.target_ema), val_denoiser=target)
+    return _run(
+        "cm",
+        opts=opts,
+        out_dir=out_dir,
+        config=run_config,
+        schedule=dcfg,
+        data=data,
+        normaliser=normaliser,
+        trained=student,
+        ema_inner=target.inner,
+        optimiser=optimiser,
+        gen=gen,
+        log=log,
+        start=start,
+        dist_info=dist_info,
+        dev=dev,
+        loss_fn=loss_fn,
+        ema_fn=lambda step: ema_update(target, student, dcfg.target_ema),
+        val_denoiser=target,
+    )

@@ -105,16 +105,35 @@ def classifier_auc(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 25-32-16-1 MLP is slower with several threads; restored below
     try:
-        aucs = _run_folds(xt, yt, y, fold_of, folds=folds, seed=seed, hidden=hidden, epochs=epochs,
-                          batch_size=batch_size, learning_rate=learning_rate)
+        aucs = _run_folds(
+            xt,
+            yt,
+            y,
+            fold_of,
+            folds=folds,
+            seed=seed,
+            hidden=hidden,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+        )
     finally:
         torch.set_num_threads(threads)
     return ClassifierResult(tuple(aucs), len(reference), len(generated))
 
 
 def _run_folds(
-    xt: Any, yt: Any, y: np.ndarray, fold_of: np.ndarray, *, folds: int, seed: int,
-    hidden: tuple[int, ...], epochs: int, batch_size: int, learning_rate: float,
+    xt: Any,
+    yt: Any,
+    y: np.ndarray,
+    fold_of: np.ndarray,
+    *,
+    folds: int,
+    seed: int,
+    hidden: tuple[int, ...],
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
 ) -> list[float]:
     """Train and test one network per fold; returns the test AUC of each fold."""
     import torch
@@ -129,8 +148,15 @@ def _run_folds(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 1000 + i)
             scores = _train_and_score(
-                xt, yt, train, val, test,
-                hidden=hidden, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                xt,
+                yt,
+                train,
+                val,
+                test,
+                hidden=hidden,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
             )
         aucs.append(roc_auc(y[test], scores))
     return aucs

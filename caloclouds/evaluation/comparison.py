@@ -106,7 +106,9 @@ def _w1(ref: Side, other: Side, ctx: Context) -> dict[str, Score]:
     size = max(1, n // ctx.config.n_batches)
     draws = ctx.options.w1_draws
     scores = batched_w1(
-        ref.table, other.table, scale=ctx.scale,
+        ref.table,
+        other.table,
+        scale=ctx.scale,
         reference_batches=random_batches(n, size=size, draws=draws, seed=ctx.config.seed),
         other_batches=random_batches(len(other), size=size, draws=draws, seed=ctx.config.seed + 1),
     )
@@ -128,8 +130,14 @@ def _pd(ref: Side, other: Side, ctx: Context) -> dict[str, Any]:
     k = batched_kpd(ref.features, other.features, degree=ctx.config.kpd_degree, **batches)
     min_s, max_s, kpd_batch = pd_sizes(min(len(ref), len(other)), ctx.config)
     f_inf = fpd(ref.features, other.features, min_samples=min_s, max_samples=max_s, seed=ctx.config.seed)
-    k_unb = kpd(ref.features, other.features, batch_size=kpd_batch, num_batches=ctx.config.kpd_batches,
-                degree=ctx.config.kpd_degree, seed=ctx.config.seed)
+    k_unb = kpd(
+        ref.features,
+        other.features,
+        batch_size=kpd_batch,
+        num_batches=ctx.config.kpd_batches,
+        degree=ctx.config.kpd_degree,
+        seed=ctx.config.seed,
+    )
     return {
         "fpd": {**f.to_dict(), "batch_size": size, "draws": draws},
         "kpd": {**k.to_dict(), "batch_size": size, "draws": draws, "degree": ctx.config.kpd_degree},
@@ -147,9 +155,14 @@ def pd_sizes(n: int, config: EvaluationConfig) -> tuple[int, int, int]:
 
 def _auc(real: np.ndarray, gen: np.ndarray, config: EvaluationConfig) -> dict[str, Any]:
     return classifier_auc(
-        real, gen,
-        folds=config.classifier_folds, hidden=config.classifier_hidden, epochs=config.classifier_epochs,
-        batch_size=config.classifier_batch_size, learning_rate=config.classifier_learning_rate, seed=config.seed,
+        real,
+        gen,
+        folds=config.classifier_folds,
+        hidden=config.classifier_hidden,
+        epochs=config.classifier_epochs,
+        batch_size=config.classifier_batch_size,
+        learning_rate=config.classifier_learning_rate,
+        seed=config.seed,
     ).to_dict()
 
 

@@ -36,8 +36,8 @@ class Thresholds:
     passes when its AUC is at most ``max_auc``.
     """
 
-    max_ratio: float = 1.6   # Largest passing ratio score / Geant4 floor of a distance.
-    max_auc: float = 0.6     # Largest passing classifier AUC (0.5: indistinguishable).
+    max_ratio: float = 1.6  # Largest passing ratio score / Geant4 floor of a distance.
+    max_auc: float = 0.6  # Largest passing classifier AUC (0.5: indistinguishable).
 
     def __post_init__(self) -> None:
         if not self.max_ratio > 0:
@@ -144,6 +144,11 @@ def with_floor(
         passed = bool(value <= thresholds.max_auc) if kind == "auc" else bool(ratio <= thresholds.max_ratio)
     return {
         **dict(score),
-        "value": value, "error": error, "floor": f_value, "floor_error": f_error,
-        "ratio": float(ratio), "ratio_error": float(ratio_error), "pass": passed,
+        "value": value,
+        "error": error,
+        "floor": f_value,
+        "floor_error": f_error,
+        "ratio": float(ratio),
+        "ratio_error": float(ratio_error),
+        "pass": passed,
     }

@@ -52,12 +52,12 @@ class LowLevelConfig:
     one CPU core (see the README's validation section).
     """
 
-    folds: int = 5                 # k of the k-fold test (>= 3: test, validation, training).
-    hidden: int = 32               # Width of the per-cell and per-shower MLPs.
-    epochs: int = 12               # Epochs per fold; the epoch with the best validation loss is kept.
-    batch_size: int = 32           # Showers per optimiser step.
-    learning_rate: float = 2e-3    # Adam learning rate.
-    seed: int = 42                 # Seed of the folds, the weight initialisation and the batches.
+    folds: int = 5  # k of the k-fold test (>= 3: test, validation, training).
+    hidden: int = 32  # Width of the per-cell and per-shower MLPs.
+    epochs: int = 12  # Epochs per fold; the epoch with the best validation loss is kept.
+    batch_size: int = 32  # Showers per optimiser step.
+    learning_rate: float = 2e-3  # Adam learning rate.
+    seed: int = 42  # Seed of the folds, the weight initialisation and the batches.
 
     def __post_init__(self) -> None:
         if self.folds < 3:
@@ -153,8 +153,14 @@ def _logits(model: Any, batcher: _Batcher, idx: np.ndarray, chunk: int = 256) ->
 
 
 def _train_and_score(
-    batcher: _Batcher, y: Any, train: np.ndarray, val: np.ndarray, test: np.ndarray,
-    *, config: LowLevelConfig, rng: np.random.Generator,
+    batcher: _Batcher,
+    y: Any,
+    train: np.ndarray,
+    val: np.ndarray,
+    test: np.ndarray,
+    *,
+    config: LowLevelConfig,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Train on ``train``, keep the best epoch on ``val``, return the test logits."""
     import torch
@@ -216,6 +222,8 @@ def low_level_auc(
             test = np.flatnonzero(fold_of == i)
             val = np.flatnonzero(fold_of == (i + 1) % config.folds)
             train = np.flatnonzero((fold_of != i) & (fold_of != (i + 1) % config.folds))
-            logits = _train_and_score(batcher, y, train, val, test, config=config, rng=np.random.default_rng(config.seed + i))
+            logits = _train_and_score(
+                batcher, y, train, val, test, config=config, rng=np.random.default_rng(config.seed + i)
+            )
             aucs.append(roc_auc(labels[test], logits))
     return ClassifierResult(tuple(aucs), n_ref, n_gen)

@@ -86,7 +86,12 @@ def fit_mip_peak(
     p0 = [counts.max() * 0.02, peak, 0.02, float(counts.min()), 0.0]
     sigma = np.sqrt(np.maximum(counts, 1.0))
     params, cov = curve_fit(
-        model, centres, counts, p0=p0, sigma=sigma, absolute_sigma=True,
+        model,
+        centres,
+        counts,
+        p0=p0,
+        sigma=sigma,
+        absolute_sigma=True,
         bounds=([0, lo, 1e-4, -np.inf, -np.inf], [np.inf, hi, hi - lo, np.inf, np.inf]),
     )
     return MipFit(

@@ -163,9 +163,7 @@ def compute_observables(
     e_vis = np.bincount(shower, weights=e, minlength=n)
     layer_e = np.bincount(shower * n_layers + layer, weights=e, minlength=n * n_layers)
     safe = np.where(e_vis > 0, e_vis, 1.0)
-    cog = np.stack(
-        [np.bincount(shower, weights=e * c, minlength=n) / safe for c in (x, y, z)], axis=1
-    )
+    cog = np.stack([np.bincount(shower, weights=e * c, minlength=n) / safe for c in (x, y, z)], axis=1)
     if axis == "cog":
         r = np.hypot(x - cog[shower, 0], y - cog[shower, 1])
     else:
@@ -280,9 +278,7 @@ def binned_energies(obs: CellObservables, edges: BinEdges) -> tuple[np.ndarray, 
     longitudinal = np.zeros((n, n_long))
     np.add.at(longitudinal.T, layer_bin, obs.layer_e_mev.T)  # adds whole (N,) columns, L times
     r_bin = np.clip(np.searchsorted(edges.radius_mm, obs.hit_r_mm, side="right") - 1, 0, n_rad - 1)
-    radial = np.bincount(
-        obs.hit_shower * n_rad + r_bin, weights=obs.hit_e_mev, minlength=n * n_rad
-    ).reshape(n, n_rad)
+    radial = np.bincount(obs.hit_shower * n_rad + r_bin, weights=obs.hit_e_mev, minlength=n * n_rad).reshape(n, n_rad)
     return longitudinal, radial
 
 
@@ -308,7 +304,5 @@ def high_level_features(obs: CellObservables, edges: BinEdges) -> tuple[np.ndarr
         ``(features, names)``: (N, F) float64 and the F column names.
     """
     longitudinal, radial = binned_energies(obs, edges)
-    features = np.column_stack(
-        [obs.cog_mm, obs.n_hits.astype(np.float64), obs.e_ratio, longitudinal, radial]
-    )
+    features = np.column_stack([obs.cog_mm, obs.n_hits.astype(np.float64), obs.e_ratio, longitudinal, radial])
     return features, _feature_names(longitudinal.shape[1], radial.shape[1])

@@ -28,12 +28,12 @@ class ScoringOptions:
     """
 
     thresholds: Thresholds = field(default_factory=Thresholds)  # Pass/fail limits.
-    w1_draws: int = 50                     # Random W1 batches per comparison.
-    pd_batch_divisor: int = 20             # FPD/KPD batch size = n // this.
-    pd_draws: int = 300                    # Random FPD/KPD batches per comparison.
+    w1_draws: int = 50  # Random W1 batches per comparison.
+    pd_batch_divisor: int = 20  # FPD/KPD batch size = n // this.
+    pd_draws: int = 300  # Random FPD/KPD batches per comparison.
     low_level: LowLevelConfig | None = field(default_factory=LowLevelConfig)  # None: no low-level classifier.
     energy_bins_gev: tuple[tuple[float, float], ...] = ENERGY_BINS_GEV  # Ranges of the energy breakdown.
-    min_spectrum_p: float = MIN_P_VALUE    # KS p-value below which spectra count as different.
+    min_spectrum_p: float = MIN_P_VALUE  # KS p-value below which spectra count as different.
     allow_spectrum_mismatch: bool = False  # Score clearly different spectra anyway (recorded, not refused).
 
     def __post_init__(self) -> None:

@@ -80,7 +80,9 @@ def cell_observables(
     import projection
 
     geometry = projection.get_geometry(config.geometry, detector=detector) if geometry is None else geometry
-    hits = projection.project(showers, geometry, threshold_mev=detector.threshold_mev, n_shower_layers=detector.n_layers)
+    hits = projection.project(
+        showers, geometry, threshold_mev=detector.threshold_mev, n_shower_layers=detector.n_layers
+    )
     return compute_observables(
         hits, showers.incident_energy_gev, n_layers=int(geometry.n_layers), axis=config.radial_axis
     )
@@ -161,8 +163,14 @@ def _energy_breakdown(
         progress(f"energy range {key}: {n} showers per sample")
         ref_bin = make_side(ref.obs.take(idx[0]), ctx.edges)
         raw = {
-            label: score_pair(ref_bin, make_side(others[label].obs.take(i), ctx.edges), ctx,
-                              low_level=False, groups=False, distances=False)
+            label: score_pair(
+                ref_bin,
+                make_side(others[label].obs.take(i), ctx.edges),
+                ctx,
+                low_level=False,
+                groups=False,
+                distances=False,
+            )
             for label, i in zip(labels, idx[1:])
         }
         floor = raw[FLOOR_LABEL]
@@ -225,15 +233,21 @@ def evaluate(
     if reference_label in generated or FLOOR_LABEL in generated:
         raise ValueError(f"generated labels must differ from {reference_label!r} and {FLOOR_LABEL!r}")
     plan = plan_samples(
-        len(reference), {label: len(s) for label, s in generated.items()},
-        n_floor_reference=None if floor_reference is None else len(floor_reference), seed=config.seed,
+        len(reference),
+        {label: len(s) for label, s in generated.items()},
+        n_floor_reference=None if floor_reference is None else len(floor_reference),
+        seed=config.seed,
     )
     _check_sizes(reference, generated, plan.n, config)
     spectra = {label: s.incident_energy_gev for label, s in generated.items()}
     if floor_reference is not None:
         spectra[FLOOR_LABEL] = floor_reference.incident_energy_gev
-    checks = check_spectra(reference.incident_energy_gev, spectra, min_p_value=options.min_spectrum_p,
-                           allow_mismatch=options.allow_spectrum_mismatch)
+    checks = check_spectra(
+        reference.incident_energy_gev,
+        spectra,
+        min_p_value=options.min_spectrum_p,
+        allow_mismatch=options.allow_spectrum_mismatch,
+    )
 
     geometry = projection.get_geometry(config.geometry, detector=detector)
     say(f"projecting {len(reference)} reference showers onto {config.geometry!r} cells")
@@ -305,15 +319,25 @@ def evaluate(
         if floor_reference is not None:
             plotted = {FLOOR_LABEL: floor_obs, **plotted}
         write_report(
-            Path(out_dir), result, ref_obs, plotted, edges,
-            reference_label=reference_label, plots=plots,
+            Path(out_dir),
+            result,
+            ref_obs,
+            plotted,
+            edges,
+            reference_label=reference_label,
+            plots=plots,
         )
     return result
 
 
 def _add_voxel_space(
-    samples: dict[str, Any], reference: Showers, floor_reference: Showers | None,
-    generated: Mapping[str, Showers], plan: Any, config: EvaluationConfig, say: Callable[[str], None],
+    samples: dict[str, Any],
+    reference: Showers,
+    floor_reference: Showers | None,
+    generated: Mapping[str, Showers],
+    plan: Any,
+    config: EvaluationConfig,
+    say: Callable[[str], None],
 ) -> None:
     """FPD/KPD x 1e3 of the CaloChallenge features of the voxelised samples, on the planned showers."""
     from caloclouds.evaluation.voxelspace import voxel_space_scores
@@ -328,6 +352,7 @@ def _add_voxel_space(
     sides.update({label: voxelize(s[plan.generated[label]], mesh) for label, s in generated.items()})
     min_s, max_s, kpd_batch = pd_sizes(plan.n, config)
     for label, vox in sides.items():
-        scores = voxel_space_scores(ref_vox, vox, fpd_min_samples=min_s, fpd_max_samples=max_s,
-                                    kpd_batch_size=kpd_batch, seed=config.seed)
+        scores = voxel_space_scores(
+            ref_vox, vox, fpd_min_samples=min_s, fpd_max_samples=max_s, kpd_batch_size=kpd_batch, seed=config.seed
+        )
         samples[label]["voxel_space"] = {"mesh": config.voxel_mesh, "mesh_name": mesh.name, **scores}

@@ -36,8 +36,8 @@ class Curve:
     """A histogram normalised per shower, with its statistical error, for one sample."""
 
     label: str
-    values: np.ndarray   # (B,) height of each bin
-    errors: np.ndarray   # (B,) statistical error of each height
+    values: np.ndarray  # (B,) height of each bin
+    errors: np.ndarray  # (B,) statistical error of each height
 
 
 def detector_label(geometry: str) -> str:
@@ -113,8 +113,16 @@ def _ratio_arrows(rax: Any, centres: np.ndarray, ratio: np.ndarray, colour: str)
 
 
 def _panel(
-    ax: Any, rax: Any, edges: np.ndarray, curves: Sequence[Curve], *,
-    xlabel: str, ylabel: str, logx: bool = False, logy: bool = False, legend: bool = False,
+    ax: Any,
+    rax: Any,
+    edges: np.ndarray,
+    curves: Sequence[Curve],
+    *,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+    logy: bool = False,
+    legend: bool = False,
     detector: str = "",
 ) -> None:
     """Draw one histogram panel and its ratio panel."""
@@ -124,21 +132,37 @@ def _panel(
     mplhep.histplot(ref.values, edges, ax=ax, histtype="fill", color=REFERENCE_COLOUR, label=ref.label)
     mplhep.histplot(ref.values, edges, ax=ax, histtype="step", color="0.45", linewidth=0.8)
     for i, c in enumerate(models):
-        mplhep.histplot(c.values, edges, ax=ax, histtype="step", color=MODEL_COLOURS[i % len(MODEL_COLOURS)],
-                        linewidth=1.6, label=c.label)
+        mplhep.histplot(
+            c.values,
+            edges,
+            ax=ax,
+            histtype="step",
+            color=MODEL_COLOURS[i % len(MODEL_COLOURS)],
+            linewidth=1.6,
+            label=c.label,
+        )
     centres = np.sqrt(edges[1:] * edges[:-1]) if logx else 0.5 * (edges[1:] + edges[:-1])
     safe = np.where(ref.values > 0, ref.values, np.nan)
     rel = ref.errors / safe
-    rax.stairs(1 + np.nan_to_num(rel), edges, baseline=1 - np.nan_to_num(rel), fill=True,
-               color=REFERENCE_COLOUR, alpha=0.8)
+    rax.stairs(
+        1 + np.nan_to_num(rel), edges, baseline=1 - np.nan_to_num(rel), fill=True, color=REFERENCE_COLOUR, alpha=0.8
+    )
     rax.axhline(1.0, color="0.3", linewidth=0.8)
     lo, hi = RATIO_LIMITS
     for i, c in enumerate(models):
         colour = MODEL_COLOURS[i % len(MODEL_COLOURS)]
         ratio = c.values / safe
         inside = (ratio >= lo) & (ratio <= hi)
-        rax.errorbar(centres[inside], ratio[inside], yerr=(c.errors / safe)[inside],
-                     fmt="o", markersize=2.5, color=colour, elinewidth=0.8, linewidth=0)
+        rax.errorbar(
+            centres[inside],
+            ratio[inside],
+            yerr=(c.errors / safe)[inside],
+            fmt="o",
+            markersize=2.5,
+            color=colour,
+            elinewidth=0.8,
+            linewidth=0,
+        )
         _ratio_arrows(rax, centres, np.nan_to_num(ratio, nan=1.0), colour)
     rax.set_ylim(lo, hi)
     rax.set_ylabel(f"model / {ref.label}" if len(ref.label) < 8 else "ratio", fontsize=8)
@@ -172,8 +196,14 @@ def _figure(n_panels: int, n_cols: int, width_in: float = 4.2) -> tuple[Any, lis
     height_in = 3.9 * n_rows + 0.5
     fig = Figure(figsize=(width_in * n_cols, height_in))  # no pyplot: no backend or global figure
     outer = fig.add_gridspec(
-        n_rows, n_cols, left=0.75 / (width_in * n_cols), right=1 - 0.15 / (width_in * n_cols),
-        bottom=0.55 / height_in, top=1 - 0.5 / height_in, hspace=0.3, wspace=0.32,
+        n_rows,
+        n_cols,
+        left=0.75 / (width_in * n_cols),
+        right=1 - 0.15 / (width_in * n_cols),
+        bottom=0.55 / height_in,
+        top=1 - 0.5 / height_in,
+        hspace=0.3,
+        wspace=0.32,
     )
     axes = []
     for p in range(n_panels):
@@ -198,8 +228,13 @@ def _range(arrays: Sequence[np.ndarray], lo_q: float = 0.002, hi_q: float = 0.99
 
 
 def _scalar_panels(
-    path: Path, samples: Mapping[str, CellObservables], specs: Sequence[tuple[str, str, Any]], title: str,
-    *, n_cols: int = 3, detector: str = "",
+    path: Path,
+    samples: Mapping[str, CellObservables],
+    specs: Sequence[tuple[str, str, Any]],
+    title: str,
+    *,
+    n_cols: int = 3,
+    detector: str = "",
 ) -> None:
     """One figure of density histograms of per-shower scalars: specs = (name, xlabel, getter)."""
     fig, axes = _figure(len(specs), n_cols)
@@ -213,8 +248,16 @@ def _scalar_panels(
         else:
             edges = np.linspace(lo, hi, n_bins + 1)
         curves = [histogram(label, a, edges, n_showers=len(a)) for label, a in zip(samples, arrays)]
-        _panel(ax, rax, edges, curves, xlabel=xlabel, ylabel="showers (normalised)", legend=p == 0,
-               detector=detector if p == 0 else "")
+        _panel(
+            ax,
+            rax,
+            edges,
+            curves,
+            xlabel=xlabel,
+            ylabel="showers (normalised)",
+            legend=p == 0,
+            detector=detector if p == 0 else "",
+        )
     fig.suptitle(title, fontsize=11)
     fig.savefig(path, dpi=_DPI)
 
@@ -225,23 +268,43 @@ def _energy_figure(path: Path, samples: Mapping[str, CellObservables], threshold
     lo = max(threshold_mev * 0.8, 1e-3)
     hi = max(float(o.hit_e_mev.max()) for o in samples.values() if len(o.hit_e_mev)) * 1.2
     edges = np.geomspace(lo, hi, 51)
-    curves = [histogram(label, o.hit_e_mev, edges, n_showers=len(o), per_width=False, clip=False)
-              for label, o in samples.items()]
+    curves = [
+        histogram(label, o.hit_e_mev, edges, n_showers=len(o), per_width=False, clip=False)
+        for label, o in samples.items()
+    ]
     ax, rax = axes[0]
-    _panel(ax, rax, edges, curves, xlabel="cell energy [MeV]", ylabel="hits per shower",
-           logx=True, logy=True, legend=True, detector=detector)
+    _panel(
+        ax,
+        rax,
+        edges,
+        curves,
+        xlabel="cell energy [MeV]",
+        ylabel="hits per shower",
+        logx=True,
+        logy=True,
+        legend=True,
+        detector=detector,
+    )
     ax.axvline(threshold_mev, color="k", linestyle="--", linewidth=0.8)
     ax.text(threshold_mev * 1.1, ax.get_ylim()[0] * 3, "threshold", fontsize=7, rotation=90)
     for (name, xlabel, getter), (ax, rax) in zip(
-        [("n_hits", "number of hits", lambda o: o.n_hits),
-         ("e_ratio", r"$E_\mathrm{vis} / E_\mathrm{inc}$", lambda o: o.e_ratio)],
+        [
+            ("n_hits", "number of hits", lambda o: o.n_hits),
+            ("e_ratio", r"$E_\mathrm{vis} / E_\mathrm{inc}$", lambda o: o.e_ratio),
+        ],
         axes[1:],
     ):
         arrays = [np.asarray(getter(o), dtype=np.float64) for o in samples.values()]
         a_lo, a_hi = _range(arrays)
         edges = np.linspace(max(a_lo, 0.0), a_hi, _n_bins(len(arrays[0])) + 1)
-        _panel(ax, rax, edges, [histogram(lab, a, edges, n_showers=len(a)) for lab, a in zip(samples, arrays)],
-               xlabel=xlabel, ylabel="showers (normalised)")
+        _panel(
+            ax,
+            rax,
+            edges,
+            [histogram(lab, a, edges, n_showers=len(a)) for lab, a in zip(samples, arrays)],
+            xlabel=xlabel,
+            ylabel="showers (normalised)",
+        )
     fig.suptitle("Cell energies, number of hits and visible energy", fontsize=11)
     fig.savefig(path, dpi=_DPI)
 
@@ -254,8 +317,16 @@ def _incident_energy_figure(path: Path, samples: Mapping[str, CellObservables], 
     hi = max(float(e.max()) for e in energies)
     edges = np.linspace(np.floor(lo), np.ceil(hi) + (1.0 if hi == lo else 0.0), _n_bins(len(energies[0])) + 1)
     ax, rax = axes[0]
-    _panel(ax, rax, edges, [histogram(lab, e, edges, n_showers=len(e)) for lab, e in zip(samples, energies)],
-           xlabel="incident energy [GeV]", ylabel="showers (normalised)", legend=True, detector=detector)
+    _panel(
+        ax,
+        rax,
+        edges,
+        [histogram(lab, e, edges, n_showers=len(e)) for lab, e in zip(samples, energies)],
+        xlabel="incident energy [GeV]",
+        ylabel="showers (normalised)",
+        legend=True,
+        detector=detector,
+    )
     fig.suptitle("Incident-energy spectra", fontsize=11)
     fig.savefig(path, dpi=_DPI)
 
@@ -284,11 +355,22 @@ def _profile_figure(path: Path, samples: Mapping[str, CellObservables], edges: B
     ref = next(iter(samples.values()))
     n_layers = ref.n_layers
     layer_edges = np.arange(n_layers + 1) - 0.5
-    curves = [_per_shower_profile(label, o.hit_layer, o.hit_e_mev, o.hit_shower, len(o), n_layers)
-              for label, o in samples.items()]
+    curves = [
+        _per_shower_profile(label, o.hit_layer, o.hit_e_mev, o.hit_shower, len(o), n_layers)
+        for label, o in samples.items()
+    ]
     ax, rax = axes[0]
-    _panel(ax, rax, layer_edges, curves, xlabel="layer", ylabel="mean energy per layer [MeV]",
-           logy=True, legend=True, detector=detector)
+    _panel(
+        ax,
+        rax,
+        layer_edges,
+        curves,
+        xlabel="layer",
+        ylabel="mean energy per layer [MeV]",
+        logy=True,
+        legend=True,
+        detector=detector,
+    )
     for e in edges.layer[1:-1]:
         ax.axvline(e - 0.5, color="0.6", linestyle=":", linewidth=0.7)
     r_edges = _radial_edges(ref.hit_r_mm)
@@ -300,8 +382,15 @@ def _profile_figure(path: Path, samples: Mapping[str, CellObservables], edges: B
         c = _per_shower_profile(label, bins, o.hit_e_mev, o.hit_shower, len(o), len(r_edges) - 1)
         curves.append(Curve(label, c.values / width, c.errors / width))
     ax, rax = axes[1]
-    _panel(ax, rax, r_edges, curves, xlabel="radius about the shower axis [mm]",
-           ylabel="mean dE/dr per shower [MeV/mm]", logy=True)
+    _panel(
+        ax,
+        rax,
+        r_edges,
+        curves,
+        xlabel="radius about the shower axis [mm]",
+        ylabel="mean dE/dr per shower [MeV/mm]",
+        logy=True,
+    )
     for e in edges.radius_mm[1:-1]:
         if e < r_max:
             ax.axvline(e, color="0.6", linestyle=":", linewidth=0.7)
@@ -349,8 +438,9 @@ def plot_all(
         written.append(("Cell energies, hits, visible energy", "eval_energy.png"))
         _profile_figure(out_dir / "eval_profiles.png", samples, edges, detector)
         written.append(("Longitudinal and radial profiles", "eval_profiles.png"))
-        cog = [(f"cog_{c}", f"centre of gravity {c} [mm]", (lambda o, j=j: o.cog_mm[:, j]))
-               for j, c in enumerate("xyz")]
+        cog = [
+            (f"cog_{c}", f"centre of gravity {c} [mm]", (lambda o, j=j: o.cog_mm[:, j])) for j, c in enumerate("xyz")
+        ]
         _scalar_panels(out_dir / "eval_cog.png", samples, cog, "Energy-weighted centre of gravity", detector=detector)
         written.append(("Centre of gravity", "eval_cog.png"))
         binned = {id(o): binned_energies(o, edges) for o in samples.values()}
@@ -362,8 +452,13 @@ def plot_all(
                 for k in range(len(edge) - 1)
             ]
             fname = f"eval_{name}_bins.png"
-            _scalar_panels(out_dir / fname, samples, specs,
-                           f"Energy in the {len(specs)} {name} bins (edges: reference hit deciles)", n_cols=5,
-                           detector=detector)
+            _scalar_panels(
+                out_dir / fname,
+                samples,
+                specs,
+                f"Energy in the {len(specs)} {name} bins (edges: reference hit deciles)",
+                n_cols=5,
+                detector=detector,
+            )
             written.append((f"Energy in the {name} bins", fname))
     return written

@@ -19,8 +19,8 @@ from caloclouds.io.atomic import atomic_path
 
 __all__ = ["write_report", "score_rows", "energy_rows", "format_table", "text_table"]
 
-W1_FACTOR = 100.0     # W1 is shown x 100, as in CaloClouds II Table 2
-PD_FACTOR = 1000.0    # FPD and KPD are shown x 10^3, as in the CaloChallenge
+W1_FACTOR = 100.0  # W1 is shown x 100, as in CaloClouds II Table 2
+PD_FACTOR = 1000.0  # FPD and KPD are shown x 10^3, as in the CaloChallenge
 
 _W1_ROWS = (
     ("n_hits", "number of hits"),
@@ -52,7 +52,10 @@ def _score_entries(sample: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
     out = [(f"W1 x100 {name}", sample["w1"][key], W1_FACTOR, 2) for key, name in _W1_ROWS]
     out += [(f"W1 x100 {name}", sample["w1_groups"][key], W1_FACTOR, 2) for key, name in _GROUP_ROWS]
     if "fpd" in sample:
-        out += [("FPD x10^3 (fixed size)", sample["fpd"], PD_FACTOR, 2), ("KPD x10^3 (fixed size)", sample["kpd"], PD_FACTOR, 3)]
+        out += [
+            ("FPD x10^3 (fixed size)", sample["fpd"], PD_FACTOR, 2),
+            ("KPD x10^3 (fixed size)", sample["kpd"], PD_FACTOR, 3),
+        ]
     out.append(("AUC high-level", sample["auc"], 1.0, 3))
     for group, entry in sample.get("auc_groups", {}).items():
         out.append((f"  AUC, {group}", entry, 1.0, 3))
@@ -87,7 +90,10 @@ def score_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     if all("voxel_space" in s for s in samples.values()):
         mesh = samples[floor_label]["voxel_space"]["mesh"]
         for key, name in (("fpd", "FPD"), ("kpd", "KPD")):
-            cells = [f"{s['voxel_space'][key + '_x1e3']:.2f} ± {s['voxel_space'][key + '_err_x1e3']:.2f}" for s in samples.values()]
+            cells = [
+                f"{s['voxel_space'][key + '_x1e3']:.2f} ± {s['voxel_space'][key + '_err_x1e3']:.2f}"
+                for s in samples.values()
+            ]
             row = [f"voxel {name} x10^3 ({mesh})", cells[0]]
             for c in cells[1:]:
                 row += [c, ""]
@@ -122,14 +128,17 @@ def energy_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
                 continue
             scored = _score_entries(entry)
             names = names or [name for name, *_ in scored]
-            values = [f"{e['value']:.3f} {_verdict_cell(e).split(' ')[-1]}" if "AUC" in name else _verdict_cell(e)
-                      for name, e, *_ in scored]
+            values = [
+                f"{e['value']:.3f} {_verdict_cell(e).split(' ')[-1]}" if "AUC" in name else _verdict_cell(e)
+                for name, e, *_ in scored
+            ]
             cells[(label, b)] = values
     rows = []
     for i, name in enumerate(names):
-        rows.append([name.replace("W1 x100 ", "W1 ")] + [
-            cells[(label, b)][i] if cells[(label, b)] else "-" for label in models for b in bins
-        ])
+        rows.append(
+            [name.replace("W1 x100 ", "W1 ")]
+            + [cells[(label, b)][i] if cells[(label, b)] else "-" for label in models for b in bins]
+        )
     sizes = [str(samples[label]["energy_bins"][b]["n_showers"]) for label in models for b in bins]
     rows.append(["showers per sample"] + sizes)
     return header, rows
@@ -172,16 +181,22 @@ def _html(result: Mapping[str, Any], figures: list[tuple[str, str]]) -> str:
     )
     cfg, opts = result["config"], result["options"]
     det = result.get("detector") or {  # scores.json written before the MIP moved to the detector
-        "name": "ild-like-siw", "cell_threshold_mip": cfg.get("cell_threshold_mip"), "mip_mev": cfg.get("mip_mev")}
+        "name": "ild-like-siw",
+        "cell_threshold_mip": cfg.get("cell_threshold_mip"),
+        "mip_mev": cfg.get("mip_mev"),
+    }
     thresholds = opts["thresholds"]
     low = opts.get("low_level")
     low_text = (
         f"AUC low-level: a {low['folds']}-fold point-set classifier (torch-geometric) on the cells above "
-        f"threshold, each cell (x, y, r, layer, log e). " if low else ""
+        f"threshold, each cell (x, y, r, layer, log e). "
+        if low
+        else ""
     )
     spectra = "".join(
         f"<li><b>{esc(label)}</b>: KS D = {s['spectrum']['statistic']:.3f}, p = {s['spectrum']['p_value']:.2g}</li>"
-        for label, s in result["samples"].items() if "spectrum" in s
+        for label, s in result["samples"].items()
+        if "spectrum" in s
     )
     energy = _html_table(*energy_rows(result)) if any(next(iter(result["samples"].values()))["energy_bins"]) else ""
     return f"""<!DOCTYPE html>
@@ -253,8 +268,15 @@ def write_report(
     if plots:
         from caloclouds.evaluation.plots import plot_all
 
-        figures = plot_all(out_dir, reference, generated, edges, reference_label=reference_label,
-                           threshold_mev=result["threshold_mev"], geometry=result["config"]["geometry"])
+        figures = plot_all(
+            out_dir,
+            reference,
+            generated,
+            edges,
+            reference_label=reference_label,
+            threshold_mev=result["threshold_mev"],
+            geometry=result["config"]["geometry"],
+        )
         written += [out_dir / name for _, name in figures]
     with atomic_path(out_dir / "report.html") as tmp:
         Path(tmp).write_text(_html(result, figures))

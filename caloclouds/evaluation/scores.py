@@ -205,9 +205,7 @@ def fpd(
         for _ in range(num_batches):
             r = real[rng.integers(0, len(real), n)]
             g = gen[rng.integers(0, len(gen), n)]
-            vals.append(
-                frechet_distance(r.mean(0), np.cov(r, rowvar=False), g.mean(0), np.cov(g, rowvar=False))
-            )
+            vals.append(frechet_distance(r.mean(0), np.cov(r, rowvar=False), g.mean(0), np.cov(g, rowvar=False)))
         means.append(np.mean(vals))
 
     def linear(x: np.ndarray, intercept: float, slope: float) -> np.ndarray:
@@ -286,8 +284,9 @@ def kpd(
 # Fixed-size FPD and KPD over random batches (for ratios to the Geant4 floor)
 
 
-def _stacked(real: np.ndarray, gen: np.ndarray, reference_batches: list[np.ndarray],
-             other_batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _stacked(
+    real: np.ndarray, gen: np.ndarray, reference_batches: list[np.ndarray], other_batches: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """(K, b, F) batches of both samples, divided feature-wise by max |real|."""
     if len(reference_batches) != len(other_batches) or not reference_batches:
         msg = f"need the same number (>0) of batches, got {len(reference_batches)} and {len(other_batches)}"
@@ -333,7 +332,9 @@ def batched_fpd(
     s_y = np.einsum("kbi,kbj->kij", yc, yc) / (b - 1)
     eig = np.linalg.eigvals(s_x @ s_y)
     tr_sqrt = np.sqrt(np.clip(eig.real, 0.0, None)).sum(1)
-    values = ((mu_x - mu_y) ** 2).sum(1) + np.trace(s_x, axis1=1, axis2=2) + np.trace(s_y, axis1=1, axis2=2) - 2 * tr_sqrt
+    values = (
+        ((mu_x - mu_y) ** 2).sum(1) + np.trace(s_x, axis1=1, axis2=2) + np.trace(s_y, axis1=1, axis2=2) - 2 * tr_sqrt
+    )
     return _batch_score(values, pool_size / b)
 
 

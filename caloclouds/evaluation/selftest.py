@@ -37,7 +37,7 @@ class Perturbation:
     """A known distortion of Geant4 showers (see the module docstring)."""
 
     kind: Kind
-    amount: float = 0.0   # Relative scale (energy, radial) or probability of one layer deeper (depth).
+    amount: float = 0.0  # Relative scale (energy, radial) or probability of one layer deeper (depth).
 
     @property
     def label(self) -> str:
@@ -116,8 +116,16 @@ def self_test(
     distorted = {p.label: perturb(part_c, p, seed=config.seed) for p in perturbations}
     options = ScoringOptions() if options is None else options
     result = evaluate(
-        part_a, distorted, config=config, detector=detector, options=replace(options, allow_spectrum_mismatch=False),
-        floor_reference=part_b, out_dir=out_dir, reference_label="Geant4 A", plots=plots, progress=progress,
+        part_a,
+        distorted,
+        config=config,
+        detector=detector,
+        options=replace(options, allow_spectrum_mismatch=False),
+        floor_reference=part_b,
+        out_dir=out_dir,
+        reference_label="Geant4 A",
+        plots=plots,
+        progress=progress,
     )
     result["self_test"] = [{"label": p.label, "kind": p.kind, "amount": p.amount} for p in perturbations]
     return result
@@ -133,20 +141,44 @@ def _max_w1(sample: Mapping[str, Any]) -> tuple[str, float]:
 
 def self_test_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The self-test table: per perturbation, the largest W1 ratio, FPD/KPD ratios and both AUCs."""
-    header = ["perturbation", "largest W1 ratio", "W1 radial profile", "FPD ratio", "KPD ratio",
-              "AUC high-level", "AUC low-level", "verdict"]
+    header = [
+        "perturbation",
+        "largest W1 ratio",
+        "W1 radial profile",
+        "FPD ratio",
+        "KPD ratio",
+        "AUC high-level",
+        "AUC low-level",
+        "verdict",
+    ]
     floor = next(iter(result["samples"].values()))
-    rows = [["Geant4 floor (A vs B)", "1 (by definition)", "1", "1", "1",
-             _auc(floor["auc"], value=True), _auc(floor.get("auc_low_level"), value=True), ""]]
+    rows = [
+        [
+            "Geant4 floor (A vs B)",
+            "1 (by definition)",
+            "1",
+            "1",
+            "1",
+            _auc(floor["auc"], value=True),
+            _auc(floor.get("auc_low_level"), value=True),
+            "",
+        ]
+    ]
     for p in result["self_test"]:
         s = result["samples"][p["label"]]
         name, ratio = _max_w1(s)
-        rows.append([
-            p["label"], f"{ratio:.2f} ({name})", f"{s['w1']['radial_profile']['ratio']:.2f}",
-            f"{s['fpd']['ratio']:.2f}", f"{s['kpd']['ratio']:.2f}",
-            _auc(s["auc"]), _auc(s.get("auc_low_level")),
-            "pass" if s["verdict"]["pass"] else f"FAIL ({len(s['verdict']['failed'])})",
-        ])
+        rows.append(
+            [
+                p["label"],
+                f"{ratio:.2f} ({name})",
+                f"{s['w1']['radial_profile']['ratio']:.2f}",
+                f"{s['fpd']['ratio']:.2f}",
+                f"{s['kpd']['ratio']:.2f}",
+                _auc(s["auc"]),
+                _auc(s.get("auc_low_level")),
+                "pass" if s["verdict"]["pass"] else f"FAIL ({len(s['verdict']['failed'])})",
+            ]
+        )
     return header, rows
 
 

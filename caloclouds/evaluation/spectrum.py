@@ -78,8 +78,12 @@ def compare_spectra(reference_gev: np.ndarray, sample_gev: np.ndarray) -> Spectr
         raise ValueError(f"need incident energies on both sides, got {len(ref)} and {len(other)}")
     result = ks_2samp(ref, other)
     return SpectrumCheck(
-        statistic=float(result.statistic), p_value=float(result.pvalue), n_reference=len(ref),
-        n_sample=len(other), mean_reference_gev=float(ref.mean()), mean_sample_gev=float(other.mean()),
+        statistic=float(result.statistic),
+        p_value=float(result.pvalue),
+        n_reference=len(ref),
+        n_sample=len(other),
+        mean_reference_gev=float(ref.mean()),
+        mean_sample_gev=float(other.mean()),
     )
 
 

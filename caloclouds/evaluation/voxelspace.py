@@ -46,7 +46,11 @@ def voxel_space_scores(
     k = kpd(real, gen, batch_size=batch, seed=seed)
     return {
         "n_features": int(real.shape[1]),
-        "fpd_x1e3": 1e3 * f.value, "fpd_err_x1e3": 1e3 * f.error,
-        "kpd_x1e3": 1e3 * k.value, "kpd_err_x1e3": 1e3 * k.error,
-        "fpd_samples": [min_s, max_s], "kpd_batch_size": batch, "min_voxel_mev": min_voxel_mev,
+        "fpd_x1e3": 1e3 * f.value,
+        "fpd_err_x1e3": 1e3 * f.error,
+        "kpd_x1e3": 1e3 * k.value,
+        "kpd_err_x1e3": 1e3 * k.error,
+        "fpd_samples": [min_s, max_s],
+        "kpd_batch_size": batch,
+        "min_voxel_mev": min_voxel_mev,
     }

@@ -43,13 +43,24 @@ class ScriptShowerFlow(nn.Module):
         super().__init__()
         model, pre = flow.model, flow.preprocessing
         if pre.condition_dim != 1:
-            msg = f"the export supports flows conditioned on the energy only; this one has {pre.condition_dim} conditions"
+            msg = (
+                f"the export supports flows conditioned on the energy only; this one has {pre.condition_dim} conditions"
+            )
             raise ValueError(msg)
         self.n_layers = int(pre.n_layers)
         self.dim = int(pre.dim)
         self.chain = TransformChain(model)
-        for name in ("mean", "std", "lo", "hi", "condition_mean", "condition_std", "point_frac_scale",
-                     "energy_frac_scale", "energy_range_gev"):
+        for name in (
+            "mean",
+            "std",
+            "lo",
+            "hi",
+            "condition_mean",
+            "condition_std",
+            "point_frac_scale",
+            "energy_frac_scale",
+            "energy_range_gev",
+        ):
             self.register_buffer(name, getattr(pre, name).detach().clone().float())
         self.register_buffer("fallback_frac", pre.fallback_frac.detach().clone().float())
 
@@ -76,12 +87,14 @@ class ScriptShowerFlow(nn.Module):
         totals = torch.exp(y[:, :2])
         n_points = torch.round(totals[:, 0]).clamp_min(1.0).to(torch.int64)
         e_vis = totals[:, 1] * incident_energy_gev * 1000.0
-        point_frac = torch.addcmul(self.fallback_frac, y[:, 4 : 4 + n_layers].clamp_min(0.0).square(),
-                                   self.point_frac_scale)
+        point_frac = torch.addcmul(
+            self.fallback_frac, y[:, 4 : 4 + n_layers].clamp_min(0.0).square(), self.point_frac_scale
+        )
         point_frac = point_frac / point_frac.sum(dim=1, keepdim=True)
         points_per_layer = script_largest_remainder_round(point_frac, n_points)
-        energy_frac = torch.addcmul(self.fallback_frac, y[:, 4 + n_layers :].clamp_min(0.0).square(),
-                                    self.energy_frac_scale)
+        energy_frac = torch.addcmul(
+            self.fallback_frac, y[:, 4 + n_layers :].clamp_min(0.0).square(), self.energy_frac_scale
+        )
         energy_frac = energy_frac * (points_per_layer > 0)
         energy_per_layer = energy_frac * (e_vis.unsqueeze(1) / energy_frac.sum(dim=1, keepdim=True))
         return points_per_layer, energy_per_layer, y[:, 2:4]

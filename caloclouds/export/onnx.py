@@ -87,26 +87,48 @@ class OnnxReport:
     sampling_fraction: dict[float, float] = field(default_factory=dict)  # onnxruntime, per energy (GeV)
 
     def text(self) -> str:
-        lines = [f"wrote {self.files['caloclouds_ddml.onnx']}: the whole pipeline, DDML convention; onnxruntime "
-                 + ", ".join(f"{e:g} GeV sampling fraction {f * 100:.3f} %" for e, f in self.sampling_fraction.items())]
-        lines += [f"wrote {self.files[name]}: onnxruntime vs torch for the same noise, max |diff| {self.max_abs_diff[name]:.3g}"
-                  for name in ("shower_flow.onnx", "point_model.onnx")]
+        lines = [
+            f"wrote {self.files['caloclouds_ddml.onnx']}: the whole pipeline, DDML convention; onnxruntime "
+            + ", ".join(f"{e:g} GeV sampling fraction {f * 100:.3f} %" for e, f in self.sampling_fraction.items())
+        ]
+        lines += [
+            f"wrote {self.files[name]}: onnxruntime vs torch for the same noise, max |diff| {self.max_abs_diff[name]:.3g}"
+            for name in ("shower_flow.onnx", "point_model.onnx")
+        ]
         return "\n".join(lines)
 
 
-def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, *, input_names: list[str],
-            output_names: list[str], dynamic_shapes: Any) -> None:
+def _export(
+    module: nn.Module,
+    args: tuple[Tensor, ...],
+    path: Path,
+    *,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_shapes: Any,
+) -> None:
     import contextlib
     import io
     import warnings
 
     from caloclouds.io.atomic import atomic_path
 
-    with atomic_path(path) as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
+    with (
+        atomic_path(path) as tmp,
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, args, dynamo=True, opset_version=OPSET, input_names=input_names,
-                                    output_names=output_names, dynamic_shapes=dynamic_shapes)
+        program = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
+        )
         program.save(str(tmp))
 
 
@@ -141,14 +163,22 @@ def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxRepo
 
     pipeline = ScriptShowerPipeline(bundle, steps=1).eval()
     if not isinstance(pipeline.points, DepthPointStage):
-        raise CaloCloudsError(f"{bundle.path}: the ONNX export has the depth-based consistency model only; "
-                              "export a per-layer model with --format torchscript")
-    pipeline.check_inputs = False       # no exceptions in ONNX
+        raise CaloCloudsError(
+            f"{bundle.path}: the ONNX export has the depth-based consistency model only; "
+            "export a per-layer model with --format torchscript"
+        )
+    pipeline.check_inputs = False  # no exceptions in ONNX
     pipeline.points.stable_sort = False  # TopK: ONNX has no stable sort
     report = OnnxReport({}, {})
     ddml_args = tuple(torch.full((1, 1), v) for v in (50.0, 90.0, 0.0))
-    _export(pipeline, ddml_args, out / "caloclouds_ddml.onnx", input_names=["energy_gev", "theta_deg", "phi_deg"],
-            output_names=["shower"], dynamic_shapes=None)
+    _export(
+        pipeline,
+        ddml_args,
+        out / "caloclouds_ddml.onnx",
+        input_names=["energy_gev", "theta_deg", "phi_deg"],
+        output_names=["shower"],
+        dynamic_shapes=None,
+    )
     report.files["caloclouds_ddml.onnx"] = str(out / "caloclouds_ddml.onnx")
     report.sampling_fraction = onnx_sampling_fractions(_session(out / "caloclouds_ddml.onnx"), pipeline.n_layers)
     gen = torch.Generator().manual_seed(0)
@@ -156,18 +186,33 @@ def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxRepo
     energy = torch.tensor([10.0, 50.0, 90.0])
     noise = torch.randn(3, pipeline.flow.dim, generator=gen)
     flow = _FlowGraph(pipeline.flow).eval()
-    _export(flow, (energy, noise), out / "shower_flow.onnx", input_names=["incident_energy_gev", "noise"],
-            output_names=["points_per_layer", "energy_per_layer_mev"],
-            dynamic_shapes={"incident_energy_gev": {0: batch}, "noise": {0: batch}})
+    _export(
+        flow,
+        (energy, noise),
+        out / "shower_flow.onnx",
+        input_names=["incident_energy_gev", "noise"],
+        output_names=["points_per_layer", "energy_per_layer_mev"],
+        dynamic_shapes={"incident_energy_gev": {0: batch}, "noise": {0: batch}},
+    )
     n = torch.export.Dim("n_points", min=2)
     point_args = (torch.randn(1000, 4, generator=gen), torch.tensor([50.0]), torch.tensor([1000]))
     points = _PointGraph(pipeline.points).eval()
-    _export(points, point_args, out / "point_model.onnx", input_names=["noise", "incident_energy_gev", "n_points"],
-            output_names=["points"], dynamic_shapes={"noise": {0: n}, "incident_energy_gev": None, "n_points": None})
+    _export(
+        points,
+        point_args,
+        out / "point_model.onnx",
+        input_names=["noise", "incident_energy_gev", "n_points"],
+        output_names=["points"],
+        dynamic_shapes={"noise": {0: n}, "incident_energy_gev": None, "n_points": None},
+    )
     with torch.no_grad():
-        checks = {"shower_flow.onnx": (flow, (energy, noise)),
-                  "point_model.onnx": (points, (torch.randn(2345, 4, generator=gen), torch.tensor([70.0]),
-                                                torch.tensor([2345])))}
+        checks = {
+            "shower_flow.onnx": (flow, (energy, noise)),
+            "point_model.onnx": (
+                points,
+                (torch.randn(2345, 4, generator=gen), torch.tensor([70.0]), torch.tensor([2345])),
+            ),
+        }
         for name, (module, args) in checks.items():
             sess = _session(out / name)
             feeds = {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)}
@@ -175,12 +220,19 @@ def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxRepo
             expected = expected if isinstance(expected, tuple) else (expected,)
             got = sess.run(None, feeds)
             report.files[name] = str(out / name)
-            report.max_abs_diff[name] = max(float(np.max(np.abs(g - e.numpy().astype(g.dtype)))) for g, e in zip(got, expected))
+            report.max_abs_diff[name] = max(
+                float(np.max(np.abs(g - e.numpy().astype(g.dtype)))) for g, e in zip(got, expected)
+            )
     meta = export_metadata(bundle, steps=1)
-    meta["onnx"] = {"files": sorted(report.files), "opset": OPSET, "differences_from_torchscript": [
-        "no input checks (ONNX has no exceptions): the caller must pass a finite energy > 0",
-        "random numbers from onnxruntime's generator (onnxruntime.set_seed before creating the session), not torch's",
-        "TopK instead of a stable sort: points with tied depths may swap layers relative to torch"]}
+    meta["onnx"] = {
+        "files": sorted(report.files),
+        "opset": OPSET,
+        "differences_from_torchscript": [
+            "no input checks (ONNX has no exceptions): the caller must pass a finite energy > 0",
+            "random numbers from onnxruntime's generator (onnxruntime.set_seed before creating the session), not torch's",
+            "TopK instead of a stable sort: points with tied depths may swap layers relative to torch",
+        ],
+    }
     from caloclouds.io.atomic import atomic_path
 
     with atomic_path(out / "metadata.json") as tmp:
@@ -190,13 +242,16 @@ def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxRepo
 
 def onnx_ddml_call(session: Any, energy_gev: float, theta_deg: float = 90.0, phi_deg: float = 0.0) -> np.ndarray:
     """One call of ``caloclouds_ddml.onnx`` in onnxruntime: the 1-D header + points array."""
-    feeds = {name: np.full((1, 1), v, dtype=np.float32)
-             for name, v in (("energy_gev", energy_gev), ("theta_deg", theta_deg), ("phi_deg", phi_deg))}
+    feeds = {
+        name: np.full((1, 1), v, dtype=np.float32)
+        for name, v in (("energy_gev", energy_gev), ("theta_deg", theta_deg), ("phi_deg", phi_deg))
+    }
     return session.run(None, feeds)[0]
 
 
-def onnx_sampling_fractions(session: Any, n_layers: int, *, energies_gev: tuple[float, ...] = (10.0, 50.0, 90.0),
-                            n: int = 20) -> dict[float, float]:
+def onnx_sampling_fractions(
+    session: Any, n_layers: int, *, energies_gev: tuple[float, ...] = (10.0, 50.0, 90.0), n: int = 20
+) -> dict[float, float]:
     """Mean sampling fraction of ``n`` onnxruntime showers per energy (each output checked for layout)."""
     from caloclouds.export.torchscript import decode_output
 

@@ -123,8 +123,9 @@ class ScriptShowerPipeline(nn.Module):
         e = self.rescale(raw[:, 3], layer, energy_per_layer[0])
         x, y = raw[:, 0], raw[:, 1]
         if self.calibrate_radii:
-            x, y = map_radii(x, y, layer, incident_energy_gev.expand(x.shape[0]), self.radial_nodes_gev,
-                             self.radial_table)
+            x, y = map_radii(
+                x, y, layer, incident_energy_gev.expand(x.shape[0]), self.radial_nodes_gev, self.radial_table
+            )
         if self.cog_mode == "rotate":
             angle = torch.rand([1]) * (2 * math.pi)
             cos, sin = angle.cos(), angle.sin()

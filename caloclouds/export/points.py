@@ -105,14 +105,21 @@ class _ConsistencyStage(nn.Module):
         if point_model.kind != "cm":
             raise ValueError(f"the export runs a consistency model (cm.pt); got a {point_model.kind!r} model")
         if bool(getattr(point_model.normaliser, "per_layer", False)) != per_layer:
-            raise ValueError(f"a {'per-layer' if not per_layer else 'depth-based'} PointWise Net needs the other point stage")
+            raise ValueError(
+                f"a {'per-layer' if not per_layer else 'depth-based'} PointWise Net needs the other point stage"
+            )
         if point_model.config.diffusion.extra_conditions:
             raise ValueError("the export supports PointWise Nets without extra conditions only")
         cfg = point_model.config
         denoiser = point_model.denoiser.cpu()
         inner = denoiser.inner
-        levels = karras_sigmas(cfg.distillation.num_steps, cfg.diffusion.sigma_min, cfg.diffusion.sigma_max,
-                               cfg.diffusion.rho, append_zero=False)
+        levels = karras_sigmas(
+            cfg.distillation.num_steps,
+            cfg.diffusion.sigma_min,
+            cfg.diffusion.sigma_max,
+            cfg.diffusion.rho,
+            append_zero=False,
+        )
         sigmas = consistency_sigmas(steps, levels)
         self.sigma_min = float(cfg.diffusion.sigma_min)
         # per step: the network's noise-level context and the preconditioning scalings (constants)
@@ -123,10 +130,10 @@ class _ConsistencyStage(nn.Module):
                 t_ctx.append(nn.functional.leaky_relu(inner.time_embed(inner.fourier(c_noise)), pointwise.LEAKY_SLOPE))
                 scalings.append(torch.stack(list(denoiser.scalings(sigma))))
                 renoise.append((sigma**2 - self.sigma_min**2).clamp_min(0).sqrt())
-        self.register_buffer("time_context", torch.cat(t_ctx))                  # (S, T)
-        self.register_buffer("scalings", torch.stack(scalings))                 # (S, 3): c_skip, c_out, c_in
-        self.register_buffer("sigmas", sigmas.clone())                          # (S,)
-        self.register_buffer("renoise", torch.stack(renoise))                   # (S,)
+        self.register_buffer("time_context", torch.cat(t_ctx))  # (S, T)
+        self.register_buffer("scalings", torch.stack(scalings))  # (S, 3): c_skip, c_out, c_in
+        self.register_buffer("sigmas", sigmas.clone())  # (S,)
+        self.register_buffer("renoise", torch.stack(renoise))  # (S,)
         self.net = _ConcatSquashStack(inner.layers, pointwise.LEAKY_SLOPE, pointwise.CPU_CHUNK_POINTS)
         norm = point_model.normaliser
         s = norm.sigma_data
@@ -184,8 +191,13 @@ class DepthPointStage(_ConsistencyStage):
         px, py, pe = self.physical_xy_e(x[:, 0], x[:, 1], x[:, 3])
         return torch.stack([px, py, depth, pe], dim=-1)
 
-    def forward(self, points_per_layer: Tensor, condition_points_per_layer: Tensor, energy_per_layer_mev: Tensor,
-                incident_energy_gev: Tensor) -> Tensor:
+    def forward(
+        self,
+        points_per_layer: Tensor,
+        condition_points_per_layer: Tensor,
+        energy_per_layer_mev: Tensor,
+        incident_energy_gev: Tensor,
+    ) -> Tensor:
         """Points grouped by ascending layer; layer l gets the n_l shallowest (see the module doc)."""
         n_points = int(points_per_layer.sum())
         raw = self.sample_depth(n_points, incident_energy_gev)
@@ -216,8 +228,9 @@ class PerLayerPointStage(_ConsistencyStage):
         self.log_n_layer_mean, self.log_n_layer_std = float(norm.log_n_layer_mean), float(norm.log_n_layer_std)
         self.log_e_point_mean, self.log_e_point_std = float(norm.log_e_point_mean), float(norm.log_e_point_std)
 
-    def row_conditions(self, incident_energy_gev: Tensor, n_points: Tensor, layer: Tensor, n_layer: Tensor,
-                       e_layer_mev: Tensor) -> Tensor:
+    def row_conditions(
+        self, incident_energy_gev: Tensor, n_points: Tensor, layer: Tensor, n_layer: Tensor, e_layer_mev: Tensor
+    ) -> Tensor:
         """``PointNormaliser.layer_conditions``: (R, 4 + L) features of R rows (all arguments (R,))."""
         e = (incident_energy_gev - self.energy_mean_gev) / self.energy_std_gev
         n = (n_points.to(torch.float32) - self.n_points_mean) / self.n_points_std
@@ -235,14 +248,21 @@ class PerLayerPointStage(_ConsistencyStage):
         f = self.net.rows(x * c[2], torch.cat([t, features], dim=-1), index)
         return c[0] * x + c[1] * f
 
-    def forward(self, points_per_layer: Tensor, condition_points_per_layer: Tensor, energy_per_layer_mev: Tensor,
-                incident_energy_gev: Tensor) -> Tensor:
+    def forward(
+        self,
+        points_per_layer: Tensor,
+        condition_points_per_layer: Tensor,
+        energy_per_layer_mev: Tensor,
+        incident_energy_gev: Tensor,
+    ) -> Tensor:
         """Points grouped by ascending layer, drawn layer by layer (see the class doc)."""
         rows = torch.nonzero(points_per_layer > 0).squeeze(1)
         row_counts = points_per_layer.index_select(0, rows)
         n_rows = rows.shape[0]
         features = self.row_conditions(
-            incident_energy_gev.reshape(1).expand(n_rows), condition_points_per_layer.sum().expand(n_rows), rows,
+            incident_energy_gev.reshape(1).expand(n_rows),
+            condition_points_per_layer.sum().expand(n_rows),
+            rows,
             condition_points_per_layer.index_select(0, rows).clamp_min(1),
             energy_per_layer_mev.index_select(0, rows).clamp_min(0.0),
         )

@@ -36,13 +36,23 @@ __all__ = [
 ]
 
 EXPORT_FORMAT_VERSION = 1
-EXTRA_FILES = ("version", "n_layers", "layer_positions_mm", "energy_range_gev", "angles", "training",
-               "calling_convention", "metadata.json")
+EXTRA_FILES = (
+    "version",
+    "n_layers",
+    "layer_positions_mm",
+    "energy_range_gev",
+    "angles",
+    "training",
+    "calling_convention",
+    "metadata.json",
+)
 
 CALLING_CONVENTION = {
     "inputs": "forward(energy_gev, theta_deg, phi_deg): each a (1, 1) float32 tensor",
-    "output": ("1-D float32 tensor: 4*n_layers header entries (points of layer l at index 4*l, zeros between), "
-               "then x_mm, y_mm, layer, e_MeV per point, grouped by ascending layer"),
+    "output": (
+        "1-D float32 tensor: 4*n_layers header entries (points of layer l at index 4*l, zeros between), "
+        "then x_mm, y_mm, layer, e_MeV per point, grouped by ascending layer"
+    ),
     "frame": "shower local frame: x, y transverse in mm from the shower axis, layer = index of the silicon layer",
     "random": "each call draws a new shower from torch's global generator; torch.manual_seed makes it reproducible",
 }
@@ -68,22 +78,34 @@ def export_metadata(bundle: Any, *, steps: int = 1) -> dict[str, Any]:
         path = bundle.path / bundle.files[part]
         parts[part] = {"file": bundle.files[part], "sha256": file_sha256(path), "training_step": _part_step(path)}
     return {
-        "version": {"export_format": EXPORT_FORMAT_VERSION, "caloclouds": caloclouds.__version__,
-                    "torch": torch.__version__},
+        "version": {
+            "export_format": EXPORT_FORMAT_VERSION,
+            "caloclouds": caloclouds.__version__,
+            "torch": torch.__version__,
+        },
         "n_layers": int(det.n_layers),
-        "layer_positions_mm": {"detector": det.name, "silicon_front_mm": [float(z) for z in det.silicon_front_mm],
-                               "silicon_thickness_mm": float(det.silicon_thickness_mm),
-                               "cell_pitch_mm": float(det.cell_pitch_mm)},
+        "layer_positions_mm": {
+            "detector": det.name,
+            "silicon_front_mm": [float(z) for z in det.silicon_front_mm],
+            "silicon_thickness_mm": float(det.silicon_thickness_mm),
+            "cell_pitch_mm": float(det.cell_pitch_mm),
+        },
         "energy_range_gev": [float(lo), float(hi)],
         "angles": {
             "trained_on": "normal incidence only (photons along the calorimeter normal, no angle conditioning)",
-            "theta_deg_phi_deg": ("accepted for the DDML convention and ignored: every call returns a "
-                                  "normal-incidence shower in its local frame, whatever the angles; off "
-                                  "normal incidence the longitudinal and lateral shapes are not corrected"),
+            "theta_deg_phi_deg": (
+                "accepted for the DDML convention and ignored: every call returns a "
+                "normal-incidence shower in its local frame, whatever the angles; off "
+                "normal incidence the longitudinal and lateral shapes are not corrected"
+            ),
         },
-        "training": {"bundle": str(bundle.path), "provenance": bundle.manifest.get("provenance", {}),
-                     "parts": parts, "cm_steps": int(steps),
-                     "n_calibration": bundle.calibration.to_dict()},
+        "training": {
+            "bundle": str(bundle.path),
+            "provenance": bundle.manifest.get("provenance", {}),
+            "parts": parts,
+            "cm_steps": int(steps),
+            "n_calibration": bundle.calibration.to_dict(),
+        },
         "calling_convention": CALLING_CONVENTION,
     }
 

@@ -50,8 +50,12 @@ def _inside(path: Path, folder: Path) -> bool:
 def _part_provenance(path: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     training = ckpt.get("training") or {}
     step = ckpt.get("step", training.get("step"))
-    return {"source": str(path.resolve()), "sha256": file_sha256(path), "training_step": None if step is None else int(step),
-            "kind": ckpt.get("kind")}
+    return {
+        "source": str(path.resolve()),
+        "sha256": file_sha256(path),
+        "training_step": None if step is None else int(step),
+        "kind": ckpt.get("kind"),
+    }
 
 
 def _flow_command(run_dir: Path) -> str | None:
@@ -105,12 +109,16 @@ def assemble_bundle(
 
     out = Path(out)
     if _inside(out, default_bundle_path().parent) and not into_package:
-        raise ConfigError(f"-o {out} is inside the installed package ({default_bundle_path().parent}); "
-                          "pass --into-package to replace a shipped model")
+        raise ConfigError(
+            f"-o {out} is inside the installed package ({default_bundle_path().parent}); "
+            "pass --into-package to replace a shipped model"
+        )
     if out.exists() and not (out.is_dir() and (overwrite or not any(out.iterdir()))):
         raise ConfigError(f"-o {out} exists and is not an empty folder; pass --overwrite to replace it")
-    sources = {"flow": _run_checkpoint(flow, ("best.pt", "last.pt"), "Shower Flow"),
-               "cm": _run_checkpoint(cm, ("model.pt",), "consistency-model")}
+    sources = {
+        "flow": _run_checkpoint(flow, ("best.pt", "last.pt"), "Shower Flow"),
+        "cm": _run_checkpoint(cm, ("model.pt",), "consistency-model"),
+    }
     if teacher is not None:
         sources["teacher"] = _run_checkpoint(teacher, ("model.pt",), "EDM teacher")
     for f in (*data_files, *([reference] if reference else [])):
@@ -121,13 +129,16 @@ def assemble_bundle(
     for part, ckpt in ckpts.items():
         if not isinstance(ckpt, dict) or ckpt.get("kind") != expected_kind[part]:
             kind = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
-            raise InputFileError(sources[part], f"expected a {expected_kind[part]!r} checkpoint for --{part}, got kind {kind!r}")
+            raise InputFileError(
+                sources[part], f"expected a {expected_kind[part]!r} checkpoint for --{part}, got kind {kind!r}"
+            )
     config = config_from_dict(ckpts["cm"]["config"])
     config = dataclasses.replace(config, flow=config_from_dict({"flow": ckpts["flow"]["config"]["flow"]}).flow)
     flow_layers = int(ckpts["flow"]["preprocessing"]["n_layers"])
     if flow_layers != config.detector.n_layers:
-        raise InputFileError(sources["flow"], f"the flow has {flow_layers} layers but the CM's detector "
-                                              f"{config.detector.n_layers}")
+        raise InputFileError(
+            sources["flow"], f"the flow has {flow_layers} layers but the CM's detector {config.detector.n_layers}"
+        )
     provenance: dict[str, Any] = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
@@ -156,10 +167,14 @@ def assemble_bundle(
             with ShowerFile(reference) as f:
                 showers = f.read(0, min(len(f), 2000))
             report = fit_calibrations(bundle, showers, sampler="cm", device="cpu", seed=seed)
-            provenance["calibration_reference"] = {"file": str(Path(reference).resolve()),
-                                                   "sha256": file_sha256(Path(reference)), "showers": len(showers)}
-            write_bundle_manifest(tmp, config, calibration=report.calibration, radial=report.radial,
-                                  provenance=provenance)
+            provenance["calibration_reference"] = {
+                "file": str(Path(reference).resolve()),
+                "sha256": file_sha256(Path(reference)),
+                "showers": len(showers),
+            }
+            write_bundle_manifest(
+                tmp, config, calibration=report.calibration, radial=report.radial, provenance=provenance
+            )
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -24,21 +24,29 @@ from caloclouds.generation.bundle import ModelBundle
 from caloclouds.generation.generator import ShowerGenerator
 from caloclouds.generation.pipeline import cell_projector
 
-__all__ = ["BenchResult", "bench_generate_to_file", "bench_single_shower", "bench_throughput", "bench_torchscript",
-           "speed_up"]
+__all__ = [
+    "BenchResult",
+    "bench_generate_to_file",
+    "bench_single_shower",
+    "bench_throughput",
+    "bench_torchscript",
+    "speed_up",
+]
 
 
 @dataclass
 class BenchResult:
     label: str
-    median_ms: dict[str, float]   # per stage and "total", ms per shower
+    median_ms: dict[str, float]  # per stage and "total", ms per shower
     n: int
     mean_ms: dict[str, float] | None = None  # the same, means (comparable with a whole run's time / n)
 
     def row(self) -> str:
         m = self.median_ms
-        return (f"| {self.label} | {m['total']:.2f} | {m['flow']:.2f} | {m['diffusion']:.2f} | "
-                f"{m['calibration']:.2f} | {m['projection']:.2f} |")
+        return (
+            f"| {self.label} | {m['total']:.2f} | {m['flow']:.2f} | {m['diffusion']:.2f} | "
+            f"{m['calibration']:.2f} | {m['projection']:.2f} |"
+        )
 
 
 def bench_single_shower(
@@ -86,8 +94,15 @@ def bench_single_shower(
 
 
 def bench_throughput(
-    bundle: ModelBundle, *, device: str, sampler: str | None = None, batch_size: int = 10000, repeats: int = 5,
-    cells: str | None = "ild", model_part: str | None = None, solver: str | None = None,
+    bundle: ModelBundle,
+    *,
+    device: str,
+    sampler: str | None = None,
+    batch_size: int = 10000,
+    repeats: int = 5,
+    cells: str | None = "ild",
+    model_part: str | None = None,
+    solver: str | None = None,
 ) -> float:
     """Showers per second at a large batch (GPU or all CPU threads), projection included."""
     gen = ShowerGenerator(bundle, model_part=model_part, solver=solver, sampler=sampler, device=device)
@@ -137,9 +152,18 @@ def bench_generate_to_file(
     from caloclouds.generation.pipeline import generate_to_file
 
     with tempfile.TemporaryDirectory(prefix="caloclouds-bench-") as tmp:
-        summary = generate_to_file(Path(tmp) / f"bench{suffix}", _energies(n, seed), model=model, cells=cells,
-                                   batch_size=batch_size, seed=seed, progress=False, model_part=model_part,
-                                   solver=solver, steps=steps)
+        summary = generate_to_file(
+            Path(tmp) / f"bench{suffix}",
+            _energies(n, seed),
+            model=model,
+            cells=cells,
+            batch_size=batch_size,
+            seed=seed,
+            progress=False,
+            model_part=model_part,
+            solver=solver,
+            steps=steps,
+        )
     after = summary.ms_per_shower_after_first
     mean = summary.seconds / n * 1e3
     return {"mean": mean, "after_first": mean if after is None else after, "first": summary.first_seconds * 1e3}

@@ -28,7 +28,14 @@ if TYPE_CHECKING:  # for the annotations only: the networks' modules are importe
     from caloclouds.diffusion.model import PointModel
     from flows import ShowerFlow
 
-__all__ = ["BUNDLE_FORMAT_VERSION", "ModelBundle", "default_bundle_path", "file_sha256", "load_bundle", "write_bundle_manifest"]
+__all__ = [
+    "BUNDLE_FORMAT_VERSION",
+    "ModelBundle",
+    "default_bundle_path",
+    "file_sha256",
+    "load_bundle",
+    "write_bundle_manifest",
+]
 
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "bundle.json"
@@ -82,17 +89,28 @@ class ModelBundle:
             self._cache[key] = loader(self.path / self.files[part], map_location=device)
         return self._cache[key]
 
-    def with_calibration(self, calibration: PointCountCalibration, radial: RadialCalibration | None = None) -> ModelBundle:
+    def with_calibration(
+        self, calibration: PointCountCalibration, radial: RadialCalibration | None = None
+    ) -> ModelBundle:
         """The same bundle with another N calibration (and radial calibration, if given); the networks are shared."""
-        return ModelBundle(self.path, self.config, calibration, self.files, self.manifest,
-                           self.radial if radial is None else radial, self._cache)
+        return ModelBundle(
+            self.path,
+            self.config,
+            calibration,
+            self.files,
+            self.manifest,
+            self.radial if radial is None else radial,
+            self._cache,
+        )
 
 
 def load_bundle(spec: str | Path = "default") -> ModelBundle:
     """Open and validate a bundle folder (``"default"`` is the shipped model)."""
     path = resolve_bundle_path(spec)
     if not path.is_dir():
-        raise InputFileError(path, "model bundle folder not found (give a folder made by the training commands, or 'default')")
+        raise InputFileError(
+            path, "model bundle folder not found (give a folder made by the training commands, or 'default')"
+        )
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise InputFileError(path, f"not a model bundle: {MANIFEST} is missing")
@@ -111,9 +129,15 @@ def load_bundle(spec: str | Path = "default") -> ModelBundle:
         raise InputFileError(manifest_path, f"invalid config: {exc}", where="config") from None
     files = {k: v for k, v in manifest.get("files", PARTS).items() if k in PARTS}
     for part, name in files.items():  # only files inside the bundle folder: no '../', no absolute paths
-        inside = isinstance(name, str) and (path / name).resolve().parent == path.resolve() and "/" not in name.replace("\\", "/")
+        inside = (
+            isinstance(name, str)
+            and (path / name).resolve().parent == path.resolve()
+            and "/" not in name.replace("\\", "/")
+        )
         if not inside:
-            raise InputFileError(manifest_path, f"files.{part} = {name!r} is not a file name inside the bundle folder", where="files")
+            raise InputFileError(
+                manifest_path, f"files.{part} = {name!r} is not a file name inside the bundle folder", where="files"
+            )
     if "flow" not in files or not (path / files["flow"]).is_file():
         raise InputFileError(path, "the bundle has no Shower Flow (flow.pt)")
     if not any((path / files[p]).is_file() for p in ("cm", "teacher") if p in files):
@@ -121,13 +145,17 @@ def load_bundle(spec: str | Path = "default") -> ModelBundle:
     try:
         calibration = PointCountCalibration.from_dict(manifest.get("calibration") or {})
     except (TypeError, ValueError, AttributeError) as exc:
-        raise InputFileError(manifest_path, f"invalid N calibration: {exc} (refit it with caloclouds calibrate)",
-                             where="calibration") from None
+        raise InputFileError(
+            manifest_path, f"invalid N calibration: {exc} (refit it with caloclouds calibrate)", where="calibration"
+        ) from None
     try:
         radial = RadialCalibration.from_dict(manifest.get("radial_calibration"))
     except (TypeError, ValueError, AttributeError) as exc:
-        raise InputFileError(manifest_path, f"invalid radial calibration: {exc} (refit it with caloclouds calibrate)",
-                             where="radial_calibration") from None
+        raise InputFileError(
+            manifest_path,
+            f"invalid radial calibration: {exc} (refit it with caloclouds calibrate)",
+            where="radial_calibration",
+        ) from None
     return ModelBundle(path, config, calibration, files, manifest, radial)
 
 

@@ -28,13 +28,20 @@ from caloclouds.generation.generator import ShowerGenerator
 from caloclouds.generation.pipeline import cell_projector
 from caloclouds.showers import Showers, shower_index
 
-__all__ = ["CalibrationReport", "fit_calibrations", "fit_point_count_calibration", "fit_radial_calibration",
-           "count_cells"]
+__all__ = [
+    "CalibrationReport",
+    "fit_calibrations",
+    "fit_point_count_calibration",
+    "fit_radial_calibration",
+    "count_cells",
+]
 
 #: Energy-weighted CDF levels of the radial calibration: fine in the halo, where the profile's tail is.
-RADIAL_LEVELS = tuple(float(v) for v in np.concatenate([np.linspace(0.0, 0.9, 31)[:-1], 1.0 - np.logspace(-1, -3.5, 16)]))
-RADIAL_ENERGY_BINS = 5      # quantile bins of the reference's incident energies; the nodes are their medians
-MIN_POINTS_PER_ROW = 50     # fewer points in a (bin, layer): that row is the identity
+RADIAL_LEVELS = tuple(
+    float(v) for v in np.concatenate([np.linspace(0.0, 0.9, 31)[:-1], 1.0 - np.logspace(-1, -3.5, 16)])
+)
+RADIAL_ENERGY_BINS = 5  # quantile bins of the reference's incident energies; the nodes are their medians
+MIN_POINTS_PER_ROW = 50  # fewer points in a (bin, layer): that row is the identity
 
 POLY_DEGREE = 3  # cubic, as in CaloClouds II
 
@@ -80,29 +87,40 @@ class CalibrationReport:
     def text(self) -> str:
         c = self.calibration
         rel = lambda v: (v / self.mean_cells_g4 - 1) * 100  # noqa: E731
-        radial = [] if self.radial.is_identity else [
-            f"radial calibration: {len(self.radial.nodes_gev)} energy nodes "
-            f"({', '.join(f'{e:.0f}' for e in self.radial.nodes_gev)} GeV) x {len(self.radial.model_r_mm) // len(self.radial.nodes_gev)} layers "
-            f"x {len(self.radial.levels)} energy-weighted radial quantiles"]
-        return "\n".join(radial + [
-            f"N calibration fitted on {self.n_showers} showers (cubic fits, ILD cells above threshold)",
-            f"  Geant4: N_cells(N_points)   R^2 = {self.r2_g4:.4f}  coeffs {np.round(c.g4_cells_from_points, 6).tolist()}",
-            f"  model:  N_cells(N_points)   R^2 = {self.r2_model:.4f}  coeffs {np.round(c.model_cells_from_points, 6).tolist()}",
-            f"  mean cells: Geant4 {self.mean_cells_g4:.1f}, model before {self.mean_cells_before:.1f} "
-            f"({rel(self.mean_cells_before):+.1f} %), after {self.mean_cells_after:.1f} ({rel(self.mean_cells_after):+.1f} %)",
-        ])
+        radial = (
+            []
+            if self.radial.is_identity
+            else [
+                f"radial calibration: {len(self.radial.nodes_gev)} energy nodes "
+                f"({', '.join(f'{e:.0f}' for e in self.radial.nodes_gev)} GeV) x {len(self.radial.model_r_mm) // len(self.radial.nodes_gev)} layers "
+                f"x {len(self.radial.levels)} energy-weighted radial quantiles"
+            ]
+        )
+        return "\n".join(
+            radial
+            + [
+                f"N calibration fitted on {self.n_showers} showers (cubic fits, ILD cells above threshold)",
+                f"  Geant4: N_cells(N_points)   R^2 = {self.r2_g4:.4f}  coeffs {np.round(c.g4_cells_from_points, 6).tolist()}",
+                f"  model:  N_cells(N_points)   R^2 = {self.r2_model:.4f}  coeffs {np.round(c.model_cells_from_points, 6).tolist()}",
+                f"  mean cells: Geant4 {self.mean_cells_g4:.1f}, model before {self.mean_cells_before:.1f} "
+                f"({rel(self.mean_cells_before):+.1f} %), after {self.mean_cells_after:.1f} ({rel(self.mean_cells_after):+.1f} %)",
+            ]
+        )
 
 
-def _generate(bundle: ModelBundle, energies: np.ndarray, *, sampler: str, device: str, seed: int, batch_size: int,
-              **options: Any) -> Showers:
+def _generate(
+    bundle: ModelBundle, energies: np.ndarray, *, sampler: str, device: str, seed: int, batch_size: int, **options: Any
+) -> Showers:
     gen = ShowerGenerator(bundle, sampler=sampler, device=device, **options)  # type: ignore[arg-type]
     g = torch.Generator(device=device).manual_seed(seed)
-    return Showers.concatenate([gen.generate(energies[i : i + batch_size], generator=g)
-                                for i in range(0, len(energies), batch_size)])
+    return Showers.concatenate(
+        [gen.generate(energies[i : i + batch_size], generator=g) for i in range(0, len(energies), batch_size)]
+    )
 
 
-def _radial_quantiles(showers: Showers, edges_gev: np.ndarray, n_layers: int, *, jitter_mm: float,
-                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _radial_quantiles(
+    showers: Showers, edges_gev: np.ndarray, n_layers: int, *, jitter_mm: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(B * L, Q) energy-weighted radial quantiles per (energy bin, layer) and (B * L,) point counts.
 
     ``jitter_mm`` > 0 spreads each point uniformly over its clustering sub-cell first: Geant4's
@@ -114,7 +132,9 @@ def _radial_quantiles(showers: Showers, edges_gev: np.ndarray, n_layers: int, *,
         rng = np.random.default_rng(seed)
         x = x + (rng.random(len(x)) - 0.5) * jitter_mm
         y = y + (rng.random(len(y)) - 0.5) * jitter_mm
-    energy_bin = np.clip(np.searchsorted(edges_gev, showers.incident_energy_gev, side="right") - 1, 0, len(edges_gev) - 2)
+    energy_bin = np.clip(
+        np.searchsorted(edges_gev, showers.incident_energy_gev, side="right") - 1, 0, len(edges_gev) - 2
+    )
     n_rows = (len(edges_gev) - 1) * n_layers
     row = energy_bin[shower_index(showers.offsets)] * n_layers + points[:, 2].astype(np.int64)
     r, e = np.hypot(x, y), np.clip(points[:, 3].astype(np.float64), 0.0, None)
@@ -150,9 +170,21 @@ def fit_radial_calibration(
     energies = reference.incident_energy_gev
     edges = np.quantile(energies, np.linspace(0.0, 1.0, RADIAL_ENERGY_BINS + 1))
     if np.any(np.diff(edges) <= 0):
-        raise CaloCloudsError("cannot fit the radial calibration: the reference showers have (almost) one incident energy")
-    model = _generate(bundle, energies, sampler=sampler, device=device, seed=seed, batch_size=batch_size,
-                      calibrate_n=False, share_core=False, calibrate_radii=False, cog="none")
+        raise CaloCloudsError(
+            "cannot fit the radial calibration: the reference showers have (almost) one incident energy"
+        )
+    model = _generate(
+        bundle,
+        energies,
+        sampler=sampler,
+        device=device,
+        seed=seed,
+        batch_size=batch_size,
+        calibrate_n=False,
+        share_core=False,
+        calibrate_radii=False,
+        cog="none",
+    )
     pitch = detector.cell_pitch_mm / detector.subcells_per_cell
     g4_r, g4_n = _radial_quantiles(reference, edges, detector.n_layers, jitter_mm=pitch, seed=seed)
     model_r, model_n = _radial_quantiles(model, edges, detector.n_layers, jitter_mm=0.0, seed=seed)
@@ -177,10 +209,25 @@ def fit_calibrations(
 ) -> CalibrationReport:
     """The radial calibration (unless ``radial`` is false), then the N calibration with it applied."""
     identity = RadialCalibration()
-    fitted = fit_radial_calibration(bundle.with_calibration(PointCountCalibration(), identity), reference,
-                                    sampler=sampler, device=device, seed=seed) if radial else identity
-    report = fit_point_count_calibration(bundle.with_calibration(PointCountCalibration(), fitted), reference,
-                                         geometry=geometry, sampler=sampler, device=device, seed=seed)
+    fitted = (
+        fit_radial_calibration(
+            bundle.with_calibration(PointCountCalibration(), identity),
+            reference,
+            sampler=sampler,
+            device=device,
+            seed=seed,
+        )
+        if radial
+        else identity
+    )
+    report = fit_point_count_calibration(
+        bundle.with_calibration(PointCountCalibration(), fitted),
+        reference,
+        geometry=geometry,
+        sampler=sampler,
+        device=device,
+        seed=seed,
+    )
     return dataclasses.replace(report, radial=fitted)
 
 
@@ -209,10 +256,22 @@ def fit_point_count_calibration(
     def model_counts(b: ModelBundle, calibrated: bool) -> tuple[np.ndarray, np.ndarray]:
         # N is the number of points the network draws: the core sharing comes after, so it is applied
         # here to the cells only
-        drawn = _generate(b, energies, sampler=sampler, device=device, seed=seed, batch_size=batch_size,
-                          calibrate_n=calibrated, share_core=False)
-        points, offsets = share_core_energy(torch.from_numpy(drawn.points), torch.from_numpy(drawn.offsets),
-                                            radius_mm=settings.core_radius_mm, spread_mm=settings.core_spread_mm)
+        drawn = _generate(
+            b,
+            energies,
+            sampler=sampler,
+            device=device,
+            seed=seed,
+            batch_size=batch_size,
+            calibrate_n=calibrated,
+            share_core=False,
+        )
+        points, offsets = share_core_energy(
+            torch.from_numpy(drawn.points),
+            torch.from_numpy(drawn.offsets),
+            radius_mm=settings.core_radius_mm,
+            spread_mm=settings.core_spread_mm,
+        )
         shared = Showers(points.numpy(), offsets.numpy(), drawn.incident_energy_gev)
         return drawn.n_points, count_cells(shared, project)
 

@@ -102,9 +102,7 @@ def assign_layers_by_depth(depth: Tensor, offsets: Tensor, points_per_layer: Ten
     return layer
 
 
-def rescale_layer_energies(
-    e_mev: Tensor, layer: Tensor, offsets: Tensor, energy_per_layer_mev: Tensor
-) -> Tensor:
+def rescale_layer_energies(e_mev: Tensor, layer: Tensor, offsets: Tensor, energy_per_layer_mev: Tensor) -> Tensor:
     """Scale the point energies of every (shower, layer) so that they sum to ``energy_per_layer_mev``.
 
     Negative energies are set to 0 first. A layer whose points carry no positive energy shares its
@@ -128,7 +126,7 @@ def rescale_layer_energies(
     flat_n = torch.zeros_like(flat_sum).index_add_(0, key, torch.ones_like(e))
     target = energy_per_layer_mev.double().reshape(-1).clamp_min(0)
     # layers with points but no positive energy: equal shares
-    dead = (flat_sum[key] <= 0)
+    dead = flat_sum[key] <= 0
     e = torch.where(dead, 1.0 / flat_n[key].clamp_min(1), e / flat_sum[key].clamp_min(1e-300))
     e = e * target[key]
     # target energy that fell into layers without points goes to the shower's other layers
@@ -136,8 +134,6 @@ def rescale_layer_energies(
     wanted = energy_per_layer_mev.double().clamp_min(0).sum(1)
     scale = torch.where(placed > 0, wanted / placed.clamp_min(1e-300), torch.ones_like(placed))
     return (e * scale[shower]).float()
-
-
 
 
 def rotate_about_axis(
@@ -280,13 +276,14 @@ class PointCountCalibration:
         )
 
 
-RADIAL_GRID_POINTS = 1024     # radii of the lookup table of the radial map, uniform in ln(1 + r / r0) ...
-RADIAL_GRID_R0_MM = 0.1       # ... with this r0
-RADIAL_GRID_END_MM = 2000.0   # ... up to this radius (beyond: the last ratio)
+RADIAL_GRID_POINTS = 1024  # radii of the lookup table of the radial map, uniform in ln(1 + r / r0) ...
+RADIAL_GRID_R0_MM = 0.1  # ... with this r0
+RADIAL_GRID_END_MM = 2000.0  # ... up to this radius (beyond: the last ratio)
 
 
-def radial_grid(model_r: Tensor, g4_r: Tensor, *, r0_mm: float = RADIAL_GRID_R0_MM,
-                r_end_mm: float = RADIAL_GRID_END_MM) -> Tensor:
+def radial_grid(
+    model_r: Tensor, g4_r: Tensor, *, r0_mm: float = RADIAL_GRID_R0_MM, r_end_mm: float = RADIAL_GRID_END_MM
+) -> Tensor:
     """The radial map of every table row on a fixed grid of radii, for :func:`map_radii`.
 
     Row b maps the model's quantile radii ``model_r[b]`` onto Geant4's ``g4_r[b]``, linearly in
@@ -317,9 +314,16 @@ def _grid_lookup(flat: Tensor, row: Tensor, cell: Tensor, t: Tensor, r: Tensor, 
     return torch.where(r > r_end_mm, r * flat[row * n_grid + n_grid - 1] / r_end_mm, inside)
 
 
-def map_radii(x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Tensor, nodes_gev: Tensor,
-              table: Tensor, r0_mm: float = RADIAL_GRID_R0_MM,
-              r_end_mm: float = RADIAL_GRID_END_MM) -> tuple[Tensor, Tensor]:
+def map_radii(
+    x_mm: Tensor,
+    y_mm: Tensor,
+    layer: Tensor,
+    incident_energy_gev: Tensor,
+    nodes_gev: Tensor,
+    table: Tensor,
+    r0_mm: float = RADIAL_GRID_R0_MM,
+    r_end_mm: float = RADIAL_GRID_END_MM,
+) -> tuple[Tensor, Tensor]:
     """Move each point along its direction from the axis by the radial calibration.
 
     Args:
@@ -351,8 +355,10 @@ def map_radii(x_mm: Tensor, y_mm: Tensor, layer: Tensor, incident_energy_gev: Te
     cell = u.floor().clamp(0, n_grid - 2)
     t = (u - cell).clamp(0.0, 1.0)
     cell = cell.long()
-    mapped = (_grid_lookup(flat, lower * n_layers + layer, cell, t, r, n_grid, r_end_mm) * (1.0 - weight)
-              + _grid_lookup(flat, upper * n_layers + layer, cell, t, r, n_grid, r_end_mm) * weight)
+    mapped = (
+        _grid_lookup(flat, lower * n_layers + layer, cell, t, r, n_grid, r_end_mm) * (1.0 - weight)
+        + _grid_lookup(flat, upper * n_layers + layer, cell, t, r, n_grid, r_end_mm) * weight
+    )
     scale = torch.where(r > 0, mapped / r.clamp_min(1e-12), torch.ones_like(mapped))
     return x_mm * scale, y_mm * scale
 
@@ -368,7 +374,7 @@ class RadialCalibration:
 
     nodes_gev: tuple[float, ...] = ()
     levels: tuple[float, ...] = ()
-    model_r_mm: tuple[tuple[float, ...], ...] = ()   # (K * L) rows of Q quantiles, row k * L + layer
+    model_r_mm: tuple[tuple[float, ...], ...] = ()  # (K * L) rows of Q quantiles, row k * L + layer
     g4_r_mm: tuple[tuple[float, ...], ...] = ()
 
     @property
@@ -377,8 +383,9 @@ class RadialCalibration:
 
     @functools.cached_property
     def _cpu_tensors(self) -> tuple[Tensor, Tensor]:
-        table = radial_grid(torch.tensor(self.model_r_mm, dtype=torch.float64),
-                            torch.tensor(self.g4_r_mm, dtype=torch.float64))
+        table = radial_grid(
+            torch.tensor(self.model_r_mm, dtype=torch.float64), torch.tensor(self.g4_r_mm, dtype=torch.float64)
+        )
         return torch.tensor(self.nodes_gev, dtype=torch.float64), table
 
     def tensors(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
@@ -395,8 +402,12 @@ class RadialCalibration:
         def rows(t: tuple) -> list:
             return [[round(v, 4) for v in row] for row in t]
 
-        return {"nodes_gev": list(self.nodes_gev), "levels": list(self.levels),
-                "model_r_mm": rows(self.model_r_mm), "g4_r_mm": rows(self.g4_r_mm)}
+        return {
+            "nodes_gev": list(self.nodes_gev),
+            "levels": list(self.levels),
+            "model_r_mm": rows(self.model_r_mm),
+            "g4_r_mm": rows(self.g4_r_mm),
+        }
 
     @classmethod
     def from_dict(cls, data: dict | None) -> RadialCalibration:
@@ -405,8 +416,12 @@ class RadialCalibration:
         def rows(v: object) -> tuple[tuple[float, ...], ...]:
             return tuple(tuple(float(x) for x in row) for row in (v or ()))  # type: ignore[union-attr]
 
-        cal = cls(tuple(float(v) for v in data.get("nodes_gev", ())), tuple(float(v) for v in data.get("levels", ())),
-                  rows(data.get("model_r_mm")), rows(data.get("g4_r_mm")))
+        cal = cls(
+            tuple(float(v) for v in data.get("nodes_gev", ())),
+            tuple(float(v) for v in data.get("levels", ())),
+            rows(data.get("model_r_mm")),
+            rows(data.get("g4_r_mm")),
+        )
         cal.check()
         return cal
 

@@ -13,11 +13,17 @@ import numpy as np
 
 from caloclouds.errors import CaloCloudsError, InputFileError
 
-__all__ = ["energies_from_file", "incident_energies", "allowed_energy_range_gev", "check_energy_range",
-           "EXTRAPOLATION_FRACTION", "MAX_SHOWERS"]
+__all__ = [
+    "energies_from_file",
+    "incident_energies",
+    "allowed_energy_range_gev",
+    "check_energy_range",
+    "EXTRAPOLATION_FRACTION",
+    "MAX_SHOWERS",
+]
 
 EXTRAPOLATION_FRACTION = 0.25  # of the training range's width in ln E, allowed on each side
-MAX_SHOWERS = 100_000_000      # one request at most (the energy list alone is 400 MB)
+MAX_SHOWERS = 100_000_000  # one request at most (the energy list alone is 400 MB)
 
 
 def energies_from_file(path: str | Path) -> np.ndarray:
@@ -40,7 +46,9 @@ def energies_from_file(path: str | Path) -> np.ndarray:
         try:
             value = float(text)
         except ValueError:
-            raise InputFileError(path, f"line {number}: {text!r} is not a number (one energy in GeV per line)") from None
+            raise InputFileError(
+                path, f"line {number}: {text!r} is not a number (one energy in GeV per line)"
+            ) from None
         if not np.isfinite(value) or value <= 0:
             raise InputFileError(path, f"line {number}: energy {value} GeV must be finite and > 0")
         values.append(value)

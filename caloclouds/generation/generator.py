@@ -140,8 +140,13 @@ class ShowerGenerator:
         if self.point_model.per_layer:
             # the network draws each layer's points given the flow's n_l and E_l: depth is exact
             raw, offsets = self.point_model.sample_layers(
-                per_layer, stats.energy_per_layer_mev, energy, solver=self.solver, steps=self.steps,
-                generator=generator, condition_points_per_layer=stats.points_per_layer,
+                per_layer,
+                stats.energy_per_layer_mev,
+                energy,
+                solver=self.solver,
+                steps=self.steps,
+                generator=generator,
+                condition_points_per_layer=stats.points_per_layer,
             )
         else:
             raw, offsets = self.point_model.sample(
@@ -166,8 +171,9 @@ class ShowerGenerator:
         counts = torch.bincount(shower[keep], minlength=len(energy))
         new_offsets = torch.zeros(len(energy) + 1, dtype=torch.long, device=self.device)
         new_offsets[1:] = torch.cumsum(counts, 0)
-        points, new_offsets = share_core_energy(points[keep], new_offsets, radius_mm=self.core_radius_mm,
-                                                spread_mm=self.core_spread_mm)
+        points, new_offsets = share_core_energy(
+            points[keep], new_offsets, radius_mm=self.core_radius_mm, spread_mm=self.core_spread_mm
+        )
         self._sync()
         t3 = time.perf_counter()
         self.times.flow += t1 - t0

@@ -146,9 +146,9 @@ def _to_showers(
         )
         raise InputFileError(path, msg, where="events")
     layer = depth if continuous_depth else np.minimum(np.floor(depth), n_layers - 1)
-    points = np.stack(
-        [rows[:, _FILE_Z], rows[:, _FILE_X], layer, rows[:, _FILE_E] * MEV_PER_GEV], axis=1
-    ).astype(np.float32)
+    points = np.stack([rows[:, _FILE_Z], rows[:, _FILE_X], layer, rows[:, _FILE_E] * MEV_PER_GEV], axis=1).astype(
+        np.float32
+    )
     conditions = {}
     if direction is not None:
         conditions["p_norm_local"] = direction[start : start + len(block)].astype(np.float32)

@@ -29,7 +29,15 @@ from caloclouds.io.hdf5 import BufferedDatasets, BufferedH5Writer, add_cell_hits
 from caloclouds.io.metadata import SCHEMA_VERSION, decode_attrs, typed_metadata
 from caloclouds.showers import Showers
 
-__all__ = ["CellsReader", "CellWriter", "count_cells", "iter_cells_as_showers", "CELLS_FORMAT", "HIT_FIELDS", "SHOWER_FIELDS"]
+__all__ = [
+    "CellsReader",
+    "CellWriter",
+    "count_cells",
+    "iter_cells_as_showers",
+    "CELLS_FORMAT",
+    "HIT_FIELDS",
+    "SHOWER_FIELDS",
+]
 
 CELLS_FORMAT = "caloclouds-cells"
 
@@ -80,8 +88,10 @@ class CellWriter(BufferedH5Writer):
             ValueError: ``cells`` and ``showers`` hold different numbers of showers.
         """
         if cells is None:
-            raise CaloCloudsError(f"{self.path}: a cells file stores cell hits; write(showers, cells) needs the "
-                                  "cells of every chunk (write points to a shower .h5 or .root file)")
+            raise CaloCloudsError(
+                f"{self.path}: a cells file stores cell hits; write(showers, cells) needs the "
+                "cells of every chunk (write points to a shower .h5 or .root file)"
+            )
         n = add_cell_hits(self._data, cells, n_showers=len(showers), hits_before=self._hits)
         self._data.add("incident_energy_gev", np.asarray(showers.incident_energy_gev, np.float32))
         self._hits += n
@@ -123,12 +133,16 @@ class CellsReader:
             check_stored(path, g[name], name)
         self._n = g["offsets"].shape[0] - 1
         n_hits = g["e_mev"].shape[0]
-        bad = [k for k in HIT_FIELDS if g[k].shape != (n_hits,)] + [k for k in SHOWER_FIELDS if g[k].shape != (self._n,)]
+        bad = [k for k in HIT_FIELDS if g[k].shape != (n_hits,)] + [
+            k for k in SHOWER_FIELDS if g[k].shape != (self._n,)
+        ]
         if bad or self._n < 0:
             raise InputFileError(path, f"cells layout: datasets {bad or ['offsets']} have inconsistent lengths")
         ends = g["offsets"][[0, self._n]] if self._n else g["offsets"][:1]
         if ends[0] != 0 or ends[-1] != n_hits:
-            raise InputFileError(path, f"offsets run from {ends[0]} to {ends[-1]}, expected 0 to {n_hits}", where="offsets")
+            raise InputFileError(
+                path, f"offsets run from {ends[0]} to {ends[-1]}, expected 0 to {n_hits}", where="offsets"
+            )
         self.attrs = decode_attrs(self._h5.attrs)
 
     def __len__(self) -> int:
@@ -151,7 +165,9 @@ class CellsReader:
             raise InputFileError(self.path, "fractional offsets", where="offsets")
         offsets = offsets.astype(np.int64)
         if np.any(np.diff(offsets) < 0):
-            raise InputFileError(self.path, f"offsets decrease at shower {start + int(np.argmax(np.diff(offsets) < 0))}", where="offsets")
+            raise InputFileError(
+                self.path, f"offsets decrease at shower {start + int(np.argmax(np.diff(offsets) < 0))}", where="offsets"
+            )
         lo, hi = int(offsets[0]), int(offsets[-1])
         out: dict[str, Any] = {"offsets": offsets - lo}
         out.update({k: g[k][lo:hi] for k in HIT_FIELDS})

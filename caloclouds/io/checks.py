@@ -28,7 +28,9 @@ def check_input_file(path: str | Path, what: str = "file") -> Path:
     if stat.S_ISDIR(mode):
         raise InputFileError(path, f"is a folder, expected {_article(what)} {what}")
     if not stat.S_ISREG(mode):
-        raise InputFileError(path, f"is not a regular file (a pipe, socket or device?), expected {_article(what)} {what}")
+        raise InputFileError(
+            path, f"is not a regular file (a pipe, socket or device?), expected {_article(what)} {what}"
+        )
     return path
 
 

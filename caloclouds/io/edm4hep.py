@@ -49,18 +49,19 @@ __all__ = [
 ]
 
 DEFAULT_COLLECTIONS: tuple[str, ...] = ("ECalBarrelSiHitsEven", "ECalBarrelSiHitsOdd")
-DEFAULT_BOX_MM = 300.0        # Half-width of the transverse box around the shower axis.
+DEFAULT_BOX_MM = 300.0  # Half-width of the transverse box around the shower axis.
 DEFAULT_LAYER_FIELD = "layer"  # CellID field holding the layer.
-DEFAULT_FIRST_LAYER = 1       # Value of that field for our layer 0 (the ILD ECal barrel counts 1..30).
-PARALLEL_COS = 0.99           # |cos| between shower axis and beam above which global +x is the x reference.
+DEFAULT_FIRST_LAYER = 1  # Value of that field for our layer 0 (the ILD ECal barrel counts 1..30).
+PARALLEL_COS = 0.99  # |cos| between shower axis and beam above which global +x is the x reference.
 MEV_PER_GEV = 1000.0
 _DEFAULT_CHUNK_EVENTS = 1000
-_PRIMARY_STATUS = 1           # generatorStatus of the primary particle.
-_ROOT_HEADER_BYTES = 20       # Enough of the TFile header for the magic, fVersion, fBEGIN and fEND.
+_PRIMARY_STATUS = 1  # generatorStatus of the primary particle.
+_ROOT_HEADER_BYTES = 20  # Enough of the TFile header for the magic, fVersion, fBEGIN and fEND.
 _ROOT_LARGE_FILE_VERSION = 1000000  # fVersion above this: 64-bit seek pointers.
 
 
 # -- CellID decoding (DD4hep BitFieldCoder syntax) --------------------------------------------------
+
 
 def parse_cellid_encoding(encoding: str) -> dict[str, tuple[int, int, bool]]:
     """Parse ``"name:offset:width,..."`` (``name:width`` continues after the previous field).
@@ -122,6 +123,7 @@ def read_cellid_encodings(file: Any, path: Path) -> dict[str, str]:
 
 
 # -- reading ------------------------------------------------------------------------------------
+
 
 def open_root_file(path: Path) -> Any:
     """Open a ROOT file with uproot after checking its header (magic bytes, size against fEND).

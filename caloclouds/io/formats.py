@@ -25,7 +25,17 @@ from caloclouds.io.cells import CELLS_FORMAT
 from caloclouds.io.checks import check_input_file
 from caloclouds.showers import Showers
 
-__all__ = ["FORMATS", "FormatName", "detect_format", "iter_any", "iter_training_showers", "iter_with_cells", "read_any", "count_showers", "convert_file"]
+__all__ = [
+    "FORMATS",
+    "FormatName",
+    "detect_format",
+    "iter_any",
+    "iter_training_showers",
+    "iter_with_cells",
+    "read_any",
+    "count_showers",
+    "convert_file",
+]
 
 FormatName = Literal["hdf5", "root", "caloclouds", "steps", "edm4hep", "cells"]
 FORMATS: dict[str, str] = {
@@ -229,7 +239,9 @@ def iter_with_cells(
         reader = CellsReader(path, group="cells")
         try:
             if len(reader) != len(f):
-                raise InputFileError(path, f"the cells group holds {len(reader)} showers, the file {len(f)}", where="cells")
+                raise InputFileError(
+                    path, f"the cells group holds {len(reader)} showers, the file {len(f)}", where="cells"
+                )
             start = 0
             for chunk in f.iter_chunks(chunk_showers):
                 yield chunk, reader.read(start, start + len(chunk))
@@ -280,7 +292,10 @@ def convert_file(
     if fmt in ("root", "hdf5"):
         pairs = iter_with_cells(input_path, format=fmt)
     else:
-        pairs = ((chunk, None) for chunk in iter_any(input_path, format=fmt, detector=detector, box_mm=box_mm, collections=collections))
+        pairs = (
+            (chunk, None)
+            for chunk in iter_any(input_path, format=fmt, detector=detector, box_mm=box_mm, collections=collections)
+        )
     attrs = {"source": str(input_path), "source_format": fmt, "n_layers": detector.n_layers if detector else None}
     n_showers = n_points = 0
     with open_writer(output_path, format=_OUTPUT_SUFFIXES[suffix], attrs=attrs) as writer:
@@ -308,8 +323,11 @@ def iter_training_showers(
     path = Path(path)
     fmt = detect_format(path)
     if fmt not in TRAINING_FORMATS:
-        raise InputFileError(path, f"is a {FORMATS[fmt]} file; training reads our HDF5 or ROOT shower files: "
-                                   f"run `caloclouds convert {path} -o showers.h5` first")
+        raise InputFileError(
+            path,
+            f"is a {FORMATS[fmt]} file; training reads our HDF5 or ROOT shower files: "
+            f"run `caloclouds convert {path} -o showers.h5` first",
+        )
     seen = 0
     if limit is not None:
         chunk_showers = max(min(chunk_showers, limit), 1)

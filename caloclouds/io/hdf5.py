@@ -35,8 +35,14 @@ from caloclouds.io.metadata import SCHEMA_VERSION, decode_attrs, typed_metadata
 from caloclouds.showers import COLUMNS, Showers
 
 __all__ = [
-    "ShowerFile", "ShowerWriter", "read_showers", "write_showers", "is_shower_hdf5",
-    "SHOWERS_FORMAT", "DEFAULT_N_LAYERS", "MAX_CHUNK_POINTS",
+    "ShowerFile",
+    "ShowerWriter",
+    "read_showers",
+    "write_showers",
+    "is_shower_hdf5",
+    "SHOWERS_FORMAT",
+    "DEFAULT_N_LAYERS",
+    "MAX_CHUNK_POINTS",
 ]
 
 SHOWERS_FORMAT = "caloclouds-showers"
@@ -46,8 +52,14 @@ INDEX_BLOCK_SHOWERS = 1 << 20  # iter_chunks reads offsets and energies in block
 _REQUIRED = ("points", "offsets", "incident_energy_gev")
 _CHUNK_POINTS = 262144
 _FLUSH_SHOWERS = 4096  # the writer also flushes after this many buffered showers
-CELL_HIT_FIELDS = {"cell_id": np.int64, "layer": np.int64, "x_mm": np.float32, "y_mm": np.float32,
-                   "z_mm": np.float32, "e_mev": np.float32}
+CELL_HIT_FIELDS = {
+    "cell_id": np.int64,
+    "layer": np.int64,
+    "x_mm": np.float32,
+    "y_mm": np.float32,
+    "z_mm": np.float32,
+    "e_mev": np.float32,
+}
 CELL_SHOWER_FIELDS = {"lost_mev": np.float64, "below_threshold_mev": np.float64}
 GZIP_LEVEL = 1  # the writers' gzip level, after the shuffle filter
 
@@ -134,7 +146,9 @@ class ShowerFile:
         if energies.ndim != 1:
             raise InputFileError(path, f"expected shape (N,), found {energies.shape}", where="incident_energy_gev")
         if offsets.shape != (n + 1,):
-            raise InputFileError(path, f"offsets has shape {offsets.shape}, expected ({n + 1},) for {n} showers", where="offsets")
+            raise InputFileError(
+                path, f"offsets has shape {offsets.shape}, expected ({n + 1},) for {n} showers", where="offsets"
+            )
         for name in _REQUIRED:
             check_stored(path, f[name], name)
         try:
@@ -143,15 +157,20 @@ class ShowerFile:
             raise InputFileError(path, f"cannot read dataset (truncated file?): {exc}", where="offsets") from None
         if ends[0] != 0 or ends[-1] != points.shape[0]:
             raise InputFileError(
-                path, f"offsets run from {ends[0]} to {ends[-1]}, expected 0 to {points.shape[0]} (the number of points)",
+                path,
+                f"offsets run from {ends[0]} to {ends[-1]}, expected 0 to {points.shape[0]} (the number of points)",
                 where="offsets",
             )
         self._n = n
         self.columns = str(decode_attrs(points.attrs).get("columns", ",".join(COLUMNS)))
         self.attrs = decode_attrs(f.attrs)
         self._conditions = [
-            k for k in f
-            if k not in _REQUIRED and getattr(f[k], "shape", None) and f[k].shape[:1] == (n,) and f[k].dtype.kind in "fiub"
+            k
+            for k in f
+            if k not in _REQUIRED
+            and getattr(f[k], "shape", None)
+            and f[k].shape[:1] == (n,)
+            and f[k].dtype.kind in "fiub"
         ]
 
     # context manager ------------------------------------------------------------------------------
@@ -199,7 +218,9 @@ class ShowerFile:
         offsets = _as_offsets(self.path, raw)
         steps = np.diff(offsets)
         if np.any(steps < 0):
-            raise InputFileError(self.path, f"offsets decrease at shower {start + int(np.argmax(steps < 0))}", where="offsets")
+            raise InputFileError(
+                self.path, f"offsets decrease at shower {start + int(np.argmax(steps < 0))}", where="offsets"
+            )
         return offsets
 
     def _read_energies(self, start: int, stop: int) -> np.ndarray:
@@ -255,7 +276,10 @@ class ShowerFile:
         start = 0
         block_start, block_offsets, block_energies = 0, np.zeros(1, np.int64), np.zeros(0, np.float32)
         while start < self._n:
-            if start + chunk_showers > block_start + len(block_energies) and block_start + len(block_energies) < self._n:
+            if (
+                start + chunk_showers > block_start + len(block_energies)
+                and block_start + len(block_energies) < self._n
+            ):
                 # the index is read in blocks of INDEX_BLOCK_SHOWERS (12 MB), not per chunk
                 block_start = start
                 block_stop = min(self._n, start + max(INDEX_BLOCK_SHOWERS, chunk_showers))
@@ -457,7 +481,6 @@ class ShowerWriter(BufferedH5Writer):
         if self._cells is not None:
             self._cells.flush()
         self._buffered_points = self._buffered_showers = 0
-
 
 
 def write_showers(path: str | Path, showers: Showers, *, attrs: dict[str, Any] | None = None) -> None:

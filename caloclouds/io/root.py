@@ -47,8 +47,17 @@ from caloclouds.io.metadata import SCHEMA_VERSION, typed_metadata
 from caloclouds.showers import COLUMNS, Showers
 
 __all__ = [
-    "RootWriter", "write_root", "read_root", "iter_root", "count_root", "is_caloclouds_root", "required_branches",
-    "read_root_metadata", "TREE", "META_TREE", "META_KEY",
+    "RootWriter",
+    "write_root",
+    "read_root",
+    "iter_root",
+    "count_root",
+    "is_caloclouds_root",
+    "required_branches",
+    "read_root_metadata",
+    "TREE",
+    "META_TREE",
+    "META_KEY",
 ]
 
 TREE = "events"
@@ -106,10 +115,14 @@ def _concat_cells(parts: list[Any]) -> Any:
         offsets.append(o[1:] - o[0] + offsets[-1][-1])
     out = {"offsets": np.concatenate(offsets)}
     for attr in (*_CELL_FIELDS, *_CELL_SUMMARIES):
-        out[attr] = np.concatenate([
-            np.asarray(getattr(p, attr))[int(p.offsets[0]) : int(p.offsets[-1])] if attr in _CELL_FIELDS
-            else np.asarray(getattr(p, attr)) for p in parts
-        ])
+        out[attr] = np.concatenate(
+            [
+                np.asarray(getattr(p, attr))[int(p.offsets[0]) : int(p.offsets[-1])]
+                if attr in _CELL_FIELDS
+                else np.asarray(getattr(p, attr))
+                for p in parts
+            ]
+        )
     return SimpleNamespace(**out)
 
 
@@ -163,8 +176,10 @@ class RootWriter(AtomicWriter):
         data: dict[str, Any] = {
             "incident_energy_gev": showers.incident_energy_gev,
             "points": ak.zip(
-                {c: ak.unflatten(np.ascontiguousarray(showers.points[:, i]).astype(_POINT_TYPES[c]), counts)
-                 for i, c in enumerate(COLUMNS)}
+                {
+                    c: ak.unflatten(np.ascontiguousarray(showers.points[:, i]).astype(_POINT_TYPES[c]), counts)
+                    for i, c in enumerate(COLUMNS)
+                }
             ),
         }
         if cells is not None:
@@ -263,7 +278,13 @@ class RootWriter(AtomicWriter):
             else:
                 data[key] = np.asarray([value])
         types = {
-            k: (v.type.content if isinstance(v, ak.Array) else v.dtype if v.ndim == 1 else np.dtype((v.dtype, v.shape[1:])))
+            k: (
+                v.type.content
+                if isinstance(v, ak.Array)
+                else v.dtype
+                if v.ndim == 1
+                else np.dtype((v.dtype, v.shape[1:]))
+            )
             for k, v in data.items()
         }
         tree = self._file.mktree(META_TREE, types, "caloclouds metadata (one entry)")
@@ -300,6 +321,7 @@ def write_root(
 
 # -- reading --------------------------------------------------------------------------------------
 
+
 def required_branches(version: int = SCHEMA_VERSION) -> list[str]:
     """Branches every file of this layout (schema ``version``) has."""
     names = _V2 if version >= 2 else _V1
@@ -322,7 +344,11 @@ def read_root_metadata(f: Any) -> dict[str, Any]:
         out = {}
         for key, value in record.items():
             item = value[0]
-            out[key] = item.tolist() if isinstance(item, np.ndarray) else (item.item() if isinstance(item, np.generic) else item)
+            out[key] = (
+                item.tolist()
+                if isinstance(item, np.ndarray)
+                else (item.item() if isinstance(item, np.generic) else item)
+            )
             if isinstance(out[key], bytes):
                 out[key] = out[key].decode(errors="replace")
         conditions = out.get("conditions", "")
@@ -384,7 +410,11 @@ def _entries_per_step(tree: Any, names: list[str], chunk_showers: int) -> int:
 
 
 def iter_root(
-    path: str | Path, *, chunk_showers: int = _DEFAULT_CHUNK_SHOWERS, with_cells: bool = False, n_layers: int | None = None
+    path: str | Path,
+    *,
+    chunk_showers: int = _DEFAULT_CHUNK_SHOWERS,
+    with_cells: bool = False,
+    n_layers: int | None = None,
 ) -> Iterator[Any]:
     """Read one of our ROOT files chunk by chunk, in bounded memory.
 
@@ -411,8 +441,11 @@ def iter_root(
         conditions = [c for c in meta.get("conditions", []) if c in keys]
         cell_names: list[str] = []
         if with_cells and layout["cells_counter"] in keys:
-            cell_names = [layout["cells_counter"], *(_field("cells", c) for c in ("cell_id", "x_mm", "y_mm", "z_mm", "layer", layout["cell_e"])),
-                          *(layout["summary"].format(s) for s in _CELL_SUMMARIES)]
+            cell_names = [
+                layout["cells_counter"],
+                *(_field("cells", c) for c in ("cell_id", "x_mm", "y_mm", "z_mm", "layer", layout["cell_e"])),
+                *(layout["summary"].format(s) for s in _CELL_SUMMARIES),
+            ]
         names = [*required_branches(version), *conditions, *cell_names]
         try:
             step = _entries_per_step(tree, names, chunk_showers)

@@ -85,9 +85,9 @@ def cluster_steps(
     starts = np.flatnonzero(new_group)
     energy = np.add.reduceat(np.asarray(e_mev, np.float64)[order], starts) if len(starts) else np.zeros(0)
     s, lay, gx, gy = keys[:, starts]
-    points = np.stack(
-        [(gx + 0.5) * pitch_mm, (gy + 0.5) * pitch_mm, lay.astype(np.float64), energy], axis=1
-    ).astype(np.float32)
+    points = np.stack([(gx + 0.5) * pitch_mm, (gy + 0.5) * pitch_mm, lay.astype(np.float64), energy], axis=1).astype(
+        np.float32
+    )
     counts = np.bincount(s, minlength=n_showers).astype(np.int64)
     return points, counts
 
@@ -144,7 +144,5 @@ def read_steps_hdf5(
             f"thickness {detector.silicon_thickness_mm} mm)"
         )
         raise InputFileError(path, msg, where="points")
-    points, counts = cluster_steps(
-        x, y, layer, e, steps.shower_index, len(steps), pitch_mm=detector.subcell_pitch_mm
-    )
+    points, counts = cluster_steps(x, y, layer, e, steps.shower_index, len(steps), pitch_mm=detector.subcell_pitch_mm)
     return Showers.from_counts(points, counts, steps.incident_energy_gev, steps.conditions)

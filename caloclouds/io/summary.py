@@ -19,9 +19,9 @@ class ShowerSummary:
 
     n_showers: int
     n_points: int
-    incident_energy_gev: tuple[float, float, float]   # min, mean, max
-    points_per_shower: tuple[int, float, int]         # min, mean, max
-    visible_energy_mev: tuple[float, float, float]    # min, mean, max
+    incident_energy_gev: tuple[float, float, float]  # min, mean, max
+    points_per_shower: tuple[int, float, int]  # min, mean, max
+    visible_energy_mev: tuple[float, float, float]  # min, mean, max
     total_visible_mev: float
     conditions: tuple[str, ...]
 

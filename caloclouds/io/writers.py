@@ -63,7 +63,9 @@ def writer_format(path: str | Path, format: str | None = None) -> WriterFormat:
             raise CaloCloudsError(f"{path}: unknown output extension {suffix!r}; use one of {', '.join(_SUFFIXES)}")
         return _SUFFIXES[suffix]  # type: ignore[return-value]
     if format not in WRITER_FORMATS:
-        raise CaloCloudsError(f"{path}: unknown output format {format!r}; valid formats are {', '.join(WRITER_FORMATS)}")
+        raise CaloCloudsError(
+            f"{path}: unknown output format {format!r}; valid formats are {', '.join(WRITER_FORMATS)}"
+        )
     expected = "root" if format == "root" else "hdf5"
     if _SUFFIXES.get(suffix) != expected:
         want = ".root" if format == "root" else ".h5 or .hdf5"

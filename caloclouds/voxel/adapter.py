@@ -46,4 +46,3 @@ class ImageCond(RaggedCond):
 def per_image_mean(values: Tensor) -> Tensor:
     """Mean over everything but the batch dimension: (B, ...) -> (B,)."""
     return values.reshape(values.shape[0], -1).mean(dim=1) if values.ndim > 1 else values
-

@@ -54,7 +54,11 @@ def _mesh_for(path: Path, f: Any, n_voxels: int, mesh: CylindricalMesh | None) -
         except (ValueError, TypeError) as exc:
             raise InputFileError(path, f"attribute 'mesh' is not a valid mesh: {exc}") from None
     if mesh is None:
-        known = [m for m in (calochallenge_ds2_like(), calochallenge_ds2_like(45), calochallenge_ds1_like()) if m.n_voxels == n_voxels]
+        known = [
+            m
+            for m in (calochallenge_ds2_like(), calochallenge_ds2_like(45), calochallenge_ds1_like())
+            if m.n_voxels == n_voxels
+        ]
         if not known:
             msg = f"has {n_voxels} voxels per shower and no 'mesh' attribute; pass the mesh (--mesh FILE)"
             raise InputFileError(path, msg, where="showers")
@@ -98,7 +102,9 @@ def read_calochallenge(
     with f:
         missing = [k for k in _KEYS if k not in f]
         if missing:
-            raise InputFileError(path, f"missing dataset(s) {missing}; a CaloChallenge file has {list(_KEYS)}, found {sorted(f)}")
+            raise InputFileError(
+                path, f"missing dataset(s) {missing}; a CaloChallenge file has {list(_KEYS)}, found {sorted(f)}"
+            )
         inc, sh = f["incident_energies"], f["showers"]
         if sh.ndim != 2:
             raise InputFileError(path, f"has shape {sh.shape}, expected (N, n_voxels)", where="showers")
@@ -150,8 +156,12 @@ class CaloChallengeWriter(AtomicWriter):
             self._file.attrs[key] = value
         v = mesh.n_voxels
         gz = {"compression": "gzip", "compression_opts": compression_level}
-        self._inc = self._file.create_dataset("incident_energies", (0, 1), maxshape=(None, 1), dtype="f4", chunks=(4096, 1), **gz)
-        self._sh = self._file.create_dataset("showers", (0, v), maxshape=(None, v), dtype="f4", chunks=(min(_CHUNK_SHOWERS, 4096), v), **gz)
+        self._inc = self._file.create_dataset(
+            "incident_energies", (0, 1), maxshape=(None, 1), dtype="f4", chunks=(4096, 1), **gz
+        )
+        self._sh = self._file.create_dataset(
+            "showers", (0, v), maxshape=(None, v), dtype="f4", chunks=(min(_CHUNK_SHOWERS, 4096), v), **gz
+        )
         self.n_showers = 0
 
     def write(self, voxels: VoxelShowers, cells: Any | None = None) -> None:
@@ -159,11 +169,15 @@ class CaloChallengeWriter(AtomicWriter):
         if cells is not None:
             from caloclouds.errors import CaloCloudsError
 
-            raise CaloCloudsError(f"{self.path}: a CaloChallenge file stores voxel energies only, not cell hits; "
-                                  "write the cells to a .h5 or .root shower file")
+            raise CaloCloudsError(
+                f"{self.path}: a CaloChallenge file stores voxel energies only, not cell hits; "
+                "write the cells to a .h5 or .root shower file"
+            )
         if not isinstance(voxels, VoxelShowers):
-            raise TypeError(f"{self.path}: a CaloChallenge file stores VoxelShowers, got {type(voxels).__name__} "
-                            "(voxelise point showers first: caloclouds voxelize)")
+            raise TypeError(
+                f"{self.path}: a CaloChallenge file stores VoxelShowers, got {type(voxels).__name__} "
+                "(voxelise point showers first: caloclouds voxelize)"
+            )
         if voxels.mesh.n_voxels != self.mesh.n_voxels:
             raise ValueError(f"chunk has {voxels.mesh.n_voxels} voxels per shower, the file has {self.mesh.n_voxels}")
         n0, n = self.n_showers, len(voxels)
@@ -183,7 +197,6 @@ class CaloChallengeWriter(AtomicWriter):
             self._file.close()
         if self._tmp.exists():
             self._tmp.unlink()
-
 
 
 def write_calochallenge(path: str | Path, voxels: VoxelShowers, *, attrs: dict[str, Any] | None = None) -> None:
@@ -249,5 +262,9 @@ def calochallenge_to_points(
     with ShowerWriter(out, attrs={"source": str(path), "voxel_to_points": mode}) as writer:
         for start in range(0, n, chunk_showers):
             voxels = read_calochallenge(path, mesh=mesh, start=start, stop=start + chunk_showers)
-            writer.write(voxels_to_points(voxels, mode=mode, points_per_voxel=points_per_voxel, threshold_mev=threshold_mev, rng=rng))  # type: ignore[arg-type]
+            writer.write(
+                voxels_to_points(
+                    voxels, mode=mode, points_per_voxel=points_per_voxel, threshold_mev=threshold_mev, rng=rng
+                )
+            )  # type: ignore[arg-type]
     return n

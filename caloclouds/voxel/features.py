@@ -26,8 +26,8 @@ __all__ = ["CALOCHALLENGE_DS2_MIN_VOXEL_MEV", "high_level_features"]
 
 CALOCHALLENGE_DS2_MIN_VOXEL_MEV = 0.5e-3 / 0.033  # 15.15 keV voxel threshold of CaloChallenge datasets 2 and 3.
 _EPS_ENERGY = 1e-16  # Denominator guard of the centres of energy (as in HighLevelFeatures.py).
-_LOG_FLOOR = 1e-8    # log10(E + 1e-8) as in prepare_high_data_for_classifier.
-_MM_SCALE = 100.0    # Centres and widths are divided by 100 (mm).
+_LOG_FLOOR = 1e-8  # log10(E + 1e-8) as in prepare_high_data_for_classifier.
+_MM_SCALE = 100.0  # Centres and widths are divided by 100 (mm).
 
 
 def high_level_features(voxels: VoxelShowers, *, min_voxel_mev: float = CALOCHALLENGE_DS2_MIN_VOXEL_MEV) -> np.ndarray:

@@ -64,9 +64,14 @@ def generate_voxel_file(
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     solver = model.resolve_solver(solver)
-    attrs = {"generator": f"caloclouds voxel model ({model.kind})", "steps": steps or model.default_steps(), "solver": solver}
-    writer = open_writer(out, format="calochallenge" if output_format == "calochallenge" else "hdf5", attrs=attrs,
-                         mesh=model.mesh)
+    attrs = {
+        "generator": f"caloclouds voxel model ({model.kind})",
+        "steps": steps or model.default_steps(),
+        "solver": solver,
+    }
+    writer = open_writer(
+        out, format="calochallenge" if output_format == "calochallenge" else "hdf5", attrs=attrs, mesh=model.mesh
+    )
     seconds = 0.0
     with writer:
         for start in range(0, len(energies), batch_size):

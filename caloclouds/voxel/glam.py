@@ -49,9 +49,7 @@ def overlap_pairs(src: CylindricalMesh, dst: CylindricalMesh) -> tuple[np.ndarra
     s_idx = shower_index(offsets)
     within = np.arange(offsets[-1], dtype=np.int64) - offsets[s_idx]
     d_idx = dst.layer_offsets[ts["layer"]][s_idx] + within
-    r_outer = np.maximum(
-        np.asarray([e[-1] for e in src.r_edges_mm]), np.asarray([e[-1] for e in dst.r_edges_mm])
-    )
+    r_outer = np.maximum(np.asarray([e[-1] for e in src.r_edges_mm]), np.asarray([e[-1] for e in dst.r_edges_mm]))
     n_r_s, n_r_d = np.asarray(src.n_r), np.asarray(dst.n_r)
     s_hi = np.where(ts["r_bin"] == n_r_s[ts["layer"]] - 1, r_outer[ts["layer"]], ts["r_hi_mm"])
     d_hi = np.where(td["r_bin"] == n_r_d[td["layer"]] - 1, r_outer[td["layer"]], td["r_hi_mm"])
@@ -111,7 +109,9 @@ class SparseVoxelMap(nn.Module):
     def to_sparse_coo(self) -> Tensor:
         """The map as a torch sparse COO matrix (n_out, n_in), for inspection."""
         idx = torch.stack([self.out_index, self.in_index])
-        return torch.sparse_coo_tensor(idx, self.weight().detach(), (self.n_out, self.n_in), check_invariants=True).coalesce()
+        return torch.sparse_coo_tensor(
+            idx, self.weight().detach(), (self.n_out, self.n_in), check_invariants=True
+        ).coalesce()
 
     @property
     def nnz(self) -> int:

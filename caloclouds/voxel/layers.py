@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 __all__ = ["LayerEnergyModel"]
 
-_MIN_STD = 1e-4        # Floor of the fitted per-layer std of log(E_l + floor).
-_CORR_JITTER = 1e-5    # Added to the correlation diagonal before the Cholesky factorisation.
+_MIN_STD = 1e-4  # Floor of the fitted per-layer std of log(E_l + floor).
+_CORR_JITTER = 1e-5  # Added to the correlation diagonal before the Cholesky factorisation.
 
 
 def _design(t: Tensor, degree: int) -> Tensor:

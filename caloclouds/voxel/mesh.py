@@ -35,10 +35,10 @@ __all__ = [
     "get_mesh",
 ]
 
-DS2_N_ALPHA = 16        # CaloChallenge dataset 2: angular bins per layer.
-DS2_N_R = 9             # ... radial bins per layer.
-DS2_R_PITCH_MM = 4.65   # ... radial bin width (mm), edges 0 to 41.85 mm.
-N_LAYERS_DEFAULT = 30   # Silicon layers of the ILD-like ECAL of ../shared/data.
+DS2_N_ALPHA = 16  # CaloChallenge dataset 2: angular bins per layer.
+DS2_N_R = 9  # ... radial bins per layer.
+DS2_R_PITCH_MM = 4.65  # ... radial bin width (mm), edges 0 to 41.85 mm.
+N_LAYERS_DEFAULT = 30  # Silicon layers of the ILD-like ECAL of ../shared/data.
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,9 @@ class CylindricalMesh:
         path = Path(path)
         with atomic_path(path) as tmp:
             data = self.to_dict()
-            tmp.write_text(json.dumps(data, indent=1) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False))
+            tmp.write_text(
+                json.dumps(data, indent=1) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+            )
 
     # -- sizes ----------------------------------------------------------------------------------
 
@@ -202,8 +204,13 @@ class CylindricalMesh:
         width = 2 * np.pi / n_a
         alpha_lo = -np.pi + alpha_bin * width
         return {
-            "layer": layer, "alpha_bin": alpha_bin, "r_bin": r_bin,
-            "r_lo_mm": r_lo, "r_hi_mm": r_hi, "alpha_lo_rad": alpha_lo, "alpha_hi_rad": alpha_lo + width,
+            "layer": layer,
+            "alpha_bin": alpha_bin,
+            "r_bin": r_bin,
+            "r_lo_mm": r_lo,
+            "r_hi_mm": r_hi,
+            "alpha_lo_rad": alpha_lo,
+            "alpha_hi_rad": alpha_lo + width,
         }
 
     def voxel_centres(self) -> dict[str, np.ndarray]:
@@ -215,7 +222,13 @@ class CylindricalMesh:
         t = self.voxel_table()
         r = (t["r_lo_mm"] + t["r_hi_mm"]) / 2
         alpha = (t["alpha_lo_rad"] + t["alpha_hi_rad"]) / 2
-        return {"r_mm": r, "alpha_rad": alpha, "x_mm": r * np.cos(alpha), "y_mm": r * np.sin(alpha), "layer": t["layer"]}
+        return {
+            "r_mm": r,
+            "alpha_rad": alpha,
+            "x_mm": r * np.cos(alpha),
+            "y_mm": r * np.sin(alpha),
+            "layer": t["layer"],
+        }
 
     def voxel_area_mm2(self) -> np.ndarray:
         """(n_voxels,) transverse area of each voxel in mm^2."""
@@ -243,8 +256,10 @@ def calochallenge_ds2_like(n_layers: int = N_LAYERS_DEFAULT) -> CylindricalMesh:
 _DS1_PATTERNS: dict[str, tuple[int, tuple[float, ...]]] = {
     "front": (1, (0.0, 2.0, 4.0, 7.0, 10.0, 15.0, 25.0, 40.0, 80.0)),
     "fine": (10, (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.5, 8.0, 10.0, 12.0, 14.0, 17.0, 20.0, 25.0, 30.0, 40.0, 60.0)),
-    "finer": (10, (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.5, 10.0, 12.0, 14.0, 16.0, 19.0,
-                   22.0, 26.0, 30.0, 36.0, 45.0, 60.0)),
+    "finer": (
+        10,
+        (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.5, 10.0, 12.0, 14.0, 16.0, 19.0, 22.0, 26.0, 30.0, 36.0, 45.0, 60.0),
+    ),
     "back": (1, (0.0, 5.0, 10.0, 20.0, 35.0, 60.0)),
 }
 _DS1_LAYER_PATTERN = ("front",) * 3 + ("fine",) * 9 + ("finer",) * 10 + ("back",) * 8

@@ -59,7 +59,14 @@ class VoxelModel(nn.Module):
         kind: ``"edm"`` (teacher) or ``"cm"`` (consistency model).
     """
 
-    def __init__(self, config: VoxelConfig, mesh: CylindricalMesh, latent_mesh: CylindricalMesh | None = None, *, kind: Kind = "edm") -> None:
+    def __init__(
+        self,
+        config: VoxelConfig,
+        mesh: CylindricalMesh,
+        latent_mesh: CylindricalMesh | None = None,
+        *,
+        kind: Kind = "edm",
+    ) -> None:
         super().__init__()
         if kind not in ("edm", "cm"):
             raise ValueError(f"kind must be 'edm' or 'cm', got {kind!r}")
@@ -75,8 +82,12 @@ class VoxelModel(nn.Module):
         n_layers, _, n_r = self.latent_mesh.shape
         edges = np.asarray(self.latent_mesh.r_edges_mm[0])
         unet = CylindricalUNet(
-            self.latent_mesh.shape, ((edges[:-1] + edges[1:]) / 2).tolist(), 1 + n_layers,
-            channels=config.channels, blocks_per_level=config.blocks_per_level, embedding=config.embedding,
+            self.latent_mesh.shape,
+            ((edges[:-1] + edges[1:]) / 2).tolist(),
+            1 + n_layers,
+            channels=config.channels,
+            blocks_per_level=config.blocks_per_level,
+            embedding=config.embedding,
         )
         if kind == "edm":
             self.denoiser: EDMDenoiser = EDMDenoiser(unet, config.sigma_data)
@@ -141,15 +152,24 @@ class VoxelModel(nn.Module):
             layer_energy_mev = self.layer_model.sample(e, generator=generator)
         layer_energy_mev = layer_energy_mev.to(device=device, dtype=torch.float32)
         if layer_energy_mev.shape != (len(e), self.latent_mesh.n_layers):
-            raise ValueError(f"layer_energy_mev has shape {tuple(layer_energy_mev.shape)}, expected ({len(e)}, {self.latent_mesh.n_layers})")
+            raise ValueError(
+                f"layer_energy_mev has shape {tuple(layer_energy_mev.shape)}, expected ({len(e)}, {self.latent_mesh.n_layers})"
+            )
         cond = ImageCond.for_images(self.normaliser.features(e, layer_energy_mev).float())
         n = self.default_steps() if steps is None else int(steps)
         if n < 1:
             raise ValueError(f"steps must be >= 1, got {n}")
         shape = (len(e), 1, *self.latent_mesh.shape)
         noise = torch.randn(shape, generator=generator, device=device)
-        sigmas = solver_sigmas(solver, n, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, rho=cfg.rho,
-                               distill_levels=cfg.distill_levels, device=device)
+        sigmas = solver_sigmas(
+            solver,
+            n,
+            sigma_min=cfg.sigma_min,
+            sigma_max=cfg.sigma_max,
+            rho=cfg.rho,
+            distill_levels=cfg.distill_levels,
+            device=device,
+        )
         x = sample(self.denoiser, noise, solver=solver, sigmas=sigmas, cond=cond, generator=generator)
         images = self.normaliser.inverse(x, layer_energy_mev, min_voxel_mev=cfg.min_voxel_mev)
         return self.from_latent(images)
@@ -202,7 +222,12 @@ class VoxelModel(nn.Module):
             msg = f"not a voxel model checkpoint (format_version {ckpt.get('format_version')!r}, kind {kind!r})"
             raise InputFileError(path, msg)
         config = voxel_config_from_dict(ckpt["config"])
-        model = cls(config, CylindricalMesh.from_dict(ckpt["mesh"]), CylindricalMesh.from_dict(ckpt["latent_mesh"]), kind=kind[len("voxel-"):])
+        model = cls(
+            config,
+            CylindricalMesh.from_dict(ckpt["mesh"]),
+            CylindricalMesh.from_dict(ckpt["latent_mesh"]),
+            kind=kind[len("voxel-") :],
+        )
         try:
             model.load_state_dict(ckpt["state_dict"])
         except RuntimeError as exc:
@@ -226,7 +251,9 @@ def is_voxel_checkpoint(path: str | Path) -> bool:
     return str(ckpt.get("kind", "")).startswith("voxel-")
 
 
-def layer_energies_from_flow(flow_path: str | Path, incident_energy_gev: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+def layer_energies_from_flow(
+    flow_path: str | Path, incident_energy_gev: Tensor, *, generator: torch.Generator | None = None
+) -> Tensor:
     """(B, L) layer energies in MeV drawn from a trained Shower Flow (``flows.load_shower_flow``)."""
     from flows import load_shower_flow
 
@@ -237,4 +264,3 @@ def layer_energies_from_flow(flow_path: str | Path, incident_energy_gev: Tensor,
 def build_voxel_model(config: VoxelConfig, *, kind: Kind = "edm") -> VoxelModel:
     """A fresh model for ``config.mesh`` (and ``config.latent_mesh`` when the mesh is irregular)."""
     return VoxelModel(config, get_mesh(config.mesh), get_mesh(config.latent_mesh), kind=kind)
-

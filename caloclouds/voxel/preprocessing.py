@@ -50,7 +50,9 @@ class VoxelNormaliser(nn.Module):
         return (o / (1 - o)).log()
 
     def _raw_features(self, incident_energy_gev: Tensor, layer_energy_mev: Tensor) -> Tensor:
-        return torch.cat([incident_energy_gev.log()[:, None], (layer_energy_mev.clamp_min(0) + self.floor_mev).log()], dim=1)
+        return torch.cat(
+            [incident_energy_gev.log()[:, None], (layer_energy_mev.clamp_min(0) + self.floor_mev).log()], dim=1
+        )
 
     @torch.no_grad()
     def fit(self, images_mev: Tensor, incident_energy_gev: Tensor) -> VoxelNormaliser:
@@ -65,7 +67,9 @@ class VoxelNormaliser(nn.Module):
 
     def features(self, incident_energy_gev: Tensor, layer_energy_mev: Tensor) -> Tensor:
         """(B, 1 + L) standardised conditions of the U-Net."""
-        raw = self._raw_features(incident_energy_gev.to(self.cond_mean.dtype), layer_energy_mev.to(self.cond_mean.dtype))
+        raw = self._raw_features(
+            incident_energy_gev.to(self.cond_mean.dtype), layer_energy_mev.to(self.cond_mean.dtype)
+        )
         return (raw - self.cond_mean) / self.cond_std
 
     def forward(self, images_mev: Tensor, incident_energy_gev: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,7 +90,10 @@ class VoxelNormaliser(nn.Module):
         frac = ((torch.sigmoid(logits) - self.alpha) / (1 - 2 * self.alpha)).clamp_min(0)
         total = frac.sum(dim=(-2, -1), keepdim=True)
         target = layer_energy_mev.double().clamp_min(0)[:, :, None, None]
-        images = torch.where(total > 0, frac / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(frac)) * target
+        images = (
+            torch.where(total > 0, frac / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(frac))
+            * target
+        )
         if min_voxel_mev > 0:
             images = torch.where(images >= min_voxel_mev, images, torch.zeros_like(images))
         return images.float()

@@ -44,7 +44,9 @@ FINAL_LR_FACTOR = 0.1  # Cosine learning-rate decay to this fraction of the peak
 VALIDATION_SEED = 12345  # Fixed noise levels and noise of the validation loss.
 
 
-def load_voxel_data(path: str | Path, mesh: CylindricalMesh, *, max_showers: int | None = None, chunk_showers: int = 500) -> VoxelShowers:
+def load_voxel_data(
+    path: str | Path, mesh: CylindricalMesh, *, max_showers: int | None = None, chunk_showers: int = 500
+) -> VoxelShowers:
     """Voxelise (the first ``max_showers`` showers of) a shower file, chunk by chunk.
 
     ``path`` is our ragged HDF5, or a CaloChallenge file (read as is, its mesh must match).
@@ -207,14 +209,25 @@ def train_voxel_model(
         return per_image_mean(model.denoiser.loss(x, noise, sigma, cond=ImageCond.for_images(feats)))
 
     _fit_loop(
-        train, config, total=total, generator=g, loss_fn=loss_fn, model=model, optimiser=opt,
-        ema_fn=lambda step: ema_update(ema.denoiser, model.denoiser,
-                                       ema_warmup_decay(step, power=config.ema_power, max_decay=config.ema_max)),
+        train,
+        config,
+        total=total,
+        generator=g,
+        loss_fn=loss_fn,
+        model=model,
+        optimiser=opt,
+        ema_fn=lambda step: ema_update(
+            ema.denoiser, model.denoiser, ema_warmup_decay(step, power=config.ema_power, max_decay=config.ema_max)
+        ),
         lr_fn=lambda step: _lr(config, step, total),
-        row_fn=lambda step, loss: {"train_loss": loss, "val_loss": _validation_loss(ema, val, config),
-                                   "lr": _lr(config, step, total)},
+        row_fn=lambda step, loss: {
+            "train_loss": loss,
+            "val_loss": _validation_loss(ema, val, config),
+            "lr": _lr(config, step, total),
+        },
         save_fn=lambda step, history: ema.save(out, step=step, history=history, seed=seed),
-        log=log, progress=progress,
+        log=log,
+        progress=progress,
     )
     return ema
 
@@ -253,16 +266,33 @@ def distill_voxel_model(
     def loss_fn(x: Tensor, feats: Tensor) -> Tensor:
         level = torch.randint(config.distill_levels - 1, (len(x),), generator=g)
         noise = torch.randn(x.shape, generator=g)
-        return per_image_mean(consistency_distillation_loss(
-            student.denoiser, target.denoiser, teacher.denoiser, x, noise, level, sigmas, cond=ImageCond.for_images(feats)))
+        return per_image_mean(
+            consistency_distillation_loss(
+                student.denoiser,
+                target.denoiser,
+                teacher.denoiser,
+                x,
+                noise,
+                level,
+                sigmas,
+                cond=ImageCond.for_images(feats),
+            )
+        )
 
     _fit_loop(
-        data, config, total=total, generator=g, loss_fn=loss_fn, model=student, optimiser=opt,
+        data,
+        config,
+        total=total,
+        generator=g,
+        loss_fn=loss_fn,
+        model=student,
+        optimiser=opt,
         ema_fn=lambda step: ema_update(target.denoiser, student.denoiser, config.distill_target_ema),
         lr_fn=None,
         row_fn=lambda step, loss: {"cd_loss": loss},
         save_fn=lambda step, history: target.save(out, step=step, history=history, seed=seed),
-        log=log, progress=progress,
+        log=log,
+        progress=progress,
     )
     return target
 

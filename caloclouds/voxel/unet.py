@@ -103,10 +103,12 @@ class CylindricalUNet(nn.Module):
         self.image_shape = (n_layers, n_alpha, n_r)
         r = torch.as_tensor(r_centres_mm, dtype=torch.float32)
         z = (torch.arange(n_layers, dtype=torch.float32) + 0.5) / n_layers
-        loc = torch.stack([
-            (r / r[-1]).expand(n_layers, n_alpha, n_r),
-            z[:, None, None].expand(n_layers, n_alpha, n_r),
-        ])
+        loc = torch.stack(
+            [
+                (r / r[-1]).expand(n_layers, n_alpha, n_r),
+                z[:, None, None].expand(n_layers, n_alpha, n_r),
+            ]
+        )
         self.register_buffer("location", loc[None], persistent=False)
         self.noise_mlp = nn.Sequential(nn.Linear(1, embedding), nn.GELU(), nn.Linear(embedding, embedding))
         self.cond_mlp = nn.Sequential(nn.Linear(cond_features, embedding), nn.GELU(), nn.Linear(embedding, embedding))

@@ -64,7 +64,9 @@ class VoxelShowers:
     def layer_sums(self) -> np.ndarray:
         """(N, n_layers) float64 energy per layer in MeV."""
         e = self.energy_mev.astype(np.float64)
-        return np.add.reduceat(e, self.mesh.layer_offsets[:-1], axis=1) if len(self) else np.zeros((0, self.mesh.n_layers))
+        return (
+            np.add.reduceat(e, self.mesh.layer_offsets[:-1], axis=1) if len(self) else np.zeros((0, self.mesh.n_layers))
+        )
 
     def total_mev(self) -> np.ndarray:
         """(N,) float64 summed voxel energy."""

@@ -42,10 +42,18 @@ def tiny_config() -> RunConfig:
     cfg = RunConfig()
     return dataclasses.replace(
         cfg,
-        diffusion=dataclasses.replace(cfg.diffusion, hidden=TINY_HIDDEN, fourier_features=16, time_features=16,
-                                      batch_size=4, learning_rate=3e-3, checkpoint_every=1000),
-        distillation=dataclasses.replace(cfg.distillation, batch_size=4, learning_rate=1e-3, checkpoint_every=1000,
-                                         num_steps=8),
+        diffusion=dataclasses.replace(
+            cfg.diffusion,
+            hidden=TINY_HIDDEN,
+            fourier_features=16,
+            time_features=16,
+            batch_size=4,
+            learning_rate=3e-3,
+            checkpoint_every=1000,
+        ),
+        distillation=dataclasses.replace(
+            cfg.distillation, batch_size=4, learning_rate=1e-3, checkpoint_every=1000, num_steps=8
+        ),
     )
 
 

@@ -26,8 +26,20 @@ def test_ddp_two_cpu_processes(tmp_path, toy_file, tiny_config) -> None:  # noqa
     common = ["--data", str(toy_file), "--steps", "4", "--batch-size", "4", "--no-progress"]
     train = ["train-diffusion", "--config", str(cfg_path), "--out", str(tmp_path / "t"), *common]
     dist = ["distill", "--teacher", str(tmp_path / "t"), "--out", str(tmp_path / "c"), *common]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "--no-python", sys.executable, "-c", WORKER, json.dumps(train), json.dumps(dist)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "--no-python",
+        sys.executable,
+        "-c",
+        WORKER,
+        json.dumps(train),
+        json.dumps(dist),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

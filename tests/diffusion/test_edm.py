@@ -33,10 +33,12 @@ def test_ragged_batch_loss_equals_each_shower_alone() -> None:
     offsets = torch.tensor([0, *torch.tensor(counts).cumsum(0).tolist()])
     cond = RaggedCond.from_offsets(feats, offsets)
     batch = per_shower_mean(d.loss(torch.cat(xs), torch.cat(noises), sigma, cond=cond), cond)
-    alone = torch.stack([
-        d.loss(xs[i], noises[i], sigma[i : i + 1], cond=RaggedCond(feats[i : i + 1], None)).mean()
-        for i in range(len(counts))
-    ])
+    alone = torch.stack(
+        [
+            d.loss(xs[i], noises[i], sigma[i : i + 1], cond=RaggedCond(feats[i : i + 1], None)).mean()
+            for i in range(len(counts))
+        ]
+    )
     torch.testing.assert_close(batch, alone, rtol=1e-5, atol=1e-6)
     # the denoiser itself is also independent of the other showers
     den = d(torch.cat(xs), sigma, cond=cond)
@@ -58,7 +60,9 @@ def test_distillation_loss_is_per_point_and_differentiable() -> None:
     sigmas = karras_sigmas(18, 0.002, 80.0, 7.0, append_zero=False)
     cond = RaggedCond.from_offsets(torch.randn(3, 2), torch.tensor([0, 4, 10, 13]))
     x, noise = torch.randn(13, 4), torch.randn(13, 4)
-    loss = consistency_distillation_loss(student, target, teacher, x, noise, torch.tensor([0, 8, 16]), sigmas, cond=cond)
+    loss = consistency_distillation_loss(
+        student, target, teacher, x, noise, torch.tensor([0, 8, 16]), sigmas, cond=cond
+    )
     assert loss.shape == (13,) and torch.isfinite(loss).all()
     per_shower_mean(loss, cond).mean().backward()
     assert all(p.grad is not None for p in student.parameters())

@@ -10,8 +10,9 @@ from .conftest import make_toy_showers
 
 def _fit() -> tuple[PointNormaliser, torch.Tensor]:
     s = make_toy_showers()
-    norm = PointNormaliser.fit(s.points, s.offsets, s.incident_energy_gev, n_layers=30,
-                               subcell_pitch_mm=5.088333 / 6, sigma_data=0.5)
+    norm = PointNormaliser.fit(
+        s.points, s.offsets, s.incident_energy_gev, n_layers=30, subcell_pitch_mm=5.088333 / 6, sigma_data=0.5
+    )
     return norm, torch.from_numpy(s.points)
 
 
@@ -55,8 +56,15 @@ def test_inverse_clamps_depth_and_dict_round_trip() -> None:
 def test_per_layer_features_are_standardised_too() -> None:
     """The per-layer fit standardises the point energy itself (it once took the layer means' spread)."""
     s = make_toy_showers()
-    norm = PointNormaliser.fit(s.points, s.offsets, s.incident_energy_gev, n_layers=30,
-                               subcell_pitch_mm=5.088333 / 6, sigma_data=0.5, per_layer=True)
+    norm = PointNormaliser.fit(
+        s.points,
+        s.offsets,
+        s.incident_energy_gev,
+        n_layers=30,
+        subcell_pitch_mm=5.088333 / 6,
+        sigma_data=0.5,
+        per_layer=True,
+    )
     z = norm.forward(torch.from_numpy(s.points), jitter=True, generator=torch.Generator().manual_seed(3))
     assert z.shape[1] == 3
     torch.testing.assert_close(z.std(dim=0), torch.full((3,), 0.5), rtol=0.2, atol=0)

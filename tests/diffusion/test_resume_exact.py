@@ -31,8 +31,19 @@ def _layer_config():  # noqa: ANN202
     """The tiny network, per layer, on random subsets of points, checkpointing every 5 steps, with the
     learning rate decaying over the last 20 steps (so a resume must follow the schedule too)."""
     cfg = RunConfig()
-    d = dataclasses.replace(cfg.diffusion, hidden=TINY_HIDDEN, fourier_features=16, time_features=16, batch_size=4,
-                            learning_rate=3e-3, lr_decay_steps=20, per_layer=True, points_per_shower=40, checkpoint_every=5, val_showers=4)
+    d = dataclasses.replace(
+        cfg.diffusion,
+        hidden=TINY_HIDDEN,
+        fourier_features=16,
+        time_features=16,
+        batch_size=4,
+        learning_rate=3e-3,
+        lr_decay_steps=20,
+        per_layer=True,
+        points_per_shower=40,
+        checkpoint_every=5,
+        val_showers=4,
+    )
     return dataclasses.replace(cfg, diffusion=d)
 
 
@@ -52,14 +63,30 @@ def straight(tmp_path_factory, toy_file) -> Path:  # noqa: ANN001
 def _cli(config, toy_file: Path, out: Path, *extra: str) -> list[str]:  # noqa: ANN001
     cfg_path = out.parent / f"{out.name}.yaml"
     cfg_path.write_text(yaml.safe_dump(config_to_dict(config)))
-    return ["train-diffusion", "--config", str(cfg_path), "--data", str(toy_file), "--val", str(toy_file),
-            "--out", str(out), "--seed", "5", "--threads", "1", "--no-progress", *extra]
+    return [
+        "train-diffusion",
+        "--config",
+        str(cfg_path),
+        "--data",
+        str(toy_file),
+        "--val",
+        str(toy_file),
+        "--out",
+        str(out),
+        "--seed",
+        "5",
+        "--threads",
+        "1",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _start(args: list[str]) -> subprocess.Popen:
     code = "import sys; from caloclouds.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_for_rows(out: Path, rows: int, proc: subprocess.Popen, timeout_s: float = 120) -> None:
@@ -149,9 +176,13 @@ def test_distill_time_budget_and_resume(tmp_path, toy_file, layer_config) -> Non
 
     data = TrainingData.from_file(toy_file)
     train_diffusion(layer_config, data, tmp_path / "t", steps=5, progress=False)
-    cfg = dataclasses.replace(layer_config, distillation=dataclasses.replace(layer_config.distillation, checkpoint_every=5))
+    cfg = dataclasses.replace(
+        layer_config, distillation=dataclasses.replace(layer_config.distillation, checkpoint_every=5)
+    )
     distill(tmp_path / "t", data, tmp_path / "a", config=cfg, steps=20, progress=False, val=data)
-    cut = distill(tmp_path / "t", data, tmp_path / "b", config=cfg, steps=20, progress=False, val=data, time_budget_s=0.2)
+    cut = distill(
+        tmp_path / "t", data, tmp_path / "b", config=cfg, steps=20, progress=False, val=data, time_budget_s=0.2
+    )
     assert cut.stopped == "time budget"
     distill(tmp_path / "t", data, tmp_path / "b", config=cfg, steps=20, progress=False, val=data, resume=True)
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
@@ -165,8 +196,9 @@ def test_distill_time_budget_and_resume(tmp_path, toy_file, layer_config) -> Non
 def test_learning_rate_schedule_is_constant_then_cosine(layer_config) -> None:  # noqa: ANN001
     from caloclouds.diffusion.loop import scheduled_lr
 
-    d = dataclasses.replace(layer_config.diffusion, steps=100, lr_decay_steps=40, learning_rate=1e-3,
-                            final_lr_factor=0.1)
+    d = dataclasses.replace(
+        layer_config.diffusion, steps=100, lr_decay_steps=40, learning_rate=1e-3, final_lr_factor=0.1
+    )
     lrs = [scheduled_lr(s, d) for s in range(101)]
     assert lrs[0] == lrs[60] == 1e-3 and lrs[100] == pytest.approx(1e-4)
     assert lrs[80] == pytest.approx(0.55e-3) and all(a >= b for a, b in zip(lrs, lrs[1:]))
@@ -181,7 +213,21 @@ def test_bad_training_settings_are_one_line_errors(tmp_path, toy_file, tiny_conf
     assert not (tmp_path / "t").exists()
     assert main(_cli(tiny_config, toy_file, tmp_path / "teacher", "--steps", "1")) == 0
     capsys.readouterr()
-    assert main(["distill", "--teacher", str(tmp_path / "teacher"), "--data", str(toy_file),
-                 "--out", str(tmp_path / "cm"), "--no-progress", *bad]) == 2
+    assert (
+        main(
+            [
+                "distill",
+                "--teacher",
+                str(tmp_path / "teacher"),
+                "--data",
+                str(toy_file),
+                "--out",
+                str(tmp_path / "cm"),
+                "--no-progress",
+                *bad,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "Traceback" not in err and "must be" in err, err

@@ -41,8 +41,9 @@ def _point_model(kind: str, *, per_layer: bool = False) -> PointModel:
     base = RunConfig()
     config = dataclasses.replace(
         base,
-        diffusion=dataclasses.replace(base.diffusion, per_layer=per_layer, hidden=(16, 32, 16), fourier_features=16,
-                                      time_features=16),
+        diffusion=dataclasses.replace(
+            base.diffusion, per_layer=per_layer, hidden=(16, 32, 16), fourier_features=16, time_features=16
+        ),
         distillation=dataclasses.replace(base.distillation, num_steps=8),
     )
     torch.manual_seed(0)
@@ -50,8 +51,15 @@ def _point_model(kind: str, *, per_layer: bool = False) -> PointModel:
     for p in denoiser.parameters():
         torch.nn.init.normal_(p, std=0.3)
     toy = make_toy_showers(20)
-    normaliser = PointNormaliser.fit(toy.points, toy.offsets, toy.incident_energy_gev, n_layers=N_LAYERS,
-                                     subcell_pitch_mm=0.848, sigma_data=0.5, per_layer=per_layer)
+    normaliser = PointNormaliser.fit(
+        toy.points,
+        toy.offsets,
+        toy.incident_energy_gev,
+        n_layers=N_LAYERS,
+        subcell_pitch_mm=0.848,
+        sigma_data=0.5,
+        per_layer=per_layer,
+    )
     return PointModel(denoiser, normaliser, config, kind=kind)
 
 
@@ -64,11 +72,13 @@ def _old_point_draw(model: PointModel, cond, total: int, *, sampler: str, steps:
     gen_dev = generator.device if generator is not None else dev
     noise = torch.randn(total, model.normaliser.n_features, generator=generator, device=gen_dev).to(dev)
     if sampler == "cm":
-        levels = karras_sigmas(model.config.distillation.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho,
-                               append_zero=False, device=dev)
+        levels = karras_sigmas(
+            model.config.distillation.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho, append_zero=False, device=dev
+        )
         sigmas = consistency_sigmas(steps, levels)
-        return sample_consistency(model.denoiser, noise * sigmas[0], sigmas, cond=cond, sigma_min=cfg.sigma_min,
-                                  generator=generator)
+        return sample_consistency(
+            model.denoiser, noise * sigmas[0], sigmas, cond=cond, sigma_min=cfg.sigma_min, generator=generator
+        )
     sigmas = karras_sigmas(steps, cfg.sigma_min, cfg.sigma_max, cfg.rho, device=dev)
     return sample_heun(model.denoiser, noise * sigmas[0], sigmas, cond=cond)
 
@@ -80,8 +90,11 @@ def test_point_model_sample_is_bit_identical_to_the_old_path(kind: str, steps: i
     n_points, energy = torch.tensor([5, 0, 17]), torch.tensor([20.0, 50.0, 80.0])
     cond, offsets = model.conditioning(n_points, energy)
     with torch.inference_mode():
-        ref = model.normaliser.inverse(_old_point_draw(model, cond, int(offsets[-1]), sampler=kind, steps=steps,
-                                                       generator=torch.Generator().manual_seed(7)))
+        ref = model.normaliser.inverse(
+            _old_point_draw(
+                model, cond, int(offsets[-1]), sampler=kind, steps=steps, generator=torch.Generator().manual_seed(7)
+            )
+        )
     new, _ = model.sample(n_points, energy, steps=steps, generator=torch.Generator().manual_seed(7))
     alias, _ = model.sample(n_points, energy, sampler=kind, steps=steps, generator=torch.Generator().manual_seed(7))
     assert torch.equal(new, ref) and torch.equal(alias, ref)
@@ -103,10 +116,17 @@ def test_point_model_sample_layers_is_bit_identical_to_the_old_path(kind: str) -
     model._draw = spy  # type: ignore[method-assign]
     new, _ = model.sample_layers(counts, counts * 1.5, energy, steps=2, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
-        x = _old_point_draw(model, captured["cond"], captured["total"], sampler=kind, steps=2,
-                            generator=torch.Generator().manual_seed(3))
-    layer = torch.repeat_interleave(torch.nonzero(counts.reshape(-1) > 0).squeeze(1) % N_LAYERS,
-                                    counts.reshape(-1)[counts.reshape(-1) > 0])
+        x = _old_point_draw(
+            model,
+            captured["cond"],
+            captured["total"],
+            sampler=kind,
+            steps=2,
+            generator=torch.Generator().manual_seed(3),
+        )
+    layer = torch.repeat_interleave(
+        torch.nonzero(counts.reshape(-1) > 0).squeeze(1) % N_LAYERS, counts.reshape(-1)[counts.reshape(-1) > 0]
+    )
     assert torch.equal(new, model.normaliser.inverse(x, layer))
 
 
@@ -139,8 +159,9 @@ def test_voxel_model_sample_is_bit_identical_to_the_old_path(kind: str) -> None:
         else:
             levels = karras_sigmas(cfg.distill_levels, cfg.sigma_min, cfg.sigma_max, cfg.rho, append_zero=False)
             sigmas = consistency_sigmas(cfg.cm_sample_steps, levels)
-            x = sample_consistency(model.denoiser, noise * sigmas[0], sigmas, cond=cond, sigma_min=cfg.sigma_min,
-                                   generator=generator)
+            x = sample_consistency(
+                model.denoiser, noise * sigmas[0], sigmas, cond=cond, sigma_min=cfg.sigma_min, generator=generator
+            )
         ref = model.from_latent(model.normaliser.inverse(x, layer_energy, min_voxel_mev=cfg.min_voxel_mev))
     assert torch.equal(new, ref)
 
@@ -206,8 +227,15 @@ def test_every_solver_runs_through_sample(solver: str) -> None:
     sigmas = solver_sigmas(solver, 2, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, rho=cfg.rho, distill_levels=8)
     steps = []
     noise = torch.randn(int(offsets[-1]), 4, generator=torch.Generator().manual_seed(0))
-    x = sample(model.denoiser, noise, solver=solver, sigmas=sigmas, cond=cond,  # type: ignore[arg-type]
-               generator=torch.Generator().manual_seed(1), callback=steps.append)
+    x = sample(
+        model.denoiser,
+        noise,
+        solver=solver,
+        sigmas=sigmas,
+        cond=cond,  # type: ignore[arg-type]
+        generator=torch.Generator().manual_seed(1),
+        callback=steps.append,
+    )
     assert x.shape == noise.shape and torch.isfinite(x).all() and len(steps) >= 1
 
 

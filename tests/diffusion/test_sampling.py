@@ -57,8 +57,9 @@ def test_consistency_sampler_with_exact_consistency_function() -> None:
         return torch.full_like(x, 0.7)
 
     sigmas = karras_sigmas(4, 0.002, 80.0, append_zero=False)
-    out = sample_consistency(f, torch.randn(10, 4) * 80, sigmas, cond=None, sigma_min=0.002,
-                             generator=torch.Generator().manual_seed(0))
+    out = sample_consistency(
+        f, torch.randn(10, 4) * 80, sigmas, cond=None, sigma_min=0.002, generator=torch.Generator().manual_seed(0)
+    )
     torch.testing.assert_close(out, torch.full((10, 4), 0.7))
 
 

@@ -63,7 +63,9 @@ def test_resume_continues_step_count_and_loss_curve(tmp_path, toy_data, tiny_con
 
 def test_distill_resume(tmp_path, toy_data, tiny_config) -> None:  # noqa: ANN001
     train_diffusion(tiny_config, toy_data, tmp_path / "t", steps=2, progress=False)
-    cfg = dataclasses.replace(tiny_config, distillation=dataclasses.replace(tiny_config.distillation, checkpoint_every=2))
+    cfg = dataclasses.replace(
+        tiny_config, distillation=dataclasses.replace(tiny_config.distillation, checkpoint_every=2)
+    )
     distill(tmp_path / "t", toy_data, tmp_path / "a", config=cfg, steps=4, progress=False)
     distill(tmp_path / "t", toy_data, tmp_path / "b", config=cfg, steps=2, progress=False)
     distill(tmp_path / "t", toy_data, tmp_path / "b", config=cfg, steps=4, resume=True, progress=False)
@@ -88,8 +90,23 @@ def test_cli_verbs(tmp_path, toy_file, tiny_config, capsys) -> None:  # noqa: AN
     assert "--resume" in capsys.readouterr().err
     assert main(["distill", "--teacher", str(tmp_path / "t"), "--out", str(tmp_path / "c"), *common]) == 0
     assert "distill: step 3" in capsys.readouterr().out
-    args = ["bench-diffusion", "--model", str(tmp_path / "c"), "--points", "100", "--repeats", "2",
-            "--reference", str(toy_file), "--energy", "50", "--tolerance", "40", "--n-showers", "5"]
+    args = [
+        "bench-diffusion",
+        "--model",
+        str(tmp_path / "c"),
+        "--points",
+        "100",
+        "--repeats",
+        "2",
+        "--reference",
+        str(toy_file),
+        "--energy",
+        "50",
+        "--tolerance",
+        "40",
+        "--n-showers",
+        "5",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "median" in out and "| radius_mm |" in out

@@ -46,8 +46,9 @@ def test_with_floor_ratio_and_verdict() -> None:
     assert ok["ratio_error"] == pytest.approx(1.2 * np.hypot(0.1 / 1.2, 0.1))
     bad = with_floor({"value": 2.0, "error": 0.1}, {"value": 1.0, "error": 0.1}, kind="distance", thresholds=limits)
     assert bad["pass"] is False
-    auc = with_floor({"value": 0.65, "error": 0.01, "folds": [0.65]}, {"value": 0.5, "error": 0.01}, kind="auc",
-                     thresholds=limits)
+    auc = with_floor(
+        {"value": 0.65, "error": 0.01, "folds": [0.65]}, {"value": 0.5, "error": 0.01}, kind="auc", thresholds=limits
+    )
     assert auc["pass"] is False and auc["ratio"] == pytest.approx(1.3) and auc["folds"] == [0.65]
     none = with_floor({"value": 1.0, "error": 0.0}, {"value": 0.0, "error": 0.0}, kind="distance", thresholds=None)
     assert np.isnan(none["ratio"]) and none["pass"] is None
@@ -61,8 +62,10 @@ def test_batched_fpd_matches_the_frechet_distance_per_batch() -> None:
     ref_b, oth_b = random_batches(300, size=40, draws=5, seed=5), random_batches(300, size=40, draws=5, seed=6)
     got = batched_fpd(real, gen, reference_batches=ref_b, other_batches=oth_b, pool_size=300)
     r, g = _normalise(real, gen)
-    per_batch = [frechet_distance(r[a].mean(0), np.cov(r[a], rowvar=False), g[b].mean(0), np.cov(g[b], rowvar=False))
-                 for a, b in zip(ref_b, oth_b, strict=True)]
+    per_batch = [
+        frechet_distance(r[a].mean(0), np.cov(r[a], rowvar=False), g[b].mean(0), np.cov(g[b], rowvar=False))
+        for a, b in zip(ref_b, oth_b, strict=True)
+    ]
     assert got.value == pytest.approx(np.mean(per_batch), rel=1e-9)
     assert got.error == pytest.approx(np.std(per_batch) / np.sqrt(300 / 40), rel=1e-9)
 

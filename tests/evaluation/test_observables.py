@@ -26,10 +26,15 @@ def cell_hits(showers: list[list[tuple[float, float, int, float]]]) -> SimpleNam
     flat = np.array([h for s in showers for h in s], dtype=np.float64).reshape(-1, 4)
     layer = flat[:, 2].astype(np.int64)
     return SimpleNamespace(
-        offsets=offsets, cell_id=np.arange(len(flat)), layer=layer,
-        x_mm=flat[:, 0].astype(np.float32), y_mm=flat[:, 1].astype(np.float32),
-        z_mm=(10.0 * layer).astype(np.float32), e_mev=flat[:, 3].astype(np.float32),
-        lost_mev=np.zeros(len(showers)), below_threshold_mev=np.zeros(len(showers)),
+        offsets=offsets,
+        cell_id=np.arange(len(flat)),
+        layer=layer,
+        x_mm=flat[:, 0].astype(np.float32),
+        y_mm=flat[:, 1].astype(np.float32),
+        z_mm=(10.0 * layer).astype(np.float32),
+        e_mev=flat[:, 3].astype(np.float32),
+        lost_mev=np.zeros(len(showers)),
+        below_threshold_mev=np.zeros(len(showers)),
     )
 
 
@@ -62,9 +67,7 @@ def test_two_points_in_known_cells() -> None:
     assert obs.layer_e_mev[0, 0] == pytest.approx(1.0)
     assert obs.layer_e_mev[0, 5] == pytest.approx(3.0)
     np.testing.assert_allclose(np.sort(obs.hit_e_mev), [1.0, 3.0])
-    np.testing.assert_allclose(
-        obs.hit_r_mm, [np.hypot(0.5, 0.5) * PITCH, np.hypot(1.5, 0.5) * PITCH], rtol=1e-6
-    )
+    np.testing.assert_allclose(obs.hit_r_mm, [np.hypot(0.5, 0.5) * PITCH, np.hypot(1.5, 0.5) * PITCH], rtol=1e-6)
 
 
 def test_known_cog_and_cog_axis() -> None:

@@ -107,8 +107,12 @@ def test_evaluate_rejects_bad_inputs(shared) -> None:
         evaluate(showers, {"Geant4": showers}, out_dir=None)
     fixed = read_showers(shared("g4_photons_val_fixed.h5"), 0, 600)[::3]
     with pytest.raises(SpectrumMismatchError, match="allow-spectrum-mismatch") as info:
-        evaluate(read_showers(shared("g4_photons_val_uniform.h5"), 0, 200), {"fixed": fixed},
-                 options=NO_LOW_LEVEL, out_dir=None)
+        evaluate(
+            read_showers(shared("g4_photons_val_uniform.h5"), 0, 200),
+            {"fixed": fixed},
+            options=NO_LOW_LEVEL,
+            out_dir=None,
+        )
     assert info.value.label == "fixed"
 
 
@@ -118,17 +122,40 @@ def test_cli_writes_scores_plots_and_report(shared, tmp_path, capsys) -> None:
     out = tmp_path / "eval"
     config = tmp_path / "fast.yaml"
     config.write_text("evaluation:\n  classifier_epochs: 5\n  classifier_folds: 5\n")
-    code = main([
-        "evaluate", "--reference", str(shared("g4_photons_val_uniform.h5")),
-        "--floor-reference", str(shared("g4_photons_train2.h5")),
-        "--generated", str(shared("g4_photons_train.h5")), "--label", "train",
-        "--out", str(out), "--max-showers", "150", "--config", str(config), "--low-level-epochs", "1",
-        "--max-ratio", "1.9",
-    ])
+    code = main(
+        [
+            "evaluate",
+            "--reference",
+            str(shared("g4_photons_val_uniform.h5")),
+            "--floor-reference",
+            str(shared("g4_photons_train2.h5")),
+            "--generated",
+            str(shared("g4_photons_train.h5")),
+            "--label",
+            "train",
+            "--out",
+            str(out),
+            "--max-showers",
+            "150",
+            "--config",
+            str(config),
+            "--low-level-epochs",
+            "1",
+            "--max-ratio",
+            "1.9",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
-    for text in ("AUC high-level", "AUC, radial bins only", "AUC low-level (cells)", "train / floor",
-                 "ratio to floor by energy", "10-30 GeV", "report.html"):
+    for text in (
+        "AUC high-level",
+        "AUC, radial bins only",
+        "AUC low-level (cells)",
+        "train / floor",
+        "ratio to floor by energy",
+        "10-30 GeV",
+        "report.html",
+    ):
         assert text in printed, text
     scores = json.loads((out / "scores.json").read_text())
     assert set(scores["samples"]) == {FLOOR_LABEL, "train"}
@@ -150,9 +177,21 @@ def test_cli_writes_scores_plots_and_report(shared, tmp_path, capsys) -> None:
 def test_cli_refuses_a_different_spectrum_unless_allowed(shared, tmp_path, capsys) -> None:
     from caloclouds.cli import main
 
-    args = ["evaluate", "--reference", str(shared("g4_photons_val_uniform.h5")),
-            "--generated", str(shared("g4_photons_val_fixed.h5")), "--label", "fixed",
-            "--out", str(tmp_path / "eval"), "--max-showers", "300", "--no-low-level", "--no-plots"]
+    args = [
+        "evaluate",
+        "--reference",
+        str(shared("g4_photons_val_uniform.h5")),
+        "--generated",
+        str(shared("g4_photons_val_fixed.h5")),
+        "--label",
+        "fixed",
+        "--out",
+        str(tmp_path / "eval"),
+        "--max-showers",
+        "300",
+        "--no-low-level",
+        "--no-plots",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "g4_photons_val_fixed.h5" in err and "KS" in err
@@ -169,8 +208,22 @@ def test_cli_self_test(shared, tmp_path, capsys) -> None:
 
     config = tmp_path / "fast.yaml"
     config.write_text("evaluation:\n  classifier_epochs: 3\n  classifier_folds: 3\n  n_batches: 3\n")
-    code = main(["evaluate", "--self-test", str(shared("g4_photons_val_uniform.h5")), "--max-showers", "60",
-                 "--config", str(config), "--no-low-level", "--perturbation", "none:0", "--perturbation", "radial:0.5"])
+    code = main(
+        [
+            "evaluate",
+            "--self-test",
+            str(shared("g4_photons_val_uniform.h5")),
+            "--max-showers",
+            "60",
+            "--config",
+            str(config),
+            "--no-low-level",
+            "--perturbation",
+            "none:0",
+            "--perturbation",
+            "radial:0.5",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "3 disjoint samples of 60 showers" in printed
@@ -187,11 +240,28 @@ def test_cli_errors_are_one_line(shared, tmp_path, capsys) -> None:
     ref = str(shared("g4_photons_val_uniform.h5"))
     assert main(["evaluate", "--reference", ref, "--out", str(tmp_path)]) == 2
     assert "--generated" in capsys.readouterr().err
-    assert main(["evaluate", "--reference", ref, "--generated", ref, "--generated", ref,
-                 "--label", "a", "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--reference",
+                ref,
+                "--generated",
+                ref,
+                "--generated",
+                ref,
+                "--label",
+                "a",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "--label" in capsys.readouterr().err
-    assert main(["evaluate", "--reference", str(tmp_path / "missing.h5"), "--generated", ref,
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(["evaluate", "--reference", str(tmp_path / "missing.h5"), "--generated", ref, "--out", str(tmp_path)]) == 2
+    )
     assert "missing.h5" in capsys.readouterr().err
 
 
@@ -204,10 +274,23 @@ def test_cli_reads_generated_root_files(shared, tmp_path, capsys) -> None:
     config = tmp_path / "fast.yaml"
     config.write_text("evaluation:\n  classifier_epochs: 2\n  classifier_folds: 3\n  n_batches: 3\n")
     out = tmp_path / "eval"
-    code = main([
-        "evaluate", "--reference", str(shared("g4_photons_val_uniform.h5")), "--generated", str(generated),
-        "--out", str(out), "--max-showers", "120", "--config", str(config), "--no-plots", "--no-low-level",
-    ])
+    code = main(
+        [
+            "evaluate",
+            "--reference",
+            str(shared("g4_photons_val_uniform.h5")),
+            "--generated",
+            str(generated),
+            "--out",
+            str(out),
+            "--max-showers",
+            "120",
+            "--config",
+            str(config),
+            "--no-plots",
+            "--no-low-level",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     scores = json.loads((out / "scores.json").read_text())
     assert scores["samples"]["gen"]["n_showers"] == [60, 60]  # scored on a half, like the floor
@@ -220,12 +303,28 @@ def test_cli_voxel_space_scores(shared, tmp_path, capsys) -> None:
     config = tmp_path / "fast.yaml"
     config.write_text("evaluation:\n  classifier_epochs: 2\n  classifier_folds: 3\n  n_batches: 3\n")
     out = tmp_path / "eval"
-    code = main([
-        "evaluate", "--reference", str(shared("g4_photons_val_uniform.h5")),
-        "--generated", str(shared("g4_photons_val_fixed.h5")), "--label", "fixed",
-        "--out", str(out), "--max-showers", "100", "--config", str(config), "--no-plots", "--voxel-mesh", "ds2",
-        "--no-low-level", "--allow-spectrum-mismatch",
-    ])
+    code = main(
+        [
+            "evaluate",
+            "--reference",
+            str(shared("g4_photons_val_uniform.h5")),
+            "--generated",
+            str(shared("g4_photons_val_fixed.h5")),
+            "--label",
+            "fixed",
+            "--out",
+            str(out),
+            "--max-showers",
+            "100",
+            "--config",
+            str(config),
+            "--no-plots",
+            "--voxel-mesh",
+            "ds2",
+            "--no-low-level",
+            "--allow-spectrum-mismatch",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert "voxel FPD x10^3 (ds2)" in capsys.readouterr().out
     samples = json.loads((out / "scores.json").read_text())["samples"]
@@ -233,7 +332,20 @@ def test_cli_voxel_space_scores(shared, tmp_path, capsys) -> None:
     assert floor["mesh"] == fixed["mesh"] == "ds2" and fixed["n_features"] == 242
     # fixed energies (10/50/90 GeV) against a uniform spectrum: far above the floor
     assert fixed["kpd_x1e3"] > floor["kpd_x1e3"] + 3 * np.hypot(fixed["kpd_err_x1e3"], floor["kpd_err_x1e3"])
-    assert main(["evaluate", "--reference", str(shared("g4_photons_val_uniform.h5")),
-                 "--generated", str(shared("g4_photons_val_fixed.h5")), "--out", str(out),
-                 "--voxel-mesh", "no-such-mesh"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--reference",
+                str(shared("g4_photons_val_uniform.h5")),
+                "--generated",
+                str(shared("g4_photons_val_fixed.h5")),
+                "--out",
+                str(out),
+                "--voxel-mesh",
+                "no-such-mesh",
+            ]
+        )
+        == 2
+    )
     assert "no-such-mesh" in capsys.readouterr().err

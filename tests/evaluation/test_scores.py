@@ -29,8 +29,13 @@ def test_batched_w1_per_hit_weighted() -> None:
     gen = {"p": Observable(np.array([0.0, 1.0, 0.0, 1.0]), np.array([0, 2, 4]), np.array([1.0, 3.0, 1.0, 3.0]))}
     scale = {"p": standardisation(ref["p"])}
     assert scale["p"] == pytest.approx((0.5, 0.5))
-    w = batched_w1(ref, gen, reference_batches=[np.array([0]), np.array([1])],
-                   other_batches=[np.array([1]), np.array([0])], scale=scale)["p"]
+    w = batched_w1(
+        ref,
+        gen,
+        reference_batches=[np.array([0]), np.array([1])],
+        other_batches=[np.array([1]), np.array([0])],
+        scale=scale,
+    )["p"]
     # weighted means 0.5 vs 0.75 on two points: W1 = 0.25, in units of std 0.5
     assert w.value == pytest.approx(0.5) and w.error == pytest.approx(0.0)
 

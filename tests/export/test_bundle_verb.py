@@ -18,7 +18,11 @@ from tests.conftest import shared_file
 def runs(tmp_path):
     """Run folders laid out as train-flow, train-diffusion and distill leave them (from the shipped parts)."""
     src = default_bundle_path()
-    for run, name, part in (("flow", "best.pt", "flow.pt"), ("teacher", "model.pt", "teacher.pt"), ("cm", "model.pt", "cm.pt")):
+    for run, name, part in (
+        ("flow", "best.pt", "flow.pt"),
+        ("teacher", "model.pt", "teacher.pt"),
+        ("cm", "model.pt", "cm.pt"),
+    ):
         (tmp_path / run).mkdir()
         shutil.copy(src / part, tmp_path / run / name)
     (tmp_path / "flow" / "config.json").write_text(json.dumps({"data": "train.h5", "val": "val.h5", "steps": 1200}))
@@ -32,8 +36,23 @@ def test_bundle_from_runs_with_calibration_and_provenance(runs, tmp_path, capsys
     out = tmp_path / "bundle"
     threads = torch.get_num_threads()
     try:
-        code = main(["bundle", "--flow", str(runs / "flow"), "--teacher", str(runs / "teacher"), "--cm", str(runs / "cm"),
-                     "-o", str(out), "--data", str(reference), "--reference", str(reference)])
+        code = main(
+            [
+                "bundle",
+                "--flow",
+                str(runs / "flow"),
+                "--teacher",
+                str(runs / "teacher"),
+                "--cm",
+                str(runs / "cm"),
+                "-o",
+                str(out),
+                "--data",
+                str(reference),
+                "--reference",
+                str(reference),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     assert code == 0
@@ -42,8 +61,14 @@ def test_bundle_from_runs_with_calibration_and_provenance(runs, tmp_path, capsys
     assert not bundle.calibration.is_identity
     prov = bundle.manifest["provenance"]
     assert prov["command"].startswith("caloclouds bundle --flow")
-    shipped = {part: torch.load(default_bundle_path() / f"{part}.pt", weights_only=True) for part in ("flow", "cm", "teacher")}
-    steps = {"flow": shipped["flow"]["training"]["step"], "cm": shipped["cm"]["step"], "teacher": shipped["teacher"]["step"]}
+    shipped = {
+        part: torch.load(default_bundle_path() / f"{part}.pt", weights_only=True) for part in ("flow", "cm", "teacher")
+    }
+    steps = {
+        "flow": shipped["flow"]["training"]["step"],
+        "cm": shipped["cm"]["step"],
+        "teacher": shipped["teacher"]["step"],
+    }
     assert {p: v["training_step"] for p, v in prov["parts"].items()} == steps
     assert all(len(v["sha256"]) == 64 for v in prov["parts"].values())
     assert list(prov["data_files"].values())[0] == prov["calibration_reference"]["sha256"]
@@ -58,7 +83,10 @@ def test_bundle_refuses_the_package_and_bad_runs(runs, tmp_path, capsys):
     inside = default_bundle_path().parent / "test_bundle_should_not_exist"
     assert main([*base, "-o", str(inside)]) == 2
     assert "inside the installed package" in capsys.readouterr().err and not inside.exists()
-    assert main(["bundle", "--flow", str(runs / "cm" / "model.pt"), "--cm", str(runs / "cm"), "-o", str(tmp_path / "b")]) == 2
+    assert (
+        main(["bundle", "--flow", str(runs / "cm" / "model.pt"), "--cm", str(runs / "cm"), "-o", str(tmp_path / "b")])
+        == 2
+    )
     assert "expected a 'shower_flow' checkpoint for --flow" in capsys.readouterr().err
     assert main(["bundle", "--flow", str(runs / "flow"), "--cm", str(tmp_path), "-o", str(tmp_path / "b")]) == 2
     assert "not a consistency-model run: no model.pt" in capsys.readouterr().err

@@ -21,8 +21,10 @@ from tests.conftest import shared_file
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ddml"
 ENERGIES_GEV = (10.0, 50.0, 90.0)
-RESULT = re.compile(r"RESULT energy_gev=(\S+) showers=(\d+) mean_points=(\S+) mean_energy_mev=(\S+) "
-                    r"sampling_fraction=(\S+) median_ms=(\S+) consistent=(\d)")
+RESULT = re.compile(
+    r"RESULT energy_gev=(\S+) showers=(\d+) mean_points=(\S+) mean_energy_mev=(\S+) "
+    r"sampling_fraction=(\S+) median_ms=(\S+) consistent=(\d)"
+)
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -34,7 +36,9 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("cmake") is None or shutil.which(os.environ.get("CXX", "c++")) is None:
         pytest.skip("cmake or a C++ compiler is not installed")
     build = tmp_path_factory.mktemp("ddml_build")
-    configure = _run(["cmake", "-S", str(EXAMPLE), "-B", str(build), f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"])
+    configure = _run(
+        ["cmake", "-S", str(EXAMPLE), "-B", str(build), f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"]
+    )
     assert configure.returncode == 0, configure.stdout + configure.stderr
     compiled = _run(["cmake", "--build", str(build)])
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
@@ -63,8 +67,10 @@ def test_client_draws_consistent_showers_at_geant4_sampling_fraction(client, exp
 
 
 def test_client_reproduces_a_seed(client, exported):
-    runs = [_run([str(client), str(exported), "--energies", "50", "-n", "3", "--warmup", "0", "--seed", "5"])
-            for _ in range(2)]
+    runs = [
+        _run([str(client), str(exported), "--energies", "50", "-n", "3", "--warmup", "0", "--seed", "5"])
+        for _ in range(2)
+    ]
     assert runs[0].returncode == 0
     strip = [re.sub(r"median_ms=\S+", "", r.stdout) for r in runs]
     assert strip[0] == strip[1]

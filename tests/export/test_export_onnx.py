@@ -55,7 +55,9 @@ def test_point_part_matches_torch_for_any_n(onnx_dir, default_bundle):
     for n in (3, 517, 4100):
         noise = torch.randn(n, 4, generator=torch.Generator().manual_seed(n))
         args = (noise, torch.tensor([33.0]), torch.tensor([n]))
-        got = sess.run(None, {"noise": noise.numpy(), "incident_energy_gev": args[1].numpy(), "n_points": args[2].numpy()})[0]
+        got = sess.run(
+            None, {"noise": noise.numpy(), "incident_energy_gev": args[1].numpy(), "n_points": args[2].numpy()}
+        )[0]
         with torch.no_grad():
             np.testing.assert_allclose(got, graph(*args).numpy(), rtol=1e-4, atol=1e-4)
 
@@ -80,8 +82,9 @@ def test_whole_pipeline_runs_in_onnxruntime_with_the_ddml_layout(onnx_dir, defau
 def test_onnx_showers_have_the_geant4_sampling_fraction(onnx_dir, energy_gev, geant4_fraction):
     from caloclouds.export.onnx import onnx_sampling_fractions
 
-    fraction = onnx_sampling_fractions(_session(onnx_dir / "caloclouds_ddml.onnx"), N_LAYERS,
-                                       energies_gev=(energy_gev,), n=60)[energy_gev]
+    fraction = onnx_sampling_fractions(
+        _session(onnx_dir / "caloclouds_ddml.onnx"), N_LAYERS, energies_gev=(energy_gev,), n=60
+    )[energy_gev]
     assert abs(fraction / geant4_fraction - 1) < 0.03  # g4_photons_val_fixed.h5, 200 showers each
 
 

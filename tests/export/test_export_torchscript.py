@@ -96,7 +96,9 @@ def test_metadata_in_extra_files(default_bundle, exported):
     assert meta["layer_positions_mm"]["silicon_front_mm"] == list(default_bundle.config.detector.silicon_front_mm)
     lo, hi = meta["energy_range_gev"]
     assert 9.9 < lo < 10.1 and 89.9 < hi < 90.1
-    assert meta["training"]["parts"]["cm"]["training_step"] > 0 and len(meta["training"]["parts"]["flow"]["sha256"]) == 64
+    assert (
+        meta["training"]["parts"]["cm"]["training_step"] > 0 and len(meta["training"]["parts"]["flow"]["sha256"]) == 64
+    )
     assert meta["metadata.json"]["n_layers"] == N_LAYERS
 
 

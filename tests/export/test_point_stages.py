@@ -21,17 +21,35 @@ def _per_layer_model() -> PointModel:
     if not hasattr(PointModel, "sample_layers"):
         pytest.skip("this PointModel has no per-layer sampling")
     base = RunConfig()
-    config = dataclasses.replace(base, diffusion=dataclasses.replace(
-        base.diffusion, per_layer=True, hidden=(16, 32, 16), fourier_features=16, time_features=16))
+    config = dataclasses.replace(
+        base,
+        diffusion=dataclasses.replace(
+            base.diffusion, per_layer=True, hidden=(16, 32, 16), fourier_features=16, time_features=16
+        ),
+    )
     torch.manual_seed(0)
     denoiser = build_denoiser(config.diffusion, "cm", N_LAYERS)
     for p in denoiser.parameters():  # random, not zero: every weight enters the comparison
         torch.nn.init.normal_(p, std=0.3)
     normaliser = PointNormaliser(
-        n_layers=N_LAYERS, subcell_pitch_mm=0.848, sigma_data=0.5, xy_scale_mm=4.0, xy_std=1.1, depth_mean=14.0,
-        depth_std=6.0, log_e_mean=-1.0, log_e_std=1.2, energy_mean_gev=50.0, energy_std_gev=23.0,
-        n_points_mean=2000.0, n_points_std=800.0, per_layer=True, log_n_layer_mean=3.5, log_n_layer_std=1.2,
-        log_e_point_mean=-0.5, log_e_point_std=0.8,
+        n_layers=N_LAYERS,
+        subcell_pitch_mm=0.848,
+        sigma_data=0.5,
+        xy_scale_mm=4.0,
+        xy_std=1.1,
+        depth_mean=14.0,
+        depth_std=6.0,
+        log_e_mean=-1.0,
+        log_e_std=1.2,
+        energy_mean_gev=50.0,
+        energy_std_gev=23.0,
+        n_points_mean=2000.0,
+        n_points_std=800.0,
+        per_layer=True,
+        log_n_layer_mean=3.5,
+        log_n_layer_std=1.2,
+        log_e_point_mean=-0.5,
+        log_e_point_std=0.8,
     )
     return PointModel(denoiser, normaliser, config, kind="cm")
 
@@ -60,8 +78,9 @@ def test_per_layer_stage_equals_sample_layers(layout):
     condition = (counts.double() * 1.2).round().long()
     energy_l = counts.double() * 0.8 + 1.0
     torch.manual_seed(5)
-    ref, offsets = model.sample_layers(counts[None], energy_l[None], torch.tensor([42.0]),
-                                       condition_points_per_layer=condition[None])
+    ref, offsets = model.sample_layers(
+        counts[None], energy_l[None], torch.tensor([42.0]), condition_points_per_layer=condition[None]
+    )
     torch.manual_seed(5)
     ours = stage(counts, condition, energy_l.float(), torch.tensor([42.0]))
     assert int(offsets[-1]) == len(ours) == int(counts.sum())

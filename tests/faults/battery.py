@@ -36,12 +36,12 @@ SENTINEL = b"existing output: must survive a failed run\n"
 class Case:
     name: str
     argv: list[str]
-    expect: str                      # "error" or "ok"
-    must_name: str = ""              # text the error line must contain (file or option)
-    output: str | None = None        # the output file of the command, if any
-    check: Callable[[Path], None] | None = None   # for "ok": checks the output
-    preexisting: bool = True         # an existing output file is put in place first (error cases)
-    must_say: str = ""               # and the problem, in words (where it is predictable)
+    expect: str  # "error" or "ok"
+    must_name: str = ""  # text the error line must contain (file or option)
+    output: str | None = None  # the output file of the command, if any
+    check: Callable[[Path], None] | None = None  # for "ok": checks the output
+    preexisting: bool = True  # an existing output file is put in place first (error cases)
+    must_say: str = ""  # and the problem, in words (where it is predictable)
 
 
 @dataclass
@@ -61,13 +61,18 @@ class Outcome:
 
 # -- files --------------------------------------------------------------------------------------
 
+
 def good_showers(n: int = 12, seed: int = 0) -> Showers:
     rng = np.random.default_rng(seed)
     counts = rng.integers(20, 60, n)
     p = int(counts.sum())
     points = np.c_[rng.normal(0, 8, (p, 2)), rng.integers(0, 30, p), rng.exponential(0.3, p)].astype(np.float32)
-    return Showers.from_counts(points, counts, rng.uniform(10, 90, n).astype(np.float32),
-                               {"raw_visible_mev": rng.uniform(100, 2000, n).astype(np.float32)})
+    return Showers.from_counts(
+        points,
+        counts,
+        rng.uniform(10, 90, n).astype(np.float32),
+        {"raw_visible_mev": rng.uniform(100, 2000, n).astype(np.float32)},
+    )
 
 
 def _raw_h5(path: Path, points, offsets, energies, *, chunked_points: tuple[int, ...] | None = None, **extra) -> Path:
@@ -119,8 +124,12 @@ def make_files(folder: Path) -> dict[str, Path]:
     variant("offsets_wrong_end.h5", offsets=np.r_[off[:-1], off[-1] + 7])
     variant("points_3_columns.h5", points=pts[:, :3])
     huge = 10**9
-    variant("declares_1e9_points.h5", offsets=np.array([0, huge], np.int64), energies=np.array([50.0], np.float32),
-            chunked_points=(huge, 4))
+    variant(
+        "declares_1e9_points.h5",
+        offsets=np.array([0, huge], np.int64),
+        energies=np.array([50.0], np.float32),
+        chunked_points=(huge, 4),
+    )
     files["missing_dataset.h5"] = folder / "missing_dataset.h5"
     with h5py.File(files["missing_dataset.h5"], "w") as f:
         f["points"] = pts
@@ -169,8 +178,23 @@ def make_files(folder: Path) -> dict[str, Path]:
     files["tiny.yaml"] = folder / "tiny.yaml"
     files["tiny.yaml"].write_text(TINY_TRAINING_YAML)
     files["teacher"] = folder / "teacher"
-    assert main(["train-diffusion", "--config", str(files["tiny.yaml"]), "--data", str(files["good.h5"]),
-                 "--out", str(files["teacher"]), "--no-progress", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "train-diffusion",
+                "--config",
+                str(files["tiny.yaml"]),
+                "--data",
+                str(files["good.h5"]),
+                "--out",
+                str(files["teacher"]),
+                "--no-progress",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     return files
 
 
@@ -185,6 +209,7 @@ distillation: {batch_size: 4, steps: 2, checkpoint_every: 1, num_steps: 4}
 
 # -- checks of correct behaviour ------------------------------------------------------------------
 
+
 def _reads_back(n: int | None = None, *, cells: bool = False) -> Callable[[Path], None]:
     def check(path: Path) -> None:
         from caloclouds.io.formats import iter_with_cells
@@ -196,6 +221,7 @@ def _reads_back(n: int | None = None, *, cells: bool = False) -> Callable[[Path]
             assert s.check_values(n_layers=30) is None
             assert np.all(np.isfinite(s.points))
             assert (c is not None) == cells, "cell hits missing" if cells else "unexpected cell hits"
+
     return check
 
 
@@ -206,15 +232,34 @@ def _nothing(path: Path) -> None:
 # -- cases ----------------------------------------------------------------------------------------
 
 BAD_INPUTS = {
-    "nan_point.h5": "NaN", "inf_point.h5": "NaN or inf", "negative_point_energy.h5": "negative energy",
-    "layer_45.h5": "layer 45", "layer_2.5.h5": "layer 2.5", "layer_-1.h5": "layer -1",
-    "zero_incident.h5": "incident energy 0", "negative_incident.h5": "incident energy -50", "nan_incident.h5": "NaN",
-    "text_incident.h5": "text", "text_points.h5": "text", "fractional_offsets.h5": "expected an integer",
-    "decreasing_offsets.h5": "decrease", "offsets_wrong_length.h5": "offsets", "offsets_wrong_end.h5": "offsets",
-    "points_3_columns.h5": "shape", "declares_1e9_points.h5": "stores only", "missing_dataset.h5": "no known layout",
-    "truncated.h5": "", "empty.h5": "", "text_as.h5": "not an HDF5 or ROOT file", "truncated.root": "truncated",
-    "garbage.root": "", "layer_45.root": "layer 45", "zero_incident.root": "incident energy 0",
-    "folder": "folder", "pipe": "not a regular file", "missing": "not found",
+    "nan_point.h5": "NaN",
+    "inf_point.h5": "NaN or inf",
+    "negative_point_energy.h5": "negative energy",
+    "layer_45.h5": "layer 45",
+    "layer_2.5.h5": "layer 2.5",
+    "layer_-1.h5": "layer -1",
+    "zero_incident.h5": "incident energy 0",
+    "negative_incident.h5": "incident energy -50",
+    "nan_incident.h5": "NaN",
+    "text_incident.h5": "text",
+    "text_points.h5": "text",
+    "fractional_offsets.h5": "expected an integer",
+    "decreasing_offsets.h5": "decrease",
+    "offsets_wrong_length.h5": "offsets",
+    "offsets_wrong_end.h5": "offsets",
+    "points_3_columns.h5": "shape",
+    "declares_1e9_points.h5": "stores only",
+    "missing_dataset.h5": "no known layout",
+    "truncated.h5": "",
+    "empty.h5": "",
+    "text_as.h5": "not an HDF5 or ROOT file",
+    "truncated.root": "truncated",
+    "garbage.root": "",
+    "layer_45.root": "layer 45",
+    "zero_incident.root": "incident energy 0",
+    "folder": "folder",
+    "pipe": "not a regular file",
+    "missing": "not found",
 }
 
 
@@ -227,16 +272,42 @@ def cases(files: dict[str, Path], out: Path) -> list[Case]:
         path = f[name]
         result += [
             Case(f"info {name}", ["info", path], "error", files[name].name),
-            Case(f"convert {name} -> h5", ["convert", path, "-o", o("conv.h5")], "error", files[name].name, o("conv.h5")),
-            Case(f"convert {name} -> root", ["convert", path, "-o", o("conv.root")], "error", files[name].name, o("conv.root")),
-            Case(f"project {name}", ["project", "--geometry", "ild", "--in", path, "-o", o("proj.h5")], "error",
-                 files[name].name, o("proj.h5")),
-            Case(f"plot-shower {name}", ["plot-shower", path, "--geometry", "ild", "-o", o("plot.png")], "error",
-                 files[name].name, o("plot.png")),
-            Case(f"evaluate --generated {name}", ["evaluate", "--reference", f["good.h5"], "--generated", path,
-                                                 "--out", o("eval"), "--no-plots"], "error", files[name].name),
-            Case(f"calibrate --reference {name}", ["calibrate", "--model", "default", "--reference", path, "--dry-run"],
-                 "error", files[name].name),
+            Case(
+                f"convert {name} -> h5", ["convert", path, "-o", o("conv.h5")], "error", files[name].name, o("conv.h5")
+            ),
+            Case(
+                f"convert {name} -> root",
+                ["convert", path, "-o", o("conv.root")],
+                "error",
+                files[name].name,
+                o("conv.root"),
+            ),
+            Case(
+                f"project {name}",
+                ["project", "--geometry", "ild", "--in", path, "-o", o("proj.h5")],
+                "error",
+                files[name].name,
+                o("proj.h5"),
+            ),
+            Case(
+                f"plot-shower {name}",
+                ["plot-shower", path, "--geometry", "ild", "-o", o("plot.png")],
+                "error",
+                files[name].name,
+                o("plot.png"),
+            ),
+            Case(
+                f"evaluate --generated {name}",
+                ["evaluate", "--reference", f["good.h5"], "--generated", path, "--out", o("eval"), "--no-plots"],
+                "error",
+                files[name].name,
+            ),
+            Case(
+                f"calibrate --reference {name}",
+                ["calibrate", "--model", "default", "--reference", path, "--dry-run"],
+                "error",
+                files[name].name,
+            ),
         ]
         for case in result[-7:]:
             # calibrate reads only our HDF5: other files fail as "not a readable HDF5 file"
@@ -250,92 +321,332 @@ def cases(files: dict[str, Path], out: Path) -> list[Case]:
     gen = ["generate", "--energies", "50", "-n", "2"]
     result += [
         # generate: energies, seeds, files, outputs
-        Case("generate --energies 1e9", ["generate", "--energies", "1e9", "-n", "3", "-o", o("g.h5")], "error", "1e+09 GeV", o("g.h5")),
-        Case("generate --energy-range 1e8 1e9", ["generate", "--energy-range", "1e8", "1e9", "-n", "3", "-o", o("g.h5")],
-             "error", "training range", o("g.h5")),
-        Case("generate --energies 0.001", ["generate", "--energies", "0.001", "-n", "3", "-o", o("g.h5")], "error", "0.001 GeV", o("g.h5")),
-        Case("generate --energies 0", ["generate", "--energies", "0", "-n", "3", "-o", o("g.h5")], "error", "--energies", o("g.h5")),
-        Case("generate --energies nan", ["generate", "--energies", "nan", "-n", "3", "-o", o("g.h5")], "error", "--energies", o("g.h5")),
-        Case("generate 1e9 --allow-extrapolation", ["generate", "--energies", "1e9", "-n", "2", "--allow-extrapolation", "-o", o("gx.h5")],
-             "any", "GeV", o("gx.h5"), _reads_back(2)),
+        Case(
+            "generate --energies 1e9",
+            ["generate", "--energies", "1e9", "-n", "3", "-o", o("g.h5")],
+            "error",
+            "1e+09 GeV",
+            o("g.h5"),
+        ),
+        Case(
+            "generate --energy-range 1e8 1e9",
+            ["generate", "--energy-range", "1e8", "1e9", "-n", "3", "-o", o("g.h5")],
+            "error",
+            "training range",
+            o("g.h5"),
+        ),
+        Case(
+            "generate --energies 0.001",
+            ["generate", "--energies", "0.001", "-n", "3", "-o", o("g.h5")],
+            "error",
+            "0.001 GeV",
+            o("g.h5"),
+        ),
+        Case(
+            "generate --energies 0",
+            ["generate", "--energies", "0", "-n", "3", "-o", o("g.h5")],
+            "error",
+            "--energies",
+            o("g.h5"),
+        ),
+        Case(
+            "generate --energies nan",
+            ["generate", "--energies", "nan", "-n", "3", "-o", o("g.h5")],
+            "error",
+            "--energies",
+            o("g.h5"),
+        ),
+        Case(
+            "generate 1e9 --allow-extrapolation",
+            ["generate", "--energies", "1e9", "-n", "2", "--allow-extrapolation", "-o", o("gx.h5")],
+            "any",
+            "GeV",
+            o("gx.h5"),
+            _reads_back(2),
+        ),
         Case("generate --seed 2^70", [*gen, "--seed", str(2**70), "-o", o("g.h5")], "error", "--seed", o("g.h5")),
         Case("generate --seed -1", [*gen, "--seed", "-1", "-o", o("g.h5")], "error", "--seed", o("g.h5")),
         Case("generate -n 0", ["generate", "--energies", "50", "-n", "0", "-o", o("g.h5")], "error", "-n", o("g.h5")),
-        Case("generate -n 1e12", ["generate", "--energies", "50", "-n", str(10**12), "-o", o("g.h5")], "error", "-n", o("g.h5")),
-        Case("generate --batch-size 0", [*gen, "--batch-size", "0", "-o", o("g.h5")], "error", "--batch-size", o("g.h5")),
-        Case("generate --energies-file HDF5", ["generate", "--energies-file", good, "-o", o("g.h5")], "error", "good.h5", o("g.h5")),
-        Case("generate --energies-file bad line", ["generate", "--energies-file", f["energies_bad"], "-o", o("g.h5")],
-             "error", "energies_bad.txt", o("g.h5")),
-        Case("generate --energies-file zero", ["generate", "--energies-file", f["energies_zero"], "-o", o("g.h5")],
-             "error", "energies_zero.txt", o("g.h5")),
-        Case("generate --energies-file pipe", ["generate", "--energies-file", f["pipe"], "-o", o("g.h5")], "error", "pipe.h5", o("g.h5")),
-        Case("generate --energies-file missing", ["generate", "--energies-file", f["missing"], "-o", o("g.h5")],
-             "error", "does_not_exist", o("g.h5")),
+        Case(
+            "generate -n 1e12",
+            ["generate", "--energies", "50", "-n", str(10**12), "-o", o("g.h5")],
+            "error",
+            "-n",
+            o("g.h5"),
+        ),
+        Case(
+            "generate --batch-size 0", [*gen, "--batch-size", "0", "-o", o("g.h5")], "error", "--batch-size", o("g.h5")
+        ),
+        Case(
+            "generate --energies-file HDF5",
+            ["generate", "--energies-file", good, "-o", o("g.h5")],
+            "error",
+            "good.h5",
+            o("g.h5"),
+        ),
+        Case(
+            "generate --energies-file bad line",
+            ["generate", "--energies-file", f["energies_bad"], "-o", o("g.h5")],
+            "error",
+            "energies_bad.txt",
+            o("g.h5"),
+        ),
+        Case(
+            "generate --energies-file zero",
+            ["generate", "--energies-file", f["energies_zero"], "-o", o("g.h5")],
+            "error",
+            "energies_zero.txt",
+            o("g.h5"),
+        ),
+        Case(
+            "generate --energies-file pipe",
+            ["generate", "--energies-file", f["pipe"], "-o", o("g.h5")],
+            "error",
+            "pipe.h5",
+            o("g.h5"),
+        ),
+        Case(
+            "generate --energies-file missing",
+            ["generate", "--energies-file", f["missing"], "-o", o("g.h5")],
+            "error",
+            "does_not_exist",
+            o("g.h5"),
+        ),
         Case("generate -o folder", [*gen, "-o", f["folder"]], "error", "a_folder.h5"),
         Case("generate -o x.txt", [*gen, "-o", o("g.txt")], "error", "g.txt", o("g.txt")),
         Case("generate -o under a file", [*gen, "-o", str(files["good.h5"] / "x.h5")], "error", "good.h5"),
-        Case("generate --model escaping bundle", [*gen, "--model", f["escaping_bundle"], "-o", o("g.h5")],
-             "error", "bundle.json", o("g.h5")),
-        Case("generate --cells ild -o x.h5", [*gen, "--cells", "ild", "-o", o("gc.h5")], "ok", output=o("gc.h5"),
-             check=_reads_back(2, cells=True), preexisting=False),
-        Case("generate --batch-size 1", [*gen, "--batch-size", "1", "-o", o("g1.root")], "ok", output=o("g1.root"),
-             check=_reads_back(2), preexisting=False),
-        Case("generate --energies-file text", ["generate", "--energies-file", f["energies_text"], "-o", o("gt.h5")], "ok",
-             output=o("gt.h5"), check=_reads_back(2), preexisting=False),
+        Case(
+            "generate --model escaping bundle",
+            [*gen, "--model", f["escaping_bundle"], "-o", o("g.h5")],
+            "error",
+            "bundle.json",
+            o("g.h5"),
+        ),
+        Case(
+            "generate --cells ild -o x.h5",
+            [*gen, "--cells", "ild", "-o", o("gc.h5")],
+            "ok",
+            output=o("gc.h5"),
+            check=_reads_back(2, cells=True),
+            preexisting=False,
+        ),
+        Case(
+            "generate --batch-size 1",
+            [*gen, "--batch-size", "1", "-o", o("g1.root")],
+            "ok",
+            output=o("g1.root"),
+            check=_reads_back(2),
+            preexisting=False,
+        ),
+        Case(
+            "generate --energies-file text",
+            ["generate", "--energies-file", f["energies_text"], "-o", o("gt.h5")],
+            "ok",
+            output=o("gt.h5"),
+            check=_reads_back(2),
+            preexisting=False,
+        ),
         # project: options
-        Case("project --chunk -5", ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--chunk", "-5"], "error", "--chunk", o("p.h5")),
-        Case("project --chunk 0", ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--chunk", "0"], "error", "--chunk", o("p.h5")),
-        Case("project --impact nan 0", ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--impact", "nan", "0"],
-             "error", "--impact", o("p.h5")),
-        Case("project --rotation-deg nan", ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--rotation-deg", "nan"],
-             "error", "--rotation-deg", o("p.h5")),
-        Case("project --threshold-mev nan", ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--threshold-mev", "nan"],
-             "error", "--threshold-mev", o("p.h5")),
-        Case("project --threshold-mip -1", ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--threshold-mip", "-1"],
-             "error", "--threshold-mip", o("p.h5")),
-        Case("project --mip-mev 0", ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--threshold-mip", "0.5",
-                                     "--mip-mev", "0"], "error", "--mip-mev", o("p.h5")),
-        Case("project --geometry square:5:0:1", ["project", "--geometry", "square:5:0:1", "--in", good, "-o", o("p.h5")],
-             "error", "square:5:0:1", o("p.h5")),
-        Case("project --geometry square:0.001", ["project", "--geometry", "square:0.001", "--in", good, "-o", o("p.h5")],
-             "error", "square:0.001", o("p.h5")),
-        Case("project --geometry hex:0", ["project", "--geometry", "hex:0", "--in", good, "-o", o("p.h5")], "error", "hex:0", o("p.h5")),
-        Case("project --geometry hex:inf", ["project", "--geometry", "hex:inf", "--in", good, "-o", o("p.h5")], "error", "hex:inf", o("p.h5")),
-        Case("project --geometry bogus", ["project", "--geometry", "bogus", "--in", good, "-o", o("p.h5")], "error", "bogus", o("p.h5")),
-        Case("project --layer-map 1,2", ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--layer-map", "1,2"],
-             "error", "layer_map", o("p.h5")),
-        Case("project -o x.txt", ["project", "--geometry", "ild", "--in", good, "-o", o("p.txt")], "error", "p.txt", o("p.txt")),
-        Case("project -o folder", ["project", "--geometry", "ild", "--in", good, "-o", f["folder"]], "error", "a_folder.h5"),
-        Case("project --in cells file", ["project", "--geometry", "ild", "--in", cells, "-o", o("pc.h5")], "ok",
-             output=o("pc.h5"), check=_nothing, preexisting=False),
-        Case("project --threshold-mip 0.5 records numbers", ["project", "--geometry", "ild", "--in", good, "-o", o("pm.h5"),
-                                                             "--threshold-mip", "0.5"], "ok", output=o("pm.h5"),
-             check=_threshold_recorded, preexisting=False),
+        Case(
+            "project --chunk -5",
+            ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--chunk", "-5"],
+            "error",
+            "--chunk",
+            o("p.h5"),
+        ),
+        Case(
+            "project --chunk 0",
+            ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--chunk", "0"],
+            "error",
+            "--chunk",
+            o("p.h5"),
+        ),
+        Case(
+            "project --impact nan 0",
+            ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--impact", "nan", "0"],
+            "error",
+            "--impact",
+            o("p.h5"),
+        ),
+        Case(
+            "project --rotation-deg nan",
+            ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--rotation-deg", "nan"],
+            "error",
+            "--rotation-deg",
+            o("p.h5"),
+        ),
+        Case(
+            "project --threshold-mev nan",
+            ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--threshold-mev", "nan"],
+            "error",
+            "--threshold-mev",
+            o("p.h5"),
+        ),
+        Case(
+            "project --threshold-mip -1",
+            ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--threshold-mip", "-1"],
+            "error",
+            "--threshold-mip",
+            o("p.h5"),
+        ),
+        Case(
+            "project --mip-mev 0",
+            ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--threshold-mip", "0.5", "--mip-mev", "0"],
+            "error",
+            "--mip-mev",
+            o("p.h5"),
+        ),
+        Case(
+            "project --geometry square:5:0:1",
+            ["project", "--geometry", "square:5:0:1", "--in", good, "-o", o("p.h5")],
+            "error",
+            "square:5:0:1",
+            o("p.h5"),
+        ),
+        Case(
+            "project --geometry square:0.001",
+            ["project", "--geometry", "square:0.001", "--in", good, "-o", o("p.h5")],
+            "error",
+            "square:0.001",
+            o("p.h5"),
+        ),
+        Case(
+            "project --geometry hex:0",
+            ["project", "--geometry", "hex:0", "--in", good, "-o", o("p.h5")],
+            "error",
+            "hex:0",
+            o("p.h5"),
+        ),
+        Case(
+            "project --geometry hex:inf",
+            ["project", "--geometry", "hex:inf", "--in", good, "-o", o("p.h5")],
+            "error",
+            "hex:inf",
+            o("p.h5"),
+        ),
+        Case(
+            "project --geometry bogus",
+            ["project", "--geometry", "bogus", "--in", good, "-o", o("p.h5")],
+            "error",
+            "bogus",
+            o("p.h5"),
+        ),
+        Case(
+            "project --layer-map 1,2",
+            ["project", "--geometry", "ild", "--in", good, "-o", o("p.h5"), "--layer-map", "1,2"],
+            "error",
+            "layer_map",
+            o("p.h5"),
+        ),
+        Case(
+            "project -o x.txt",
+            ["project", "--geometry", "ild", "--in", good, "-o", o("p.txt")],
+            "error",
+            "p.txt",
+            o("p.txt"),
+        ),
+        Case(
+            "project -o folder",
+            ["project", "--geometry", "ild", "--in", good, "-o", f["folder"]],
+            "error",
+            "a_folder.h5",
+        ),
+        Case(
+            "project --in cells file",
+            ["project", "--geometry", "ild", "--in", cells, "-o", o("pc.h5")],
+            "ok",
+            output=o("pc.h5"),
+            check=_nothing,
+            preexisting=False,
+        ),
+        Case(
+            "project --threshold-mip 0.5 records numbers",
+            ["project", "--geometry", "ild", "--in", good, "-o", o("pm.h5"), "--threshold-mip", "0.5"],
+            "ok",
+            output=o("pm.h5"),
+            check=_threshold_recorded,
+            preexisting=False,
+        ),
         # convert: options and round trips
-        Case("convert --box-mm nan", ["convert", good, "-o", o("c.h5"), "--box-mm", "nan"], "error", "--box-mm", o("c.h5")),
-        Case("convert --box-mm -3", ["convert", good, "-o", o("c.h5"), "--box-mm", "-3"], "error", "--box-mm", o("c.h5")),
+        Case(
+            "convert --box-mm nan",
+            ["convert", good, "-o", o("c.h5"), "--box-mm", "nan"],
+            "error",
+            "--box-mm",
+            o("c.h5"),
+        ),
+        Case(
+            "convert --box-mm -3", ["convert", good, "-o", o("c.h5"), "--box-mm", "-3"], "error", "--box-mm", o("c.h5")
+        ),
         Case("convert onto its input", ["convert", good, "-o", good], "error", "good.h5", preexisting=False),
         Case("convert -o x.csv", ["convert", good, "-o", o("c.csv")], "error", "c.csv", o("c.csv")),
-        Case("convert root with cells -> root keeps cells", ["convert", o("gcr.root"), "-o", o("gcr2.root")], "ok",
-             output=o("gcr2.root"), check=_reads_back(2, cells=True), preexisting=False),
-        Case("convert cells file -> h5", ["convert", cells, "-o", o("cc.h5")], "ok", output=o("cc.h5"), check=_reads_back(12),
-             preexisting=False),
+        Case(
+            "convert root with cells -> root keeps cells",
+            ["convert", o("gcr.root"), "-o", o("gcr2.root")],
+            "ok",
+            output=o("gcr2.root"),
+            check=_reads_back(2, cells=True),
+            preexisting=False,
+        ),
+        Case(
+            "convert cells file -> h5",
+            ["convert", cells, "-o", o("cc.h5")],
+            "ok",
+            output=o("cc.h5"),
+            check=_reads_back(12),
+            preexisting=False,
+        ),
         Case("info cells file", ["info", cells], "ok"),
         Case("info good.root", ["info", f["good.root"]], "ok"),
         # plot-shower: options
-        Case("plot-shower --layers 0-29:3", ["plot-shower", good, "--geometry", "ild", "-o", o("s.png"), "--layers", "0-29:3"],
-             "error", "--layers", o("s.png")),
-        Case("plot-shower --layers 40", ["plot-shower", good, "--geometry", "ild", "-o", o("s.png"), "--layers", "40"],
-             "error", "--layers", o("s.png")),
-        Case("plot-shower --index 999", ["plot-shower", good, "--geometry", "ild", "-o", o("s.png"), "--index", "999"],
-             "error", "--index", o("s.png")),
-        Case("plot-shower --half-width-mm 0", ["plot-shower", good, "--geometry", "ild", "-o", o("s.png"), "--half-width-mm", "0"],
-             "error", "--half-width-mm", o("s.png")),
-        Case("plot-shower -o x.txt", ["plot-shower", good, "--geometry", "ild", "-o", o("s.txt")], "error", "s.txt", o("s.txt")),
+        Case(
+            "plot-shower --layers 0-29:3",
+            ["plot-shower", good, "--geometry", "ild", "-o", o("s.png"), "--layers", "0-29:3"],
+            "error",
+            "--layers",
+            o("s.png"),
+        ),
+        Case(
+            "plot-shower --layers 40",
+            ["plot-shower", good, "--geometry", "ild", "-o", o("s.png"), "--layers", "40"],
+            "error",
+            "--layers",
+            o("s.png"),
+        ),
+        Case(
+            "plot-shower --index 999",
+            ["plot-shower", good, "--geometry", "ild", "-o", o("s.png"), "--index", "999"],
+            "error",
+            "--index",
+            o("s.png"),
+        ),
+        Case(
+            "plot-shower --half-width-mm 0",
+            ["plot-shower", good, "--geometry", "ild", "-o", o("s.png"), "--half-width-mm", "0"],
+            "error",
+            "--half-width-mm",
+            o("s.png"),
+        ),
+        Case(
+            "plot-shower -o x.txt",
+            ["plot-shower", good, "--geometry", "ild", "-o", o("s.txt")],
+            "error",
+            "s.txt",
+            o("s.txt"),
+        ),
         # calibrate: too few showers for a trustworthy fit
-        Case("calibrate --max-showers 200", ["calibrate", "--model", "default", "--reference", good, "--max-showers", "200"],
-             "error", "--max-showers"),
-        Case("calibrate --reference with 12 showers", ["calibrate", "--model", "default", "--reference", good], "error", "good.h5"),
+        Case(
+            "calibrate --max-showers 200",
+            ["calibrate", "--model", "default", "--reference", good, "--max-showers", "200"],
+            "error",
+            "--max-showers",
+        ),
+        Case(
+            "calibrate --reference with 12 showers",
+            ["calibrate", "--model", "default", "--reference", good],
+            "error",
+            "good.h5",
+        ),
     ]
     return result
 
@@ -353,28 +664,56 @@ def _training_cases(f: dict[str, str], out: Path) -> list[Case]:
         for name, text in BAD_INPUTS.items():
             if name in ("good.root",):
                 continue
-            result.append(Case(f"{verb} --data {name}", argv(f[name], str(out / f"run-{verb}")), "error",
-                               Path(f[name]).name, must_say=text))
+            result.append(
+                Case(
+                    f"{verb} --data {name}",
+                    argv(f[name], str(out / f"run-{verb}")),
+                    "error",
+                    Path(f[name]).name,
+                    must_say=text,
+                )
+            )
         result.append(Case(f"{verb} --data good.root", argv(f["good.root"], str(out / f"ok-{verb}")), "ok"))
         run = str(out / f"bad-{verb}")
         result += [
             Case(f"{verb} --steps 0", [*argv(f["good.h5"], run), "--steps", "0"], "error", "steps"),
             Case(f"{verb} --time-budget soon", [*argv(f["good.h5"], run), "--time-budget", "soon"], "error", "soon"),
-            Case(f"{verb} --resume without a run", [*argv(f["good.h5"], str(out / "no-run")), "--resume"], "error",
-                 "no-run", output=str(out / "no-run"), preexisting=False),
+            Case(
+                f"{verb} --resume without a run",
+                [*argv(f["good.h5"], str(out / "no-run")), "--resume"],
+                "error",
+                "no-run",
+                output=str(out / "no-run"),
+                preexisting=False,
+            ),
         ]
         if verb != "train-flow":
-            result += [Case(f"{verb} --lr {lr}", [*argv(f["good.h5"], run), "--lr", lr], "error", "learning_rate")
-                       for lr in ("-1", "0", "nan")]
-            result.append(Case(f"{verb} --batch-size 0", [*argv(f["good.h5"], run), "--batch-size", "0"], "error",
-                               "batch_size"))
+            result += [
+                Case(f"{verb} --lr {lr}", [*argv(f["good.h5"], run), "--lr", lr], "error", "learning_rate")
+                for lr in ("-1", "0", "nan")
+            ]
+            result.append(
+                Case(f"{verb} --batch-size 0", [*argv(f["good.h5"], run), "--batch-size", "0"], "error", "batch_size")
+            )
     result += [
-        Case("distill --teacher missing", ["distill", "--teacher", f["missing"], *tiny, "--data", f["good.h5"],
-                                           "--out", str(out / "d")], "error", "does_not_exist"),
-        Case("distill --teacher a shower file", ["distill", "--teacher", f["good.h5"], *tiny, "--data", f["good.h5"],
-                                                 "--out", str(out / "d")], "error", "good.h5"),
-        Case("train-diffusion --config missing", ["train-diffusion", "--config", f["missing"], "--data", f["good.h5"],
-                                                  "--out", str(out / "d")], "error", "does_not_exist"),
+        Case(
+            "distill --teacher missing",
+            ["distill", "--teacher", f["missing"], *tiny, "--data", f["good.h5"], "--out", str(out / "d")],
+            "error",
+            "does_not_exist",
+        ),
+        Case(
+            "distill --teacher a shower file",
+            ["distill", "--teacher", f["good.h5"], *tiny, "--data", f["good.h5"], "--out", str(out / "d")],
+            "error",
+            "good.h5",
+        ),
+        Case(
+            "train-diffusion --config missing",
+            ["train-diffusion", "--config", f["missing"], "--data", f["good.h5"], "--out", str(out / "d")],
+            "error",
+            "does_not_exist",
+        ),
     ]
     return result
 
@@ -387,6 +726,7 @@ def _threshold_recorded(path: Path) -> None:
 
 
 # -- running --------------------------------------------------------------------------------------
+
 
 def _temp_files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*tmp"))
@@ -410,7 +750,9 @@ def run_case(case: Case, work: Path) -> Outcome:
         except BaseException:  # noqa: BLE001 - a traceback is what the battery looks for
             tb = traceback.format_exc()
     outcome = Outcome(case, code, stderr.getvalue(), tb, _temp_files(work))
-    lines = [line for line in outcome.stderr.splitlines() if line.strip() and "Warning" not in line and "warn" not in line]
+    lines = [
+        line for line in outcome.stderr.splitlines() if line.strip() and "Warning" not in line and "warn" not in line
+    ]
     expect = case.expect
     if expect == "any":  # allowed to fail cleanly or succeed correctly
         expect = "ok" if code == 0 else "error"
@@ -436,7 +778,7 @@ def run_case(case: Case, work: Path) -> Outcome:
                 outcome.damaged = f"{output.name} was created by a failed run"
     else:
         if code != 0:
-            outcome.problem = f"exit code {code}, expected 0: {lines[-1:] }"
+            outcome.problem = f"exit code {code}, expected 0: {lines[-1:]}"
         elif case.check is not None and output is not None:
             try:
                 case.check(output)

@@ -81,16 +81,16 @@ def test_sigkill_leftover_is_removed_by_the_next_run(tmp_path) -> None:
     proc.kill()
     proc.communicate(timeout=30)
     assert temp.exists() and not out.exists()  # SIGKILL cannot be caught
-    write_showers(out, _showers(3, 0))          # the next run of the same output
+    write_showers(out, _showers(3, 0))  # the next run of the same output
     assert _temps(tmp_path) == [] and len(read_showers(out)) == 3
 
 
 def test_stale_temps_only_of_dead_writers_are_removed(tmp_path) -> None:
     out = tmp_path / "x.h5"
     dead = tmp_path / f".x.h5.{_dead_pid()}-0.tmp"
-    legacy = tmp_path / ".x.h5.tmp"                      # written by older versions, no PID
-    live = tmp_path / f".x.h5.{os.getppid()}-0.tmp"      # a writer that is still running
-    other = tmp_path / f".y.h5.{_dead_pid()}-0.tmp"      # another output's temp file
+    legacy = tmp_path / ".x.h5.tmp"  # written by older versions, no PID
+    live = tmp_path / f".x.h5.{os.getppid()}-0.tmp"  # a writer that is still running
+    other = tmp_path / f".y.h5.{_dead_pid()}-0.tmp"  # another output's temp file
     for p in (dead, legacy, live, other):
         p.write_bytes(b"partial")
     os.utime(legacy, (time.time() - 7200, time.time() - 7200))
@@ -107,7 +107,7 @@ def test_two_writers_of_one_path_last_rename_wins(tmp_path) -> None:
         with ShowerWriter(out) as second:
             first.write(a)
             second.write(b)
-        assert len(read_showers(out)) == 7   # the second finished first
+        assert len(read_showers(out)) == 7  # the second finished first
     np.testing.assert_array_equal(read_showers(out).points, a.points)  # then the first: last rename wins
     assert _temps(tmp_path) == []
 

@@ -96,7 +96,9 @@ def test_sigterm_during_validation_resumes_exactly(shared, tmp_path, make_tiny_c
     cut = train_shower_flow(cfg, data=data, out=tmp_path / "cut", steps=steps, progress=False, val=data)
     assert cut["stopped"] == "SIGTERM" and cut["step"] == 40
     monkeypatch.setattr(training, "_mean_loss", mean_loss)
-    resumed = train_shower_flow(cfg, data=data, out=tmp_path / "cut", steps=steps, progress=False, resume=True, val=data)
+    resumed = train_shower_flow(
+        cfg, data=data, out=tmp_path / "cut", steps=steps, progress=False, resume=True, val=data
+    )
     assert resumed["best_val_loss"] == straight["best_val_loss"]
     a = torch.load(straight["last"], weights_only=True)
     b = torch.load(resumed["last"], weights_only=True)
@@ -108,14 +110,45 @@ def test_sigterm_during_validation_resumes_exactly(shared, tmp_path, make_tiny_c
 def test_cli_train_check_bench(shared, tmp_path, capsys) -> None:
     data = shared("g4_photons_val_fixed.h5")
     yaml = tmp_path / "tiny.yaml"
-    yaml.write_text("flow:\n  n_blocks: 1\n  couplings_per_block: 1\n  coupling_hidden: [16]\n"
-                    "  spline_hidden: [8]\n  spline_bins: 4\n  batch_size: 32\n  eval_every: 20\n")
+    yaml.write_text(
+        "flow:\n  n_blocks: 1\n  couplings_per_block: 1\n  coupling_hidden: [16]\n"
+        "  spline_hidden: [8]\n  spline_bins: 4\n  batch_size: 32\n  eval_every: 20\n"
+    )
     out = tmp_path / "run"
-    assert main(["train-flow", "--config", str(yaml), "--data", str(data), "--out", str(out),
-                 "--steps", "20", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train-flow",
+                "--config",
+                str(yaml),
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--steps",
+                "20",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "best checkpoint" in capsys.readouterr().out
-    assert main(["check-flow", "--flow", str(out), "--reference", str(data), "--samples-per-shower", "1",
-                 "--json", str(tmp_path / "check.json")]) == 0
+    assert (
+        main(
+            [
+                "check-flow",
+                "--flow",
+                str(out),
+                "--reference",
+                str(data),
+                "--samples-per-shower",
+                "1",
+                "--json",
+                str(tmp_path / "check.json"),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "W1 floor" in text and "E_vis/E_inc" in text and "E_layer_29" in text and "cog_y" in text
     assert "spread at fixed E_inc" in text and "depth (mean layer)" in text

@@ -12,10 +12,14 @@ from flows.transforms import ConditionalAffineCouplingTanh, ConditionalRQSpline
 D, C = 5, 2
 
 
-@pytest.mark.parametrize("make", [
-    lambda: ConditionalAffineCouplingTanh(D, C, [16]),
-    lambda: ConditionalRQSpline(D, C, [16], bins=5, bound=2.0),
-], ids=["coupling", "spline"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ConditionalAffineCouplingTanh(D, C, [16]),
+        lambda: ConditionalRQSpline(D, C, [16], bins=5, bound=2.0),
+    ],
+    ids=["coupling", "spline"],
+)
 def test_invertible_with_exact_log_det(make) -> None:
     torch.manual_seed(0)
     t = make().double()

@@ -40,15 +40,22 @@ def test_sharing_keeps_energy_and_position_of_every_layer() -> None:
     out, new_offsets = share_core_energy(points, offsets, radius_mm=3.0, spread_mm=1.0)
     core = torch.hypot(points[:, 0], points[:, 1]) < 3.0
     assert int(core.sum()) > 3  # the test shares something
-    assert torch.equal(new_offsets[1:] - new_offsets[:-1], (offsets[1:] - offsets[:-1]) + torch.tensor(
-        [3 * int(core[offsets[b]:offsets[b + 1]].sum()) for b in range(3)]))
+    assert torch.equal(
+        new_offsets[1:] - new_offsets[:-1],
+        (offsets[1:] - offsets[:-1])
+        + torch.tensor([3 * int(core[offsets[b] : offsets[b + 1]].sum()) for b in range(3)]),
+    )
     e, e2 = points[:, 3], out[:, 3]
     torch.testing.assert_close(_per_layer(out, new_offsets, e2), _per_layer(points, offsets, e))
     for col in (0, 1):  # energy-weighted x and y of each (shower, layer): the CoG does not move
-        torch.testing.assert_close(_per_layer(out, new_offsets, e2 * out[:, col]),
-                                   _per_layer(points, offsets, e * points[:, col]), atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(
+            _per_layer(out, new_offsets, e2 * out[:, col]),
+            _per_layer(points, offsets, e * points[:, col]),
+            atol=1e-4,
+            rtol=1e-5,
+        )
     for b in range(3):  # still grouped by ascending layer within each shower
-        layers = out[new_offsets[b]:new_offsets[b + 1], 2]
+        layers = out[new_offsets[b] : new_offsets[b + 1], 2]
         assert torch.all(layers[1:] >= layers[:-1])
     far = out[torch.repeat_interleave(~core, 1 + 3 * core.long())]
     torch.testing.assert_close(far, points[~core])  # points outside the radius are untouched

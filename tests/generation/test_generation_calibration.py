@@ -34,8 +34,8 @@ def test_assign_layers_by_depth_gives_requested_counts_in_depth_order():
     depth = torch.rand(10, generator=g) * 3
     layer = assign_layers_by_depth(depth, offsets, ppl)
     for b in range(3):
-        lay = layer[offsets[b]:offsets[b + 1]]
-        dep = depth[offsets[b]:offsets[b + 1]]
+        lay = layer[offsets[b] : offsets[b + 1]]
+        dep = depth[offsets[b] : offsets[b + 1]]
         assert torch.equal(torch.bincount(lay, minlength=3), ppl[b])
         # monotonic: deeper points never get a shallower layer
         order = torch.argsort(dep)

@@ -54,7 +54,9 @@ def test_rotation_keeps_radii_and_the_flow_values(tiny_bundle):
     assert np.array_equal(plain.offsets, turned.offsets)
     np.testing.assert_array_equal(turned.e_mev, plain.e_mev)
     np.testing.assert_array_equal(turned.layer, plain.layer)
-    np.testing.assert_allclose(np.hypot(turned.x_mm, turned.y_mm), np.hypot(plain.x_mm, plain.y_mm), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        np.hypot(turned.x_mm, turned.y_mm), np.hypot(plain.x_mm, plain.y_mm), rtol=1e-5, atol=1e-4
+    )
     # one angle per shower: the angle between the two versions of each point is the shower's
     turn = np.angle((turned.x_mm + 1j * turned.y_mm) / (plain.x_mm + 1j * plain.y_mm))
     for s in range(len(energies)):
@@ -75,8 +77,27 @@ def test_generate_cli_root_and_h5(tiny_bundle, tmp_path, capsys):
     import uproot
 
     out = tmp_path / "gen.root"
-    assert main(["generate", "--model", str(tiny_bundle), "--energies", "20", "80", "-n", "3",
-                 "--cells", "ild", "--batch-size", "4", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(tiny_bundle),
+                "--energies",
+                "20",
+                "80",
+                "-n",
+                "3",
+                "--cells",
+                "ild",
+                "--batch-size",
+                "4",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "showers/s" in text and "ms per shower after the first chunk (4 showers" in text
     with uproot.open(out) as f:
@@ -96,8 +117,9 @@ def test_generate_to_file_times_the_showers_apart_from_setup(tiny_bundle, tmp_pa
     the first chunk (the flow's TorchScript compiles on its first call) are reported apart."""
     from caloclouds.generation.pipeline import generate_to_file
 
-    summary = generate_to_file(tmp_path / "t.root", np.full(5, 50.0, np.float32), model=tiny_bundle, batch_size=2,
-                               progress=False)
+    summary = generate_to_file(
+        tmp_path / "t.root", np.full(5, 50.0, np.float32), model=tiny_bundle, batch_size=2, progress=False
+    )
     assert summary.setup_seconds > 0 and 0 < summary.first_seconds <= summary.seconds and summary.first_showers == 2
     assert summary.ms_per_shower_after_first == pytest.approx((summary.seconds - summary.first_seconds) / 3 * 1e3)
     one = generate_to_file(tmp_path / "one.h5", np.full(2, 50.0, np.float32), model=tiny_bundle, progress=False)
@@ -136,10 +158,18 @@ def test_bad_bundles_and_arguments(tiny_bundle, tmp_path, capsys):
     (bad / "bundle.json").write_text('{"format_version": 99}')
     with pytest.raises(InputFileError, match="version"):
         load_bundle(bad)
-    assert main(["generate", "--model", str(tiny_bundle), "--energies", "-5", "-n", "2", "-o", str(tmp_path / "x.h5")]) == 2
+    assert (
+        main(["generate", "--model", str(tiny_bundle), "--energies", "-5", "-n", "2", "-o", str(tmp_path / "x.h5")])
+        == 2
+    )
     assert "positive" in capsys.readouterr().err
-    assert main(["generate", "--model", str(tiny_bundle), "--energy-range", "20", "80", "-o", str(tmp_path / "x.h5")]) == 2
-    assert main(["generate", "--model", str(tiny_bundle), "--energies", "30", "-n", "1", "-o", str(tmp_path / "x.txt")]) == 2
+    assert (
+        main(["generate", "--model", str(tiny_bundle), "--energy-range", "20", "80", "-o", str(tmp_path / "x.h5")]) == 2
+    )
+    assert (
+        main(["generate", "--model", str(tiny_bundle), "--energies", "30", "-n", "1", "-o", str(tmp_path / "x.txt")])
+        == 2
+    )
     assert not (tmp_path / "x.h5").exists()
 
 

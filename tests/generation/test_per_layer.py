@@ -37,11 +37,28 @@ def layer_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle, sha
     base = RunConfig()
     config = dataclasses.replace(
         base,
-        flow=FlowConfig(n_blocks=1, couplings_per_block=2, coupling_hidden=(32,), spline_hidden=(8,),
-                        spline_bins=4, batch_size=32, learning_rate=3e-3, steps=40, eval_every=20),
-        diffusion=dataclasses.replace(base.diffusion, hidden=(16, 32, 16), fourier_features=16, time_features=16,
-                                      batch_size=8, checkpoint_every=1000, per_layer=True, points_per_shower=200,
-                                      val_showers=8),
+        flow=FlowConfig(
+            n_blocks=1,
+            couplings_per_block=2,
+            coupling_hidden=(32,),
+            spline_hidden=(8,),
+            spline_bins=4,
+            batch_size=32,
+            learning_rate=3e-3,
+            steps=40,
+            eval_every=20,
+        ),
+        diffusion=dataclasses.replace(
+            base.diffusion,
+            hidden=(16, 32, 16),
+            fourier_features=16,
+            time_features=16,
+            batch_size=8,
+            checkpoint_every=1000,
+            per_layer=True,
+            points_per_shower=200,
+            val_showers=8,
+        ),
         distillation=dataclasses.replace(base.distillation, batch_size=8, checkpoint_every=1000, num_steps=8),
     )
     data = TrainingData.from_files(parts)
@@ -71,8 +88,9 @@ def test_layer_batch_rows_carry_the_whole_layer(layer_bundle, shared) -> None:  
         showers = f.read(0, 5)
     data = TrainingData(showers.points, showers.offsets, showers.incident_energy_gev)
     idx = torch.tensor([4, 0, 4])
-    batch = data.layer_batch(idx, norm, rotate=True, jitter=True, points_per_shower=100,
-                             generator=torch.Generator().manual_seed(0))
+    batch = data.layer_batch(
+        idx, norm, rotate=True, jitter=True, points_per_shower=100, generator=torch.Generator().manual_seed(0)
+    )
     kept = batch.offsets.diff()
     assert batch.x.shape == (int(kept.sum()), 3) and torch.all(kept <= data.n_points[idx])
     # about 100 points per shower (binomial): far fewer than the ~1000-3000 of a shower
@@ -94,8 +112,9 @@ def test_sample_layers_gives_the_asked_counts_in_layer_order(layer_bundle) -> No
     counts[0, [0, 3, 29]] = torch.tensor([5, 40, 2])
     counts[1, 10] = 7
     energy_l = counts.float() * 0.3
-    pts, offsets = model.sample_layers(counts, energy_l, torch.tensor([20.0, 80.0]),
-                                       generator=torch.Generator().manual_seed(1))
+    pts, offsets = model.sample_layers(
+        counts, energy_l, torch.tensor([20.0, 80.0]), generator=torch.Generator().manual_seed(1)
+    )
     assert offsets.tolist() == [0, 47, 54] and pts.shape == (54, 4) and torch.isfinite(pts).all()
     assert pts[:47, 2].tolist() == [0.0] * 5 + [3.0] * 40 + [29.0] * 2 and pts[47:, 2].tolist() == [10.0] * 7
     assert (pts[:, 3] > 0).all()

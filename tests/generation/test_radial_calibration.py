@@ -63,8 +63,9 @@ def test_identity_and_manifest_round_trip(tmp_path) -> None:  # noqa: ANN001
     out = RadialCalibration().apply(x, x, torch.zeros(2, dtype=torch.long), torch.full((2,), 50.0))
     assert out[0] is x
     nodes, model, g4 = _tables([1.0, 2.0], n_layers=30)
-    cal = RadialCalibration(tuple(nodes.tolist()), tuple(LEVELS.tolist()), tuple(map(tuple, model.tolist())),
-                            tuple(map(tuple, g4.tolist())))
+    cal = RadialCalibration(
+        tuple(nodes.tolist()), tuple(LEVELS.tolist()), tuple(map(tuple, model.tolist())), tuple(map(tuple, g4.tolist()))
+    )
     assert RadialCalibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
     assert RadialCalibration.from_dict(None).is_identity  # bundles written before the radial calibration
     bundle = load_bundle(SHIPPED)
@@ -94,8 +95,9 @@ def test_fit_on_geant4_brings_the_model_radial_profile_to_geant4(shared) -> None
     g4 = _quantiles(test_showers, edges, 5.088333 / 6)
     off = {}
     for name, radial in (("before", RadialCalibration()), ("after", cal)):
-        gen = ShowerGenerator(dataclasses.replace(bundle, radial=radial), calibrate_n=False, share_core=False,
-                              cog="none")
+        gen = ShowerGenerator(
+            dataclasses.replace(bundle, radial=radial), calibrate_n=False, share_core=False, cog="none"
+        )
         model = gen.generate(energies, generator=torch.Generator().manual_seed(2))
         q = _quantiles(model, edges, 0.0)
         off[name] = np.median(np.abs(np.log(q[:, 5:-1] / g4[:, 5:-1])))  # median relative error of the quantiles
@@ -105,13 +107,16 @@ def test_fit_on_geant4_brings_the_model_radial_profile_to_geant4(shared) -> None
         fit_radial_calibration(bundle, one_energy)
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda r: r["nodes_gev"].__setitem__(0, "x"), "could not convert"),
-    (lambda r: r["nodes_gev"].__setitem__(1, r["nodes_gev"][0]), "increasing"),
-    (lambda r: r["model_r_mm"].__setitem__(3, r["model_r_mm"][3][:10]), "row 3 has 10 quantiles"),
-    (lambda r: r["g4_r_mm"].__setitem__(5, list(reversed(r["g4_r_mm"][5]))), "g4_r_mm row 5 is not"),
-    (lambda r: r["g4_r_mm"].pop(), "rows"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r["nodes_gev"].__setitem__(0, "x"), "could not convert"),
+        (lambda r: r["nodes_gev"].__setitem__(1, r["nodes_gev"][0]), "increasing"),
+        (lambda r: r["model_r_mm"].__setitem__(3, r["model_r_mm"][3][:10]), "row 3 has 10 quantiles"),
+        (lambda r: r["g4_r_mm"].__setitem__(5, list(reversed(r["g4_r_mm"][5]))), "g4_r_mm row 5 is not"),
+        (lambda r: r["g4_r_mm"].pop(), "rows"),
+    ],
+)
 def test_a_broken_radial_table_is_named_on_load(tmp_path, edit, message) -> None:  # noqa: ANN001
     folder = tmp_path / "bundle"
     shutil.copytree(SHIPPED, folder)

@@ -59,8 +59,24 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle, tiny_conf
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory, bundle, files) -> Path:  # noqa: ANN001
     out = tmp_path_factory.mktemp("gen26") / "gen26.h5"
-    assert main(["generate", "--model", str(bundle), "--energies-from", str(files["reference"]),
-                 "--cells", "ild", "--batch-size", "16", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(bundle),
+                "--energies-from",
+                str(files["reference"]),
+                "--cells",
+                "ild",
+                "--batch-size",
+                "16",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -83,7 +99,7 @@ def test_the_config_is_a_second_detector(detector) -> None:  # noqa: ANN001
 
 def test_generate_uses_the_bundles_detector(bundle, generated, detector, files) -> None:  # noqa: ANN001
     assert load_bundle(bundle).config.detector == detector
-    (showers, cells), = list(iter_with_cells(generated))
+    ((showers, cells),) = list(iter_with_cells(generated))
     assert len(showers) == 40 and showers.layer.max() < detector.n_layers
     np.testing.assert_array_equal(showers.incident_energy_gev, read_showers(files["reference"]).incident_energy_gev)
     assert cells is not None
@@ -97,13 +113,29 @@ def test_generate_uses_the_bundles_detector(bundle, generated, detector, files) 
 
 def test_project_with_the_config_gives_the_same_cells(generated, detector, tmp_path) -> None:  # noqa: ANN001
     out = tmp_path / "cells26.h5"
-    assert main(["project", "--geometry", "ild", "--config", str(CONFIG), "--in", str(generated),
-                 "-o", str(out), "--threshold-mip", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "project",
+                "--geometry",
+                "ild",
+                "--config",
+                str(CONFIG),
+                "--in",
+                str(generated),
+                "-o",
+                str(out),
+                "--threshold-mip",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     cells, _, attrs = read_cells(out)
     _check_cells(cells, detector)
     assert attrs["n_shower_layers"] == 26 and attrs["detector"] == "hgcal-like-26"
     assert attrs["threshold_mev"] == pytest.approx(detector.threshold_mev)
-    (_, written), = list(iter_with_cells(generated))
+    ((_, written),) = list(iter_with_cells(generated))
     np.testing.assert_array_equal(cells.cell_id, written.cell_id)  # generate --cells projected the same way
     np.testing.assert_array_equal(cells.offsets, written.offsets)
     # without --config the ILD-like detector is assumed: 30 layers at other depths, 5.088 mm cells
@@ -115,13 +147,37 @@ def test_project_with_the_config_gives_the_same_cells(generated, detector, tmp_p
 @pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # FPD of 20 showers on 25 features: singular
 def test_evaluate_with_the_config(generated, files, tmp_path) -> None:  # noqa: ANN001
     run = yaml.safe_load(CONFIG.read_text())
-    run["evaluation"].update({"n_batches": 2, "classifier_folds": 3, "classifier_epochs": 1, "n_longitudinal_bins": 5,
-                              "n_radial_bins": 5, "kpd_batches": 2})
+    run["evaluation"].update(
+        {
+            "n_batches": 2,
+            "classifier_folds": 3,
+            "classifier_epochs": 1,
+            "n_longitudinal_bins": 5,
+            "n_radial_bins": 5,
+            "kpd_batches": 2,
+        }
+    )
     config = tmp_path / "hgcal_like_fast.yaml"
     config.write_text(yaml.safe_dump(run))
     out = tmp_path / "eval"
-    assert main(["evaluate", "--reference", str(files["reference"]), "--generated", str(generated),
-                 "--config", str(config), "--out", str(out), "--no-low-level", "--no-plots"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--reference",
+                str(files["reference"]),
+                "--generated",
+                str(generated),
+                "--config",
+                str(config),
+                "--out",
+                str(out),
+                "--no-low-level",
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
     scores = json.loads((out / "scores.json").read_text())
     assert scores["detector"]["name"] == "hgcal-like-26" and scores["detector"]["n_layers"] == 26
     assert scores["threshold_mev"] == pytest.approx(0.0735)

@@ -21,7 +21,12 @@ ILD_ENCODING = "system:0:5,module:5:3,stave:8:4,tower:12:4,layer:16:6,wafer:22:6
 def test_parse_and_decode_cellid() -> None:
     fields = parse_cellid_encoding(ILD_ENCODING)
     assert fields["layer"] == (16, 6, False) and fields["cellX"] == (32, 16, True)
-    cell = np.uint64(20) | (np.uint64(7) << np.uint64(16)) | (np.uint64(0xFFFD) << np.uint64(32)) | (np.uint64(5) << np.uint64(48))
+    cell = (
+        np.uint64(20)
+        | (np.uint64(7) << np.uint64(16))
+        | (np.uint64(0xFFFD) << np.uint64(32))
+        | (np.uint64(5) << np.uint64(48))
+    )
     ids = np.array([cell], np.uint64)
     assert decode_cellid(ids, fields["system"]).tolist() == [20]
     assert decode_cellid(ids, fields["layer"]).tolist() == [7]

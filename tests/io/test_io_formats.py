@@ -61,7 +61,9 @@ def test_unknown_formats(tmp_path) -> None:
         read_any(text)
     fake = tmp_path / "fake.root"
     fake.write_text("not root at all")
-    with pytest.raises(InputFileError, match=r"fake.root: not an HDF5 or ROOT file \(the .root extension but no ROOT header\)"):
+    with pytest.raises(
+        InputFileError, match=r"fake.root: not an HDF5 or ROOT file \(the .root extension but no ROOT header\)"
+    ):
         read_any(fake)
     with pytest.raises(InputFileError, match=r"fake.root: not a ROOT file"):
         read_any(fake, format="edm4hep")

@@ -15,10 +15,17 @@ from caloclouds.showers import Showers
 
 def _showers(rng, n=5) -> Showers:
     counts = rng.integers(0, 20, n)
-    pts = np.c_[rng.normal(0, 10, (counts.sum(), 2)), rng.integers(0, 30, counts.sum()), rng.uniform(0, 1, counts.sum())]
+    pts = np.c_[
+        rng.normal(0, 10, (counts.sum(), 2)), rng.integers(0, 30, counts.sum()), rng.uniform(0, 1, counts.sum())
+    ]
     return Showers.from_counts(
-        pts.astype(np.float32), counts, rng.uniform(10, 90, n),
-        {"raw_visible_mev": rng.uniform(0, 1, n).astype(np.float32), "angles": rng.normal(size=(n, 2)).astype(np.float32)},
+        pts.astype(np.float32),
+        counts,
+        rng.uniform(10, 90, n),
+        {
+            "raw_visible_mev": rng.uniform(0, 1, n).astype(np.float32),
+            "angles": rng.normal(size=(n, 2)).astype(np.float32),
+        },
     )
 
 
@@ -27,9 +34,15 @@ def _cells(showers: Showers, rng) -> SimpleNamespace:
     h = int(counts.sum())
     offsets = np.r_[0, np.cumsum(counts)]
     return SimpleNamespace(
-        offsets=offsets, cell_id=rng.integers(0, 10**12, h), layer=rng.integers(0, 30, h),
-        x_mm=rng.normal(size=h), y_mm=rng.normal(size=h), z_mm=rng.uniform(0, 100, h), e_mev=rng.uniform(0, 1, h),
-        lost_mev=rng.uniform(0, 1, len(showers)), below_threshold_mev=rng.uniform(0, 1, len(showers)),
+        offsets=offsets,
+        cell_id=rng.integers(0, 10**12, h),
+        layer=rng.integers(0, 30, h),
+        x_mm=rng.normal(size=h),
+        y_mm=rng.normal(size=h),
+        z_mm=rng.uniform(0, 100, h),
+        e_mev=rng.uniform(0, 1, h),
+        lost_mev=rng.uniform(0, 1, len(showers)),
+        below_threshold_mev=rng.uniform(0, 1, len(showers)),
     )
 
 
@@ -47,9 +60,25 @@ def test_round_trip_and_branches(tmp_path, rng) -> None:
     assert is_caloclouds_root(path) and count_root(path) == 5
     with uproot.open(path) as f:
         tree = f["events"]
-        expected = {"incident_energy_gev", "n_points", "points_x_mm", "points_y_mm", "points_layer", "points_e_mev",
-                    "n_cells", "cells_cell_id", "cells_x_mm", "cells_y_mm", "cells_z_mm", "cells_layer", "cells_e_mev",
-                    "lost_mev", "below_threshold_mev", "raw_visible_mev", "angles"}
+        expected = {
+            "incident_energy_gev",
+            "n_points",
+            "points_x_mm",
+            "points_y_mm",
+            "points_layer",
+            "points_e_mev",
+            "n_cells",
+            "cells_cell_id",
+            "cells_x_mm",
+            "cells_y_mm",
+            "cells_z_mm",
+            "cells_layer",
+            "cells_e_mev",
+            "lost_mev",
+            "below_threshold_mev",
+            "raw_visible_mev",
+            "angles",
+        }
         assert expected <= set(tree.keys())
         assert "per shower" in tree.title
         assert tree["points_layer"].typename == "int32_t[]" and tree["cells_layer"].typename == "int32_t[]"
@@ -88,15 +117,25 @@ def _write_v1(path, showers, cells) -> None:
     data = {
         "incident_energy_gev": showers.incident_energy_gev,
         "points": ak.zip({c: ak.unflatten(showers.points[:, i].copy(), showers.n_points) for i, c in enumerate(names)}),
-        "cells": ak.zip({"cell_id": ak.unflatten(cells.cell_id, np.diff(cells.offsets)),
-                         "e_MeV": ak.unflatten(cells.e_mev, np.diff(cells.offsets))}),
+        "cells": ak.zip(
+            {
+                "cell_id": ak.unflatten(cells.cell_id, np.diff(cells.offsets)),
+                "e_MeV": ak.unflatten(cells.e_mev, np.diff(cells.offsets)),
+            }
+        ),
         "cells_lost_mev": cells.lost_mev,
         "raw_visible_mev": showers.conditions["raw_visible_mev"],
     }
     with uproot.recreate(path) as f:
-        f.mktree("events", {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in data.items()},
-                 counter_name=lambda c: "n" + c, field_name=lambda o, i: f"{o}_{i}").extend(data)
-        f["caloclouds_meta"] = json.dumps({"format": "caloclouds-root", "format_version": 1, "conditions": ["raw_visible_mev"]})
+        f.mktree(
+            "events",
+            {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in data.items()},
+            counter_name=lambda c: "n" + c,
+            field_name=lambda o, i: f"{o}_{i}",
+        ).extend(data)
+        f["caloclouds_meta"] = json.dumps(
+            {"format": "caloclouds-root", "format_version": 1, "conditions": ["raw_visible_mev"]}
+        )
 
 
 def test_reads_schema_version_1(tmp_path, rng) -> None:

@@ -36,7 +36,7 @@ def test_iter_chunks_bounds_points(tmp_path) -> None:
     pts = np.c_[rng.normal(size=(counts.sum(), 2)), rng.integers(0, 30, counts.sum()), rng.uniform(0, 1, counts.sum())]
     showers = Showers.from_counts(pts.astype(np.float32), counts, rng.uniform(10, 90, 300))
     with ShowerWriter(tmp_path / "s.h5") as w:
-        for i in range(len(showers)):          # one call per shower: buffered
+        for i in range(len(showers)):  # one call per shower: buffered
             w.write(showers[i : i + 1])
     with ShowerFile(tmp_path / "s.h5") as f:
         chunks = list(f.iter_chunks(100, max_points=500))

@@ -73,8 +73,11 @@ def test_hdf5_writers_shuffle_then_gzip_level_1(tmp_path, showers_and_cells, fmt
     path = tmp_path / "out.h5"
     _write(path, showers, cells, format=fmt)
     with h5py.File(path) as f:
-        names = ["cells/cell_id", "cells/e_mev", "cells/lost_mev", "points", "offsets"] if fmt == "hdf5" \
+        names = (
+            ["cells/cell_id", "cells/e_mev", "cells/lost_mev", "points", "offsets"]
+            if fmt == "hdf5"
             else ["cell_id", "e_mev", "lost_mev"]
+        )
         for name in names:
             assert (f[name].compression, f[name].compression_opts, f[name].shuffle) == ("gzip", 1, True), name
 
@@ -100,7 +103,9 @@ def test_calochallenge_refuses_cells_naming_the_file(tmp_path, showers_and_cells
         writer.write(voxels)
     np.testing.assert_allclose(read_calochallenge(path).energy_mev, voxels.energy_mev)
     refused = tmp_path / "refused.h5"
-    with pytest.raises(CaloCloudsError, match=rf"{refused.name}: a CaloChallenge file stores voxel energies only") as info:
+    with pytest.raises(
+        CaloCloudsError, match=rf"{refused.name}: a CaloChallenge file stores voxel energies only"
+    ) as info:
         with open_writer(refused, format="calochallenge", mesh=mesh) as writer:
             writer.write(voxels, cells=cells)
     assert "\n" not in str(info.value) and not refused.exists()
@@ -111,7 +116,9 @@ def test_formats_and_suffixes_are_checked(tmp_path) -> None:
     assert writer_format(tmp_path / "a.h5", "cells") == "cells"
     with pytest.raises(CaloCloudsError, match=r"a\.txt: unknown output extension '\.txt'"):
         open_writer(tmp_path / "a.txt")
-    with pytest.raises(CaloCloudsError, match=r"unknown output format 'csv'; valid formats are hdf5, root, cells, calochallenge"):
+    with pytest.raises(
+        CaloCloudsError, match=r"unknown output format 'csv'; valid formats are hdf5, root, cells, calochallenge"
+    ):
         open_writer(tmp_path / "a.h5", format="csv")
     with pytest.raises(CaloCloudsError, match=r"a\.root: a cells file needs the extension \.h5 or \.hdf5"):
         open_writer(tmp_path / "a.root", format="cells")

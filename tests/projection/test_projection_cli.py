@@ -23,7 +23,25 @@ def small_file(shared, tmp_path):
 def test_project_to_h5_conserves_energy(small_file, tmp_path, capsys) -> None:
     path, showers = small_file
     out = tmp_path / "cells.h5"
-    assert main(["project", "--geometry", "ild", "--in", str(path), "-o", str(out), "--threshold-mev", "0.08", "--impact", "1.5", "-2"]) == 0
+    assert (
+        main(
+            [
+                "project",
+                "--geometry",
+                "ild",
+                "--in",
+                str(path),
+                "-o",
+                str(out),
+                "--threshold-mev",
+                "0.08",
+                "--impact",
+                "1.5",
+                "-2",
+            ]
+        )
+        == 0
+    )
     assert "below threshold" in capsys.readouterr().out
     cells, energy, attrs = read_cells(out)
     assert attrs["geometry"] == "ild"
@@ -59,7 +77,25 @@ def test_project_bad_geometry_and_output(small_file, tmp_path, capsys) -> None:
 def test_plot_shower_writes_png(small_file, tmp_path, capsys) -> None:
     path, _ = small_file
     out = tmp_path / "shower.png"
-    assert main(["plot-shower", str(path), "--index", "5", "--geometry", "hex:10", "-o", str(out), "--layers", "8-13", "--dpi", "40"]) == 0
+    assert (
+        main(
+            [
+                "plot-shower",
+                str(path),
+                "--index",
+                "5",
+                "--geometry",
+                "hex:10",
+                "-o",
+                str(out),
+                "--layers",
+                "8-13",
+                "--dpi",
+                "40",
+            ]
+        )
+        == 0
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["plot-shower", str(path), "--index", "99", "--geometry", "ild", "-o", str(out)]) == 2
 

@@ -79,11 +79,15 @@ def test_torch_path_reports_the_same_errors() -> None:
     torch = pytest.importorskip("torch")
     s = _showers(layer=31.0)
     with pytest.raises(projection.ProjectionError, match="layer 31"):
-        projection.project_torch(torch.from_numpy(s.points), torch.from_numpy(s.offsets), projection.get_geometry("ild"))
+        projection.project_torch(
+            torch.from_numpy(s.points), torch.from_numpy(s.offsets), projection.get_geometry("ild")
+        )
 
 
 def test_layer_maps() -> None:
-    np.testing.assert_array_equal(resolve_layer_map("identity", n_shower_layers=30, n_detector_layers=26)[24:], [24, 25, -1, -1, -1, -1])
+    np.testing.assert_array_equal(
+        resolve_layer_map("identity", n_shower_layers=30, n_detector_layers=26)[24:], [24, 25, -1, -1, -1, -1]
+    )
     linear = resolve_layer_map("linear", n_shower_layers=30, n_detector_layers=26)
     assert linear[0] == 0 and linear[-1] == 25 and len(np.unique(linear)) == 26
     assert np.all(np.diff(linear) >= 0)

@@ -18,15 +18,26 @@ SMALL_LAYERS = (0.0, 10.0, 20.0)
 
 def _gapped() -> projection.Geometry:
     stagger = np.array([[0.0, 0.0], [1.3, -0.7], [2.5, 2.5]])
-    return square_grid(pitch_mm=5.0, layer_z_mm=SMALL_LAYERS, n_cells=(40, 30), gap_every=6, gap_mm=1.0, stagger_mm=stagger, name="gapped")
+    return square_grid(
+        pitch_mm=5.0,
+        layer_z_mm=SMALL_LAYERS,
+        n_cells=(40, 30),
+        gap_every=6,
+        gap_mm=1.0,
+        stagger_mm=stagger,
+        name="gapped",
+    )
 
 
 def _voronoi(rng_seed: int = 3) -> projection.Geometry:
     rng = np.random.default_rng(rng_seed)
     n = 600
     return voronoi_cells(
-        layer=rng.integers(0, 3, n), x_mm=rng.uniform(-100, 100, n), y_mm=rng.uniform(-100, 100, n),
-        layer_z_mm=SMALL_LAYERS, max_distance_mm=15.0,
+        layer=rng.integers(0, 3, n),
+        x_mm=rng.uniform(-100, 100, n),
+        y_mm=rng.uniform(-100, 100, n),
+        layer_z_mm=SMALL_LAYERS,
+        max_distance_mm=15.0,
     )
 
 
@@ -64,7 +75,12 @@ def _random_showers(rng: np.random.Generator, n_layers: int, half_mm: float, n: 
     counts = rng.integers(0, 400, n)
     p = int(counts.sum())
     pts = np.column_stack(
-        [rng.normal(0, half_mm / 3, p), rng.normal(0, half_mm / 3, p), rng.integers(0, n_layers, p), rng.exponential(0.2, p)]
+        [
+            rng.normal(0, half_mm / 3, p),
+            rng.normal(0, half_mm / 3, p),
+            rng.integers(0, n_layers, p),
+            rng.exponential(0.2, p),
+        ]
     ).astype(np.float32)
     return Showers.from_counts(pts, counts, np.full(n, 50.0))
 
@@ -92,7 +108,8 @@ def _edge_check(g: projection.Geometry, cells: np.ndarray, pitch: np.ndarray, an
             y = g.cell_y_mm[cells] + frac * pitch * dy
             showers = Showers.from_counts(
                 np.column_stack([x, y, g.cell_layer[cells], np.ones(len(cells))]).astype(np.float32),
-                np.ones(len(cells), np.int64), np.ones(len(cells)),
+                np.ones(len(cells), np.int64),
+                np.ones(len(cells)),
             )
             got = projection.project(showers, g, **_identity(g)).cell_id
             if expect_same:
@@ -126,7 +143,9 @@ def test_hgcal_hexagon_049_stays_051_moves(hgcal: projection.Geometry) -> None:
         dist, idx = cKDTree(pts).query(pts, k=7)
         pitch = g.cell_size_mm[sel].astype(np.float64)
         # all six neighbours present, one pitch away and on the same lattice
-        full = np.all(np.abs(dist[:, 1:] - pitch[:, None]) < 1e-2, axis=1) & np.all(lattice[sel][idx] == lattice[sel][:, None], axis=1)
+        full = np.all(np.abs(dist[:, 1:] - pitch[:, None]) < 1e-2, axis=1) & np.all(
+            lattice[sel][idx] == lattice[sel][:, None], axis=1
+        )
         chosen.append(sel[full][::7])
     cells = np.concatenate(chosen)
     assert len(cells) > 300 and {0, 1, 2} <= set(g.extras["celltype"][cells].tolist())
@@ -199,7 +218,10 @@ def test_hgcal_physical_wafer_edge_between_densities(hgcal: projection.Geometry)
             mid = np.array([cx[a], cy[a]]) + d / 2
             u = np.linspace(-0.45, 0.45, 41) * side
             p = mid[None, :] + u[:, None] * tangent[None, :] - 0.01 * normal[None, :]  # 1e-3 cm inside wafer a
-            xs.append(p[:, 0]); ys.append(p[:, 1]); ls.append(np.full(len(u), lay[a])); want.append(np.full(len(u), wid[a]))
+            xs.append(p[:, 0])
+            ys.append(p[:, 1])
+            ls.append(np.full(len(u), lay[a]))
+            want.append(np.full(len(u), wid[a]))
     assert len(xs) > 20
     x, y, layer, want_w = map(np.concatenate, (xs, ys, ls, want))
     hits = projection.project(_one_shower_per_point(x, y, layer), g, **_identity(g))
@@ -216,7 +238,11 @@ def test_hgcal_physical_wafer_edge_between_densities(hgcal: projection.Geometry)
 def test_energy_conservation(geometry: projection.Geometry, rng: np.random.Generator) -> None:
     g = geometry
     showers = _random_showers(rng, 30, 120.0)
-    for kwargs in ({}, {"impact_mm": (20.0, -11.0), "rotation_rad": 1.1, "threshold_mev": 0.3}, {"layer_map": "linear"}):
+    for kwargs in (
+        {},
+        {"impact_mm": (20.0, -11.0), "rotation_rad": 1.1, "threshold_mev": 0.3},
+        {"layer_map": "linear"},
+    ):
         hits = projection.project(showers, g, **kwargs)
         total = hits.energy_mev() + hits.lost_mev + hits.below_threshold_mev
         np.testing.assert_allclose(total, showers.visible_energy_mev(), rtol=1e-6, atol=1e-9)
@@ -256,7 +282,9 @@ def test_torch_on_cuda_matches_numpy(hgcal: projection.Geometry, rng: np.random.
     for g in (projection.get_geometry("ild"), hgcal):
         showers = _random_showers(rng, 30, 120.0)
         a = projection.project(showers, g)
-        b = projection.project_torch(torch.from_numpy(showers.points).cuda(), torch.from_numpy(showers.offsets).cuda(), g)
+        b = projection.project_torch(
+            torch.from_numpy(showers.points).cuda(), torch.from_numpy(showers.offsets).cuda(), g
+        )
         assert b.cell_id.is_cuda
         np.testing.assert_array_equal(a.cell_id, b.numpy().cell_id)
 
@@ -279,7 +307,9 @@ def test_ild_real_gaps_and_dead_cells_are_lost(ild_real: projection.Geometry) ->
     for lay in range(g.n_layers):
         sel = np.flatnonzero(g.cell_layer == lay)
         rows = np.flatnonzero(layer == lay)
-        d, i = cKDTree(np.column_stack([g.cell_x_mm[sel], g.cell_y_mm[sel]])).query(np.column_stack([x[rows], y[rows]]), p=np.inf)
+        d, i = cKDTree(np.column_stack([g.cell_x_mm[sel], g.cell_y_mm[sel]])).query(
+            np.column_stack([x[rows], y[rows]]), p=np.inf
+        )
         expected[rows] = np.where(d <= half, sel[i], -1)
         margin[rows] = np.abs(d - half)
     clear = margin > 1e-3  # not on a cell edge

@@ -62,7 +62,12 @@ def test_ild_cells_match_floor_rule(rng: np.random.Generator) -> None:
 def test_ild_energy_conservation_and_threshold(shared) -> None:
     showers = read_showers(shared("g4_photons_val_fixed.h5"), 0, 50)
     g = projection.get_geometry("ild")
-    for kwargs in ({}, {"threshold_mev": 0.08}, {"threshold_mip": 0.5, "mip_mev": 0.16}, {"impact_mm": (150.0, -30.0), "rotation_rad": 0.3}):
+    for kwargs in (
+        {},
+        {"threshold_mev": 0.08},
+        {"threshold_mip": 0.5, "mip_mev": 0.16},
+        {"impact_mm": (150.0, -30.0), "rotation_rad": 0.3},
+    ):
         hits = projection.project(showers, g, **kwargs)
         total = hits.energy_mev() + hits.lost_mev + hits.below_threshold_mev
         np.testing.assert_allclose(total, showers.visible_energy_mev(), rtol=1e-6)

@@ -33,6 +33,7 @@ def test_hgcal_threshold_per_thickness(shared) -> None:
     assert len(np.unique(thickness[cut.cell_id])) == 3
     import torch
 
-    hits = projection.project_torch(torch.from_numpy(showers.points), torch.from_numpy(showers.offsets), geometry,
-                                    threshold_mip=0.5, mip_mev=0.147).numpy()
+    hits = projection.project_torch(
+        torch.from_numpy(showers.points), torch.from_numpy(showers.offsets), geometry, threshold_mip=0.5, mip_mev=0.147
+    ).numpy()
     np.testing.assert_array_equal(hits.cell_id, cut.cell_id)

@@ -28,7 +28,9 @@ def test_features_of_one_voxel() -> None:
     f = high_level_features(VoxelShowers(e, [1.0], mesh))[0]
     alpha = -np.pi + 4.5 * 2 * np.pi / 16
     r = 2.5 * 4.65
-    np.testing.assert_allclose(f[:4], [3.0, np.log10(5.0 + 1e-8), r * np.cos(alpha) / 100, r * np.sin(alpha) / 100], rtol=1e-6)
+    np.testing.assert_allclose(
+        f[:4], [3.0, np.log10(5.0 + 1e-8), r * np.cos(alpha) / 100, r * np.sin(alpha) / 100], rtol=1e-6
+    )
     np.testing.assert_allclose(f[-3:], [1 - 1 / 144, r / 100, 0.0], rtol=1e-6, atol=1e-12)
 
 
@@ -53,7 +55,12 @@ def test_voxel_code_does_not_import_the_evaluation() -> None:
     offenders = []
     for path in sorted(Path(caloclouds.voxel.__file__).parent.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             offenders += [f"{path.name}: {n}" for n in names if n.startswith("caloclouds.evaluation")]
     assert not offenders, offenders

@@ -13,7 +13,9 @@ from caloclouds.voxel.mesh import get_mesh
 from caloclouds.voxel.model import load_voxel_model
 from caloclouds.voxel.training import distill_voxel_model, load_voxel_data, train_voxel_model
 
-TINY = VoxelConfig(channels=(4, 8), embedding=16, batch_size=8, eval_every=10, validation_showers=6, heun_steps=3, cm_sample_steps=1)
+TINY = VoxelConfig(
+    channels=(4, 8), embedding=16, batch_size=8, eval_every=10, validation_showers=6, heun_steps=3, cm_sample_steps=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,9 @@ def test_sample_has_the_requested_layer_energies(teacher) -> None:
     model = load_voxel_model(teacher[1])
     layers = torch.zeros(2, 30)
     layers[:, 3:20] = 50.0
-    v = model.sample_voxels(torch.tensor([10.0, 90.0]), layer_energy_mev=layers, generator=torch.Generator().manual_seed(0))
+    v = model.sample_voxels(
+        torch.tensor([10.0, 90.0]), layer_energy_mev=layers, generator=torch.Generator().manual_seed(0)
+    )
     assert v.shape == (2, 4320) and torch.all(v >= 0)
     sums = v.reshape(2, 30, 144).sum(-1)
     assert torch.all(sums[:, :3] == 0)
@@ -91,11 +95,31 @@ def test_generate_verb_takes_a_voxel_model(teacher, tmp_path, capsys) -> None:
 def test_train_voxel_verb(shared, tmp_path, capsys) -> None:
     src = str(shared("g4_photons_val_fixed.h5"))
     cfg = tmp_path / "voxel.yaml"
-    cfg.write_text("voxel:\n  channels: [4]\n  embedding: 8\n  batch_size: 4\n  eval_every: 2\n  validation_showers: 2\n")
+    cfg.write_text(
+        "voxel:\n  channels: [4]\n  embedding: 8\n  batch_size: 4\n  eval_every: 2\n  validation_showers: 2\n"
+    )
     out = tmp_path / "m.pt"
     assert main(["train-voxel", src, "-o", str(out), "--config", str(cfg), "--dry-run"]) == 0
     assert "channels:\n  - 4" in capsys.readouterr().out
-    assert main(["train-voxel", src, "-o", str(out), "--config", str(cfg), "--steps", "2", "--max-showers", "12", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "train-voxel",
+                src,
+                "-o",
+                str(out),
+                "--config",
+                str(cfg),
+                "--steps",
+                "2",
+                "--max-showers",
+                "12",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert load_voxel_model(out).kind == "edm"
     cfg.write_text("voxel:\n  chanels: [4]\n")
     assert main(["train-voxel", src, "-o", str(out), "--config", str(cfg)]) == 2
@@ -131,8 +155,24 @@ def test_bad_weights_and_steps_are_explained(teacher, voxels, tmp_path, capsys) 
     torch.save(ckpt, bad)
     with pytest.raises(InputFileError, match="weights do not match"):
         load_voxel_model(bad)
-    assert main(["generate", "--model", str(cm_path), "--energies", "50", "-n", "1", "--steps", "99",
-                 "-o", str(tmp_path / "v.h5")]) == 2
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(cm_path),
+                "--energies",
+                "50",
+                "-n",
+                "1",
+                "--steps",
+                "99",
+                "-o",
+                str(tmp_path / "v.h5"),
+            ]
+        )
+        == 2
+    )
     assert "takes 1 to" in capsys.readouterr().err
 
 
@@ -147,7 +187,9 @@ def test_irregular_mesh_trains_through_glam(tmp_path) -> None:
     """A DS1-like (irregular) mesh is mapped by GLaM to the regular cylinder the U-Net works on."""
     from tests.conftest import shared_file
 
-    cfg = VoxelConfig(mesh="ds1", channels=(4,), embedding=8, batch_size=4, eval_every=2, validation_showers=2, heun_steps=2)
+    cfg = VoxelConfig(
+        mesh="ds1", channels=(4,), embedding=8, batch_size=4, eval_every=2, validation_showers=2, heun_steps=2
+    )
     data = load_voxel_data(shared_file("g4_photons_val_fixed.h5"), get_mesh("ds1"), max_showers=10)
     model = train_voxel_model(data, cfg, out=tmp_path / "ds1.pt", steps=2, log=lambda s: None)
     assert model.glam is not None and model.latent_mesh.shape == (30, 16, 9)
