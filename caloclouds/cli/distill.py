@@ -1,13 +1,19 @@
-"""Distil an EDM teacher into a one-step consistency model (consistency distillation).
+"""Distil an EDM teacher into a one-step consistency model, or train one from its weights.
 
-The student and its EMA target start from the teacher's EMA weights; each step takes one teacher
-Heun step between adjacent Karras levels (N = distillation.num_steps). Writes OUT/checkpoint.pt
-(for --resume), OUT/model.pt (the target network: the file to ship) and OUT/config.yaml. Runs
-unchanged under torchrun.
+The student and its EMA start from the teacher's EMA weights. With --objective distillation (the
+default; consistency distillation) each step takes one teacher Heun step between adjacent Karras
+levels (N = distillation.num_steps) and the EMA is the target. With --objective training (improved
+consistency training, Song & Dhariwal 2023) the teacher only initialises the student: both levels
+are noised with the same noise, the target is the student itself without gradients, the loss is
+pseudo-Huber, the number of levels doubles from 11 to 1281 over --steps and the level is drawn
+log-normally. Writes OUT/checkpoint.pt (for --resume, with the same --objective), OUT/model.pt
+(the EMA network: the file to ship) and OUT/config.yaml. Runs unchanged under torchrun.
 
 example:
   caloclouds distill --teacher runs/teacher --data ../shared/data/g4_photons_train.h5 \\
       --out runs/cm --steps 3000 --batch-size 16
+  caloclouds distill --objective training --teacher runs/teacher --data ../shared/data/g4_photons_train.h5 \\
+      --out runs/ct --steps 3000 --batch-size 16
 """
 
 from __future__ import annotations
@@ -26,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="CFG.yaml",
         help="take the distillation section from this config (default: the teacher's)",
+    )
+    parser.add_argument(
+        "--objective",
+        choices=("distillation", "training"),
+        default="distillation",
+        help="distillation: consistency distillation with teacher ODE steps (default); training: consistency "
+        "training (no teacher steps; the teacher only initialises the student)",
     )
     add_common_arguments(parser)
 
@@ -46,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         val=args.val,
         time_budget_s=time_budget(args),
         config=config,
+        objective=args.objective,
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,

@@ -1,4 +1,5 @@
-"""Training loops: the EDM teacher (:func:`train_diffusion`) and consistency distillation (:func:`distill`).
+"""Training loops: the EDM teacher (:func:`train_diffusion`) and the consistency model (:func:`distill`:
+consistency distillation from the teacher, or consistency training initialised from it).
 
 Both loops share the same machinery:
 
@@ -22,7 +23,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +36,12 @@ from caloclouds.diffusion.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from caloclouds.diffusion.consistency import consistency_distillation_loss
+from caloclouds.diffusion.consistency import (
+    consistency_distillation_loss,
+    consistency_training_loss,
+    ct_level_probabilities,
+    ct_num_levels,
+)
 from caloclouds.diffusion.data import Batch, TrainingData
 from caloclouds.diffusion.edm import EDMDenoiser, RaggedCond, per_shower_mean, sample_log_normal_sigma
 from caloclouds.diffusion.preprocessing import PointNormaliser
@@ -64,7 +70,9 @@ from caloclouds.diffusion.sampling import karras_sigmas
 from caloclouds.runcontrol import set_lr
 from caloclouds.errors import CaloCloudsError
 
-__all__ = ["RunOptions", "TrainResult", "train_diffusion", "distill"]
+__all__ = ["OBJECTIVES", "RunOptions", "TrainResult", "train_diffusion", "distill"]
+
+OBJECTIVES = ("distillation", "training")  # What distill() optimises: CD with the teacher, or CT.
 
 
 class _EDMLoss(nn.Module):
@@ -175,9 +183,11 @@ def _saver(
     gen: torch.Generator,
     log: RunLog,
     dist_info: DistInfo,
+    train_extra: dict[str, Any] | None = None,
 ) -> Callable[[int], None]:
     """The checkpoint writer of a run: ``model.pt`` (the EMA weights), ``checkpoint.pt`` (plus the
-    training state), ``metrics.csv`` and ``curve.png``, written by rank 0 while the other ranks wait."""
+    training state and ``train_extra``), ``metrics.csv`` and ``curve.png``, written by rank 0 while
+    the other ranks wait."""
 
     last_png = [0.0]
 
@@ -197,6 +207,7 @@ def _saver(
             elapsed_s=log.elapsed_s,
         )
         train_state = {"model": model.state_dict(), "optimizer": optimiser.state_dict(), "rng": rng}
+        train_state.update(train_extra or {})
         save_checkpoint(out_dir / CHECKPOINT_NAME, train_state=train_state, **common)
         save_checkpoint(out_dir / MODEL_NAME, **common)
         # the PNG costs a second or more: at most every few minutes, and at the end of the call
@@ -246,6 +257,7 @@ def _run(
     loss_fn: Callable[[Batch], tuple[Tensor, Batch]],
     ema_fn: Callable[[int], None],
     val_denoiser: EDMDenoiser,
+    train_extra: dict[str, Any] | None = None,
 ) -> TrainResult:
     """The loop both runs share, from ``start`` to ``schedule.steps``.
 
@@ -267,7 +279,9 @@ def _run(
         ema_fn(step)
         return loss.detach(), batch.x.shape[0]
 
-    save_fn = _saver(out_dir, kind, config, normaliser, ema_inner, trained.inner, optimiser, gen, log, dist_info)
+    save_fn = _saver(
+        out_dir, kind, config, normaliser, ema_inner, trained.inner, optimiser, gen, log, dist_info, train_extra
+    )
     val_fn = _validation(opts.val, normaliser, cfg, val_denoiser, dev) if dist_info.rank == 0 else None
     run = run_steps(
         step_fn=step_fn,
@@ -371,9 +385,21 @@ def distill(
     out_dir: str | Path,
     *,
     config: RunConfig | None = None,
+    objective: Literal["distillation", "training"] = "distillation",
     **options: Any,
 ) -> TrainResult:
-    """Consistency distillation of an EDM teacher into a one-step model.
+    """A one-step consistency model from an EDM teacher: distilled from it, or trained from its weights.
+
+    ``objective="distillation"`` (CD, Song et al. 2023, Algorithm 2): each step takes one teacher
+    Heun step between adjacent Karras levels (N = ``distillation.num_steps``); the target is the EMA
+    of the student (``distillation.target_ema``), and it is the network saved.
+
+    ``objective="training"`` (improved CT, Song & Dhariwal 2023): the teacher only initialises the
+    student; each step noises the same showers with the same noise at two adjacent levels, the target
+    is the student itself without gradients, the loss the weighted pseudo-Huber distance, the number
+    of levels follows the curriculum N(k) over ``distillation.steps`` and the level is drawn
+    log-normally (:mod:`.consistency`). The saved network is an EMA of the student
+    (``distillation.target_ema``); ``num_steps`` is unused.
 
     Args:
         teacher: teacher checkpoint file or run folder (its EMA weights are the teacher).
@@ -381,11 +407,15 @@ def distill(
         out_dir: run folder of the consistency model.
         config: overrides the ``distillation`` section of the teacher's config; the network and
             preprocessing always come from the teacher.
+        objective: ``"distillation"`` (CD) or ``"training"`` (CT); a resumed run must keep its own.
         options: the fields of :class:`RunOptions`, as in :func:`train_diffusion`.
 
     Returns:
         :class:`TrainResult`.
     """
+    if objective not in OBJECTIVES:
+        msg = f"unknown objective {objective!r}; valid objectives are {OBJECTIVES}"
+        raise ValueError(msg)
     opts = RunOptions(**options)
     out_dir = Path(out_dir)
     dist_info, dev = setup_distributed(opts.device)
@@ -421,6 +451,9 @@ def distill(
     start = 0
     if ckpt_path is not None:
         ck = _resume(ckpt_path, "cm", student.inner, target.inner, optimiser, gen, dist_info, dev)
+        was = ck["train_state"].get("objective", "distillation")
+        if was != objective:
+            raise CaloCloudsError(f"{ckpt_path}: a consistency {was} run; resume it with --objective {was}")
         start, log = ck["step"], RunLog.from_checkpoint(ck)
     if dist_info.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -428,7 +461,7 @@ def distill(
     student_fwd = wrap_for_training(student, dist_info, opts.compile)
     sigmas = karras_sigmas(dcfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho, append_zero=False, device=dev)
 
-    def loss_fn(batch: Batch) -> tuple[Tensor, Batch]:
+    def cd_loss(batch: Batch) -> tuple[Tensor, Batch]:
         level = torch.randint(dcfg.num_steps - 1, (batch.cond.n_showers,), generator=gen)
         noise = torch.randn(batch.x.shape, generator=gen)
         batch = batch.to(dev)
@@ -436,6 +469,30 @@ def distill(
             return consistency_distillation_loss(
                 student_fwd, target, teacher_model, batch.x, noise.to(dev), level.to(dev), sigmas, cond=batch.cond
             ), batch
+
+    step_now = [start]  # the step the next loss belongs to (the curriculum's k); advanced by ema_fn
+    grids: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def ct_grid(n_levels: int) -> tuple[Tensor, Tensor]:
+        """The Karras levels of N(k) and the log-normal probabilities of their pairs (cached)."""
+        if n_levels not in grids:
+            levels = karras_sigmas(n_levels, cfg.sigma_min, cfg.sigma_max, cfg.rho, append_zero=False)
+            grids[n_levels] = (levels.to(dev), ct_level_probabilities(levels))
+        return grids[n_levels]
+
+    def ct_loss(batch: Batch) -> tuple[Tensor, Batch]:
+        levels, probs = ct_grid(ct_num_levels(step_now[0], dcfg.steps))
+        level = torch.multinomial(probs, batch.cond.n_showers, replacement=True, generator=gen)
+        noise = torch.randn(batch.x.shape, generator=gen)
+        batch = batch.to(dev)
+        with autocast(dev, opts.bf16):
+            return consistency_training_loss(
+                student_fwd, student, batch.x, noise.to(dev), level.to(dev), levels, cond=batch.cond
+            ), batch
+
+    def ema_fn(step: int) -> None:
+        ema_update(target, student, dcfg.target_ema)
+        step_now[0] = step + 1
 
     return _run(
         "cm",
@@ -453,7 +510,8 @@ def distill(
         start=start,
         dist_info=dist_info,
         dev=dev,
-        loss_fn=loss_fn,
-        ema_fn=lambda step: ema_update(target, student, dcfg.target_ema),
+        loss_fn=cd_loss if objective == "distillation" else ct_loss,
+        ema_fn=ema_fn,
         val_denoiser=target,
+        train_extra={"objective": objective},
     )
