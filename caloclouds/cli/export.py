@@ -8,9 +8,11 @@ grouped by ascending layer. Its extra files hold the version, layers, energy ran
 training provenance. Projection onto cells is left to Geant4.
 
 ONNX (--format onnx, needs `pip install caloclouds[onnx]`): a folder with caloclouds_ddml.onnx,
-the same pipeline and convention through torch.export (without the input checks, with ONNX's own
-random numbers and TopK for the depth ranking), plus shower_flow.onnx and point_model.onnx with
-their noise as inputs, all checked with onnxruntime; see the README for what cannot be expressed.
+the same pipeline and convention through torch.export (per-layer model, radial calibration, CoG
+shift and core sharing included; without the input checks, with ONNX's own random numbers, and
+TopK for the ranking of a depth-based model), plus shower_flow.onnx, point_model.onnx and, for a
+per-layer model, point_calibration.onnx with their noise or drawn points as inputs, all checked
+with onnxruntime against torch; see docs/user-guide.md for what differs and why.
 
 Examples:
   caloclouds export --model default -o caloclouds_ddml.pt

@@ -1,24 +1,30 @@
-"""ONNX export of a bundle: the whole DDML pipeline, plus its two networks alone, checked with onnxruntime.
+"""ONNX export of a bundle: the whole DDML pipeline, plus its deterministic parts alone, checked with onnxruntime.
 
 ``caloclouds_ddml.onnx`` is the single-shower pipeline of
 :class:`~caloclouds.export.pipeline.ScriptShowerPipeline` with the same calling convention
 (inputs ``energy_gev``, ``theta_deg``, ``phi_deg`` (1, 1); output ``shower``, the 1-D header +
-points tensor), exported through ``torch.export`` (the number of points, drawn by the flow, is a
-data-dependent size that ONNX carries; the noise is drawn by ONNX ``RandomNormal`` ops inside the
-graph). Three things of the TorchScript export cannot be expressed and differ:
+points tensor), exported through ``torch.export``: the Shower Flow, the N calibration, the point
+stage (per-layer or depth-based consistency model) and, for a per-layer bundle, the radial
+calibration, the CoG shift and the core sharing. The number of points, drawn by the flow, and the
+number of core copies are data-dependent sizes that ONNX carries; the noise is drawn by ONNX
+``RandomNormal`` ops inside the graph. Two of torch's ops have no ONNX translation in the exporter
+and are written here in ONNX ops: ``hypot`` (as sqrt(x^2 + y^2)) and ``searchsorted`` (as the
+number of nodes below each value). What differs from the TorchScript export:
 
 * **No input checks.** ONNX graphs raise no exceptions, so a non-positive or NaN energy is not
   refused (the caller must check); the TorchScript export raises.
 * **Random numbers.** ONNX random ops draw from onnxruntime's generator, seeded when a session is
   created (``onnxruntime.set_seed`` before ``InferenceSession``), not torch's, so a seed never
   gives the same shower as torch; the distribution is the same.
-* **Sort order of ties.** ONNX has no stable sort, so the depth ranking uses TopK; points whose
-  depths tie (clamped to the first or last layer) may swap layers relative to torch.
+* **Sort order of ties** (depth-based model only). ONNX has no stable sort, so the depth ranking
+  uses TopK; points whose depths tie may swap layers relative to torch.
 
-``shower_flow.onnx`` and ``point_model.onnx`` are the deterministic networks with their noise as an
-input (the Shower Flow with its decoding; the one-step consistency model with its inverse
-preprocessing, N dynamic); they reproduce torch to float32 rounding for the same noise, which
-checks the exported maths where the whole pipeline cannot be compared number by number.
+The deterministic parts are exported alone too, with their noise or drawn points as inputs, and
+reproduce torch to float32 rounding, which checks the exported maths where the whole pipeline
+cannot be compared number by number: ``shower_flow.onnx`` (the Shower Flow with its decoding),
+``point_model.onnx`` (the one-step consistency model with its inverse preprocessing, the number of
+points dynamic) and, for a per-layer model, ``point_calibration.onnx`` (the layer energies, radial
+calibration, CoG shift and core sharing of one shower's drawn points).
 """
 
 from __future__ import annotations
@@ -78,9 +84,64 @@ class _PointGraph(nn.Module):
         return torch.stack([px, py, depth, pe], dim=-1)
 
 
+class _LayerPointGraph(nn.Module):
+    """One consistency step of the per-layer model plus the inverse preprocessing (noise is an input)."""
+
+    def __init__(self, stage: nn.Module) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def forward(
+        self,
+        noise: Tensor,
+        points_per_layer: Tensor,
+        condition_points_per_layer: Tensor,
+        energy_per_layer_mev: Tensor,
+        incident_energy_gev: Tensor,
+    ) -> Tensor:
+        s = self.stage
+        features = s.layer_features(condition_points_per_layer, energy_per_layer_mev, incident_energy_gev)
+        index = torch.repeat_interleave(torch.arange(s.n_layers), points_per_layer)
+        return s.from_noise(noise, features, index)
+
+
+class _CalibrationGraph(nn.Module):
+    """The pipeline's step 4 (no random numbers): one shower's drawn points -> its calibrated points."""
+
+    def __init__(self, pipeline: nn.Module) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+
+    def forward(
+        self,
+        raw_points: Tensor,
+        energy_per_layer_mev: Tensor,
+        cog_mm: Tensor,
+        incident_energy_gev: Tensor,
+        angle_rad: Tensor,
+    ) -> Tensor:
+        return self.pipeline.calibrate_points(raw_points, energy_per_layer_mev, cog_mm, incident_energy_gev, angle_rad)
+
+
+def _translations() -> dict[Any, Any]:
+    """ONNX translations of the torch ops that the exporter has none for (opset 18 ops only)."""
+    from onnxscript import INT64
+    from onnxscript import opset18 as op
+
+    def hypot(x, y):  # noqa: ANN001, ANN202
+        return op.Sqrt(op.Add(op.Mul(x, x), op.Mul(y, y)))
+
+    def searchsorted(sorted_sequence, values, out_int32: bool = False, right: bool = False, side=None, sorter=None):  # noqa: ANN001, ANN202, ARG001
+        # side "left" (the only one the pipeline uses): how many nodes lie below each value
+        below = op.Greater(op.Unsqueeze(values, [-1]), sorted_sequence)
+        return op.ReduceSum(op.Cast(below, to=INT64.dtype), [-1], keepdims=0)
+
+    return {torch.ops.prims.hypot.default: hypot, torch.ops.aten.searchsorted.Tensor: searchsorted}
+
+
 @dataclass
 class OnnxReport:
-    """What was exported, how well onnxruntime reproduces torch, and why the whole pipeline was not."""
+    """What was exported and how well onnxruntime reproduces torch."""
 
     files: dict[str, str]
     max_abs_diff: dict[str, float]
@@ -92,8 +153,8 @@ class OnnxReport:
             + ", ".join(f"{e:g} GeV sampling fraction {f * 100:.3f} %" for e, f in self.sampling_fraction.items())
         ]
         lines += [
-            f"wrote {self.files[name]}: onnxruntime vs torch for the same noise, max |diff| {self.max_abs_diff[name]:.3g}"
-            for name in ("shower_flow.onnx", "point_model.onnx")
+            f"wrote {self.files[name]}: onnxruntime vs torch for the same input, max |diff| {diff:.3g}"
+            for name, diff in self.max_abs_diff.items()
         ]
         return "\n".join(lines)
 
@@ -128,6 +189,7 @@ def _export(
             input_names=input_names,
             output_names=output_names,
             dynamic_shapes=dynamic_shapes,
+            custom_translation_table=_translations(),
         )
         program.save(str(tmp))
 
@@ -140,17 +202,110 @@ def _session(path: Path) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def _part_graphs(
+    pipeline: Any, gen: torch.Generator
+) -> dict[str, tuple[nn.Module, dict[str, Any], tuple[Tensor, ...]]]:
+    """The deterministic parts: file name -> (module, export settings, check input different from the
+    export's example)."""
+    from caloclouds.export.points import DepthPointStage
+
+    batch = torch.export.Dim("batch")
+    n = torch.export.Dim("n_points", min=2)
+    energy = torch.tensor([10.0, 50.0, 90.0])
+    parts: dict[str, tuple[nn.Module, dict[str, Any], tuple[Tensor, ...]]] = {}
+    parts["shower_flow.onnx"] = (
+        _FlowGraph(pipeline.flow).eval(),
+        {
+            "args": (energy, torch.randn(3, pipeline.flow.dim, generator=gen)),
+            "input_names": ["incident_energy_gev", "noise"],
+            "output_names": ["points_per_layer", "energy_per_layer_mev"],
+            "dynamic_shapes": {"incident_energy_gev": {0: batch}, "noise": {0: batch}},
+        },
+        (torch.tensor([12.0, 47.0, 88.0, 60.0]), torch.randn(4, pipeline.flow.dim, generator=gen)),
+    )
+    if isinstance(pipeline.points, DepthPointStage):
+        parts["point_model.onnx"] = (
+            _PointGraph(pipeline.points).eval(),
+            {
+                "args": (torch.randn(1000, 4, generator=gen), torch.tensor([50.0]), torch.tensor([1000])),
+                "input_names": ["noise", "incident_energy_gev", "n_points"],
+                "output_names": ["points"],
+                "dynamic_shapes": {"noise": {0: n}, "incident_energy_gev": None, "n_points": None},
+            },
+            (torch.randn(2345, 4, generator=gen), torch.tensor([70.0]), torch.tensor([2345])),
+        )
+        return parts
+    # a per-layer model: targets and drawn points of real showers of the pipeline
+    example = _drawn_shower(pipeline, 50.0, gen)
+    check = _drawn_shower(pipeline, 80.0, gen)
+    parts["point_model.onnx"] = (
+        _LayerPointGraph(pipeline.points).eval(),
+        {
+            "args": example["points"],
+            "input_names": [
+                "noise",
+                "points_per_layer",
+                "condition_points_per_layer",
+                "energy_per_layer_mev",
+                "incident_energy_gev",
+            ],
+            "output_names": ["points"],
+            "dynamic_shapes": {
+                "noise": {0: n},
+                "points_per_layer": None,
+                "condition_points_per_layer": None,
+                "energy_per_layer_mev": None,
+                "incident_energy_gev": None,
+            },
+        },
+        check["points"],
+    )
+    parts["point_calibration.onnx"] = (
+        _CalibrationGraph(pipeline).eval(),
+        {
+            "args": example["calibration"],
+            "input_names": ["raw_points", "energy_per_layer_mev", "cog_mm", "incident_energy_gev", "angle_rad"],
+            "output_names": ["points"],
+            "dynamic_shapes": {
+                "raw_points": {0: n},
+                "energy_per_layer_mev": None,
+                "cog_mm": None,
+                "incident_energy_gev": None,
+                "angle_rad": None,
+            },
+        },
+        check["calibration"],
+    )
+    return parts
+
+
+def _drawn_shower(pipeline: Any, energy_gev: float, gen: torch.Generator) -> dict[str, tuple[Tensor, ...]]:
+    """The inputs of the per-layer point and calibration graphs for one shower drawn with ``gen``."""
+    incident = torch.tensor([energy_gev])
+    with torch.no_grad():
+        n_layer, e_layer, cog = pipeline.flow.sample_with_cog(
+            incident, torch.randn(1, pipeline.flow.dim, generator=gen)
+        )
+        noise = torch.randn(int(n_layer.sum()), 3, generator=gen)
+        points = (noise, n_layer[0], n_layer[0], e_layer[0], incident)
+        raw = _LayerPointGraph(pipeline.points)(*points)
+    calibration = (raw, e_layer[0], cog[0], incident, torch.rand(1, generator=gen) * 6.2832)
+    return {"points": points, "calibration": calibration}
+
+
 def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxReport:
-    """Export the Shower Flow and the consistency model of ``bundle`` to ``out_dir`` and check them.
+    """Export the whole pipeline of ``bundle`` and its deterministic parts to ``out_dir``, and check them.
 
     Raises:
-        CaloCloudsError: onnx/onnxruntime missing, or ``steps`` != 1.
+        CaloCloudsError: onnx/onnxruntime/onnxscript missing, or ``steps`` != 1.
     """
+    import logging
+
     from caloclouds.errors import CaloCloudsError
     from caloclouds.export.pipeline import ScriptShowerPipeline
+    from caloclouds.export.points import DepthPointStage
     from caloclouds.export.torchscript import export_metadata
-
-    import logging
+    from caloclouds.io.atomic import atomic_path
 
     require_onnx()
     for name in ("torch.onnx", "torch.fx", "torch.export", "onnx_ir", "onnxscript"):  # exporter chatter
@@ -159,21 +314,16 @@ def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxRepo
         raise CaloCloudsError(f"the ONNX export has the one-step consistency model only, got --steps {steps}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from caloclouds.export.points import DepthPointStage
-
     pipeline = ScriptShowerPipeline(bundle, steps=1).eval()
-    if not isinstance(pipeline.points, DepthPointStage):
-        raise CaloCloudsError(
-            f"{bundle.path}: the ONNX export has the depth-based consistency model only; "
-            "export a per-layer model with --format torchscript"
-        )
+    depth_model = isinstance(pipeline.points, DepthPointStage)
     pipeline.check_inputs = False  # no exceptions in ONNX
-    pipeline.points.stable_sort = False  # TopK: ONNX has no stable sort
+    pipeline.points.net.chunked = False  # the number of points is not known in the graph
+    if depth_model:
+        pipeline.points.stable_sort = False  # TopK: ONNX has no stable sort
     report = OnnxReport({}, {})
-    ddml_args = tuple(torch.full((1, 1), v) for v in (50.0, 90.0, 0.0))
     _export(
         pipeline,
-        ddml_args,
+        tuple(torch.full((1, 1), v) for v in (50.0, 90.0, 0.0)),
         out / "caloclouds_ddml.onnx",
         input_names=["energy_gev", "theta_deg", "phi_deg"],
         output_names=["shower"],
@@ -181,60 +331,33 @@ def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxRepo
     )
     report.files["caloclouds_ddml.onnx"] = str(out / "caloclouds_ddml.onnx")
     report.sampling_fraction = onnx_sampling_fractions(_session(out / "caloclouds_ddml.onnx"), pipeline.n_layers)
-    gen = torch.Generator().manual_seed(0)
-    batch = torch.export.Dim("batch")
-    energy = torch.tensor([10.0, 50.0, 90.0])
-    noise = torch.randn(3, pipeline.flow.dim, generator=gen)
-    flow = _FlowGraph(pipeline.flow).eval()
-    _export(
-        flow,
-        (energy, noise),
-        out / "shower_flow.onnx",
-        input_names=["incident_energy_gev", "noise"],
-        output_names=["points_per_layer", "energy_per_layer_mev"],
-        dynamic_shapes={"incident_energy_gev": {0: batch}, "noise": {0: batch}},
-    )
-    n = torch.export.Dim("n_points", min=2)
-    point_args = (torch.randn(1000, 4, generator=gen), torch.tensor([50.0]), torch.tensor([1000]))
-    points = _PointGraph(pipeline.points).eval()
-    _export(
-        points,
-        point_args,
-        out / "point_model.onnx",
-        input_names=["noise", "incident_energy_gev", "n_points"],
-        output_names=["points"],
-        dynamic_shapes={"noise": {0: n}, "incident_energy_gev": None, "n_points": None},
-    )
-    with torch.no_grad():
-        checks = {
-            "shower_flow.onnx": (flow, (energy, noise)),
-            "point_model.onnx": (
-                points,
-                (torch.randn(2345, 4, generator=gen), torch.tensor([70.0]), torch.tensor([2345])),
-            ),
-        }
-        for name, (module, args) in checks.items():
-            sess = _session(out / name)
-            feeds = {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)}
-            expected = module(*args)
-            expected = expected if isinstance(expected, tuple) else (expected,)
-            got = sess.run(None, feeds)
-            report.files[name] = str(out / name)
-            report.max_abs_diff[name] = max(
-                float(np.max(np.abs(g - e.numpy().astype(g.dtype)))) for g, e in zip(got, expected)
-            )
+    for name, (module, settings, check) in _part_graphs(pipeline, torch.Generator().manual_seed(0)).items():
+        args = settings.pop("args")
+        _export(module, args, out / name, **settings)
+        sess = _session(out / name)
+        with torch.no_grad():
+            expected = module(*check)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        got = sess.run(None, {i.name: a.numpy() for i, a in zip(sess.get_inputs(), check, strict=True)})
+        report.files[name] = str(out / name)
+        report.max_abs_diff[name] = max(
+            float(np.max(np.abs(g - e.numpy().astype(g.dtype)), initial=0.0)) if g.shape == e.shape else float("inf")
+            for g, e in zip(got, expected, strict=True)
+        )
+    differences = [
+        "no input checks (ONNX has no exceptions): the caller must pass a finite energy > 0",
+        "random numbers from onnxruntime's generator (onnxruntime.set_seed before creating the session), not torch's",
+    ]
+    if depth_model:
+        differences.append("TopK instead of a stable sort: points with tied depths may swap layers relative to torch")
     meta = export_metadata(bundle, steps=1)
     meta["onnx"] = {
         "files": sorted(report.files),
         "opset": OPSET,
-        "differences_from_torchscript": [
-            "no input checks (ONNX has no exceptions): the caller must pass a finite energy > 0",
-            "random numbers from onnxruntime's generator (onnxruntime.set_seed before creating the session), not torch's",
-            "TopK instead of a stable sort: points with tied depths may swap layers relative to torch",
-        ],
+        "differences_from_torchscript": differences,
+        "written_in_onnx_ops": ["hypot as sqrt(x^2 + y^2)", "searchsorted as the number of nodes below each value"],
+        "max_abs_diff_vs_torch": report.max_abs_diff,
     }
-    from caloclouds.io.atomic import atomic_path
-
     with atomic_path(out / "metadata.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return report

@@ -119,19 +119,26 @@ class ScriptShowerPipeline(nn.Module):
         split = script_largest_remainder(per_layer.double(), n_points)
         per_layer = torch.where((n_points == n_flow).unsqueeze(1), per_layer, split)
         raw = self.points(per_layer[0], n_flow_per_layer[0], energy_per_layer[0], incident_energy_gev)
+        angle = torch.rand([1]) * (2 * math.pi) if self.cog_mode == "rotate" else torch.zeros([1])
+        return self.calibrate_points(raw, energy_per_layer[0], cog[0], incident_energy_gev, angle)
+
+    def calibrate_points(
+        self, raw: Tensor, energy_per_layer_mev: Tensor, cog_mm: Tensor, incident_energy_gev: Tensor, angle: Tensor
+    ) -> Tensor:
+        """Step 4 of the module doc, with no random numbers: the drawn (P, 4) points of one shower ->
+        its calibrated points (``angle`` (1,) rad is the rotation of ``cog: rotate``, else unused)."""
         layer = raw[:, 2].long()
-        e = self.rescale(raw[:, 3], layer, energy_per_layer[0])
+        e = self.rescale(raw[:, 3], layer, energy_per_layer_mev)
         x, y = raw[:, 0], raw[:, 1]
         if self.calibrate_radii:
             x, y = map_radii(
                 x, y, layer, incident_energy_gev.expand(x.shape[0]), self.radial_nodes_gev, self.radial_table
             )
         if self.cog_mode == "rotate":
-            angle = torch.rand([1]) * (2 * math.pi)
             cos, sin = angle.cos(), angle.sin()
             x, y = cos * x - sin * y, sin * x + cos * y
         elif self.cog_mode == "flow":
-            x, y = self.shift_cog(x, y, e, cog[0])
+            x, y = self.shift_cog(x, y, e, cog_mm)
         points = torch.stack([x, y, raw[:, 2], e], dim=1)
         return self.share_core(points[e > 0])
 

@@ -47,6 +47,7 @@ class _ConcatSquashStack(nn.Module):
         self.leaky_slope = float(leaky_slope)
         self.n_layers = len(layers)
         self.chunk_points = int(chunk_points)
+        self.chunked = True  # off in the ONNX graph, where the number of points is not known
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
         """``x`` (P, F) points of one shower, ``context`` (1, C) its context -> (P, F)."""
@@ -74,7 +75,7 @@ class _ConcatSquashStack(nn.Module):
         for layer in self.layers:
             gates.append(torch.sigmoid(layer.gate(context)))
             biases.append(layer.bias(context))
-        if x.shape[0] <= self.chunk_points:
+        if not self.chunked or x.shape[0] <= self.chunk_points:
             return self._gathered(x, gates, biases, index)
         parts: list[Tensor] = []
         for lo in range(0, x.shape[0], self.chunk_points):
@@ -256,26 +257,34 @@ class PerLayerPointStage(_ConsistencyStage):
         incident_energy_gev: Tensor,
     ) -> Tensor:
         """Points grouped by ascending layer, drawn layer by layer (see the class doc)."""
-        rows = torch.nonzero(points_per_layer > 0).squeeze(1)
-        row_counts = points_per_layer.index_select(0, rows)
-        n_rows = rows.shape[0]
-        features = self.row_conditions(
+        features = self.layer_features(condition_points_per_layer, energy_per_layer_mev, incident_energy_gev)
+        index = torch.repeat_interleave(torch.arange(self.n_layers), points_per_layer)
+        return self.from_noise(torch.randn([index.shape[0], 3]), features, index)
+
+    def layer_features(
+        self, condition_points_per_layer: Tensor, energy_per_layer_mev: Tensor, incident_energy_gev: Tensor
+    ) -> Tensor:
+        """(L, 4 + L) ``row_conditions`` of every layer, the empty ones included: the number of rows is
+        then no data-dependent size (ONNX), and an empty layer's row gets no points."""
+        n_rows = self.n_layers
+        return self.row_conditions(
             incident_energy_gev.reshape(1).expand(n_rows),
             condition_points_per_layer.sum().expand(n_rows),
-            rows,
-            condition_points_per_layer.index_select(0, rows).clamp_min(1),
-            energy_per_layer_mev.index_select(0, rows).clamp_min(0.0),
+            torch.arange(n_rows),
+            condition_points_per_layer.clamp_min(1),
+            energy_per_layer_mev.clamp_min(0.0),
         )
-        index = torch.repeat_interleave(torch.arange(n_rows), row_counts)
-        x = torch.randn([int(row_counts.sum()), 3]) * self.sigmas[0]
-        x = self.denoise_rows(x, 0, features, index)
+
+    def from_noise(self, noise: Tensor, features: Tensor, index: Tensor) -> Tensor:
+        """The points of unit-variance ``noise`` (P, 3) in rows ``index`` (P,) with ``row_conditions``
+        ``features``: deterministic for one step (further steps draw their own noise)."""
+        x = self.denoise_rows(noise * self.sigmas[0], 0, features, index)
         for step in range(1, self.sigmas.shape[0]):
             if float(self.sigmas[step]) <= self.sigma_min:
                 continue
             x = self.denoise_rows(x + torch.randn(x.shape) * self.renoise[step], step, features, index)
         px, py, pe = self.physical_xy_e(x[:, 0], x[:, 1], x[:, 2])
-        layer = torch.repeat_interleave(rows, row_counts).to(torch.float32)
-        return torch.stack([px, py, layer, pe], dim=-1)
+        return torch.stack([px, py, index.to(torch.float32), pe], dim=-1)
 
 
 def build_point_stage(point_model: Any, *, steps: int = 1) -> nn.Module:
