@@ -1,6 +1,6 @@
-"""Checkpoint files: plain dicts that load with ``torch.load(path, weights_only=True)``.
+"""PointWise Net checkpoint files: plain dicts that load with ``torch.load(path, weights_only=True)``.
 
-Layout::
+Layout: the header all trainings share (:mod:`caloclouds.training.rundir`) plus the normaliser::
 
     {"format_version": 1, "kind": "edm" | "cm", "config": RunConfig as a dict,
      "normaliser": PointNormaliser as a dict, "state_dict": the inference network (EDM: the EMA;
@@ -28,6 +28,7 @@ from caloclouds.diffusion.preprocessing import PointNormaliser
 from caloclouds.errors import InputFileError
 from caloclouds.io.atomic import atomic_path
 from caloclouds.io.torchfile import load_checkpoint_dict
+from caloclouds.training.rundir import CHECKPOINT_NAME, MODEL_NAME, checkpoint_header, resolve_run_file
 
 __all__ = [
     "FORMAT_VERSION",
@@ -43,8 +44,6 @@ __all__ = [
 
 FORMAT_VERSION = 1
 KINDS = ("edm", "cm")
-CHECKPOINT_NAME = "checkpoint.pt"  # full training state in a run folder (for --resume)
-MODEL_NAME = "model.pt"  # the slim inference checkpoint in a run folder
 
 
 def build_inner(cfg: DiffusionConfig, n_layers: int) -> PointWiseNet:
@@ -87,17 +86,17 @@ def save_checkpoint(
     elapsed_s: float = 0.0,
 ) -> None:
     """Write a checkpoint atomically (see the module docstring for the layout)."""
-    data: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "config": config_to_dict(config),
-        "normaliser": normaliser.to_dict(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
-        "step": int(step),
-        "loss_log": [float(v) for v in loss_log],
-        "metrics": [{k: float(v) for k, v in row.items()} for row in metrics or []],
-        "elapsed_s": float(elapsed_s),
-    }
+    data = checkpoint_header(
+        kind=kind,
+        format_version=FORMAT_VERSION,
+        config=config_to_dict(config),
+        state_dict=state_dict,
+        step=step,
+        loss_log=loss_log,
+        metrics=metrics or [],
+        elapsed_s=elapsed_s,
+    )
+    data["normaliser"] = normaliser.to_dict()
     if train_state is not None:
         data["train_state"] = train_state
     with atomic_path(path) as tmp:
@@ -106,15 +105,7 @@ def save_checkpoint(
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or a run folder (its ``model.pt``, else its ``checkpoint.pt``)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in (MODEL_NAME, CHECKPOINT_NAME):
-            if (path / name).is_file():
-                return path / name
-        raise InputFileError(path, f"run folder holds neither {MODEL_NAME} nor {CHECKPOINT_NAME}")
-    if not path.is_file():
-        raise InputFileError(path, "checkpoint not found")
-    return path
+    return resolve_run_file(path, (MODEL_NAME, CHECKPOINT_NAME))
 
 
 def _known_keys(data: Any, cls: type) -> Any:
