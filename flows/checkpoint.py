@@ -1,15 +1,21 @@
 """Shower Flow checkpoints: plain dicts that load with ``torch.load(path, weights_only=True)``.
 
-Layout (``format_version`` 1)::
+Layout (``format_version`` 1): the header all trainings share (:mod:`caloclouds.training.rundir`)
+plus the flow's own fields::
 
     {"format_version": 1, "kind": "shower_flow",
      "config": {"detector": {...}, "flow": {...}},     # plain dicts (config_to_dict)
-     "preprocessing": {...},                            # FeaturePreprocessing.to_state()
      "state_dict": {...},                               # flow weights and permutation buffers
-     "training": {...}}                                 # step, losses; optimiser state in last.pt only
+     "step": int, "loss_log": [...], "metrics": [...], "elapsed_s": float,
+     "preprocessing": {...},                            # FeaturePreprocessing.to_state()
+     "training": {...}}                                 # step and validation loss of these weights,
+                                                        # data files, profile calibration
+    # checkpoint.pt adds "train_state": optimiser, random stream, best validation loss so far
 
-A run folder holds ``best.pt`` (lowest validation loss), ``last.pt`` (everything needed to
-resume) and ``losses.csv``. :func:`load_shower_flow` takes a checkpoint file or a run folder.
+A run folder holds ``model.pt`` (the lowest validation loss: the file to ship), ``checkpoint.pt``
+(the last step, everything needed to resume), ``config.yaml``, ``metrics.csv`` and ``curve.png``.
+Run folders of earlier versions hold ``best.pt`` and ``last.pt`` instead; both still load.
+:func:`load_shower_flow` takes a checkpoint file or a run folder.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from caloclouds.config import DetectorConfig, config_from_dict, config_to_dict
 from caloclouds.errors import InputFileError
 from caloclouds.io.atomic import atomic_path
 from caloclouds.io.torchfile import load_checkpoint_dict
+from caloclouds.training.rundir import CHECKPOINT_NAME, MODEL_NAME, checkpoint_header, resolve_run_file
 from flows.preprocessing import FeaturePreprocessing
 from flows.sampling import ShowerFlow
 
 __all__ = [
     "FORMAT_VERSION",
+    "KIND",
     "BEST_NAME",
     "LAST_NAME",
+    "RUN_FILE_NAMES",
     "default_flow_path",
     "flow_checkpoint",
     "save_checkpoint",
@@ -38,12 +47,14 @@ __all__ = [
     "flow_from_checkpoint",
     "load_shower_flow",
     "flow_detector_config",
+    "resolve_flow_file",
 ]
 
 FORMAT_VERSION = 1
 KIND = "shower_flow"
-BEST_NAME = "best.pt"
-LAST_NAME = "last.pt"
+BEST_NAME = "best.pt"  # the best checkpoint in run folders of earlier versions (now model.pt)
+LAST_NAME = "last.pt"  # the resumable checkpoint in run folders of earlier versions (now checkpoint.pt)
+RUN_FILE_NAMES = (MODEL_NAME, BEST_NAME, CHECKPOINT_NAME)  # what a run folder's flow is, first found
 
 
 def default_flow_path() -> Path:
@@ -54,17 +65,24 @@ def default_flow_path() -> Path:
 
 
 def flow_checkpoint(
-    flow: ShowerFlow, *, detector: DetectorConfig, training: dict[str, Any] | None = None
+    flow: ShowerFlow,
+    *,
+    detector: DetectorConfig,
+    training: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The checkpoint dict of a flow (tensors copied to the CPU)."""
-    return {
-        "format_version": FORMAT_VERSION,
-        "kind": KIND,
-        "config": {"detector": config_to_dict(detector), "flow": config_to_dict(flow.config)},
-        "preprocessing": flow.preprocessing.to_state(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in flow.model.state_dict().items()},
-        "training": dict(training or {}),
-    }
+    """The checkpoint dict of a flow (tensors copied to the CPU).
+
+    ``run``: the header's ``step``, ``loss_log``, ``metrics`` and ``elapsed_s`` (default: step 0, empty).
+    """
+    header = checkpoint_header(
+        kind=KIND,
+        format_version=FORMAT_VERSION,
+        config={"detector": config_to_dict(detector), "flow": config_to_dict(flow.config)},
+        state_dict=flow.model.state_dict(),
+        **(run or {"step": 0}),
+    )
+    return {**header, "preprocessing": flow.preprocessing.to_state(), "training": dict(training or {})}
 
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
@@ -77,13 +95,19 @@ def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     """Load and check a Shower Flow checkpoint dict (``weights_only=True``)."""
     path = Path(path)
     if path.is_dir():
-        path = path / BEST_NAME
+        path = resolve_run_file(path, RUN_FILE_NAMES)
     ckpt = load_checkpoint_dict(path, map_location=map_location, what="Shower Flow checkpoint")
     if ckpt.get("kind") != KIND:
         raise InputFileError(path, "not a Shower Flow checkpoint (missing kind 'shower_flow')")
     if ckpt.get("format_version") != FORMAT_VERSION:
         raise InputFileError(path, f"format_version {ckpt.get('format_version')!r}, this code reads {FORMAT_VERSION}")
     return ckpt
+
+
+def resolve_flow_file(path: str | Path) -> Path:
+    """The flow file to ship from a run: a file as is; in a run folder its ``model.pt`` (the lowest
+    validation loss), in a run folder of an earlier version its ``best.pt`` (else ``last.pt``)."""
+    return resolve_run_file(path, (MODEL_NAME, BEST_NAME, LAST_NAME))
 
 
 def flow_from_checkpoint(ckpt: dict[str, Any]) -> ShowerFlow:
@@ -98,7 +122,8 @@ def load_shower_flow(path: str | Path, *, map_location: str | torch.device = "cp
     """Load a trained Shower Flow.
 
     Args:
-        path: a checkpoint file, or a training run folder (its ``best.pt``).
+        path: a checkpoint file, or a training run folder (its ``model.pt``, the lowest validation
+            loss; ``best.pt`` in run folders of earlier versions).
         map_location: device to put the flow on.
 
     Returns:

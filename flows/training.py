@@ -1,21 +1,20 @@
-"""Resumable maximum-likelihood training of the Shower Flow.
+"""Resumable maximum-likelihood training of the Shower Flow, on the step loop all trainings share.
 
 Loss = -log p(x | c) averaged over a batch (CaloClouds §2.3), Adam with a cosine learning-rate
-decay. Every ``eval_every`` steps the validation loss is computed, a row is added to
-``losses.csv`` and ``last.pt`` is written atomically (``best.pt`` too when the validation loss
-improved; at the end its mean layer profile is calibrated on the training set, see
-:mod:`flows.calibration`). ``last.pt`` holds the optimiser and random-generator states and the loss history, so
-``resume=True`` continues exactly where the last checkpoint left off: same step count, same
-batches, and the loss log continues. SIGTERM or Ctrl-C, also during a validation, lets the current
-step (and its validation) finish, writes ``last.pt`` and stops; so does ``time_budget_s``. The
-run is then identical to an uninterrupted one after ``resume=True``. ``curve.png`` plots the log.
+decay, in the run folder every training uses (:mod:`caloclouds.training.rundir`). Every
+``eval_every`` steps the validation loss is computed, a row is added to ``metrics.csv`` and
+``checkpoint.pt`` is written atomically; ``model.pt`` too when the validation loss improved (it is
+the lowest-validation-loss flow, the file to ship; at the end its mean layer profile is calibrated
+on the training set, see :mod:`flows.calibration`). ``checkpoint.pt`` holds the optimiser and
+random-generator states and the loss log, so ``resume=True`` continues exactly where the last
+checkpoint left off: same step count, same batches, same choice of ``model.pt``. SIGTERM or Ctrl-C,
+also during a validation, lets the current step (and its validation) finish, writes
+``checkpoint.pt`` and stops; so does ``time_budget_s``. ``curve.png`` plots the log.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,21 @@ import torch
 
 from caloclouds.config import DetectorConfig, FlowConfig, RunConfig, config_from_dict, config_to_dict
 from caloclouds.errors import ConfigError
-from caloclouds.io.atomic import atomic_path
-from caloclouds.runcontrol import StopRequest, cosine_lr, set_lr, write_curve_png, write_metrics_csv
+from caloclouds.runcontrol import cosine_lr, set_lr
+from caloclouds.training.loop import RunLog, optimiser_step, run_steps
+from caloclouds.training.rundir import (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    MODEL_NAME,
+    open_run_dir,
+    run_record,
+    save_run_checkpoints,
+    write_curves,
+    write_run_config,
+)
 from flows.calibration import calibrate_layer_profile
 from flows.checkpoint import (
-    BEST_NAME,
+    KIND,
     LAST_NAME,
     flow_checkpoint,
     flow_detector_config,
@@ -42,8 +51,7 @@ from flows.sampling import ShowerFlow
 
 __all__ = ["train_shower_flow", "LOSS_LOG_NAME"]
 
-LOSS_LOG_NAME = "losses.csv"
-_LOG_FIELDS = ("step", "train_loss", "val_loss", "learning_rate", "elapsed_s")
+LOSS_LOG_NAME = METRICS_NAME  # the loss log of a run (losses.csv in earlier versions)
 _EVAL_BATCH = 4096  # showers per forward pass when computing the validation loss
 _EVAL_SEED = 0  # seed of the validation set's dequantisation noise
 
@@ -90,57 +98,27 @@ def _mean_loss(flow: ShowerFlow, features: ShowerFeatures) -> float:
     return total / len(features)
 
 
-def _write_log(out: Path, history: list[dict[str, float]]) -> None:
-    write_metrics_csv(out / LOSS_LOG_NAME, history, _LOG_FIELDS)
-    write_curve_png(
-        out / "curve.png",
-        history,
-        "Shower Flow",
-        {"train_loss": "training loss (mean over interval)", "val_loss": "validation loss"},
-    )
-
-
 def _calibrate_best(out: Path, train: ShowerFeatures, cfg: FlowConfig, detector: DetectorConfig) -> None:
-    """Fit the per-layer profile calibration of ``best.pt`` on the training set (once)."""
-    ckpt = read_checkpoint(out / BEST_NAME)
+    """Fit the per-layer profile calibration of ``model.pt`` on the training set (once)."""
+    ckpt = read_checkpoint(out / MODEL_NAME)
     if ckpt["training"].get("calibrated") or train.conditions.shape[1]:
         return
     best = flow_from_checkpoint(ckpt)
     scales = calibrate_layer_profile(best, train, samples_per_shower=cfg.calibration_samples)
     training = dict(ckpt["training"], calibrated=True, calibration=scales)
-    save_checkpoint(out / BEST_NAME, flow_checkpoint(best, detector=detector, training=training))
+    run = {k: ckpt[k] for k in ("step", "loss_log", "metrics", "elapsed_s")}
+    save_checkpoint(out / MODEL_NAME, flow_checkpoint(best, detector=detector, training=training, run=run))
 
 
-def _start(
-    config: RunConfig, train: ShowerFeatures, out: Path, resume: bool, seed: int, device: str
-) -> tuple[Any, ...]:
-    last = out / LAST_NAME
-    if resume and last.is_file():
-        ckpt = read_checkpoint(last)
-        flow = flow_from_checkpoint(ckpt).to(device)
-        state = ckpt["training"]
-        flow_config = flow.config
-        detector = flow_detector_config(ckpt)
-        return flow, flow_config, detector, state
-    if not resume and last.is_file():
-        msg = f"{out} already holds a training run ({LAST_NAME}); pass --resume to continue it or choose another --out"
+def _open_run(out: Path, resume: bool) -> tuple[Path, dict[str, Any] | None]:
+    """The run folder and the checkpoint to resume (or None), refusing a run folder of the earlier layout."""
+    if (out / LAST_NAME).is_file() and not (out / CHECKPOINT_NAME).is_file():
+        msg = (
+            f"{out} holds a Shower Flow run of an earlier version ({LAST_NAME}), which this version "
+            "cannot resume; choose another --out (its best.pt still loads and bundles)"
+        )
         raise ConfigError(msg)
-    torch.manual_seed(seed)  # initial weights only; every later draw uses the run's own generator
-    pre = FeaturePreprocessing.fit(train, range_margin=config.flow.range_margin)
-    flow = ShowerFlow(pre, config.flow).to(device)
-    gen = torch.Generator().manual_seed(seed)
-    state = {
-        "step": 0,
-        "history": [],
-        "best_val_loss": float("inf"),
-        "pending_loss_sum": 0.0,
-        "pending_loss_count": 0,
-        "rng_state": gen.get_state(),
-        "optimizer": None,
-        "seed": seed,
-        "elapsed_s": 0.0,
-    }
-    return flow, config.flow, config.detector, state
+    return open_run_dir(out, KIND, resume)
 
 
 def train_shower_flow(
@@ -161,36 +139,32 @@ def train_shower_flow(
 
     Args:
         config: the run configuration (its ``flow`` and ``detector`` sections are used; on resume
-            the ones stored in ``last.pt`` win).
+            the ones stored in ``checkpoint.pt`` win).
         data: training shower file.
-        out: run folder (checkpoints, ``losses.csv``, ``config.json``, feature caches).
+        out: run folder (``config.yaml``, ``checkpoint.pt``, ``model.pt``, ``metrics.csv``,
+            ``curve.png``, feature caches).
         val: validation shower file; without it the training loss picks the best checkpoint.
         steps: total optimiser steps (default ``config.flow.steps``).
         device: torch device.
         seed: seed of the initial weights, the batches and the augmentation.
-        resume: continue from ``out/last.pt`` (an error when there is none).
-        progress: show a tqdm bar with the train and validation loss.
+        resume: continue from ``out/checkpoint.pt`` (an error when there is none).
+        progress: show a progress bar.
         callback: called after every optimiser step with ``{"step", "loss"}`` (e.g. to stop a test).
-        time_budget_s: stop cleanly, after writing ``last.pt``, before this much time has passed.
+        time_budget_s: stop cleanly, after writing ``checkpoint.pt``, before this much time has passed.
 
     Returns:
-        ``{"step", "best_val_loss", "best", "last", "log", "stopped", "elapsed_s"}``; ``stopped`` is
-        "" (all steps done), "time budget" or the name of the signal that stopped the run.
+        ``{"step", "best_val_loss", "best", "last", "log", "stopped", "elapsed_s"}``: ``best`` is
+        ``model.pt``, ``last`` ``checkpoint.pt``, ``log`` ``metrics.csv``; ``stopped`` is ""
+        (all steps done), "time budget" or the name of the signal that stopped the run.
     """
-    import time
-
-    from tqdm import tqdm
-
     out = Path(out)
     detector: DetectorConfig = config.detector
     cfg = config.flow
-    if resume and not (out / LAST_NAME).is_file():  # before any folder is made
-        raise ConfigError(f"{out / LAST_NAME}: no checkpoint to resume; drop --resume to start a new run")
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        stored = read_checkpoint(out / LAST_NAME)
+    out, stored = _open_run(out, resume)  # before any folder is made
+    if stored is not None:
         detector = flow_detector_config(stored)
         cfg = config_from_dict({"flow": stored["config"]["flow"]}).flow
+    out.mkdir(parents=True, exist_ok=True)
     feature_args = {
         "n_layers": detector.n_layers,
         "condition_names": cfg.condition_names,
@@ -200,122 +174,89 @@ def train_shower_flow(
     }
     train = file_features(data, **feature_args)
     val_features = file_features(val, **feature_args) if val is not None else None
-    flow, cfg, detector, state = _start(RunConfig(detector=detector, flow=cfg), train, out, resume, seed, device)
     total = int(steps if steps is not None else cfg.steps)
+    if stored is None:
+        torch.manual_seed(seed)  # initial weights only; every later draw uses the run's own generator
+        flow = ShowerFlow(FeaturePreprocessing.fit(train, range_margin=cfg.range_margin), cfg).to(device)
+    else:
+        flow = flow_from_checkpoint(stored).to(device)
     optimizer = torch.optim.Adam(flow.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    if state.get("optimizer") is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    gen = torch.Generator()
-    gen.set_state(state["rng_state"])
+    gen = torch.Generator().manual_seed(seed)
+    log, start = RunLog([], []), 0
+    best = {"val_loss": float("inf"), "step": 0}
+    if stored is not None:
+        state = stored["train_state"]
+        optimizer.load_state_dict(state["optimizer"])  # the step loop sets each step's learning rate
+        gen.set_state(state["rng"][0])
+        log, start = RunLog.from_checkpoint(stored), int(stored["step"])
+        best = {"val_loss": float(state["best_val_loss"]), "step": int(state["best_step"])}
+    write_run_config(out, {"detector": config_to_dict(detector), "flow": config_to_dict(cfg)})
     batches = _Batches(flow, train, cfg, gen)
-    with atomic_path(out / "config.json") as tmp:
-        tmp.write_text(
-            json.dumps(
-                {
-                    "detector": config_to_dict(detector),
-                    "flow": config_to_dict(cfg),
-                    "data": str(data),
-                    "val": str(val) if val else None,
-                    "steps": total,
-                },
-                indent=2,
-            )
-        )
+    provenance = {"data": str(data), "val": str(val) if val else None, "steps": total}
 
-    t0 = time.perf_counter()
-    elapsed0 = float(state.get("elapsed_s", 0.0))
+    def step_fn(step: int) -> tuple[torch.Tensor, int]:
+        set_lr(optimizer, _learning_rate(cfg, step, total))
+        x, cond = batches.next()
+        loss = -flow.model(cond).log_prob(x).mean()
+        optimiser_step(loss, optimizer, flow.model.parameters(), cfg.grad_clip)
+        if callback is not None:
+            callback({"step": step + 1, "loss": float(loss.item())})
+        return loss.detach(), len(x)
 
-    def elapsed() -> float:
-        return elapsed0 + time.perf_counter() - t0
+    def val_fn() -> float:
+        flow.eval()
+        value = _mean_loss(flow, val_features)
+        flow.train()
+        return value
 
-    def save(step: int) -> None:
-        state.update(
-            step=step,
-            rng_state=gen.get_state(),
-            optimizer=optimizer.state_dict(),
-            total_steps=total,
-            elapsed_s=elapsed(),
-        )
-        save_checkpoint(out / LAST_NAME, flow_checkpoint(flow, detector=detector, training=state))
-        _write_log(out, state["history"])
+    def save_fn(step: int, final: bool) -> None:
+        header = run_record(step=step, loss_log=log.loss, metrics=log.metrics, elapsed_s=log.elapsed_s)
+        row = log.metrics[-1]
+        # model.pt is chosen among the rows of the eval_every cadence only, so a run stopped and
+        # resumed in between picks the same flow as an uninterrupted one
+        if row["step"] == step and (step % cfg.eval_every == 0 or step == total):
+            score = row["val_loss"] if math.isfinite(row["val_loss"]) else row["loss"]
+            if math.isfinite(score) and score < best["val_loss"]:
+                best.update(val_loss=score, step=step)
+                training = {"step": step, "val_loss": score, **provenance}
+                save_checkpoint(
+                    out / MODEL_NAME, flow_checkpoint(flow, detector=detector, training=training, run=header)
+                )
+        ckpt = flow_checkpoint(flow, detector=detector, training={"step": step, **provenance}, run=header)
+        train_state = {
+            "optimizer": optimizer.state_dict(),
+            "rng": [gen.get_state()],
+            "best_val_loss": best["val_loss"],
+            "best_step": best["step"],
+            "seed": seed,
+        }
+        save_run_checkpoints(out, ckpt, train_state, model=False)
+        write_curves(out, log.metrics, "Shower Flow", val_label="validation loss")
 
-    step = int(state["step"])
-    last_row = state["history"][-1] if state["history"] else {}
-    bar = tqdm(
-        total=total, initial=min(step, total), desc="train-flow", unit="step", disable=not progress, dynamic_ncols=True
-    )
-    if last_row:
-        bar.set_postfix(train=f"{last_row['train_loss']:.3f}", val=f"{last_row['val_loss']:.3f}")
     flow.train()
-    stopped = ""
-    start = step
-    consistent = True  # False while a step (and its validation) is half done: no checkpoint then
-    with StopRequest() as stop:
-        try:
-            while step < total:
-                ran = time.perf_counter() - t0
-                if time_budget_s is not None and step > start and ran + ran / (step - start) > time_budget_s:
-                    stopped = "time budget"
-                    save(step)
-                    break
-                consistent = False
-                set_lr(optimizer, _learning_rate(cfg, step, total))
-                x, cond = batches.next()
-                loss = -flow.model(cond).log_prob(x).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(flow.model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                step += 1
-                state["pending_loss_sum"] += float(loss.item())
-                state["pending_loss_count"] += 1
-                bar.update(1)
-                if step % cfg.eval_every == 0 or step == total:
-                    flow.eval()
-                    train_loss = state["pending_loss_sum"] / max(state["pending_loss_count"], 1)
-                    val_loss = _mean_loss(flow, val_features) if val_features is not None else train_loss
-                    flow.train()
-                    row = {
-                        "step": step,
-                        "train_loss": train_loss,
-                        "val_loss": val_loss,
-                        "learning_rate": optimizer.param_groups[0]["lr"],
-                        "elapsed_s": elapsed(),
-                    }
-                    state["history"].append(row)
-                    state["pending_loss_sum"], state["pending_loss_count"] = 0.0, 0
-                    if math.isfinite(val_loss) and val_loss < state["best_val_loss"]:
-                        state["best_val_loss"] = val_loss
-                        best = flow_checkpoint(
-                            flow, detector=detector, training={"step": step, "val_loss": val_loss, "data": str(data)}
-                        )
-                        save_checkpoint(out / BEST_NAME, best)
-                    save(step)
-                    bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
-                consistent = True
-                if callback is not None:
-                    callback({"step": step, "loss": float(loss.item())})
-                if stop.requested:  # at a step boundary, after this step's validation: exact to resume
-                    stopped = signal.Signals(stop.signum).name
-                    if step % cfg.eval_every and step != total:
-                        save(step)
-                    break
-        except KeyboardInterrupt:
-            if consistent:  # else the last checkpoint stands: resuming from a half-done step is not exact
-                save(step)
-            raise
-        finally:
-            bar.close()
+    run = run_steps(
+        step_fn=step_fn,
+        save_fn=save_fn,
+        start=start,
+        steps=total,
+        checkpoint_every=cfg.eval_every,
+        log=log,
+        progress=progress,
+        desc="train-flow",
+        val_fn=val_fn if val_features is not None else None,
+        lr_fn=lambda: optimizer.param_groups[0]["lr"],
+        time_budget_s=time_budget_s,
+    )
     flow.eval()
-    if step >= total and cfg.calibrate_profile:
+    step = start + run.steps_run
+    if step >= total and cfg.calibrate_profile and (out / MODEL_NAME).is_file():
         _calibrate_best(out, train, cfg, detector)
     return {
         "step": step,
-        "best_val_loss": state["best_val_loss"],
-        "best": out / BEST_NAME,
-        "last": out / LAST_NAME,
-        "log": out / LOSS_LOG_NAME,
-        "stopped": stopped,
-        "elapsed_s": elapsed(),
+        "best_val_loss": best["val_loss"],
+        "best": out / MODEL_NAME,
+        "last": out / CHECKPOINT_NAME,
+        "log": out / METRICS_NAME,
+        "stopped": run.stopped,
+        "elapsed_s": log.elapsed_s,
     }

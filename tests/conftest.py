@@ -86,7 +86,7 @@ def train_tiny_bundle(root: Path, config, data, *, flow_data: Path, teacher_step
         torch.set_num_threads(threads)
     bundle = root / "model"
     bundle.mkdir()
-    shutil.copy(root / "flow" / "best.pt", bundle / "flow.pt")
+    shutil.copy(root / "flow" / "model.pt", bundle / "flow.pt")
     shutil.copy(root / "teacher" / "model.pt", bundle / "teacher.pt")
     shutil.copy(root / "cm" / "model.pt", bundle / "cm.pt")
     write_bundle_manifest(bundle, config)

@@ -1,12 +1,12 @@
 """Assemble a model bundle from training runs: copy, validate, calibrate, record provenance.
 
-Copies the Shower Flow (a train-flow run's best.pt), the consistency model (a distill run's
-model.pt) and optionally the EDM teacher into a new folder, checks that every part loads and that
-they describe the same detector, fits the radial and N calibrations on Geant4 showers when --reference is
-given, and writes bundle.json with the provenance: this command, the training steps and SHA-256
-of every checkpoint, the train-flow command, the data files' SHA-256 and the date. The folder is
-built under a temporary name and renamed when complete. It never writes into the installed
-package unless --into-package is given.
+Copies the Shower Flow (a train-flow run's model.pt, or best.pt in a run of an earlier version),
+the consistency model (a distill run's model.pt) and optionally the EDM teacher into a new folder,
+checks that every part loads and that they describe the same detector, fits the radial and N
+calibrations on Geant4 showers when --reference is given, and writes bundle.json with the
+provenance: this command, the training steps and SHA-256 of every checkpoint, the train-flow
+command, the data files' SHA-256 and the date. The folder is built under a temporary name and
+renamed when complete. It never writes into the installed package unless --into-package is given.
 
 Example:
   caloclouds bundle --flow runs/flow --teacher runs/teacher --cm runs/cm -o runs/bundle \\
@@ -23,7 +23,10 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--flow", required=True, metavar="RUN", help="Shower Flow run folder (its best.pt) or checkpoint"
+        "--flow",
+        required=True,
+        metavar="RUN",
+        help="Shower Flow run folder (its model.pt; best.pt in older runs) or checkpoint",
     )
     parser.add_argument(
         "--cm", required=True, metavar="RUN", help="distillation run folder (its model.pt) or checkpoint"
@@ -60,15 +63,17 @@ def _command(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     import shlex
+    from pathlib import Path
 
     import torch
 
     from caloclouds.generation.assemble import assemble_bundle
+    from flows.checkpoint import resolve_flow_file
 
     torch.set_num_threads(1)
     bundle, report = assemble_bundle(
         args.output,
-        flow=args.flow,
+        flow=resolve_flow_file(args.flow) if Path(args.flow).is_dir() else args.flow,
         cm=args.cm,
         teacher=args.teacher,
         data_files=tuple(args.data),

@@ -1,10 +1,11 @@
 """Train the Shower Flow on a shower file.
 
 The features of the training (and validation) file are computed once, chunk by chunk, and cached
-in the run folder. Checkpoints ``best.pt`` (lowest validation loss) and ``last.pt`` are written
-atomically every ``flow.eval_every`` steps and when the run is stopped (SIGTERM, Ctrl-C or
---time-budget); ``losses.csv`` and ``curve.png`` log the train and validation loss. ``--resume``
-continues a stopped or killed run from ``last.pt`` exactly as if it had not stopped.
+in the run folder, which is laid out as every training verb's: ``config.yaml``, ``checkpoint.pt``
+(the full training state, written atomically every ``flow.eval_every`` steps and when the run is
+stopped by SIGTERM, Ctrl-C or --time-budget), ``model.pt`` (the lowest validation loss: the file
+``bundle`` takes), ``metrics.csv`` and ``curve.png`` (train and validation loss). ``--resume``
+continues a stopped or killed run from ``checkpoint.pt`` exactly as if it had not stopped.
 
 example:
   caloclouds train-flow --config configs/ild_photons.yaml --data train.h5 --val val.h5 --out runs/flow
@@ -16,7 +17,7 @@ import argparse
 import signal
 from pathlib import Path
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "add_run_control_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, batches and augmentation (default: 0)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
+    add_run_control_arguments(parser)
+
+
+def add_run_control_arguments(parser: argparse.ArgumentParser) -> None:
+    """--resume, --time-budget and --no-progress, as every training verb has them."""
     parser.add_argument(
-        "--resume", action="store_true", help="continue OUT/last.pt exactly (an error when there is none)"
+        "--resume", action="store_true", help="continue OUT/checkpoint.pt exactly (an error when there is none)"
     )
     parser.add_argument(
         "--time-budget",
@@ -80,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         f"trained to step {result['step']}; best validation loss {result['best_val_loss']:.4f}; "
         f"{result['elapsed_s'] / 3600:.2f} h of training in all"
     )
-    print(f"best checkpoint: {result['best']}\nlast checkpoint: {result['last']}\nloss log: {result['log']}")
+    print(f"best checkpoint: {result['best']}\nlast checkpoint: {result['last']}\nmetrics: {result['log']}")
     if result["stopped"]:
         print(
             f"train-flow: stopped by {result['stopped']} after a checkpoint at step {result['step']}; "

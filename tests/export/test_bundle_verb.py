@@ -98,3 +98,18 @@ def test_bundle_refuses_the_package_and_bad_runs(runs, tmp_path, capsys):
     assert main([*base, "-o", str(busy), "--overwrite"]) == 0
     assert not (busy / "keep.txt").exists() and (busy / "bundle.json").is_file()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_bundle_takes_flow_run_folders_of_both_layouts(runs, tmp_path):
+    """A train-flow run folder as this version leaves it (model.pt = the best flow, next to
+    checkpoint.pt) and one of an earlier version (best.pt, last.pt) give the same flow.pt."""
+    new = tmp_path / "flow_new"
+    new.mkdir()
+    shutil.copy(runs / "flow" / "best.pt", new / "model.pt")
+    shutil.copy(runs / "cm" / "model.pt", new / "checkpoint.pt")  # never the file bundled
+    (runs / "flow" / "last.pt").write_bytes(b"not the file bundled either")
+    for name, flow in (("new", new), ("old", runs / "flow")):
+        assert main(["bundle", "--flow", str(flow), "--cm", str(runs / "cm"), "-o", str(tmp_path / name)]) == 0
+    assert (tmp_path / "new" / "flow.pt").read_bytes() == (runs / "flow" / "best.pt").read_bytes()
+    assert (tmp_path / "old" / "flow.pt").read_bytes() == (runs / "flow" / "best.pt").read_bytes()
+    assert load_bundle(tmp_path / "new").flow().preprocessing.n_layers == 30

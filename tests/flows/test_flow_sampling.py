@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from flows import EnergyRangeWarning, FlowSample, ShowerFlow, load_shower_flow
-from flows.checkpoint import BEST_NAME, FORMAT_VERSION
+from caloclouds.training.rundir import MODEL_NAME
+from flows.checkpoint import FORMAT_VERSION
 
 
 def _check_invariants(s: FlowSample, n: int, n_layers: int) -> None:
@@ -65,7 +66,7 @@ def test_invalid_energy_is_rejected(tiny_flow: ShowerFlow, bad: float) -> None:
 
 
 def test_checkpoint_is_plain_and_reload_needs_no_seed(tiny_run, tiny_flow: ShowerFlow) -> None:
-    ckpt = torch.load(tiny_run / BEST_NAME, weights_only=True)
+    ckpt = torch.load(tiny_run / MODEL_NAME, weights_only=True)
     assert ckpt["format_version"] == FORMAT_VERSION
     assert {"config", "preprocessing", "state_dict"} <= set(ckpt)
     assert isinstance(ckpt["config"]["flow"], dict)
@@ -73,7 +74,7 @@ def test_checkpoint_is_plain_and_reload_needs_no_seed(tiny_run, tiny_flow: Showe
     e = torch.linspace(10, 90, 32)
     expected = tiny_flow.sample(e, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(12345)  # a different global seed must not matter
-    again = load_shower_flow(tiny_run / BEST_NAME)
+    again = load_shower_flow(tiny_run / MODEL_NAME)
     got = again.sample(e, generator=torch.Generator().manual_seed(1))
     assert torch.equal(got.points_per_layer, expected.points_per_layer)
     torch.testing.assert_close(got.energy_per_layer_mev, expected.energy_per_layer_mev)

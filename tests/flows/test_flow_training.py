@@ -1,4 +1,5 @@
-"""Training: loss log, best/last checkpoints, exact resume after an interrupt, and the CLI verbs."""
+"""Training: the run folder (model.pt = best, checkpoint.pt = last), exact resume after a kill, a
+SIGTERM or the time budget, old run folders, and the CLI verbs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from caloclouds.cli import main
 from caloclouds.errors import ConfigError
 from flows.training import train_shower_flow
+from tests.training_resume import assert_same_run, assert_same_weights
 
 
 def _rows(path):
@@ -21,12 +23,15 @@ def _rows(path):
 
 
 def test_tiny_training_learns(tiny_run) -> None:
-    rows = _rows(tiny_run / "losses.csv")
-    assert [int(r["step"]) for r in rows] == [100, 200]
-    assert (tiny_run / "best.pt").is_file() and (tiny_run / "last.pt").is_file()
+    rows = _rows(tiny_run / "metrics.csv")
+    assert [int(float(r["step"])) for r in rows] == [100, 200]
+    for name in ("model.pt", "checkpoint.pt", "config.yaml", "curve.png"):
+        assert (tiny_run / name).is_file(), name
     assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"]) + 5  # trained, not diverged
     assert list(tiny_run.glob("features-*.npz"))  # features cached in the run folder
-    best = torch.load(tiny_run / "best.pt", weights_only=True)
+    best = torch.load(tiny_run / "model.pt", weights_only=True)
+    assert "train_state" not in best and best["step"] == best["training"]["step"]
+    assert best["training"]["val_loss"] == min(float(r["val_loss"]) for r in rows)
     assert best["training"]["calibrated"]  # the mean layer profile was calibrated on the training set
     assert not torch.equal(best["preprocessing"]["energy_frac_scale"], torch.ones(30))
 
@@ -45,7 +50,8 @@ def test_calibration_matches_training_profile(tiny_flow, shared) -> None:
     assert np.all(np.abs(got[core] / target[core] - 1) < 0.1)
 
 
-def test_resume_after_interrupt_continues_exactly(shared, tmp_path, make_tiny_config) -> None:
+def test_resume_after_a_kill_continues_exactly(shared, tmp_path, make_tiny_config) -> None:
+    """Killed at step 30 (no chance to save), the run resumes from its checkpoint at step 20."""
     data = shared("g4_photons_val_fixed.h5")
     cfg = make_tiny_config(eval_every=20)
     steps = 60
@@ -58,16 +64,52 @@ def test_resume_after_interrupt_continues_exactly(shared, tmp_path, make_tiny_co
 
     with pytest.raises(KeyboardInterrupt):
         train_shower_flow(cfg, data=data, out=tmp_path / "cut", steps=steps, progress=False, callback=kill_at_30)
-    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["training"]["step"] == 30
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == 20
     with pytest.raises(ConfigError, match="--resume"):
         train_shower_flow(cfg, data=data, out=tmp_path / "cut", steps=steps, progress=False)
     resumed = train_shower_flow(cfg, data=data, out=tmp_path / "cut", steps=steps, progress=False, resume=True)
     assert resumed["step"] == straight["step"] == steps
-    a = torch.load(straight["last"], weights_only=True)
-    b = torch.load(resumed["last"], weights_only=True)
-    for k, v in a["state_dict"].items():
-        torch.testing.assert_close(b["state_dict"][k], v)
+    assert_same_run(tmp_path / "straight", tmp_path / "cut", steps)
     assert _rows(straight["log"]) == _rows(resumed["log"])  # the loss log continued without a gap
+    assert_same_weights(straight["best"], resumed["best"])  # the same flow became model.pt
+
+
+def test_time_budget_stops_after_a_checkpoint_and_resumes_exactly(shared, tmp_path, make_tiny_config) -> None:
+    data = shared("g4_photons_val_fixed.h5")
+    cfg = make_tiny_config(eval_every=20)
+    steps = 60
+    torch.set_num_threads(1)
+    straight = train_shower_flow(cfg, data=data, out=tmp_path / "straight", steps=steps, progress=False, val=data)
+    budget = 0.4 * straight["elapsed_s"]
+    cut = train_shower_flow(
+        cfg, data=data, out=tmp_path / "cut", steps=steps, progress=False, val=data, time_budget_s=budget
+    )
+    assert cut["stopped"] == "time budget" and 0 < cut["step"] < steps
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == cut["step"]
+    resumed = train_shower_flow(
+        cfg, data=data, out=tmp_path / "cut", steps=steps, progress=False, val=data, resume=True
+    )
+    assert resumed["step"] == steps and not resumed["stopped"]
+    assert resumed["best_val_loss"] == straight["best_val_loss"]
+    assert_same_run(tmp_path / "straight", tmp_path / "cut", steps)
+    assert_same_weights(straight["best"], resumed["best"])
+
+
+def test_a_flow_run_folder_of_the_earlier_layout_loads_and_is_not_overwritten(
+    tmp_path, tiny_run, shared, make_tiny_config
+) -> None:
+    """best.pt / last.pt (before the shared run folder): load_shower_flow takes it, training refuses it."""
+    import shutil
+
+    from flows import load_shower_flow
+
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(tiny_run / "model.pt", old / "best.pt")
+    shutil.copy(tiny_run / "checkpoint.pt", old / "last.pt")
+    assert load_shower_flow(old).preprocessing.n_layers == 30
+    with pytest.raises(ConfigError, match="earlier version"):
+        train_shower_flow(make_tiny_config(), data=shared("g4_photons_val_fixed.h5"), out=old, steps=1, progress=False)
 
 
 def test_sigterm_during_validation_resumes_exactly(shared, tmp_path, make_tiny_config, monkeypatch) -> None:
@@ -100,11 +142,9 @@ def test_sigterm_during_validation_resumes_exactly(shared, tmp_path, make_tiny_c
         cfg, data=data, out=tmp_path / "cut", steps=steps, progress=False, resume=True, val=data
     )
     assert resumed["best_val_loss"] == straight["best_val_loss"]
-    a = torch.load(straight["last"], weights_only=True)
-    b = torch.load(resumed["last"], weights_only=True)
-    for k, v in a["state_dict"].items():
-        torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=0)
+    assert_same_run(tmp_path / "straight", tmp_path / "cut", steps)
     assert _rows(straight["log"]) == _rows(resumed["log"])
+    assert_same_weights(straight["best"], resumed["best"])
 
 
 def test_cli_train_check_bench(shared, tmp_path, capsys) -> None:
