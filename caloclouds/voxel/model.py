@@ -27,6 +27,7 @@ from caloclouds.diffusion.sampling import MODEL_PARTS, Solver, resolve_sampling,
 from caloclouds.errors import InputFileError
 from caloclouds.io.torchfile import load_checkpoint_dict
 from caloclouds.showers import Showers
+from caloclouds.training.rundir import resolve_run_file
 from caloclouds.voxel.adapter import ImageCond
 from caloclouds.voxel.config import VoxelConfig, voxel_config_from_dict, voxel_config_to_dict
 from caloclouds.voxel.glam import GLaM
@@ -236,16 +237,18 @@ class VoxelModel(nn.Module):
 
 
 def load_voxel_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> VoxelModel:
-    """Load a voxel model checkpoint written by :meth:`VoxelModel.save`."""
+    """Load a voxel model: a checkpoint file, or a ``train-voxel`` run folder (its ``model.pt``)."""
     path = Path(path)
+    if path.is_dir():
+        path = resolve_run_file(path)
     ckpt = load_checkpoint_dict(path, map_location=map_location, what="voxel model checkpoint")
     return VoxelModel.from_checkpoint(ckpt, path=path).to(map_location)
 
 
 def is_voxel_checkpoint(path: str | Path) -> bool:
-    """True if ``path`` is a file holding a voxel model checkpoint (for dispatch in ``generate``)."""
+    """True if ``path`` is a voxel model checkpoint or a run folder of one (for dispatch in ``generate``)."""
     try:
-        ckpt = load_checkpoint_dict(path)
+        ckpt = load_checkpoint_dict(resolve_run_file(path))
     except InputFileError:  # anything missing or unreadable is not a voxel checkpoint
         return False
     return str(ckpt.get("kind", "")).startswith("voxel-")

@@ -1,13 +1,17 @@
-"""Training of the voxel model: EDM teacher and consistency distillation.
+"""Training of the voxel model: EDM teacher and consistency distillation, on the step loop and in the
+run folder every training shares (:mod:`caloclouds.training`).
 
 The training file (our ragged HDF5) is voxelised once, in chunks, and held in memory as
 standardised logits (6000 showers x 4320 voxels = 100 MB in float32). Each step draws a batch,
 optionally rotates it by a random number of alpha bins and reflects it (exact symmetries of the
 cylinder for showers at normal incidence), and minimises the EDM loss of
-:class:`caloclouds.diffusion.edm.EDMDenoiser` (reused through :class:`ImageCond`). The EMA of the
-weights is checkpointed every ``eval_every`` steps together with the validation loss (fixed
-showers, fixed noise levels). Distillation trains a :class:`ConsistencyDenoiser` student against
-the teacher with :func:`caloclouds.diffusion.consistency.consistency_distillation_loss`.
+:class:`caloclouds.diffusion.edm.EDMDenoiser` (reused through :class:`ImageCond`). Every
+``eval_every`` steps the run folder gets ``model.pt`` (the EMA model, the file to ship),
+``checkpoint.pt`` (plus the trained weights, optimiser and random stream: ``resume=True``
+continues exactly), ``metrics.csv`` with the validation loss (fixed showers, fixed noise levels)
+and ``curve.png``; a time budget or SIGTERM stops the run after such a checkpoint. Distillation
+trains a :class:`ConsistencyDenoiser` student against the teacher with
+:func:`caloclouds.diffusion.consistency.consistency_distillation_loss`.
 
 References:
     Karras et al. (2022), EDM training; Song et al. (2023), consistency distillation (Algorithm 2).
@@ -16,6 +20,7 @@ References:
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,20 +33,50 @@ from torch import Tensor
 from caloclouds.diffusion.consistency import consistency_distillation_loss
 from caloclouds.diffusion.edm import sample_log_normal_sigma
 from caloclouds.diffusion.ema import ema_update, ema_warmup_decay
-from caloclouds.diffusion.loop import optimiser_step
 from caloclouds.diffusion.sampling import karras_sigmas
+from caloclouds.io.atomic import atomic_path
 from caloclouds.runcontrol import cosine_lr, set_lr
+from caloclouds.training.loop import RunLog, TrainResult, make_result, optimiser_step, run_steps
+from caloclouds.training.rundir import (
+    MODEL_NAME,
+    open_run_dir,
+    run_record,
+    save_run_checkpoints,
+    write_curves,
+    write_run_config,
+)
 from caloclouds.voxel.adapter import ImageCond, per_image_mean
-from caloclouds.voxel.config import VoxelConfig
+from caloclouds.voxel.config import VoxelConfig, voxel_config_from_dict, voxel_config_to_dict
 from caloclouds.voxel.mesh import CylindricalMesh
 from caloclouds.voxel.model import VoxelModel, build_voxel_model
 from caloclouds.voxel.voxelize import VoxelShowers, voxelize
 
-__all__ = ["load_voxel_data", "VoxelTrainingData", "train_voxel_model", "distill_voxel_model", "train_voxel_from_file"]
+__all__ = [
+    "load_voxel_data",
+    "VoxelTrainingData",
+    "VoxelRunOptions",
+    "train_voxel_model",
+    "distill_voxel_model",
+    "train_voxel_from_file",
+]
 
 Log = Callable[[str], None]
 FINAL_LR_FACTOR = 0.1  # Cosine learning-rate decay to this fraction of the peak at the last step.
 VALIDATION_SEED = 12345  # Fixed noise levels and noise of the validation loss.
+CURVE_EVERY_S = 300.0  # Seconds between redraws of curve.png during a run.
+
+
+@dataclass(frozen=True)
+class VoxelRunOptions:
+    """How a voxel run is carried out: the keyword options of the teacher and the distillation."""
+
+    steps: int | None = None  # Total optimiser steps (default from the config).
+    seed: int = 0  # Seeds the initialisation, batches, noise and augmentation.
+    log: Log = print  # Receives one line per checkpoint.
+    progress: bool = False  # Show a progress bar.
+    resume: bool = False  # Continue out/checkpoint.pt exactly (an error when there is none).
+    time_budget_s: float | None = None  # Stop cleanly, after a checkpoint, before this much time has passed.
+    export: str | Path | None = None  # Also copy model.pt here at every checkpoint (the deprecated -o FILE).
 
 
 def load_voxel_data(
@@ -116,152 +151,190 @@ def _fit_loop(
     data: VoxelTrainingData,
     config: VoxelConfig,
     *,
+    out: Path,
+    opts: VoxelRunOptions,
     total: int,
+    start: int,
+    run_log: RunLog,
     generator: torch.Generator,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
-    model: VoxelModel,
+    trained: VoxelModel,
+    saved: VoxelModel,
     optimiser: torch.optim.Optimizer,
     ema_fn: Callable[[int], None],
     lr_fn: Callable[[int], float] | None,
-    row_fn: Callable[[int, float], dict[str, float]],
-    save_fn: Callable[[int, list[dict[str, float]]], None],
-    log: Log,
-    progress: bool,
-) -> None:
-    """The optimisation loop the teacher and the distillation share.
+    val_fn: Callable[[], float] | None,
+) -> TrainResult:
+    """The optimisation loop the teacher and the distillation share, from ``start`` to ``total``.
 
     Each step draws a batch of images (augmented), takes the mean of ``loss_fn(x, features)`` (one
     loss per image; it draws its noise from ``generator``), sets the learning rate to
-    ``lr_fn(step)`` when given, clips, steps, and updates the EMA with ``ema_fn(step)``. Every
-    ``config.eval_every`` steps and at the end it logs ``{"step", **row_fn(step, mean loss), "seconds"}``
-    and calls ``save_fn(step, history)``.
+    ``lr_fn(step)`` when given, clips, steps, and updates the EMA with ``ema_fn(step)`` (steps
+    counted from 1). Every ``config.eval_every`` steps and at the end a metrics row is logged and
+    the run folder written: ``model.pt`` holds ``saved`` (the EMA / target), ``checkpoint.pt`` adds
+    ``trained``, the optimiser and the random stream.
     """
-    history: list[dict[str, float]] = []
-    running, n_running, t0 = 0.0, 0, time.perf_counter()
-    bar = _bar(total, progress)
-    for step in range(1, total + 1):
+    last = {"row": -1.0, "png": 0.0}
+
+    def step_fn(step: int) -> tuple[Tensor, int]:
         idx = torch.randint(len(data), (config.batch_size,), generator=generator)
         x, feats = data.x[idx], data.features[idx]
         if config.augment:
             x = _augment(x, generator)
         loss = loss_fn(x, feats).mean()
         if lr_fn is not None:
-            set_lr(optimiser, lr_fn(step))
-        optimiser_step(loss, optimiser, model.denoiser.parameters(), config.grad_clip)
-        ema_fn(step)
-        running, n_running = running + float(loss.detach()), n_running + 1
-        bar.update(1)
-        if step % config.eval_every == 0 or step == total:
-            row = {"step": step, **row_fn(step, running / n_running), "seconds": time.perf_counter() - t0}
-            history.append(row)
-            log(_format_row(row))
-            running, n_running = 0.0, 0
-            save_fn(step, history)
-    bar.close()
+            set_lr(optimiser, lr_fn(step + 1))
+        optimiser_step(loss, optimiser, trained.denoiser.parameters(), config.grad_clip)
+        ema_fn(step + 1)
+        return loss.detach(), len(x)
+
+    def save_fn(step: int, final: bool) -> None:
+        row = run_log.metrics[-1]
+        if row["step"] != last["row"]:
+            opts.log(_format_row(row))
+            last["row"] = row["step"]
+        header = run_record(step=step, loss_log=run_log.loss, metrics=run_log.metrics, elapsed_s=run_log.elapsed_s)
+        train_state = {
+            "model": trained.state_dict(),
+            "optimizer": optimiser.state_dict(),
+            "rng": [generator.get_state()],
+            "seed": opts.seed,
+        }
+        save_run_checkpoints(out, saved.checkpoint(**header, seed=opts.seed), train_state)
+        png = final or time.monotonic() - last["png"] > CURVE_EVERY_S
+        title = "voxel EDM teacher" if saved.kind == "edm" else "voxel consistency model"
+        write_curves(out, run_log.metrics, title, png=png)
+        if png:
+            last["png"] = time.monotonic()
+        if opts.export is not None:
+            with atomic_path(opts.export) as tmp:
+                shutil.copyfile(out / MODEL_NAME, tmp)
+
+    run = run_steps(
+        step_fn=step_fn,
+        save_fn=save_fn,
+        start=start,
+        steps=total,
+        checkpoint_every=config.eval_every,
+        log=run_log,
+        progress=opts.progress,
+        desc="train-voxel" if saved.kind == "edm" else "distill-voxel",
+        val_fn=val_fn,
+        lr_fn=lambda: optimiser.param_groups[0]["lr"],
+        time_budget_s=opts.time_budget_s,
+    )
+    return make_result(out, start, run, run_log)
 
 
-def train_voxel_model(
-    voxels: VoxelShowers,
-    config: VoxelConfig,
-    *,
-    out: str | Path,
-    steps: int | None = None,
-    seed: int = 0,
-    log: Log = print,
-    progress: bool = False,
-) -> VoxelModel:
-    """Train the EDM teacher on voxelised showers and checkpoint its EMA to ``out``.
+def _resume_state(
+    stored: dict[str, Any] | None, optimiser: torch.optim.Optimizer, generator: torch.Generator
+) -> tuple[RunLog, int]:
+    """Load the optimiser and random stream of a training checkpoint; its log and step (fresh: empty, 0)."""
+    if stored is None:
+        return RunLog([], []), 0
+    optimiser.load_state_dict(stored["train_state"]["optimizer"])
+    generator.set_state(stored["train_state"]["rng"][0])
+    return RunLog.from_checkpoint(stored), int(stored["step"])
 
-    Args:
-        voxels: training showers on ``config.mesh`` (the last ``config.validation_showers`` are
-            held out for the validation loss).
-        config: the voxel configuration.
-        out: checkpoint path (rewritten every ``config.eval_every`` steps and at the end).
-        steps: optimiser steps (default ``config.steps``).
-        seed: seeds the initialisation, batches, noise and augmentation.
-        log: receives one line per evaluation.
-        progress: show a tqdm progress bar.
 
-    Returns:
-        The EMA model (in eval mode).
-    """
-    total = config.steps if steps is None else int(steps)
-    torch.manual_seed(seed)
+def _teacher(
+    voxels: VoxelShowers, config: VoxelConfig, *, out: str | Path, opts: VoxelRunOptions
+) -> tuple[VoxelModel, TrainResult]:
+    out, stored = open_run_dir(out, "voxel-edm", opts.resume)
+    if stored is not None:
+        config = voxel_config_from_dict(stored["config"])  # the run's own config wins on resume
+    total = config.steps if opts.steps is None else int(opts.steps)
+    torch.manual_seed(opts.seed)
     model = build_voxel_model(config)
     if model.mesh.n_voxels != voxels.mesh.n_voxels:
         raise ValueError(f"training voxels are on {voxels.mesh!r}, the config's mesh is {model.mesh!r}")
     n_val = min(config.validation_showers, len(voxels) // 5)
     train_v, val_v = voxels[: len(voxels) - n_val], voxels[len(voxels) - n_val :]
-    # preprocessing and the layer-energy model are fitted on the training part only
-    images = model.to_latent(torch.from_numpy(train_v.energy_mev)).detach()
-    einc = torch.from_numpy(train_v.incident_energy_gev)
-    model.normaliser.fit(images, einc)
-    model.layer_model.fit(einc, images.sum(dim=(-2, -1)))
-    del images
+    if stored is None:  # preprocessing and the layer-energy model are fitted on the training part only
+        images = model.to_latent(torch.from_numpy(train_v.energy_mev)).detach()
+        einc = torch.from_numpy(train_v.incident_energy_gev)
+        model.normaliser.fit(images, einc)
+        model.layer_model.fit(einc, images.sum(dim=(-2, -1)))
+        del images
+    else:
+        model.load_state_dict(stored["train_state"]["model"])
     train, val = _prepare(model, train_v), _prepare(model, val_v)
     ema = copy.deepcopy(model).eval()
+    if stored is not None:
+        ema.load_state_dict(stored["state_dict"])
     opt = torch.optim.Adam(model.denoiser.parameters(), lr=config.learning_rate)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(opts.seed)
+    run_log, start = _resume_state(stored, opt, g)
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_config(out, {"voxel": voxel_config_to_dict(config)})
 
     def loss_fn(x: Tensor, feats: Tensor) -> Tensor:
         sigma = sample_log_normal_sigma(len(x), p_mean=config.p_mean, p_std=config.p_std, generator=g)
         noise = torch.randn(x.shape, generator=g)
         return per_image_mean(model.denoiser.loss(x, noise, sigma, cond=ImageCond.for_images(feats)))
 
-    _fit_loop(
+    result = _fit_loop(
         train,
         config,
+        out=out,
+        opts=opts,
         total=total,
+        start=start,
+        run_log=run_log,
         generator=g,
         loss_fn=loss_fn,
-        model=model,
+        trained=model,
+        saved=ema,
         optimiser=opt,
         ema_fn=lambda step: ema_update(
             ema.denoiser, model.denoiser, ema_warmup_decay(step, power=config.ema_power, max_decay=config.ema_max)
         ),
         lr_fn=lambda step: _lr(config, step, total),
-        row_fn=lambda step, loss: {
-            "train_loss": loss,
-            "val_loss": _validation_loss(ema, val, config),
-            "lr": _lr(config, step, total),
-        },
-        save_fn=lambda step, history: ema.save(out, step=step, history=history, seed=seed),
-        log=log,
-        progress=progress,
+        val_fn=lambda: _validation_loss(ema, val, config),
     )
-    return ema
+    return ema, result
 
 
-def distill_voxel_model(
-    teacher: VoxelModel,
-    voxels: VoxelShowers,
-    *,
-    out: str | Path,
-    steps: int | None = None,
-    seed: int = 0,
-    log: Log = print,
-    progress: bool = False,
-) -> VoxelModel:
-    """Consistency distillation of a voxel teacher (Song et al. 2023, Algorithm 2).
+def train_voxel_model(voxels: VoxelShowers, config: VoxelConfig, *, out: str | Path, **options: Any) -> VoxelModel:
+    """Train the EDM teacher on voxelised showers into the run folder ``out``.
 
-    The student starts from the teacher's weights; the target is its EMA with the constant rate
-    ``config.distill_target_ema``; the teacher makes one Heun step between adjacent Karras levels
-    (``config.distill_levels``). Checkpoints of the target model (the one used for sampling) go
-    to ``out``.
+    Args:
+        voxels: training showers on ``config.mesh`` (the last ``config.validation_showers`` are
+            held out for the validation loss).
+        config: the voxel configuration (on resume the run's ``config.yaml`` / checkpoint wins).
+        out: run folder (``config.yaml``, ``checkpoint.pt``, ``model.pt``, ``metrics.csv``,
+            ``curve.png``), written every ``config.eval_every`` steps and at the end.
+        options: the fields of :class:`VoxelRunOptions` (``steps``, ``seed``, ``log``, ``progress``,
+            ``resume``, ``time_budget_s``, ``export``).
+
+    Returns:
+        The EMA model (in eval mode).
     """
+    return _teacher(voxels, config, out=out, opts=VoxelRunOptions(**options))[0]
+
+
+def _distill(
+    teacher: VoxelModel, voxels: VoxelShowers, *, out: str | Path, opts: VoxelRunOptions
+) -> tuple[VoxelModel, TrainResult]:
     config = teacher.config
-    total = config.distill_steps if steps is None else int(steps)
-    torch.manual_seed(seed)
+    out, stored = open_run_dir(out, "voxel-cm", opts.resume)
+    total = config.distill_steps if opts.steps is None else int(opts.steps)
+    torch.manual_seed(opts.seed)
     student = VoxelModel(config, teacher.mesh, teacher.latent_mesh, kind="cm")
-    student.load_state_dict(teacher.state_dict())
+    student.load_state_dict(teacher.state_dict() if stored is None else stored["train_state"]["model"])
     target = copy.deepcopy(student).eval()
+    if stored is not None:
+        target.load_state_dict(stored["state_dict"])
     teacher = teacher.eval()
     for p in list(teacher.parameters()) + list(target.parameters()):
         p.requires_grad_(False)
     data = _prepare(student, voxels)
     sigmas = karras_sigmas(config.distill_levels, config.sigma_min, config.sigma_max, config.rho, append_zero=False)
     opt = torch.optim.Adam(student.denoiser.parameters(), lr=config.learning_rate * FINAL_LR_FACTOR)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(opts.seed)
+    run_log, start = _resume_state(stored, opt, g)
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_config(out, {"voxel": voxel_config_to_dict(config)})
 
     def loss_fn(x: Tensor, feats: Tensor) -> Tensor:
         level = torch.randint(config.distill_levels - 1, (len(x),), generator=g)
@@ -279,32 +352,39 @@ def distill_voxel_model(
             )
         )
 
-    _fit_loop(
+    result = _fit_loop(
         data,
         config,
+        out=out,
+        opts=opts,
         total=total,
+        start=start,
+        run_log=run_log,
         generator=g,
         loss_fn=loss_fn,
-        model=student,
+        trained=student,
+        saved=target,
         optimiser=opt,
         ema_fn=lambda step: ema_update(target.denoiser, student.denoiser, config.distill_target_ema),
         lr_fn=None,
-        row_fn=lambda step, loss: {"cd_loss": loss},
-        save_fn=lambda step, history: target.save(out, step=step, history=history, seed=seed),
-        log=log,
-        progress=progress,
+        val_fn=None,
     )
-    return target
+    return target, result
+
+
+def distill_voxel_model(teacher: VoxelModel, voxels: VoxelShowers, *, out: str | Path, **options: Any) -> VoxelModel:
+    """Consistency distillation of a voxel teacher (Song et al. 2023, Algorithm 2) into the run folder ``out``.
+
+    The student starts from the teacher's weights; the target is its EMA with the constant rate
+    ``config.distill_target_ema``; the teacher makes one Heun step between adjacent Karras levels
+    (``config.distill_levels``). ``model.pt`` holds the target model (the one used for sampling).
+    ``options``: the fields of :class:`VoxelRunOptions`, as in :func:`train_voxel_model`.
+    """
+    return _distill(teacher, voxels, out=out, opts=VoxelRunOptions(**options))[0]
 
 
 def _format_row(row: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
-
-
-def _bar(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, unit="step")
 
 
 def train_voxel_from_file(
@@ -312,25 +392,29 @@ def train_voxel_from_file(
     config: VoxelConfig,
     *,
     out: str | Path,
-    steps: int | None = None,
     max_showers: int | None = None,
     distill_from: str | Path | None = None,
-    seed: int = 0,
-    log: Log = print,
-    progress: bool = False,
-) -> VoxelModel:
-    """Voxelise ``path`` and train the teacher, or distil ``distill_from`` (a teacher checkpoint).
+    **options: Any,
+) -> TrainResult:
+    """Voxelise ``path`` and train the teacher, or distil ``distill_from`` (a teacher checkpoint or
+    run folder), into the run folder ``out``.
 
     With ``distill_from`` the teacher's own config and mesh are used and ``config`` is ignored.
+    ``options``: the fields of :class:`VoxelRunOptions`.
     """
     from caloclouds.voxel.mesh import get_mesh
     from caloclouds.voxel.model import load_voxel_model
 
+    opts = VoxelRunOptions(**options)
     if distill_from is not None:
+        open_run_dir(out, "voxel-cm", opts.resume)  # before the (long) voxelisation
         teacher = load_voxel_model(distill_from)
         voxels = load_voxel_data(path, teacher.mesh, max_showers=max_showers)
-        log(f"voxelised {len(voxels)} showers on {teacher.mesh!r}; distilling {distill_from}")
-        return distill_voxel_model(teacher, voxels, out=out, steps=steps, seed=seed, log=log, progress=progress)
+        opts.log(f"voxelised {len(voxels)} showers on {teacher.mesh!r}; distilling {distill_from}")
+        return _distill(teacher, voxels, out=out, opts=opts)[1]
+    _, stored = open_run_dir(out, "voxel-edm", opts.resume)  # before the (long) voxelisation
+    if stored is not None:  # the run's own config and mesh
+        config = voxel_config_from_dict(stored["config"])
     voxels = load_voxel_data(path, get_mesh(config.mesh), max_showers=max_showers)
-    log(f"voxelised {len(voxels)} showers on {voxels.mesh!r}")
-    return train_voxel_model(voxels, config, out=out, steps=steps, seed=seed, log=log, progress=progress)
+    opts.log(f"voxelised {len(voxels)} showers on {voxels.mesh!r}")
+    return _teacher(voxels, config, out=out, opts=opts)[1]
