@@ -48,6 +48,7 @@ __all__ = [
     "load_shower_flow",
     "flow_detector_config",
     "resolve_flow_file",
+    "flow_training_command",
 ]
 
 FORMAT_VERSION = 1
@@ -108,6 +109,25 @@ def resolve_flow_file(path: str | Path) -> Path:
     """The flow file to ship from a run: a file as is; in a run folder its ``model.pt`` (the lowest
     validation loss), in a run folder of an earlier version its ``best.pt`` (else ``last.pt``)."""
     return resolve_run_file(path, (MODEL_NAME, BEST_NAME, LAST_NAME))
+
+
+def flow_training_command(path: str | Path) -> str | None:
+    """The train-flow command that made a flow file (for a bundle's provenance), or None.
+
+    Read from the checkpoint's ``training`` record (``data``, ``val``, ``steps``), or for a run of an
+    earlier version from the ``config.json`` next to its ``best.pt``.
+    """
+    import json
+
+    path = resolve_flow_file(path)
+    record = load_checkpoint_dict(path, what="Shower Flow checkpoint").get("training") or {}
+    legacy = path.parent / "config.json"
+    if "data" not in record or "steps" not in record:
+        if not legacy.is_file():
+            return None
+        record = json.loads(legacy.read_text())
+    val = f" --val {record['val']}" if record.get("val") else ""
+    return f"caloclouds train-flow --data {record.get('data')}{val} --out {path.parent} (steps {record.get('steps')})"
 
 
 def flow_from_checkpoint(ckpt: dict[str, Any]) -> ShowerFlow:

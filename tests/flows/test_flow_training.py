@@ -206,3 +206,21 @@ def test_spread_at_fixed_energy_removes_the_energy_trend():
     energy = rng.uniform(10, 90, 20000)
     values = 0.03 * energy - 1e-4 * energy**2 + rng.normal(0.0, 0.5, energy.size)
     assert spread_at_fixed_energy(values, energy) == pytest.approx(0.5, rel=0.03)
+
+
+def test_flow_training_command_from_new_and_old_run_folders(tiny_run, tmp_path) -> None:
+    """What bundle records as the flow's training command: from model.pt's training record, or from
+    the config.json of a run folder of an earlier version."""
+    import shutil
+
+    from flows import default_flow_path
+    from flows.checkpoint import flow_training_command
+
+    command = flow_training_command(tiny_run)
+    assert command.startswith("caloclouds train-flow --data ") and "--val " in command and "(steps 200)" in command
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(default_flow_path(), old / "best.pt")
+    assert flow_training_command(old) is None
+    (old / "config.json").write_text(json.dumps({"data": "train.h5", "val": "val.h5", "steps": 1200}))
+    assert flow_training_command(old) == f"caloclouds train-flow --data train.h5 --val val.h5 --out {old} (steps 1200)"
