@@ -7,7 +7,6 @@ calibrates it with the generator, which itself loads bundles.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,16 +57,6 @@ def _part_provenance(path: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _flow_command(run_dir: Path) -> str | None:
-    """The train-flow command of a flow run, from its ``config.json`` (data, validation, steps)."""
-    config = run_dir / "config.json"
-    if not config.is_file():
-        return None
-    meta = json.loads(config.read_text())
-    val = f" --val {meta['val']}" if meta.get("val") else ""
-    return f"caloclouds train-flow --data {meta.get('data')}{val} --out {run_dir} (steps {meta.get('steps')})"
-
-
 def assemble_bundle(
     out: str | Path,
     *,
@@ -106,6 +95,7 @@ def assemble_bundle(
 
     import caloclouds
     from caloclouds.io.atomic import temp_path_for
+    from flows.checkpoint import flow_training_command
 
     out = Path(out)
     if _inside(out, default_bundle_path().parent) and not into_package:
@@ -116,7 +106,7 @@ def assemble_bundle(
     if out.exists() and not (out.is_dir() and (overwrite or not any(out.iterdir()))):
         raise ConfigError(f"-o {out} exists and is not an empty folder; pass --overwrite to replace it")
     sources = {
-        "flow": _run_checkpoint(flow, ("best.pt", "last.pt"), "Shower Flow"),
+        "flow": _run_checkpoint(flow, ("model.pt", "best.pt", "last.pt"), "Shower Flow"),
         "cm": _run_checkpoint(cm, ("model.pt",), "consistency-model"),
     }
     if teacher is not None:
@@ -145,7 +135,7 @@ def assemble_bundle(
         "caloclouds_version": caloclouds.__version__,
         "torch": torch.__version__,
         "parts": {part: _part_provenance(sources[part], ckpt) for part, ckpt in ckpts.items()},
-        "training_commands": {"flow": _flow_command(sources["flow"].parent)},
+        "training_commands": {"flow": flow_training_command(sources["flow"])},
         "data_files": {str(Path(f).resolve()): file_sha256(Path(f)) for f in data_files},
     }
     out.parent.mkdir(parents=True, exist_ok=True)

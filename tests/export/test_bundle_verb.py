@@ -105,11 +105,20 @@ def test_bundle_takes_flow_run_folders_of_both_layouts(runs, tmp_path):
     checkpoint.pt) and one of an earlier version (best.pt, last.pt) give the same flow.pt."""
     new = tmp_path / "flow_new"
     new.mkdir()
-    shutil.copy(runs / "flow" / "best.pt", new / "model.pt")
+    ckpt = torch.load(runs / "flow" / "best.pt", weights_only=True)
+    ckpt["training"].update(data="train.h5", val="val.h5", steps=1200)  # what train-flow records today
+    torch.save(ckpt, new / "model.pt")
     shutil.copy(runs / "cm" / "model.pt", new / "checkpoint.pt")  # never the file bundled
     (runs / "flow" / "last.pt").write_bytes(b"not the file bundled either")
     for name, flow in (("new", new), ("old", runs / "flow")):
         assert main(["bundle", "--flow", str(flow), "--cm", str(runs / "cm"), "-o", str(tmp_path / name)]) == 0
-    assert (tmp_path / "new" / "flow.pt").read_bytes() == (runs / "flow" / "best.pt").read_bytes()
+    assert (tmp_path / "new" / "flow.pt").read_bytes() == (new / "model.pt").read_bytes()
     assert (tmp_path / "old" / "flow.pt").read_bytes() == (runs / "flow" / "best.pt").read_bytes()
     assert load_bundle(tmp_path / "new").flow().preprocessing.n_layers == 30
+    # provenance: the flow's own training record (new layout) or its config.json (old layout)
+    commands = {
+        name: load_bundle(tmp_path / name).manifest["provenance"]["training_commands"]["flow"]
+        for name in ("new", "old")
+    }
+    for name, folder in (("new", new), ("old", runs / "flow")):
+        assert commands[name] == f"caloclouds train-flow --data train.h5 --val val.h5 --out {folder} (steps 1200)"
