@@ -41,6 +41,7 @@ class PointModel:
         self.config = config
         self.kind = kind
         self.step = step
+        self._sigma_cache: dict[tuple, Tensor] = {}  # noise levels per solver setting (_sigmas)
 
     @property
     def device(self) -> torch.device:
@@ -240,16 +241,22 @@ class PointModel:
         dev = self.device
         gen_dev = generator.device if generator is not None else dev
         noise = torch.randn(total, self.normaliser.n_features, generator=generator, device=gen_dev).to(dev)
-        sigmas = solver_sigmas(
-            solver,
-            steps,
+        sigmas = self._sigmas(solver, steps, dev)
+        return sample(self.denoiser, noise, solver=solver, sigmas=sigmas, cond=cond, generator=generator)
+
+    def _sigmas(self, solver: str, steps: int, device: torch.device) -> Tensor:
+        """The noise levels of ``solver`` (:func:`solver_sigmas`), built once for each setting."""
+        cfg = self.config.diffusion
+        settings = dict(
             sigma_min=cfg.sigma_min,
             sigma_max=cfg.sigma_max,
             rho=cfg.rho,
             distill_levels=self.config.distillation.num_steps,
-            device=dev,
         )
-        return sample(self.denoiser, noise, solver=solver, sigmas=sigmas, cond=cond, generator=generator)
+        key = (solver, steps, str(device), *settings.values())
+        if key not in self._sigma_cache:
+            self._sigma_cache[key] = solver_sigmas(solver, steps, **settings, device=device)
+        return self._sigma_cache[key]
 
 
 def load_point_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> PointModel:

@@ -207,6 +207,9 @@ def share_core_energy(points: Tensor, offsets: Tensor, *, radius_mm: float, spre
     return out, new_offsets
 
 
+COUNT_TABLE_MAX = 1 << 16  # PointCountCalibration's lookup table covers N below this at most
+
+
 @dataclass(frozen=True)
 class PointCountCalibration:
     """Maps the flow's number of points N to the number of points to generate.
@@ -253,11 +256,26 @@ class PointCountCalibration:
         grid = np.linspace(lo / 4, hi * 4, 8192)
         return grid, np.maximum.accumulate(np.polyval(self.model_cells_from_points, grid))
 
+    def calibrated(self, n_points: np.ndarray) -> np.ndarray:
+        """N' = rint(N k(N)), at least ``min_points``, as float64."""
+        n = np.asarray(n_points, dtype=np.float64)
+        return np.rint(np.clip(n * self.scale(n), self.min_points, None))
+
+    @functools.cached_property
+    def _table(self) -> Tensor:
+        """(T,) int64 N' of every N = 0 .. T-1, to the end of ``points_range`` (at most
+        ``COUNT_TABLE_MAX`` entries): a lookup instead of a round trip through numpy at every call."""
+        size = min(int(self.points_range[1]) + 2, COUNT_TABLE_MAX)
+        return torch.as_tensor(self.calibrated(np.arange(size)), dtype=torch.long)
+
     def __call__(self, n_points: Tensor) -> Tensor:
         if self.is_identity:
             return n_points.long()
-        n = n_points.double().cpu().numpy()
-        out = np.rint(np.clip(n * self.scale(n), self.min_points, None))
+        n = n_points.long()
+        table = self._table
+        if n.numel() and 0 <= int(n.min()) and int(n.max()) < table.shape[0]:
+            return table.to(n.device).index_select(0, n.reshape(-1)).reshape(n.shape)
+        out = self.calibrated(n_points.double().cpu().numpy())
         return torch.as_tensor(out, dtype=torch.long, device=n_points.device)
 
     def to_dict(self) -> dict:

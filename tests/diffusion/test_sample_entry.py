@@ -268,3 +268,25 @@ def test_bench_diffusion_takes_the_solver(capsys) -> None:  # noqa: ANN001
     assert "solver euler" in capsys.readouterr().out
     assert main([*base, "--solver", "consistency"]) == 2
     assert "needs the 'cm' weights" in capsys.readouterr().err
+
+
+def test_point_model_noise_levels_are_built_once_per_setting() -> None:
+    """``PointModel`` keeps the noise levels of each solver setting; draws with them are the old path's."""
+    model = _point_model("cm")
+    n_points, energy = torch.tensor([5, 17]), torch.tensor([20.0, 80.0])
+    first, _ = model.sample(n_points, energy, steps=2, generator=torch.Generator().manual_seed(7))
+    levels = model._sigmas("consistency", 2, model.device)
+    assert model._sigmas("consistency", 2, model.device) is levels
+    cfg = model.config.diffusion
+    expected = solver_sigmas(
+        "consistency",
+        2,
+        sigma_min=cfg.sigma_min,
+        sigma_max=cfg.sigma_max,
+        rho=cfg.rho,
+        distill_levels=model.config.distillation.num_steps,
+    )
+    assert torch.equal(levels, expected)
+    again, _ = model.sample(n_points, energy, steps=2, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(again, first)
+    assert model._sigmas("consistency", 1, model.device).shape == (1,)

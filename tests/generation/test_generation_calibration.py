@@ -98,3 +98,17 @@ def test_point_count_calibration_round_trip():
     again = PointCountCalibration.from_dict(cal.to_dict())
     assert again == cal
     assert np.all(again(torch.tensor([0])).numpy() >= 1)
+
+
+def test_point_count_calibration_table_is_the_numpy_map():
+    """The lookup table (N up to just beyond points_range) and the numpy path beyond it give the same N'."""
+    cal = PointCountCalibration((1e-9, -1e-5, 0.22, 52.0), (1.2e-8, -7e-5, 0.38, 58.0), (657.0, 3908.0))
+    n = torch.arange(0, 6000)
+    expected = torch.as_tensor(cal.calibrated(n.numpy()), dtype=torch.long)
+    assert torch.equal(cal(n), expected)  # beyond the table (N >= 3910): the numpy path
+    assert torch.equal(cal(n[:3000]), expected[:3000])  # all inside the table
+    assert torch.equal(cal(torch.tensor([[5, 4000]])), torch.tensor([[expected[5], expected[4000]]]))
+    assert cal(torch.zeros(0, dtype=torch.long)).shape == (0,)
+    wide = PointCountCalibration(cal.g4_cells_from_points, cal.model_cells_from_points, (1.0, 1e9))
+    assert len(wide._table) == 1 << 16  # capped: a huge points_range does not make a huge table
+    assert torch.equal(wide(torch.tensor([10, 10**7])), torch.as_tensor(wide.calibrated(np.array([10, 10**7]))).long())

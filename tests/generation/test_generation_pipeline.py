@@ -182,3 +182,17 @@ def test_bench_reports_every_stage(tiny_bundle, capsys):
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "| cm |" in out and "| edm (2 steps) |" in out and "projection ms" in out
+
+
+def test_generate_tensors_are_plain_tensors_and_the_generated_showers(tiny_bundle):
+    """The batch is drawn in inference mode; generate_tensors hands back ordinary tensors with the same values."""
+    from caloclouds.generation.generator import keep_freed_memory
+
+    gen = ShowerGenerator(load_bundle(tiny_bundle))
+    points, offsets = gen.generate_tensors(torch.tensor([20.0, 70.0]), generator=torch.Generator().manual_seed(7))
+    assert not points.is_inference() and not offsets.is_inference()
+    points[:, 3] *= 2  # may be modified in place
+    showers = gen.generate([20.0, 70.0], generator=torch.Generator().manual_seed(7))
+    np.testing.assert_array_equal(points[:, 3].numpy(), 2 * showers.e_mev)
+    np.testing.assert_array_equal(offsets.numpy(), showers.offsets)
+    assert keep_freed_memory() in (True, False)  # set once per process, where glibc is the C library
