@@ -140,15 +140,25 @@ class ShowerGenerator:
         self.steps = steps
         self.device = torch.device(device)
         self.flow = bundle.flow(device=device)
-        self.flow.warm_up()  # the TorchScript compile goes into loading, not into the first shower
         self.point_model = bundle.point_model(self.model_part, device=device)
         self.n_layers = bundle.config.detector.n_layers
         self.calibration = bundle.calibration if calibrate_n else PointCountCalibration()
         self.radial = bundle.radial if calibrate_radii else RadialCalibration()
         self.core_radius_mm = settings.core_radius_mm if share_core else 0.0
         self.core_spread_mm = settings.core_spread_mm
-        self.times = StageTimes()
         keep_freed_memory()
+        self.times = StageTimes()
+        self._warm_up()  # the TorchScript compiles go into loading, not into the first shower
+
+    def _warm_up(self) -> None:
+        """Generate one shower twice (TorchScript compiles and optimises on its first calls), with
+        its own random generator: the first shower of a run costs what the others do, and the
+        caller's random state is untouched."""
+        lo, hi = self.flow.energy_range_gev
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        for _ in range(2):
+            self._generate(torch.full((1,), 0.5 * (lo + hi)), generator)
+        self.times = StageTimes()
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
