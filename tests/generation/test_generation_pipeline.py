@@ -196,3 +196,12 @@ def test_generate_tensors_are_plain_tensors_and_the_generated_showers(tiny_bundl
     np.testing.assert_array_equal(points[:, 3].numpy(), 2 * showers.e_mev)
     np.testing.assert_array_equal(offsets.numpy(), showers.offsets)
     assert keep_freed_memory() in (True, False)  # set once per process, where glibc is the C library
+
+
+def test_warm_up_leaves_the_random_state_and_the_stage_times_alone(tiny_bundle):
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    gen = ShowerGenerator(load_bundle(tiny_bundle), cog="rotate")  # warms up with two showers
+    assert torch.equal(torch.rand(3), expected)
+    assert gen.times.total() == 0.0
