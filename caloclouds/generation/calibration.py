@@ -177,18 +177,14 @@ def share_core_points(points: Tensor, radius_mm: float, spread_mm: float) -> tup
     """
     core = torch.hypot(points[:, 0], points[:, 1]) < radius_mm
     copies = 1 + 3 * core.long()
+    out = torch.repeat_interleave(points, copies, dim=0)  # a core point four times in a row
     first = torch.cumsum(copies, 0) - copies  # where each input point's first copy goes
-    shared = torch.nonzero(core).squeeze(1)
-    quarter = points[shared]
-    quarter[:, 3] *= 0.25
-    out = points.new_empty((points.shape[0] + 3 * shared.shape[0], 4))
-    out[first] = points
-    for k, (sx, sy) in enumerate(((-1.0, -1.0), (1.0, -1.0), (-1.0, 1.0), (1.0, 1.0))):
-        copy = quarter.clone()
-        copy[:, 0] += sx * spread_mm
-        copy[:, 1] += sy * spread_mm
-        out[first[shared] + k] = copy
-    return out, copies
+    rows = (first[core].unsqueeze(1) + torch.arange(4, device=points.device)).reshape(-1)
+    corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]], device=points.device) * spread_mm
+    shared = out.index_select(0, rows)
+    shared[:, :2] += corners.to(points.dtype).repeat(rows.shape[0] // 4, 1)
+    shared[:, 3] *= 0.25
+    return out.index_copy_(0, rows, shared), copies
 
 
 @functools.cache
