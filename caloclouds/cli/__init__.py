@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from caloclouds.errors import CaloCloudsError, Terminated
     from caloclouds.io.atomic import install_termination_handler, restore_termination_handler
+    from caloclouds.memory import keep_freed_memory
 
+    keep_freed_memory()  # the command owns its process: freed tensors are reused, not faulted in again
     previous = install_termination_handler()  # SIGTERM cleans up temporary files as Ctrl-C does
     try:
         if getattr(args, "device", None) not in (None, "numpy"):

@@ -15,15 +15,13 @@ The order of the steps follows CaloClouds II (arXiv:2309.05704, Sec. 3), without
 
 The whole batch goes through each step at once (ragged, no padding, no loop over showers), in
 ``torch.inference_mode`` (at batch 1 most of the calibration's time was autograd bookkeeping under
-``no_grad``), and :func:`keep_freed_memory` stops the page faults of reallocating the network's
-activations for every shower.
+``no_grad``). The ``caloclouds`` command also calls :func:`caloclouds.memory.keep_freed_memory`,
+which stops the page faults of reallocating the network's activations for every shower; a program
+of your own that generates shower by shower can call it once too (it sets the process's malloc).
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,37 +48,7 @@ from caloclouds.generation.calibration import (
 )
 from caloclouds.showers import Showers
 
-__all__ = ["ShowerGenerator", "StageTimes", "keep_freed_memory"]
-
-# glibc's mallopt parameters (malloc.h) and the values keep_freed_memory sets
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD_BYTES = 32 << 20  # the largest mmap threshold glibc accepts on 64-bit systems
-TRIM_THRESHOLD_BYTES = 256 << 20
-
-
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Have glibc's malloc keep freed memory for reuse instead of handing it back to the system.
-
-    Every shower allocates and frees the same few 0.1-30 MB tensors (a network layer's
-    activations are points x width floats). With glibc's default, adaptive thresholds these come
-    from ``mmap`` or the top of the heap and go back to the system when freed, so the next shower
-    faults the same pages in again: about 600 page faults and 2 ms of system time per shower at
-    batch 1 (0.1 ms in batches of 1000). Served from the heap below ``MMAP_THRESHOLD_BYTES``, with
-    the heap trimmed only beyond ``TRIM_THRESHOLD_BYTES`` of free memory, they are reused. The
-    setting is the process's (once; :class:`ShowerGenerator` calls it) and changes no number.
-
-    Returns:
-        True when set, False where the C library is not glibc (its own policy is kept).
-    """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
-
+__all__ = ["ShowerGenerator", "StageTimes"]
 
 @dataclass
 class StageTimes:
@@ -146,7 +114,6 @@ class ShowerGenerator:
         self.radial = bundle.radial if calibrate_radii else RadialCalibration()
         self.core_radius_mm = settings.core_radius_mm if share_core else 0.0
         self.core_spread_mm = settings.core_spread_mm
-        keep_freed_memory()
         self.times = StageTimes()
         self._warm_up()  # the TorchScript compiles go into loading, not into the first shower
 
