@@ -36,7 +36,12 @@ from torch import Tensor, nn
 
 from caloclouds.export.flow import ScriptShowerFlow
 from caloclouds.export.points import build_point_stage
-from caloclouds.generation.calibration import map_radii, share_core_points
+from caloclouds.generation.calibration import (
+    map_radii,
+    rescale_energies_of_showers,
+    share_core_points,
+    shift_showers_to_cog,
+)
 
 __all__ = ["ScriptShowerPipeline", "calibration_table", "script_largest_remainder"]
 
@@ -128,7 +133,8 @@ class ScriptShowerPipeline(nn.Module):
         """Step 4 of the module doc, with no random numbers: the drawn (P, 4) points of one shower ->
         its calibrated points (``angle`` (1,) rad is the rotation of ``cog: rotate``, else unused)."""
         layer = raw[:, 2].long()
-        e = self.rescale(raw[:, 3], layer, energy_per_layer_mev)
+        one_shower = torch.zeros_like(layer)  # the batched calibrations, for one shower
+        e = rescale_energies_of_showers(raw[:, 3], layer, one_shower, energy_per_layer_mev.unsqueeze(0))
         x, y = raw[:, 0], raw[:, 1]
         if self.calibrate_radii:
             x, y = map_radii(
@@ -138,38 +144,15 @@ class ScriptShowerPipeline(nn.Module):
             cos, sin = angle.cos(), angle.sin()
             x, y = cos * x - sin * y, sin * x + cos * y
         elif self.cog_mode == "flow":
-            x, y = self.shift_cog(x, y, e, cog_mm)
+            x, y = shift_showers_to_cog(x, y, e, one_shower, cog_mm.unsqueeze(0))
         points = torch.stack([x, y, raw[:, 2], e], dim=1)
         return self.share_core(points[e > 0])
-
-    def shift_cog(self, x: Tensor, y: Tensor, e_mev: Tensor, cog_mm: Tensor) -> tuple[Tensor, Tensor]:
-        """``shift_centre_of_gravity`` for one shower: its energy-weighted x, y become ``cog_mm`` (2,)."""
-        e = e_mev.double()
-        total = e.sum()
-        has_energy = total > 0
-        safe = total.clamp_min(1e-300)
-        dx = torch.where(has_energy, cog_mm[0].double() - (e * x.double()).sum() / safe, torch.zeros_like(total))
-        dy = torch.where(has_energy, cog_mm[1].double() - (e * y.double()).sum() / safe, torch.zeros_like(total))
-        return (x.double() + dx).float(), (y.double() + dy).float()
 
     def share_core(self, points: Tensor) -> Tensor:
         """``share_core_energy`` for one shower (the points' order, grouped by layer, is kept)."""
         if self.core_radius_mm <= 0:
             return points
         return share_core_points(points, self.core_radius_mm, self.core_spread_mm)[0]
-
-    def rescale(self, e_mev: Tensor, layer: Tensor, energy_per_layer_mev: Tensor) -> Tensor:
-        """``rescale_layer_energies`` for one shower: each layer's points sum to E_l, the total kept."""
-        e = e_mev.double().clamp_min(0)
-        sums = torch.zeros(self.n_layers, dtype=torch.float64).index_add_(0, layer, e)
-        counts = torch.zeros(self.n_layers, dtype=torch.float64).index_add_(0, layer, torch.ones_like(e))
-        target = energy_per_layer_mev.double().clamp_min(0)
-        dead = sums[layer] <= 0
-        e = torch.where(dead, 1.0 / counts[layer].clamp_min(1), e / sums[layer].clamp_min(1e-300))
-        e = e * target[layer]
-        placed = e.sum()
-        scale = torch.where(placed > 0, target.sum() / placed.clamp_min(1e-300), torch.ones_like(placed))
-        return (e * scale).float()
 
     def forward(self, energy_gev: Tensor, theta_deg: Tensor, phi_deg: Tensor) -> Tensor:
         """DDML CaloClouds call: (1, 1) energy, theta, phi -> header + points (see the module doc)."""

@@ -62,7 +62,9 @@ __all__ = [
     "rotate_about_axis",
     "assign_layers_by_depth",
     "rescale_layer_energies",
+    "rescale_energies_of_showers",
     "shift_centre_of_gravity",
+    "shift_showers_to_cog",
     "largest_remainder",
     "share_core_energy",
     "share_core_points",
@@ -120,8 +122,13 @@ def rescale_layer_energies(e_mev: Tensor, layer: Tensor, offsets: Tensor, energy
     Returns:
         (P,) calibrated energies in MeV (float32), all >= 0.
     """
+    return rescale_energies_of_showers(e_mev, layer, shower_of_point(offsets), energy_per_layer_mev)
+
+
+def rescale_energies_of_showers(e_mev: Tensor, layer: Tensor, shower: Tensor, energy_per_layer_mev: Tensor) -> Tensor:
+    """:func:`rescale_layer_energies` with each point's shower index ``shower`` (P,) instead of the
+    offsets: TorchScript-compatible (the export calls it for one shower)."""
     n_showers, n_layers = energy_per_layer_mev.shape
-    shower = shower_of_point(offsets)
     key = shower * n_layers + layer
     e = e_mev.double().clamp_min(0)
     flat_sum = torch.zeros(n_showers * n_layers, dtype=torch.float64, device=e.device).index_add_(0, key, e)
@@ -152,10 +159,17 @@ def shift_centre_of_gravity(
     x_mm: Tensor, y_mm: Tensor, e_mev: Tensor, offsets: Tensor, cog_mm: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Translate each shower in x and y so that its energy-weighted centre of gravity is ``cog_mm`` (B, 2)."""
-    n_showers = len(offsets) - 1
-    shower = shower_of_point(offsets)
+    return shift_showers_to_cog(x_mm, y_mm, e_mev, shower_of_point(offsets), cog_mm)
+
+
+def shift_showers_to_cog(
+    x_mm: Tensor, y_mm: Tensor, e_mev: Tensor, shower: Tensor, cog_mm: Tensor
+) -> tuple[Tensor, Tensor]:
+    """:func:`shift_centre_of_gravity` with each point's shower index ``shower`` (P,) instead of the
+    offsets: TorchScript-compatible (the export calls it for one shower). A shower without energy
+    is not moved."""
     e = e_mev.double()
-    total = torch.zeros(n_showers, dtype=torch.float64, device=e.device).index_add_(0, shower, e)
+    total = torch.zeros(cog_mm.shape[0], dtype=torch.float64, device=e.device).index_add_(0, shower, e)
     safe = total.clamp_min(1e-300)
     cx = torch.zeros_like(total).index_add_(0, shower, e * x_mm.double()) / safe
     cy = torch.zeros_like(total).index_add_(0, shower, e * y_mm.double()) / safe
