@@ -50,6 +50,7 @@ from caloclouds.showers import Showers
 
 __all__ = ["ShowerGenerator", "StageTimes"]
 
+
 @dataclass
 class StageTimes:
     """Wall time in seconds spent in each stage (accumulated over calls)."""
