@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from caloclouds.config import FlowConfig, RunConfig
+from caloclouds.config import RunConfig
 from caloclouds.diffusion import load_point_model
 from caloclouds.diffusion.data import TrainingData
 from caloclouds.errors import CaloCloudsError
@@ -25,7 +25,7 @@ N_LAYERS = 30
 
 
 @pytest.fixture(scope="module")
-def layer_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle, shared) -> Path:  # noqa: ANN001
+def layer_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle, shared, tiny_config) -> Path:  # noqa: ANN001
     """A bundle of a tiny flow and a tiny per-layer teacher and CM, trained on 60 + 40 real showers."""
     files = [shared("g4_photons_train.h5"), shared("g4_photons_train2.h5")]
     root = tmp_path_factory.mktemp("layer_bundle")
@@ -34,32 +34,14 @@ def layer_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle, sha
         parts.append(root / f"train{i}.h5")
         with ShowerFile(src) as f:
             write_showers(parts[-1], f.read(0, n))
-    base = RunConfig()
+    tiny = tiny_config(RunConfig())
     config = dataclasses.replace(
-        base,
-        flow=FlowConfig(
-            n_blocks=1,
-            couplings_per_block=2,
-            coupling_hidden=(32,),
-            spline_hidden=(8,),
-            spline_bins=4,
-            batch_size=32,
-            learning_rate=3e-3,
-            steps=40,
-            eval_every=20,
-        ),
+        tiny,
+        flow=dataclasses.replace(tiny.flow, steps=40, eval_every=20),
         diffusion=dataclasses.replace(
-            base.diffusion,
-            hidden=(16, 32, 16),
-            fourier_features=16,
-            time_features=16,
-            batch_size=8,
-            checkpoint_every=1000,
-            per_layer=True,
-            points_per_shower=200,
-            val_showers=8,
+            tiny.diffusion, batch_size=8, per_layer=True, points_per_shower=200, val_showers=8
         ),
-        distillation=dataclasses.replace(base.distillation, batch_size=8, checkpoint_every=1000, num_steps=8),
+        distillation=dataclasses.replace(tiny.distillation, batch_size=8),
     )
     data = TrainingData.from_files(parts)
     return make_tiny_bundle(root, config, data, flow_data=parts[0], teacher_steps=30, val=parts[1])
