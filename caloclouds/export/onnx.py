@@ -30,6 +30,7 @@ calibration, CoG shift and core sharing of one shower's drawn points).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,7 @@ class _PointGraph(nn.Module):
         n = (n_points.reshape(1).to(torch.float32) - s.n_points_mean) / s.n_points_std
         x = s.denoise(noise * s.sigmas[0], 0, torch.stack([e, n], dim=-1))
         depth = (x[:, 2] * s.depth_scale + s.depth_mean).clamp(0.0, s.max_depth)
-        px = torch.sinh(x[:, 0] * s.xy_scale) * s.xy_scale_mm
-        py = torch.sinh(x[:, 1] * s.xy_scale) * s.xy_scale_mm
-        pe = torch.exp((x[:, 3] * s.log_e_scale + s.log_e_mean).clamp(max=s.max_log_e)).clamp_min(s.min_energy_mev)
+        px, py, pe = s.physical_xy_e(x[:, 0], x[:, 1], x[:, 3])
         return torch.stack([px, py, depth, pe], dim=-1)
 
 
@@ -289,7 +288,7 @@ def _drawn_shower(pipeline: Any, energy_gev: float, gen: torch.Generator) -> dic
         noise = torch.randn(int(n_layer.sum()), 3, generator=gen)
         points = (noise, n_layer[0], n_layer[0], e_layer[0], incident)
         raw = _LayerPointGraph(pipeline.points)(*points)
-    calibration = (raw, e_layer[0], cog[0], incident, torch.rand(1, generator=gen) * 6.2832)
+    calibration = (raw, e_layer[0], cog[0], incident, torch.rand(1, generator=gen) * math.tau)
     return {"points": points, "calibration": calibration}
 
 

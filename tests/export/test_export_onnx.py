@@ -151,3 +151,44 @@ def test_onnx_and_torchscript_agree_in_distribution_at_50_gev(onnx_dir, exported
     pull = (a.mean(0) - b.mean(0)) / se
     assert np.abs(pull).max() < 4.5, pull  # 30 layer counts, sampling fraction, mean radius
     assert abs(a[:, N_LAYERS].mean() / b[:, N_LAYERS].mean() - 1) < 0.02
+
+
+@pytest.fixture(scope="module")
+def depth_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle, shared):  # noqa: ANN001
+    """A tiny depth-based bundle (flow, teacher, CM trained for a few steps on 60 real showers)."""
+    from caloclouds.config import RunConfig
+    from caloclouds.io import ShowerFile, write_showers
+    from tests.tiny_models import tiny_run_config
+
+    root = tmp_path_factory.mktemp("depth_bundle")
+    data = root / "train.h5"
+    with ShowerFile(shared("g4_photons_train.h5")) as f:
+        write_showers(data, f.read(0, 60))
+    return make_tiny_bundle(root, tiny_run_config(RunConfig()), data, flow_data=data, teacher_steps=20)
+
+
+def test_depth_model_exports_with_topk_and_its_parts_match_torch(depth_bundle, tmp_path):
+    """An earlier, depth-based bundle: the whole graph runs, the depth CM part equals torch for the
+    same noise, and the metadata names the TopK ranking."""
+    from caloclouds.export.onnx import _PointGraph
+    from caloclouds.export.torchscript import decode_output
+    from caloclouds.generation.bundle import load_bundle
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["export", "--model", str(depth_bundle), "--format", "onnx", "-o", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    assert meta["onnx"]["files"] == ["caloclouds_ddml.onnx", "point_model.onnx", "shower_flow.onnx"]
+    assert "stable sort" in " ".join(meta["onnx"]["differences_from_torchscript"])
+    counts, points = decode_output(onnx_ddml_call(_session(tmp_path / "caloclouds_ddml.onnx"), 40.0), N_LAYERS)
+    assert counts.sum() == len(points) > 0
+    graph = _PointGraph(ScriptShowerPipeline(load_bundle(depth_bundle)).points)
+    sess = _session(tmp_path / "point_model.onnx")
+    noise = torch.randn(517, 4, generator=torch.Generator().manual_seed(5))
+    args = (noise, torch.tensor([33.0]), torch.tensor([517]))
+    got = sess.run(None, {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args, strict=True)})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, graph(*args).numpy(), rtol=1e-4, atol=1e-4)

@@ -2,38 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
-from caloclouds.config import FlowConfig, RunConfig
-
-
-def tiny_run_config(base: RunConfig) -> RunConfig:
-    """``base`` (its detector) with a tiny flow, PointWise Net and distillation for tests on one core."""
-    return dataclasses.replace(
-        base,
-        flow=FlowConfig(
-            n_blocks=1,
-            couplings_per_block=2,
-            coupling_hidden=(32,),
-            spline_hidden=(8,),
-            spline_bins=4,
-            batch_size=32,
-            learning_rate=3e-3,
-            steps=60,
-            eval_every=30,
-        ),
-        diffusion=dataclasses.replace(
-            base.diffusion,
-            hidden=(16, 32, 16),
-            fourier_features=16,
-            time_features=16,
-            batch_size=4,
-            checkpoint_every=1000,
-        ),
-        distillation=dataclasses.replace(base.distillation, batch_size=4, checkpoint_every=1000, num_steps=8),
-    )
+from tests.tiny_models import tiny_run_config
 
 
 @pytest.fixture(scope="session")
