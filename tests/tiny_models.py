@@ -6,22 +6,22 @@ import dataclasses
 
 from caloclouds.config import FlowConfig, RunConfig
 
+# a Shower Flow small enough to train a few hundred steps in seconds (each test sets its batch and steps)
+TINY_FLOW = FlowConfig(
+    n_blocks=1,
+    couplings_per_block=2,
+    coupling_hidden=(32,),
+    spline_hidden=(8,),
+    spline_bins=4,
+    learning_rate=3e-3,
+)
+
 
 def tiny_run_config(base: RunConfig) -> RunConfig:
     """``base`` (its detector) with a tiny flow, PointWise Net and distillation for tests on one core."""
     return dataclasses.replace(
         base,
-        flow=FlowConfig(
-            n_blocks=1,
-            couplings_per_block=2,
-            coupling_hidden=(32,),
-            spline_hidden=(8,),
-            spline_bins=4,
-            batch_size=32,
-            learning_rate=3e-3,
-            steps=60,
-            eval_every=30,
-        ),
+        flow=dataclasses.replace(TINY_FLOW, batch_size=32, steps=60, eval_every=30),
         diffusion=dataclasses.replace(
             base.diffusion,
             hidden=(16, 32, 16),

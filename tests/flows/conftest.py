@@ -8,25 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from caloclouds.config import FlowConfig, RunConfig
+from caloclouds.config import RunConfig
+from tests.tiny_models import TINY_FLOW
 
 TINY_STEPS = 200
 
 
 def tiny_config(**overrides: object) -> RunConfig:
     """A flow small enough to train a few hundred steps in seconds."""
-    flow = FlowConfig(
-        n_blocks=1,
-        couplings_per_block=2,
-        coupling_hidden=(32,),
-        spline_hidden=(8,),
-        spline_bins=4,
-        batch_size=64,
-        learning_rate=3e-3,
-        steps=TINY_STEPS,
-        eval_every=100,
-        chunk_showers=250,
-    )
+    flow = dataclasses.replace(TINY_FLOW, batch_size=64, steps=TINY_STEPS, eval_every=100, chunk_showers=250)
     return RunConfig(flow=dataclasses.replace(flow, **overrides))
 
 
