@@ -312,6 +312,8 @@ def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxRepo
     if steps != 1:
         raise CaloCloudsError(f"the ONNX export has the one-step consistency model only, got --steps {steps}")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CaloCloudsError(f"-o {out} is a file: --format onnx writes a folder of .onnx files; give a folder")
     out.mkdir(parents=True, exist_ok=True)
     pipeline = ScriptShowerPipeline(bundle, steps=1).eval()
     depth_model = isinstance(pipeline.points, DepthPointStage)

@@ -192,3 +192,11 @@ def test_depth_model_exports_with_topk_and_its_parts_match_torch(depth_bundle, t
     got = sess.run(None, {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args, strict=True)})[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, graph(*args).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_output_must_be_a_folder(tmp_path, capsys):
+    target = tmp_path / "model.onnx"
+    target.write_text("not a folder")
+    assert main(["export", "--format", "onnx", "-o", str(target)]) == 2
+    assert "is a file: --format onnx writes a folder" in capsys.readouterr().err
+    assert target.read_text() == "not a folder"
