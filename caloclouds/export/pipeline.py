@@ -36,12 +36,7 @@ from torch import Tensor, nn
 
 from caloclouds.export.flow import ScriptShowerFlow
 from caloclouds.export.points import build_point_stage
-from caloclouds.generation.calibration import (
-    map_radii,
-    rescale_energies_of_showers,
-    share_core_points,
-    shift_showers_to_cog,
-)
+from caloclouds.generation.calibration import calibrate_points as calibrate_drawn_points
 
 __all__ = ["ScriptShowerPipeline", "calibration_table", "script_largest_remainder"]
 
@@ -131,28 +126,26 @@ class ScriptShowerPipeline(nn.Module):
         self, raw: Tensor, energy_per_layer_mev: Tensor, cog_mm: Tensor, incident_energy_gev: Tensor, angle: Tensor
     ) -> Tensor:
         """Step 4 of the module doc, with no random numbers: the drawn (P, 4) points of one shower ->
-        its calibrated points (``angle`` (1,) rad is the rotation of ``cog: rotate``, else unused)."""
+        its calibrated points (``angle`` (1,) rad is the rotation of ``cog: rotate``, else unused), by the
+        generator's own :func:`~caloclouds.generation.calibration.calibrate_points` (the points' order,
+        grouped by layer, is kept)."""
         layer = raw[:, 2].long()
-        one_shower = torch.zeros_like(layer)  # the batched calibrations, for one shower
-        e = rescale_energies_of_showers(raw[:, 3], layer, one_shower, energy_per_layer_mev.unsqueeze(0))
-        x, y = raw[:, 0], raw[:, 1]
-        if self.calibrate_radii:
-            x, y = map_radii(
-                x, y, layer, incident_energy_gev.expand(x.shape[0]), self.radial_nodes_gev, self.radial_table
-            )
-        if self.cog_mode == "rotate":
-            cos, sin = angle.cos(), angle.sin()
-            x, y = cos * x - sin * y, sin * x + cos * y
-        elif self.cog_mode == "flow":
-            x, y = shift_showers_to_cog(x, y, e, one_shower, cog_mm.unsqueeze(0))
-        points = torch.stack([x, y, raw[:, 2], e], dim=1)
-        return self.share_core(points[e > 0])
-
-    def share_core(self, points: Tensor) -> Tensor:
-        """``share_core_energy`` for one shower (the points' order, grouped by layer, is kept)."""
-        if self.core_radius_mm <= 0:
-            return points
-        return share_core_points(points, self.core_radius_mm, self.core_spread_mm)[0]
+        points, _ = calibrate_drawn_points(
+            raw,
+            layer,
+            torch.zeros_like(layer),  # one shower
+            energy_per_layer_mev.unsqueeze(0),
+            incident_energy_gev,
+            cog_mm.unsqueeze(0),
+            angle,
+            self.radial_nodes_gev,
+            self.radial_table,
+            self.cog_mode,
+            self.calibrate_radii,
+            self.core_radius_mm,
+            self.core_spread_mm,
+        )
+        return points
 
     def forward(self, energy_gev: Tensor, theta_deg: Tensor, phi_deg: Tensor) -> Tensor:
         """DDML CaloClouds call: (1, 1) energy, theta, phi -> header + points (see the module doc)."""

@@ -31,6 +31,9 @@ Before 3., the radial calibration (:class:`RadialCalibration`, :func:`map_radii`
 along its direction from the axis so that the energy-weighted radial profile of every layer is
 Geant4's, as a function of the incident energy (fitted by ``caloclouds calibrate``).
 
+The generator runs 2. to 4. (with the radial calibration) as one TorchScript call,
+:func:`calibrate_points`, the same operations as the functions one by one, so the same bits.
+
 The N-points calibration (:class:`PointCountCalibration`) maps the flow's N onto the number of points
 the diffusion model needs to give the right number of cells, fitted by ``caloclouds calibrate``.
 
@@ -59,7 +62,10 @@ from caloclouds.showers import shower_index_torch as shower_of_point
 __all__ = [
     "COG_MODES",
     "shower_of_point",
+    "random_angles",
     "rotate_about_axis",
+    "rotate_showers",
+    "calibrate_points",
     "assign_layers_by_depth",
     "rescale_layer_energies",
     "rescale_energies_of_showers",
@@ -129,30 +135,47 @@ def rescale_energies_of_showers(e_mev: Tensor, layer: Tensor, shower: Tensor, en
     """:func:`rescale_layer_energies` with each point's shower index ``shower`` (P,) instead of the
     offsets: TorchScript-compatible (the export calls it for one shower)."""
     n_showers, n_layers = energy_per_layer_mev.shape
-    key = shower * n_layers + layer
+    key = layer if n_showers == 1 else shower * n_layers + layer  # row of each point's (shower, layer)
     e = e_mev.double().clamp_min(0)
     flat_sum = torch.zeros(n_showers * n_layers, dtype=torch.float64, device=e.device).index_add_(0, key, e)
     flat_n = torch.zeros_like(flat_sum).index_add_(0, key, torch.ones_like(e))
-    target = energy_per_layer_mev.double().reshape(-1).clamp_min(0)
-    # layers with points but no positive energy: equal shares
-    dead = flat_sum[key] <= 0
-    e = torch.where(dead, 1.0 / flat_n[key].clamp_min(1), e / flat_sum[key].clamp_min(1e-300))
-    e = e * target[key]
+    target = energy_per_layer_mev.double().clamp_min(0)
+    # per row, then gathered (index_select: a third of the cost of indexing): the same values
+    dead = (flat_sum <= 0).index_select(0, key)  # layers with points but no positive energy: equal shares
+    share = (1.0 / flat_n.clamp_min(1)).index_select(0, key)
+    e = torch.where(dead, share, e / flat_sum.clamp_min(1e-300).index_select(0, key))
+    e = e * target.reshape(-1).index_select(0, key)
     # target energy that fell into layers without points goes to the shower's other layers
     placed = torch.zeros(n_showers, dtype=torch.float64, device=e.device).index_add_(0, shower, e)
-    wanted = energy_per_layer_mev.double().clamp_min(0).sum(1)
-    scale = torch.where(placed > 0, wanted / placed.clamp_min(1e-300), torch.ones_like(placed))
-    return (e * scale[shower]).float()
+    scale = torch.where(placed > 0, target.sum(1) / placed.clamp_min(1e-300), torch.ones_like(placed))
+    return (e * per_point(scale, shower)).float()
+
+
+def per_point(values: Tensor, shower: Tensor) -> Tensor:
+    """(P,) ``values[shower]`` of (B,) per-shower values; for one shower a broadcast view, no copy."""
+    if values.shape[0] == 1:
+        return values.expand(shower.shape[0])
+    return values.index_select(0, shower)
+
+
+def random_angles(n_showers: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+    """(B,) uniform angles in [0, 2 pi) on ``device``: the one draw of :func:`rotate_about_axis`."""
+    gen_device = generator.device if generator is not None else device
+    return torch.rand(n_showers, generator=generator, device=gen_device).to(device) * (2 * torch.pi)
 
 
 def rotate_about_axis(
     x_mm: Tensor, y_mm: Tensor, offsets: Tensor, *, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
     """Rotate each shower about the beam axis x = y = 0 by its own uniform random angle."""
-    n_showers = len(offsets) - 1
-    gen_device = generator.device if generator is not None else x_mm.device
-    angle = torch.rand(n_showers, generator=generator, device=gen_device).to(x_mm.device) * (2 * torch.pi)
+    angle = random_angles(len(offsets) - 1, x_mm.device, generator)
     return rotate_about_beam_axis(x_mm, y_mm, angle, shower_of_point(offsets))
+
+
+def rotate_showers(x_mm: Tensor, y_mm: Tensor, angle_rad: Tensor, shower: Tensor) -> tuple[Tensor, Tensor]:
+    """``caloclouds.showers.rotate_about_beam_axis`` for torch alone: TorchScript-compatible, the same bits."""
+    cos, sin = per_point(angle_rad.cos(), shower), per_point(angle_rad.sin(), shower)
+    return cos * x_mm - sin * y_mm, sin * x_mm + cos * y_mm
 
 
 def shift_centre_of_gravity(
@@ -168,15 +191,15 @@ def shift_showers_to_cog(
     """:func:`shift_centre_of_gravity` with each point's shower index ``shower`` (P,) instead of the
     offsets: TorchScript-compatible (the export calls it for one shower). A shower without energy
     is not moved."""
-    e = e_mev.double()
+    e, x, y = e_mev.double(), x_mm.double(), y_mm.double()
     total = torch.zeros(cog_mm.shape[0], dtype=torch.float64, device=e.device).index_add_(0, shower, e)
     safe = total.clamp_min(1e-300)
-    cx = torch.zeros_like(total).index_add_(0, shower, e * x_mm.double()) / safe
-    cy = torch.zeros_like(total).index_add_(0, shower, e * y_mm.double()) / safe
+    cx = torch.zeros_like(total).index_add_(0, shower, e * x) / safe
+    cy = torch.zeros_like(total).index_add_(0, shower, e * y) / safe
     has_energy = total > 0
     dx = torch.where(has_energy, cog_mm[:, 0].double() - cx, torch.zeros_like(cx))
     dy = torch.where(has_energy, cog_mm[:, 1].double() - cy, torch.zeros_like(cy))
-    return (x_mm.double() + dx[shower]).float(), (y_mm.double() + dy[shower]).float()
+    return (x + per_point(dx, shower)).float(), (y + per_point(dy, shower)).float()
 
 
 def share_core_points(points: Tensor, radius_mm: float, spread_mm: float) -> tuple[Tensor, Tensor]:
@@ -191,13 +214,20 @@ def share_core_points(points: Tensor, radius_mm: float, spread_mm: float) -> tup
     """
     core = torch.hypot(points[:, 0], points[:, 1]) < radius_mm
     copies = 1 + 3 * core.long()
-    out = torch.repeat_interleave(points, copies, dim=0)  # a core point four times in a row
     first = torch.cumsum(copies, 0) - copies  # where each input point's first copy goes
-    rows = (first[core].unsqueeze(1) + torch.arange(4, device=points.device)).reshape(-1)
+    core_index = core.nonzero().squeeze(1)
+    # every point to its first row, then a core point's four rows overwritten by its copies
+    # (cheaper than repeat_interleave and a boolean index at a thousand points)
+    out = torch.zeros(
+        [points.shape[0] + 3 * core_index.shape[0], points.shape[1]], dtype=points.dtype, device=points.device
+    )
+    out.index_copy_(0, first, points)
+    rows = (first.index_select(0, core_index).unsqueeze(1) + torch.arange(4, device=points.device)).reshape(-1)
     corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]], device=points.device) * spread_mm
-    shared = out.index_select(0, rows)
-    shared[:, :2] += corners.to(points.dtype).repeat(rows.shape[0] // 4, 1)
-    shared[:, 3] *= 0.25
+    centre = points.index_select(0, core_index).unsqueeze(1)  # (C, 1, 4)
+    xy = centre[:, :, :2] + corners.to(points.dtype).unsqueeze(0)  # (C, 4, 2), copy j at corner j
+    layer_e = centre[:, :, 2:] * torch.tensor([1.0, 0.25], dtype=points.dtype, device=points.device)
+    shared = torch.cat([xy, layer_e.expand(-1, 4, -1)], dim=2).reshape(-1, points.shape[1])
     return out.index_copy_(0, rows, shared), copies
 
 
@@ -205,8 +235,8 @@ def share_core_points(points: Tensor, radius_mm: float, spread_mm: float) -> tup
 def compiled(function: Callable[..., Any]) -> Callable[..., Any]:
     """One of this module's TorchScript-compatible functions compiled by TorchScript (once per process).
 
-    The generator runs :func:`map_radii` and :func:`share_core_points` through it: the same
-    operations without Python's per-operation cost, a third less time at batch 1.
+    The generator runs :func:`calibrate_points` through it, :class:`RadialCalibration` and
+    :func:`share_core_energy` their functions: the same operations without Python's per-operation cost.
     """
     return torch.jit.script(function)
 
@@ -227,6 +257,58 @@ def share_core_energy(points: Tensor, offsets: Tensor, *, radius_mm: float, spre
     new_offsets = torch.zeros_like(offsets)
     new_offsets[1:] = torch.cumsum(counts, 0)
     return out, new_offsets
+
+
+def calibrate_points(
+    raw: Tensor,
+    layer: Tensor,
+    shower: Tensor,
+    energy_per_layer_mev: Tensor,
+    incident_energy_gev: Tensor,
+    cog_mm: Tensor,
+    angle_rad: Tensor,
+    nodes_gev: Tensor,
+    table: Tensor,
+    cog_mode: str,
+    calibrate_radii: bool,
+    core_radius_mm: float,
+    core_spread_mm: float,
+) -> tuple[Tensor, Tensor]:
+    """The generator's whole calibration of a ragged batch of drawn points, in one TorchScript-compatible call.
+
+    Layer energies (:func:`rescale_energies_of_showers`), radii (:func:`map_radii`, if
+    ``calibrate_radii``), the transverse position by ``cog_mode`` (:func:`rotate_showers` by
+    ``angle_rad`` or :func:`shift_showers_to_cog` to ``cog_mm``), points without energy dropped,
+    core sharing (:func:`share_core_points`, if ``core_radius_mm`` > 0): the same operations as
+    the functions one by one, so the same bits, without recomputing the shower of each point.
+
+    Args:
+        raw: (P, 4) drawn points ``x_mm, y_mm, *, e`` (column 2 unused: the layer is ``layer``).
+        layer, shower: (P,) int64 layer and shower of each point.
+        energy_per_layer_mev: (B, L); incident_energy_gev: (B,); cog_mm: (B, 2); angle_rad: (B,).
+        nodes_gev, table: :meth:`RadialCalibration.tensors` (unused unless ``calibrate_radii``).
+
+    Returns:
+        ``(points, offsets)``: (P', 4) float32 ``x_mm, y_mm, layer, e_MeV`` and (B+1,) int64 offsets.
+    """
+    e = rescale_energies_of_showers(raw[:, 3], layer, shower, energy_per_layer_mev)
+    x, y = raw[:, 0], raw[:, 1]
+    if calibrate_radii:
+        x, y = map_radii(x, y, layer, incident_energy_gev, nodes_gev, table, shower=shower)
+    if cog_mode == "rotate":
+        x, y = rotate_showers(x, y, angle_rad, shower)
+    elif cog_mode == "flow":
+        x, y = shift_showers_to_cog(x, y, e, shower, cog_mm)
+    kept = (e > 0).nonzero().squeeze(1)  # points whose energy is zero after calibration carry nothing
+    points = torch.stack([x, y, layer.to(torch.float32), e], dim=1).index_select(0, kept)
+    kept_shower = shower.index_select(0, kept)
+    if core_radius_mm > 0:
+        points, copies = share_core_points(points, core_radius_mm, core_spread_mm)
+    else:
+        copies = torch.ones_like(kept_shower)
+    counts = torch.zeros(energy_per_layer_mev.shape[0], dtype=torch.long, device=raw.device)
+    counts.index_add_(0, kept_shower, copies)
+    return points, torch.cat([torch.zeros(1, dtype=torch.long, device=raw.device), torch.cumsum(counts, 0)])
 
 
 COUNT_TABLE_MAX = 1 << 16  # PointCountCalibration's lookup table covers N below this at most
@@ -347,11 +429,25 @@ def radial_grid(
     return torch.as_tensor(table, dtype=torch.float32)
 
 
-def _grid_lookup(flat: Tensor, row: Tensor, cell: Tensor, t: Tensor, r: Tensor, n_grid: int, r_end_mm: float) -> Tensor:
+def _grid_lookup(table: Tensor, row: Tensor, cell: Tensor, t: Tensor, r: Tensor, r_end_mm: float) -> Tensor:
     """Mapped radius of each point in its table row: linear between grid radii, the last ratio beyond."""
+    n_grid = table.shape[1]
+    flat = table.reshape(-1)
     at = row * n_grid + cell
-    inside = flat[at] * (1.0 - t) + flat[at + 1] * t
-    return torch.where(r > r_end_mm, r * flat[row * n_grid + n_grid - 1] / r_end_mm, inside)
+    inside = flat.index_select(0, at) * (1.0 - t) + flat.index_select(0, at + 1) * t
+    return torch.where(r > r_end_mm, r * table[:, n_grid - 1].index_select(0, row) / r_end_mm, inside)
+
+
+def radial_node_weights(incident_energy_gev: Tensor, nodes_gev: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """For :func:`map_radii`: the energy node below each energy and the weight of the one above (``dtype``)."""
+    n_nodes = nodes_gev.shape[0]
+    if n_nodes == 1:
+        lower = torch.zeros(incident_energy_gev.shape, dtype=torch.long, device=incident_energy_gev.device)
+        return lower, torch.zeros(incident_energy_gev.shape, dtype=dtype, device=incident_energy_gev.device)
+    energy = incident_energy_gev.to(nodes_gev.dtype)
+    lower = (torch.searchsorted(nodes_gev, energy) - 1).clamp(0, n_nodes - 2)
+    weight = ((energy - nodes_gev[lower]) / (nodes_gev[lower + 1] - nodes_gev[lower])).clamp(0.0, 1.0).to(dtype)
+    return lower, weight
 
 
 def map_radii(
@@ -363,13 +459,15 @@ def map_radii(
     table: Tensor,
     r0_mm: float = RADIAL_GRID_R0_MM,
     r_end_mm: float = RADIAL_GRID_END_MM,
+    shower: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Move each point along its direction from the axis by the radial calibration.
 
     Args:
         x_mm, y_mm: (P,) positions about the shower axis.
         layer: (P,) int64 layer of each point.
-        incident_energy_gev: (P,) the incident energy of each point's shower.
+        incident_energy_gev: (P,) the incident energy of each point's shower, or with ``shower``
+            (P,) the shower of each point, (B,) the incident energy of each shower.
         nodes_gev: (K,) increasing energies at which the maps are given.
         table: :func:`radial_grid` of the (K * L) rows, row ``k * L + layer``. Between two nodes
             the mapped radii are interpolated linearly; beyond ``r_end_mm`` the last ratio is kept.
@@ -381,23 +479,19 @@ def map_radii(
     n_nodes = nodes_gev.shape[0]
     n_rows, n_grid = table.shape
     n_layers = n_rows // n_nodes
-    flat = table.reshape(-1).to(x_mm.dtype)
+    lower, weight = radial_node_weights(incident_energy_gev, nodes_gev, x_mm.dtype)
+    if shower is not None:  # once per shower, then per point: the same values
+        lower, weight = per_point(lower, shower), per_point(weight, shower)
+    table = table.to(x_mm.dtype)
     r = torch.hypot(x_mm, y_mm)
-    energy = incident_energy_gev.to(nodes_gev.dtype)
-    if n_nodes == 1:
-        lower = torch.zeros_like(layer)
-        weight = torch.zeros_like(r)
-    else:
-        lower = (torch.searchsorted(nodes_gev, energy) - 1).clamp(0, n_nodes - 2)
-        weight = ((energy - nodes_gev[lower]) / (nodes_gev[lower + 1] - nodes_gev[lower])).clamp(0.0, 1.0).to(r.dtype)
     upper = (lower + 1).clamp_max(n_nodes - 1)
     u = torch.log1p(r / r0_mm) * ((n_grid - 1) / math.log1p(r_end_mm / r0_mm))
     cell = u.floor().clamp(0, n_grid - 2)
     t = (u - cell).clamp(0.0, 1.0)
     cell = cell.long()
     mapped = (
-        _grid_lookup(flat, lower * n_layers + layer, cell, t, r, n_grid, r_end_mm) * (1.0 - weight)
-        + _grid_lookup(flat, upper * n_layers + layer, cell, t, r, n_grid, r_end_mm) * weight
+        _grid_lookup(table, lower * n_layers + layer, cell, t, r, r_end_mm) * (1.0 - weight)
+        + _grid_lookup(table, upper * n_layers + layer, cell, t, r, r_end_mm) * weight
     )
     scale = torch.where(r > 0, mapped / r.clamp_min(1e-12), torch.ones_like(mapped))
     return x_mm * scale, y_mm * scale

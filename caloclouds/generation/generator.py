@@ -39,11 +39,10 @@ from caloclouds.generation.calibration import (
     PointCountCalibration,
     RadialCalibration,
     assign_layers_by_depth,
+    calibrate_points,
+    compiled,
     largest_remainder,
-    rescale_layer_energies,
-    rotate_about_axis,
-    share_core_energy,
-    shift_centre_of_gravity,
+    random_angles,
     shower_of_point,
 )
 from caloclouds.showers import Showers
@@ -113,6 +112,12 @@ class ShowerGenerator:
         self.n_layers = bundle.config.detector.n_layers
         self.calibration = bundle.calibration if calibrate_n else PointCountCalibration()
         self.radial = bundle.radial if calibrate_radii else RadialCalibration()
+        # (nodes_gev, table) of the radial map; placeholders, unused, without one
+        self._radial_tensors = (
+            (torch.zeros(1, device=self.device), torch.zeros(1, 2, device=self.device))
+            if self.radial.is_identity
+            else self.radial.tensors(self.device)
+        )
         self.core_radius_mm = settings.core_radius_mm if share_core else 0.0
         self.core_spread_mm = settings.core_spread_mm
         self.times = StageTimes()
@@ -178,28 +183,42 @@ class ShowerGenerator:
             layer = raw[:, 2].long()
         else:
             layer = assign_layers_by_depth(raw[:, 2], offsets, per_layer)
-        e = rescale_layer_energies(raw[:, 3], layer, offsets, stats.energy_per_layer_mev)
-        x, y = self.radial.apply(raw[:, 0], raw[:, 1], layer, energy[shower_of_point(offsets)])
-        if self.cog == "rotate":
-            x, y = rotate_about_axis(x, y, offsets, generator=generator)
-        elif self.cog == "flow":
-            x, y = shift_centre_of_gravity(x, y, e, offsets, stats.cog_mm)
-        points = torch.stack([x, y, layer.float(), e], dim=1)
-        # points whose energy is zero after calibration carry nothing: drop them
-        keep = e > 0
-        shower = shower_of_point(offsets)
-        counts = torch.bincount(shower[keep], minlength=len(energy))
-        new_offsets = torch.zeros(len(energy) + 1, dtype=torch.long, device=self.device)
-        new_offsets[1:] = torch.cumsum(counts, 0)
-        points, new_offsets = share_core_energy(
-            points[keep], new_offsets, radius_mm=self.core_radius_mm, spread_mm=self.core_spread_mm
-        )
+        points, new_offsets = self._calibrate(raw, layer, offsets, energy, stats, generator)
         self._sync()
         t3 = time.perf_counter()
         self.times.flow += t1 - t0
         self.times.diffusion += t2 - t1
         self.times.calibration += t3 - t2
         return points, new_offsets
+
+    def _calibrate(
+        self, raw: Tensor, layer: Tensor, offsets: Tensor, energy: Tensor, stats: Any, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """Step 4 of the module doc: :func:`calibrate_points`, one TorchScript call for the whole batch."""
+        n_showers = len(energy)
+        # each point's shower, once (one shower: no repeat_interleave)
+        if n_showers == 1:
+            shower = torch.zeros(len(raw), dtype=torch.long, device=self.device)
+        else:
+            shower = shower_of_point(offsets)
+        # the angle is rotate_about_axis's draw, at the same place in the sequence of random numbers
+        angle = random_angles(n_showers, self.device, generator) if self.cog == "rotate" else energy
+        nodes, table = self._radial_tensors
+        return compiled(calibrate_points)(
+            raw,
+            layer,
+            shower,
+            stats.energy_per_layer_mev,
+            energy,
+            stats.cog_mm,
+            angle,
+            nodes,
+            table,
+            self.cog,
+            not self.radial.is_identity,
+            self.core_radius_mm,
+            self.core_spread_mm,
+        )
 
     def generate(
         self, incident_energy_gev: np.ndarray | Tensor, *, generator: torch.Generator | None = None

@@ -1,0 +1,115 @@
+"""The generator's calibration stage as one TorchScript call (``calibrate_points``): the same bits as the
+public functions composed step by step, as the generator composed them before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from caloclouds.generation.bundle import load_bundle
+from caloclouds.generation.calibration import (
+    calibrate_points,
+    compiled,
+    random_angles,
+    rescale_layer_energies,
+    rotate_about_axis,
+    share_core_energy,
+    shift_centre_of_gravity,
+    shower_of_point,
+)
+from caloclouds.generation.generator import ShowerGenerator
+
+SHIPPED = Path(__file__).resolve().parents[2] / "caloclouds" / "models" / "default"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    torch.set_num_threads(1)
+    return load_bundle(SHIPPED)
+
+
+def _stepwise(gen: ShowerGenerator, raw, offsets, energy, stats, generator):  # noqa: ANN001, ANN202
+    """The calibration stage one public function at a time (per-layer model: the layer is exact)."""
+    layer = raw[:, 2].long()
+    e = rescale_layer_energies(raw[:, 3], layer, offsets, stats.energy_per_layer_mev)
+    x, y = gen.radial.apply(raw[:, 0], raw[:, 1], layer, energy[shower_of_point(offsets)])
+    if gen.cog == "rotate":
+        x, y = rotate_about_axis(x, y, offsets, generator=generator)
+    elif gen.cog == "flow":
+        x, y = shift_centre_of_gravity(x, y, e, offsets, stats.cog_mm)
+    keep = e > 0
+    counts = torch.bincount(shower_of_point(offsets)[keep], minlength=len(energy))
+    new_offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
+    points = torch.stack([x, y, layer.float(), e], dim=1)[keep]
+    return share_core_energy(points, new_offsets, radius_mm=gen.core_radius_mm, spread_mm=gen.core_spread_mm)
+
+
+class StepwiseGenerator(ShowerGenerator):
+    """The generator with its calibration stage step by step, as it was before ``calibrate_points``."""
+
+    def _calibrate(self, raw, layer, offsets, energy, stats, generator):  # noqa: ANN001, ANN202
+        return _stepwise(self, raw, offsets, energy, stats, generator)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"cog": "flow"},  # the shipped setting
+        {"cog": "rotate"},
+        {"cog": "none"},
+        {"cog": "rotate", "share_core": False, "calibrate_radii": False},
+        {"cog": "flow", "calibrate_radii": False},
+    ],
+)
+@pytest.mark.parametrize("energies", [[47.0], [12.0, 88.0, 30.0, 65.0]])
+def test_generated_showers_equal_the_stepwise_stage(shipped, options, energies) -> None:
+    gen, stepwise = ShowerGenerator(shipped, **options), StepwiseGenerator(shipped, **options)
+    assert gen.point_model.per_layer
+    energy = torch.tensor(energies)
+    for seed in (1, 2):
+        got = gen.generate_tensors(energy, generator=torch.Generator().manual_seed(seed))
+        expected = stepwise.generate_tensors(energy, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+        assert len(got[0]) > 300 * len(energies)
+        torch.manual_seed(seed)  # the global generator: the rotation angle is still the same draw
+        got = gen.generate_tensors(energy), torch.rand(1)
+        torch.manual_seed(seed)
+        expected = stepwise.generate_tensors(energy), torch.rand(1)
+        assert torch.equal(got[0][0], expected[0][0]) and torch.equal(got[0][1], expected[0][1])
+        assert torch.equal(got[1], expected[1])  # and the next draw too
+
+
+@pytest.mark.parametrize("cog", ["flow", "rotate", "none"])
+def test_edge_cases_equal_the_stepwise_stage(cog: str) -> None:
+    """A shower without points, a layer asking no energy (its points dropped), negative and zero energies."""
+    g = torch.Generator().manual_seed(3)
+    counts = torch.tensor([30, 0, 20])
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
+    layer = torch.randint(0, 4, (50,), generator=g)
+    raw = torch.cat([torch.randn(50, 2, generator=g) * 5, layer.float()[:, None], torch.randn(50, 1, generator=g)], 1)
+    energy_per_layer = torch.rand(3, 4, generator=g) * 100
+    energy_per_layer[0, 1] = 0.0  # dropped
+    energy_per_layer[2, 2] = -1.0  # no energy either
+    stats = SimpleNamespace(energy_per_layer_mev=energy_per_layer, cog_mm=torch.randn(3, 2, generator=g))
+    energy = torch.tensor([20.0, 50.0, 80.0])
+    no_radial_map = SimpleNamespace(apply=lambda x, y, *_: (x, y))
+    gen = SimpleNamespace(cog=cog, radial=no_radial_map, core_radius_mm=3.0, core_spread_mm=1.0)
+    expected = _stepwise(gen, raw, offsets, energy, stats, torch.Generator().manual_seed(4))
+    angle = random_angles(3, torch.device("cpu"), torch.Generator().manual_seed(4))
+    no_table = (torch.zeros(1), torch.zeros(1, 2))
+    shower = shower_of_point(offsets)
+    got = compiled(calibrate_points)(
+        raw, layer, shower, energy_per_layer, energy, stats.cog_mm, angle, *no_table, cog, False, 3.0, 1.0
+    )
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    assert got[1][1] == got[1][2] and len(got[0]) < 50  # the empty shower stays empty; points dropped
+    # every point dropped: nothing out, offsets all 0, in TorchScript and in Python
+    for function in (calibrate_points, compiled(calibrate_points)):
+        no_energy = torch.zeros(3, 4)
+        points, new_offsets = function(
+            raw, layer, shower, no_energy, energy, stats.cog_mm, angle, *no_table, cog, False, 3.0, 1.0
+        )
+        assert points.shape == (0, 4) and new_offsets.tolist() == [0, 0, 0, 0]
