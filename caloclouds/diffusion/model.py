@@ -9,6 +9,8 @@ through :func:`caloclouds.diffusion.sampling.sample`.
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -147,7 +149,9 @@ class PointModel:
             points_per_layer, energy_per_layer_mev, incident_energy_gev, condition_points_per_layer
         )
         x = self._draw(cond, total, solver=solver, sampler=sampler, steps=steps, generator=generator)
-        layer = torch.repeat_interleave(row_layer, row_counts).to(self.device)
+        # the layer of each point: the row's, gathered with the row index the network already has
+        row_layer = row_layer.to(self.device)
+        layer = row_layer.expand(total) if cond.shower_index is None else row_layer.index_select(0, cond.shower_index)
         return self.normaliser.inverse(x, layer), offsets.to(self.device)
 
     def layer_rows(
@@ -159,7 +163,6 @@ class PointModel:
     ) -> tuple[RaggedCond, int, Tensor, Tensor, Tensor]:
         """The network rows of :meth:`sample_layers`: ``(cond, total points, row layer, row counts,
         shower offsets)``, one row per (shower, layer) with points, in shower-then-layer order."""
-        dev = self.device
         counts = torch.as_tensor(points_per_layer, dtype=torch.int64).cpu()
         energy_l = torch.as_tensor(energy_per_layer_mev, dtype=torch.float32).cpu()
         energy = torch.as_tensor(incident_energy_gev, dtype=torch.float32).reshape(-1).cpu()
@@ -169,32 +172,33 @@ class PointModel:
                 f"points_per_layer and energy_per_layer_mev must be ({len(energy)}, {n_layers}), "
                 f"got {tuple(counts.shape)} and {tuple(energy_l.shape)}"
             )
-        if counts.numel() and int(counts.min()) < 0:
-            raise CaloCloudsError(f"points_per_layer must be >= 0, got {int(counts.min())}")
-        # one network row per (shower, layer) with points, in shower-then-layer order
-        flat = counts.reshape(-1)
-        rows = torch.nonzero(flat > 0).squeeze(1)
-        row_shower, row_layer = rows // n_layers, rows % n_layers
-        row_counts = flat[rows]
         cond_counts = (
             counts
             if condition_points_per_layer is None
             else torch.as_tensor(condition_points_per_layer, dtype=torch.int64).cpu().reshape(counts.shape)
         )
+        # The row bookkeeping on these (B, L) arrays is done in numpy, whose per-call cost is a
+        # fraction of torch's: at batch 1 it was a tenth of the point stage.
+        flat = counts.numpy().reshape(-1)
+        if flat.size and flat.min() < 0:
+            raise CaloCloudsError(f"points_per_layer must be >= 0, got {int(flat.min())}")
+        rows = np.flatnonzero(flat)  # one network row per (shower, layer) with points
+        row_shower, row_layer = np.divmod(rows, n_layers)
+        row_counts = flat[rows]
+        cond_flat = cond_counts.numpy().reshape(-1)
         features = self.normaliser.layer_conditions(
-            energy[row_shower],
-            cond_counts.sum(1)[row_shower],
-            row_layer,
-            cond_counts.reshape(-1)[rows].clamp_min(1),
-            energy_l.reshape(-1)[rows].clamp_min(0.0),
+            torch.from_numpy(energy.numpy()[row_shower]),
+            torch.from_numpy(cond_counts.numpy().sum(1)[row_shower]),
+            torch.from_numpy(row_layer),
+            torch.from_numpy(np.maximum(cond_flat[rows], 1)),
+            torch.from_numpy(np.maximum(energy_l.numpy().reshape(-1)[rows], np.float32(0.0))),
         )
-        row_offsets = torch.zeros(len(rows) + 1, dtype=torch.int64)
-        torch.cumsum(row_counts, 0, out=row_offsets[1:])
-        total = int(row_offsets[-1])
-        cond = RaggedCond.from_offsets(features.to(dev), row_offsets.to(dev))
-        offsets = torch.zeros(len(energy) + 1, dtype=torch.int64)
-        torch.cumsum(counts.sum(1), 0, out=offsets[1:])
-        return cond, total, row_layer, row_counts, offsets
+        total = int(row_counts.sum())
+        dev = self.device
+        index = None if len(rows) == 1 else torch.from_numpy(np.repeat(np.arange(len(rows)), row_counts)).to(dev)
+        offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(counts.numpy().sum(1))]))
+        cond = RaggedCond(features.to(dev), index)
+        return cond, total, torch.from_numpy(row_layer), torch.from_numpy(row_counts), offsets
 
     @property
     def part(self) -> str:

@@ -2,9 +2,9 @@
 
 The pyro flow (``flows.ShowerFlow``) builds pyro ``Transform`` objects on every call, which
 TorchScript cannot compile. :class:`ScriptShowerFlow` runs ``flows.script.TransformChain`` (the
-transforms' sampling maths on the same parameters) and repeats
-``flows.preprocessing.FeaturePreprocessing.decode`` for n_l and E_l, so for the same base noise it
-returns the same n_l and E_l as ``ShowerFlow.sample`` (tested bit for bit on the bundled flow).
+transforms' sampling maths on the same parameters) and ``flows.preprocessing.decode_statistics``
+(the decoding that ``ShowerFlow.sample`` runs), so for the same base noise it returns the same n_l
+and E_l as ``ShowerFlow.sample`` (tested bit for bit on the bundled flow).
 
 Only sampling (base -> data) is implemented: the export never evaluates a density.
 
@@ -18,18 +18,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from flows.preprocessing import decode_statistics
 from flows.script import TransformChain
 
-__all__ = ["ScriptShowerFlow", "script_largest_remainder_round"]
-
-
-def script_largest_remainder_round(fractions: Tensor, totals: Tensor) -> Tensor:
-    """``flows.preprocessing.largest_remainder_round`` in TorchScript: (B, L) int64 rows summing to totals."""
-    exact = fractions * totals.unsqueeze(1)
-    base = torch.floor(exact)
-    deficit = totals - base.sum(dim=1).to(torch.int64)
-    rank = torch.sort(torch.sort(base - exact, dim=1).indices, dim=1).indices  # argsort(argsort)
-    return base.to(torch.int64) + (rank < deficit.unsqueeze(1)).to(torch.int64)
+__all__ = ["ScriptShowerFlow"]
 
 
 class ScriptShowerFlow(nn.Module):
@@ -81,20 +73,15 @@ class ScriptShowerFlow(nn.Module):
 
     def decode(self, z: Tensor, incident_energy_gev: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``FeaturePreprocessing.decode`` (n_l, E_l and the CoG x, y)."""
-        z = torch.minimum(torch.maximum(torch.nan_to_num(z, nan=0.0), self.lo), self.hi)
-        y = torch.addcmul(self.mean, z, self.std)
-        n_layers = self.n_layers
-        totals = torch.exp(y[:, :2])
-        n_points = torch.round(totals[:, 0]).clamp_min(1.0).to(torch.int64)
-        e_vis = totals[:, 1] * incident_energy_gev * 1000.0
-        point_frac = torch.addcmul(
-            self.fallback_frac, y[:, 4 : 4 + n_layers].clamp_min(0.0).square(), self.point_frac_scale
+        return decode_statistics(
+            z,
+            incident_energy_gev,
+            self.mean,
+            self.std,
+            self.lo,
+            self.hi,
+            self.fallback_frac,
+            self.point_frac_scale,
+            self.energy_frac_scale,
+            self.n_layers,
         )
-        point_frac = point_frac / point_frac.sum(dim=1, keepdim=True)
-        points_per_layer = script_largest_remainder_round(point_frac, n_points)
-        energy_frac = torch.addcmul(
-            self.fallback_frac, y[:, 4 + n_layers :].clamp_min(0.0).square(), self.energy_frac_scale
-        )
-        energy_frac = energy_frac * (points_per_layer > 0)
-        energy_per_layer = energy_frac * (e_vis.unsqueeze(1) / energy_frac.sum(dim=1, keepdim=True))
-        return points_per_layer, energy_per_layer, y[:, 2:4]

@@ -108,15 +108,14 @@ def test_largest_remainder_round() -> None:
     assert ((n - frac * totals.unsqueeze(1)).abs() < 1).all()
 
 
-def test_largest_remainder_round_equals_the_export_twin() -> None:
-    """The flow rounds through caloclouds.showers.largest_remainder_shares; the export keeps a
-    TorchScript copy, which must give the same split, equal fractional parts (ties) included."""
-    from caloclouds.export.flow import script_largest_remainder_round
-
+def test_largest_remainder_round_compiled_equals_python() -> None:
+    """The flow rounds through caloclouds.rounding.largest_remainder_shares, in Python and compiled
+    by TorchScript (the decoding of ShowerFlow.sample and of the export): the same split, equal
+    fractional parts (ties) included."""
     gen = torch.Generator().manual_seed(1)
     jitter = torch.rand(500, 30, generator=gen) * (torch.rand(500, 30, generator=gen) < 0.5)
     frac = torch.randint(0, 4, (500, 30), generator=gen) + jitter  # half the entries integers: ties
     frac = frac / frac.sum(1, keepdim=True).clamp_min(1e-9)
     totals = torch.randint(1, 5000, (500,), generator=gen)
-    scripted = torch.jit.script(script_largest_remainder_round)
+    scripted = torch.jit.script(largest_remainder_round)
     assert torch.equal(scripted(frac, totals), largest_remainder_round(frac, totals))
