@@ -44,10 +44,13 @@ class PointModel:
         self.kind = kind
         self.step = step
         self._sigma_cache: dict[tuple, Tensor] = {}  # noise levels per solver setting (_sigmas)
+        # a parameter follows the module's .to() in place, so its device stays the weights' device;
+        # looking it up through parameters() on every call cost more than the lookup is worth
+        self._first_parameter = next(self.denoiser.parameters())
 
     @property
     def device(self) -> torch.device:
-        return next(self.denoiser.parameters()).device
+        return self._first_parameter.device
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.denoiser.parameters())
@@ -150,9 +153,10 @@ class PointModel:
         )
         x = self._draw(cond, total, solver=solver, sampler=sampler, steps=steps, generator=generator)
         # the layer of each point: the row's, gathered with the row index the network already has
-        row_layer = row_layer.to(self.device)
+        dev = x.device
+        row_layer = row_layer.to(dev)
         layer = row_layer.expand(total) if cond.shower_index is None else row_layer.index_select(0, cond.shower_index)
-        return self.normaliser.inverse(x, layer), offsets.to(self.device)
+        return self.normaliser.inverse(x, layer), offsets.to(dev)
 
     def layer_rows(
         self,
