@@ -213,22 +213,22 @@ def share_core_points(points: Tensor, radius_mm: float, spread_mm: float) -> tup
         ``(points, copies)``: the new (P', 4) points and (P,) int64 number of copies of each input point.
     """
     core = torch.hypot(points[:, 0], points[:, 1]) < radius_mm
-    copies = 1 + 3 * core.long()
+    copies = torch.where(core, 4, 1)
     first = torch.cumsum(copies, 0) - copies  # where each input point's first copy goes
     core_index = core.nonzero().squeeze(1)
     # every point to its first row, then a core point's four rows overwritten by its copies
     # (cheaper than repeat_interleave and a boolean index at a thousand points)
-    out = torch.zeros(
-        [points.shape[0] + 3 * core_index.shape[0], points.shape[1]], dtype=points.dtype, device=points.device
-    )
+    out = torch.empty([points.shape[0] + 3 * core_index.shape[0], 4], dtype=points.dtype, device=points.device)
     out.index_copy_(0, first, points)
     rows = (first.index_select(0, core_index).unsqueeze(1) + torch.arange(4, device=points.device)).reshape(-1)
-    corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]], device=points.device) * spread_mm
-    centre = points.index_select(0, core_index).unsqueeze(1)  # (C, 1, 4)
-    xy = centre[:, :, :2] + corners.to(points.dtype).unsqueeze(0)  # (C, 4, 2), copy j at corner j
-    layer_e = centre[:, :, 2:] * torch.tensor([1.0, 0.25], dtype=points.dtype, device=points.device)
-    shared = torch.cat([xy, layer_e.expand(-1, 4, -1)], dim=2).reshape(-1, points.shape[1])
-    return out.index_copy_(0, rows, shared), copies
+    # copy j: (x, y) + corner j (x * 1 and layer + 0 are exact), a quarter of the energy
+    corners = torch.tensor(
+        [[-1.0, -1.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0], [-1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]],
+        device=points.device,
+    )
+    quarter = torch.tensor([1.0, 1.0, 1.0, 0.25], dtype=points.dtype, device=points.device)
+    shared = points.index_select(0, core_index).unsqueeze(1) * quarter + (corners * spread_mm).to(points.dtype)
+    return out.index_copy_(0, rows, shared.reshape(-1, 4)), copies
 
 
 @functools.cache
@@ -429,13 +429,16 @@ def radial_grid(
     return torch.as_tensor(table, dtype=torch.float32)
 
 
-def _grid_lookup(table: Tensor, row: Tensor, cell: Tensor, t: Tensor, r: Tensor, r_end_mm: float) -> Tensor:
-    """Mapped radius of each point in its table row: linear between grid radii, the last ratio beyond."""
+def _grid_lookup(
+    table: Tensor, row: Tensor, cell: Tensor, t: Tensor, one_minus_t: Tensor, r: Tensor, beyond: Tensor, r_end_mm: float
+) -> Tensor:
+    """Mapped radius of each point in its table row: linear between grid radii, the last ratio beyond
+    (``beyond``: r > r_end_mm)."""
     n_grid = table.shape[1]
     flat = table.reshape(-1)
     at = row * n_grid + cell
-    inside = flat.index_select(0, at) * (1.0 - t) + flat.index_select(0, at + 1) * t
-    return torch.where(r > r_end_mm, r * table[:, n_grid - 1].index_select(0, row) / r_end_mm, inside)
+    inside = flat.index_select(0, at) * one_minus_t + flat.index_select(0, at + 1) * t
+    return torch.where(beyond, r * table[:, n_grid - 1].index_select(0, row) / r_end_mm, inside)
 
 
 def radial_node_weights(incident_energy_gev: Tensor, nodes_gev: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -480,20 +483,24 @@ def map_radii(
     n_rows, n_grid = table.shape
     n_layers = n_rows // n_nodes
     lower, weight = radial_node_weights(incident_energy_gev, nodes_gev, x_mm.dtype)
+    lower_row, upper_row = lower * n_layers, (lower + 1).clamp_max(n_nodes - 1) * n_layers
+    weight_lower = torch.rsub(weight, 1.0)
     if shower is not None:  # once per shower, then per point: the same values
-        lower, weight = per_point(lower, shower), per_point(weight, shower)
+        lower_row, upper_row = per_point(lower_row, shower), per_point(upper_row, shower)
+        weight, weight_lower = per_point(weight, shower), per_point(weight_lower, shower)
     table = table.to(x_mm.dtype)
     r = torch.hypot(x_mm, y_mm)
-    upper = (lower + 1).clamp_max(n_nodes - 1)
     u = torch.log1p(r / r0_mm) * ((n_grid - 1) / math.log1p(r_end_mm / r0_mm))
     cell = u.floor().clamp(0, n_grid - 2)
     t = (u - cell).clamp(0.0, 1.0)
+    one_minus_t = torch.rsub(t, 1.0)
     cell = cell.long()
+    beyond = r > r_end_mm
     mapped = (
-        _grid_lookup(table, lower * n_layers + layer, cell, t, r, r_end_mm) * (1.0 - weight)
-        + _grid_lookup(table, upper * n_layers + layer, cell, t, r, r_end_mm) * weight
+        _grid_lookup(table, lower_row + layer, cell, t, one_minus_t, r, beyond, r_end_mm) * weight_lower
+        + _grid_lookup(table, upper_row + layer, cell, t, one_minus_t, r, beyond, r_end_mm) * weight
     )
-    scale = torch.where(r > 0, mapped / r.clamp_min(1e-12), torch.ones_like(mapped))
+    scale = torch.where(r > 0, mapped / r.clamp_min(1e-12), 1.0)
     return x_mm * scale, y_mm * scale
 
 
