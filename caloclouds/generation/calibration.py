@@ -56,7 +56,8 @@ from torch import Tensor
 from caloclouds.config import COG_MODES  # re-exported: the generator's modes are the config's
 
 # the ragged helpers live next to Showers; imported here under the names this module has always exported
-from caloclouds.showers import largest_remainder, rotate_about_beam_axis
+from caloclouds.rounding import largest_remainder
+from caloclouds.showers import rotate_about_beam_axis
 from caloclouds.showers import shower_index_torch as shower_of_point
 
 __all__ = [
@@ -206,8 +207,8 @@ def share_core_points(points: Tensor, radius_mm: float, spread_mm: float) -> tup
     """The points with every one closer than ``radius_mm`` to the axis replaced by four copies.
 
     The copies sit at (x - s, y - s), (x + s, y - s), (x - s, y + s), (x + s, y + s) with
-    s = ``spread_mm`` and a quarter of the energy each, in place of the point, so the order of the
-    points is kept. TorchScript-compatible (the export calls it for one shower).
+    s = ``spread_mm`` (finite, as the config requires) and a quarter of the energy each, in place of
+    the point, so the order of the points is kept. TorchScript-compatible (the export calls it for one shower).
 
     Returns:
         ``(points, copies)``: the new (P', 4) points and (P,) int64 number of copies of each input point.
