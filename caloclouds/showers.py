@@ -16,8 +16,6 @@ generation or training path works on tensors (torch is imported only when a twin
 
 * :func:`shower_index` / :func:`shower_index_torch`: offsets -> the shower of every point;
 * :func:`ragged_take` / :func:`ragged_take_torch`: element indices and offsets of chosen rows;
-* :func:`largest_remainder` / :func:`largest_remainder_shares`: integer split of per-shower totals
-  in proportion to weights (or of exact shares), by largest-remainder rounding;
 * :func:`rotate_about_beam_axis`: rotate every point about x = y = 0 by its shower's angle
   (:func:`rotate_xy`: the rotation itself, by one angle or one per point);
 * :func:`standardised_w1`: the 1-D Wasserstein distance in units of a scale (the reference std).
@@ -38,8 +36,6 @@ __all__ = [
     "COLUMNS",
     "COLUMNS_V1",
     "Showers",
-    "largest_remainder",
-    "largest_remainder_shares",
     "ragged_take",
     "ragged_take_torch",
     "rotate_about_beam_axis",
@@ -65,50 +61,6 @@ def shower_index_torch(offsets: Tensor) -> Tensor:
     import torch
 
     return torch.repeat_interleave(torch.arange(len(offsets) - 1, device=offsets.device), offsets[1:] - offsets[:-1])
-
-
-def largest_remainder(weights: Tensor, totals: Tensor) -> Tensor:
-    """Split integer ``totals`` (B,) in proportion to ``weights`` (B, L), by largest-remainder rounding.
-
-    The exact shares ``w / sum(w) * total`` are computed in float64 and rounded by
-    :func:`largest_remainder_shares`. Edge cases: negative weights count as 0; a row whose weights
-    are all 0 (or negative) puts its whole total in column 0.
-
-    Returns:
-        (B, L) int64, each row summing exactly to its total, no entry negative.
-    """
-    import torch
-
-    weights = weights.clamp_min(0).double()
-    totals = totals.long()
-    norm = weights.sum(1, keepdim=True)
-    empty = norm.squeeze(1) <= 0
-    weights = torch.where(
-        empty[:, None], torch.nn.functional.one_hot(torch.zeros_like(totals), weights.shape[1]).double(), weights
-    )
-    return largest_remainder_shares(weights / weights.sum(1, keepdim=True) * totals[:, None].double(), totals)
-
-
-def largest_remainder_shares(exact: Tensor, totals: Tensor) -> Tensor:
-    """Round non-negative shares ``exact`` (B, L), whose rows sum to ``totals`` (B,), to integers.
-
-    Each entry gets ``floor(exact)``; the units still missing go, one each, to the largest
-    fractional parts (equal fractional parts in the order ``torch.sort`` (descending) returns
-    them). The arithmetic stays in the dtype of ``exact``: :func:`largest_remainder` passes float64
-    shares, the Shower Flow (``flows.preprocessing``) float32 ones, as its TorchScript export does.
-
-    Returns:
-        (B, L) int64, each row summing exactly to its total.
-    """
-    import torch
-
-    base = exact.floor().long()
-    missing = totals.long() - base.sum(1)
-    # give the remaining units to the largest fractional parts
-    order = torch.argsort(exact - base.to(exact.dtype), dim=1, descending=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(exact.shape[1], device=exact.device).expand_as(order))
-    return base + (rank < missing[:, None]).long()
 
 
 def rotate_about_beam_axis(x_mm: Any, y_mm: Any, angle_rad: Any, shower: Any) -> tuple[Any, Any]:

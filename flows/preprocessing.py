@@ -63,7 +63,7 @@ def _signed_sqrt(v: Tensor) -> Tensor:
 def largest_remainder_round(fractions: Tensor, totals: Tensor) -> Tensor:
     """Integer split of ``totals`` (B,) int64 in proportion to ``fractions`` (B, L) (rows sum to 1).
 
-    :func:`caloclouds.showers.largest_remainder_shares` of ``fractions * totals`` in the dtype of
+    :func:`caloclouds.rounding.largest_remainder_shares` of ``fractions * totals`` in the dtype of
     ``fractions``: every row sums to its total exactly and no entry is negative.
     """
     return largest_remainder_shares(fractions * totals.unsqueeze(1), totals)

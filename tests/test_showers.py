@@ -89,33 +89,6 @@ def test_shower_index_numpy_and_torch_agree(counts):
     assert np.array_equal(s.shower_index, expected)
 
 
-def test_largest_remainder_edge_cases():
-    import torch
-
-    from caloclouds.showers import largest_remainder
-
-    weights = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [-2.0, 1.0, 3.0], [0.2, 0.5, 0.3]])
-    totals = torch.tensor([10, 7, 5, 0])
-    out = largest_remainder(weights, totals)
-    assert out.dtype == torch.int64 and torch.equal(out.sum(1), totals) and int(out.min()) >= 0
-    assert out[1].tolist() == [7, 0, 0]  # all-zero weights: everything in column 0
-    assert out[2, 0] == 0  # a negative weight counts as 0
-    assert sorted(out[0].tolist()) == [3, 3, 4]
-
-
-def test_largest_remainder_equals_its_torchscript_twin():
-    """The export keeps a TorchScript copy; it must give the same split as the helper."""
-    import torch
-
-    from caloclouds.export.pipeline import script_largest_remainder
-    from caloclouds.showers import largest_remainder
-
-    g = torch.Generator().manual_seed(0)
-    weights = torch.rand(200, 30, generator=g, dtype=torch.float64) * (torch.rand(200, 30, generator=g) > 0.3)
-    totals = torch.randint(0, 5000, (200,), generator=g)
-    assert torch.equal(torch.jit.script(script_largest_remainder)(weights, totals), largest_remainder(weights, totals))
-
-
 def test_rotate_about_beam_axis_numpy_and_torch():
     import torch
 

@@ -37,25 +37,9 @@ from torch import Tensor, nn
 from caloclouds.export.flow import ScriptShowerFlow
 from caloclouds.export.points import build_point_stage
 from caloclouds.generation.calibration import calibrate_points as calibrate_drawn_points
+from caloclouds.rounding import largest_remainder
 
-__all__ = ["ScriptShowerPipeline", "calibration_table", "script_largest_remainder"]
-
-
-def script_largest_remainder(weights: Tensor, totals: Tensor) -> Tensor:
-    """``caloclouds.generation.calibration.largest_remainder`` in TorchScript."""
-    weights = weights.clamp_min(0).double()
-    totals = totals.long()
-    norm = weights.sum(1, keepdim=True)
-    empty = norm.squeeze(1) <= 0
-    first = nn.functional.one_hot(torch.zeros_like(totals), weights.shape[1]).double()
-    weights = torch.where(empty[:, None], first, weights)
-    exact = weights / weights.sum(1, keepdim=True) * totals[:, None].double()
-    base = exact.floor().long()
-    missing = totals - base.sum(1)
-    order = torch.sort(exact - base.double(), dim=1, descending=True).indices
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(weights.shape[1]).expand_as(order))
-    return base + (rank < missing[:, None]).long()
+__all__ = ["ScriptShowerPipeline", "calibration_table"]
 
 
 def calibration_table(calibration: Any) -> tuple[Tensor, float, int]:
@@ -116,7 +100,7 @@ class ScriptShowerPipeline(nn.Module):
         n_flow = per_layer.sum(1)
         n_points = self.calibrate_n(n_flow)
         # both splits and a select, not a branch: the graph stays free of data-dependent control flow
-        split = script_largest_remainder(per_layer.double(), n_points)
+        split = largest_remainder(per_layer.double(), n_points)
         per_layer = torch.where((n_points == n_flow).unsqueeze(1), per_layer, split)
         raw = self.points(per_layer[0], n_flow_per_layer[0], energy_per_layer[0], incident_energy_gev)
         angle = torch.rand([1]) * (2 * math.pi) if self.cog_mode == "rotate" else torch.zeros([1])

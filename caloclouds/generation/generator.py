@@ -161,7 +161,7 @@ class ShowerGenerator:
         if torch.equal(n_points, stats.n_points):
             per_layer = stats.points_per_layer
         else:
-            per_layer = largest_remainder(stats.points_per_layer.double(), n_points)
+            per_layer = compiled(largest_remainder)(stats.points_per_layer.double(), n_points)
         if self.point_model.per_layer:
             # the network draws each layer's points given the flow's n_l and E_l: depth is exact
             raw, offsets = self.point_model.sample_layers(
