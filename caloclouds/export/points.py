@@ -48,6 +48,13 @@ class _ConcatSquashStack(nn.Module):
         self.n_layers = len(layers)
         self.chunk_points = int(chunk_points)
         self.chunked = True  # off in the ONNX graph, where the number of points is not known
+        # every layer's gate and bias weights side by side: two products per step for all rows
+        # (as PointWiseNet without autograd) instead of two per layer
+        self.widths: list[int] = [int(layer.layer.out_features) for layer in layers]
+        with torch.no_grad():
+            self.register_buffer("gate_weight", torch.cat([layer.gate.weight for layer in layers]).clone())
+            self.register_buffer("gate_bias", torch.cat([layer.gate.bias for layer in layers]).clone())
+            self.register_buffer("shift_weight", torch.cat([layer.bias.weight for layer in layers]).clone())
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
         """``x`` (P, F) points of one shower, ``context`` (1, C) its context -> (P, F)."""
@@ -70,11 +77,8 @@ class _ConcatSquashStack(nn.Module):
         """
         if context.shape[0] == 1:
             return self.forward(x, context)
-        gates: list[Tensor] = []
-        biases: list[Tensor] = []
-        for layer in self.layers:
-            gates.append(torch.sigmoid(layer.gate(context)))
-            biases.append(layer.bias(context))
+        gates = torch.sigmoid(nn.functional.linear(context, self.gate_weight, self.gate_bias)).split(self.widths, 1)
+        biases = nn.functional.linear(context, self.shift_weight).split(self.widths, 1)
         if not self.chunked or x.shape[0] <= self.chunk_points:
             return self._gathered(x, gates, biases, index)
         parts: list[Tensor] = []
@@ -87,7 +91,7 @@ class _ConcatSquashStack(nn.Module):
         h = x
         i = 0
         for layer in self.layers:
-            h = torch.addcmul(biases[i][index], layer.layer(h), gates[i][index])
+            h = torch.addcmul(biases[i].index_select(0, index), layer.layer(h), gates[i].index_select(0, index))
             if i < self.n_layers - 1:
                 h = nn.functional.leaky_relu(h, self.leaky_slope)
             i += 1
