@@ -57,7 +57,6 @@ from caloclouds.config import COG_MODES  # re-exported: the generator's modes ar
 
 # the ragged helpers live next to Showers; imported here under the names this module has always exported
 from caloclouds.rounding import largest_remainder
-from caloclouds.showers import rotate_about_beam_axis
 from caloclouds.showers import shower_index_torch as shower_of_point
 
 __all__ = [
@@ -170,11 +169,13 @@ def rotate_about_axis(
 ) -> tuple[Tensor, Tensor]:
     """Rotate each shower about the beam axis x = y = 0 by its own uniform random angle."""
     angle = random_angles(len(offsets) - 1, x_mm.device, generator)
-    return rotate_about_beam_axis(x_mm, y_mm, angle, shower_of_point(offsets))
+    return rotate_showers(x_mm, y_mm, angle, shower_of_point(offsets))
 
 
 def rotate_showers(x_mm: Tensor, y_mm: Tensor, angle_rad: Tensor, shower: Tensor) -> tuple[Tensor, Tensor]:
-    """``caloclouds.showers.rotate_about_beam_axis`` for torch alone: TorchScript-compatible, the same bits."""
+    """Each shower's points rotated by its angle ``angle_rad`` (B,): ``caloclouds.showers.rotate_about_beam_axis``
+    for torch alone, TorchScript-compatible, the same bits. :func:`rotate_about_axis` and
+    :func:`calibrate_points` rotate through it."""
     cos, sin = per_point(angle_rad.cos(), shower), per_point(angle_rad.sin(), shower)
     return cos * x_mm - sin * y_mm, sin * x_mm + cos * y_mm
 
