@@ -77,7 +77,9 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         tree, copy = Path(tmp) / "tree", Path(tmp) / "packages"
-        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), args.revision], check=True)
+        add = ["git", "-C", str(root), "worktree", "add", "--detach", str(tree), args.revision]
+        if subprocess.run(add, capture_output=True, text=True).returncode:
+            parser.error(f"--revision {args.revision!r} cannot be checked out in {root}: is it a commit here?")
         try:
             renamed_copy(tree, copy)
         finally:
