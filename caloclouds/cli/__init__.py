@@ -15,7 +15,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
+
+from caloclouds.cli.options import add_threads_argument, apply_threads
 
 __all__ = ["main", "VERBS"]
 
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     module.add_arguments(parser)
+    if "--threads" not in parser._option_string_actions:  # every verb takes --threads (default 1)
+        add_threads_argument(parser)
     args = parser.parse_args(rest)
 
     from caloclouds.errors import CaloCloudsError, Terminated
@@ -112,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # the command owns its process: freed tensors are reused, not faulted in again
     previous = install_termination_handler()  # SIGTERM cleans up temporary files as Ctrl-C does
     try:
+        args.threads = apply_threads(args.threads)
+        args.command = shlex.join(["caloclouds", verb, *rest])  # for provenance records
         if getattr(args, "device", None) not in (None, "numpy"):
             _check_device(args.device)
         return int(module.run(args) or 0)

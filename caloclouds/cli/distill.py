@@ -44,13 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from caloclouds.config import load_config
     from caloclouds.diffusion.training import distill
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config else None
     result = distill(
         args.teacher,
@@ -70,4 +67,4 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         progress=not args.no_progress,
     )
-    return print_result("distill", result)
+    return print_result("distill", result, getattr(args, "command", None))

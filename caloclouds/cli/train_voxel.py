@@ -44,7 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="B", help="override the config's batch size")
     parser.add_argument("--max-showers", type=int, metavar="N", help="use only the first N training showers")
     parser.add_argument("--distill", metavar="TEACHER", help="distil this teacher (run folder or .pt) into a CM")
-    parser.add_argument("--threads", type=int, metavar="T", help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_run_control_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
@@ -67,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
-    import torch
     import yaml
 
     from caloclouds.cli.train_diffusion import print_result, time_budget
@@ -75,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from caloclouds.voxel.config import VoxelConfig, load_voxel_config, voxel_config_to_dict
     from caloclouds.voxel.training import train_voxel_from_file
 
-    for name in ("steps", "batch_size", "max_showers", "threads"):
+    for name in ("steps", "batch_size", "max_showers"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CaloCloudsError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -89,8 +87,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if export is not None:
         print(f"train-voxel: -o is deprecated; training in the run folder {out} (use --out)", file=sys.stderr)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     result = train_voxel_from_file(
         args.train,
         config,
@@ -106,4 +102,4 @@ def run(args: argparse.Namespace) -> int:
     )
     if export is not None:
         print(f"train-voxel: model.pt copied to {export}")
-    return print_result("train-voxel", result)
+    return print_result("train-voxel", result, getattr(args, "command", None))
