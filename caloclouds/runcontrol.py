@@ -24,7 +24,15 @@ from typing import Any
 from caloclouds.errors import ConfigError
 from caloclouds.io.atomic import atomic_path
 
-__all__ = ["StopRequest", "cosine_lr", "parse_duration", "set_lr", "write_metrics_csv", "write_curve_png"]
+__all__ = [
+    "StopRequest",
+    "cosine_lr",
+    "format_duration",
+    "parse_duration",
+    "set_lr",
+    "write_metrics_csv",
+    "write_curve_png",
+]
 
 
 class StopRequest:
@@ -74,6 +82,17 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """A duration for people: ``42.0 s``, ``12.5 min`` or ``2.31 h`` (never ``0.00 h``)."""
+    if not math.isfinite(seconds):
+        return "? s"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
 def cosine_lr(progress: float, learning_rate: float, final_lr_factor: float) -> float:
     """A cosine from ``learning_rate`` (progress 0) to ``learning_rate * final_lr_factor`` (progress >= 1)."""
     progress = min(progress, 1.0)
@@ -88,11 +107,11 @@ def set_lr(optimiser: Any, lr: float) -> None:
 
 
 def write_metrics_csv(path: Path, rows: Sequence[Mapping[str, float]], columns: Sequence[str]) -> None:
-    """The rows (one per checkpoint or evaluation) as a CSV file, atomically."""
+    """The rows (one per checkpoint or evaluation) as a CSV file, atomically; ``step`` as an integer."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({**r, "step": int(r["step"])} if "step" in r else r for r in rows)
     with atomic_path(path) as tmp:
         tmp.write_text(buf.getvalue())
 
@@ -117,8 +136,10 @@ def write_curve_png(path: Path, rows: Sequence[Mapping[str, float]], title: str,
     ax.set_ylabel("loss")
     if all(float(r.get(k, math.nan)) > 0 for r in rows for k in series if math.isfinite(float(r.get(k, math.nan)))):
         ax.set_yscale("log")
-    hours = float(rows[-1].get("elapsed_s", math.nan)) / 3600
-    ax.set_title(f"{title}: {int(steps[-1])} steps" + (f", {hours:.2f} h" if math.isfinite(hours) else ""))
+    seconds = float(rows[-1].get("elapsed_s", math.nan))
+    ax.set_title(
+        f"{title}: {int(steps[-1])} steps" + (f", {format_duration(seconds)}" if math.isfinite(seconds) else "")
+    )
     ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -3,11 +3,14 @@ two run folders, one interrupted and resumed, one not, hold the same run."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from caloclouds.training.loop import TimeBudget
 
 
 def _assert_same_tensors(a: Mapping[str, Any], b: Mapping[str, Any], fitted: tuple[str, ...]) -> None:
@@ -42,3 +45,10 @@ def assert_same_run(a_dir: Path, b_dir: Path, steps: int, *, fitted: tuple[str, 
         for name, t in v.items():
             torch.testing.assert_close(tb["optimizer"]["state"][k][name], t, rtol=0, atol=0)
     assert all(torch.equal(x, y) for x, y in zip(ta["rng"], tb["rng"], strict=True))
+
+
+def step_budget(steps: int) -> TimeBudget:
+    """A time budget read from a clock that advances by one at every step: the run stops, after a
+    checkpoint, a few steps short of ``steps``, however fast or loaded the machine is."""
+    ticks = itertools.count()
+    return TimeBudget(float(steps), clock=lambda: float(next(ticks)))

@@ -22,7 +22,29 @@ from torch import Tensor
 
 from caloclouds.runcontrol import StopRequest
 
-__all__ = ["DistInfo", "RunLog", "StepsRun", "TrainResult", "make_result", "optimiser_step", "run_steps"]
+__all__ = [
+    "DistInfo",
+    "RunLog",
+    "StepsRun",
+    "TimeBudget",
+    "TrainResult",
+    "make_result",
+    "optimiser_step",
+    "run_steps",
+]
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """A time budget of ``seconds`` as read from ``clock`` (default the wall clock).
+
+    Every training function's ``time_budget_s`` takes seconds or one of these. A clock that advances
+    by one per reading (the loop reads it once before each step) makes the budget a step count: how
+    tests stop a run mid-way whatever the speed of the machine that day.
+    """
+
+    seconds: float
+    clock: Callable[[], float] = time.perf_counter
 
 
 @dataclass(frozen=True)
@@ -99,7 +121,7 @@ def run_steps(
     desc: str,
     val_fn: Callable[[], float] | None = None,
     lr_fn: Callable[[], float] | None = None,
-    time_budget_s: float | None = None,
+    time_budget_s: float | TimeBudget | None = None,
 ) -> StepsRun:
     """Run steps ``start..steps-1``, checkpointing every ``checkpoint_every`` steps and at the end.
 
@@ -116,7 +138,8 @@ def run_steps(
         desc: label of the progress bar.
         val_fn: validation loss of the current weights (NaN in the row without it).
         lr_fn: current learning rate (NaN in the row without it).
-        time_budget_s: stop, after a checkpoint, before the next step would overrun this.
+        time_budget_s: stop, after a checkpoint, before the next step would overrun this many seconds
+            (or this :class:`TimeBudget`).
 
     Returns:
         :class:`StepsRun`.
@@ -127,7 +150,9 @@ def run_steps(
     bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress or dist_info.rank != 0, unit="it")
     points = 0
     smooth = None
+    budget = TimeBudget(float(time_budget_s)) if isinstance(time_budget_s, (int, float)) else time_budget_s
     t0 = time.perf_counter()
+    c0 = budget.clock() if budget is not None else 0.0
     elapsed0 = log.elapsed_s
     last_row = log.metrics[-1]["step"] if log.metrics else 0
     stopped = ""
@@ -151,8 +176,8 @@ def run_steps(
 
     with StopRequest() as stop:
         for step in range(start, steps):
-            ran = time.perf_counter() - t0
-            if time_budget_s is not None and step > start and ran + ran / (step - start) > time_budget_s:
+            ran = budget.clock() - c0 if budget is not None else 0.0
+            if budget is not None and step > start and ran + ran / (step - start) > budget.seconds:
                 stopped = "time budget"
                 break
             loss, n_points = step_fn(step)

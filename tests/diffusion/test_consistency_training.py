@@ -23,6 +23,7 @@ from caloclouds.diffusion.pointwise import PointWiseNet
 from caloclouds.diffusion.sampling import karras_sigmas
 from caloclouds.diffusion.training import distill, train_diffusion
 from caloclouds.errors import CaloCloudsError
+from tests.training_resume import step_budget
 
 from .test_resume_exact import _layer_config
 
@@ -122,7 +123,7 @@ def test_consistency_training_resumes_exactly(tmp_path, toy_file, teacher) -> No
     cfg = dataclasses.replace(cfg, distillation=dataclasses.replace(cfg.distillation, checkpoint_every=5))
     kw = dict(config=cfg, objective="training", steps=20, progress=False, val=data)
     distill(teacher, data, tmp_path / "a", **kw)
-    cut = distill(teacher, data, tmp_path / "b", time_budget_s=0.2, **kw)
+    cut = distill(teacher, data, tmp_path / "b", time_budget_s=step_budget(8), **kw)
     assert cut.stopped == "time budget" and 0 < cut.step < 20
     with pytest.raises(CaloCloudsError, match="--objective training"):
         distill(teacher, data, tmp_path / "b", config=cfg, steps=20, progress=False, resume=True)

@@ -21,6 +21,7 @@ from caloclouds.cli import main
 from caloclouds.config import RunConfig, config_to_dict
 from caloclouds.diffusion.training import distill, train_diffusion
 from caloclouds.errors import CaloCloudsError
+from tests.training_resume import step_budget
 
 from .conftest import TINY_HIDDEN
 
@@ -153,7 +154,9 @@ def test_time_budget_stops_after_a_checkpoint_and_resumes_exactly(tmp_path, toy_
 
     data = TrainingData.from_file(toy_file)
     train_diffusion(layer_config, data, tmp_path / "straight", steps=STEPS, seed=5, progress=False)
-    cut = train_diffusion(layer_config, data, tmp_path / "cut", steps=STEPS, seed=5, progress=False, time_budget_s=0.3)
+    cut = train_diffusion(
+        layer_config, data, tmp_path / "cut", steps=STEPS, seed=5, progress=False, time_budget_s=step_budget(STEPS // 2)
+    )
     assert cut.stopped == "time budget" and 0 < cut.step < STEPS
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == cut.step
     done = train_diffusion(layer_config, data, tmp_path / "cut", steps=STEPS, seed=5, progress=False, resume=True)
@@ -181,7 +184,14 @@ def test_distill_time_budget_and_resume(tmp_path, toy_file, layer_config) -> Non
     )
     distill(tmp_path / "t", data, tmp_path / "a", config=cfg, steps=20, progress=False, val=data)
     cut = distill(
-        tmp_path / "t", data, tmp_path / "b", config=cfg, steps=20, progress=False, val=data, time_budget_s=0.2
+        tmp_path / "t",
+        data,
+        tmp_path / "b",
+        config=cfg,
+        steps=20,
+        progress=False,
+        val=data,
+        time_budget_s=step_budget(8),
     )
     assert cut.stopped == "time budget"
     distill(tmp_path / "t", data, tmp_path / "b", config=cfg, steps=20, progress=False, val=data, resume=True)

@@ -13,7 +13,7 @@ import torch
 from caloclouds.cli import main
 from caloclouds.errors import ConfigError
 from flows.training import train_shower_flow
-from tests.training_resume import assert_same_run, assert_same_weights
+from tests.training_resume import assert_same_run, assert_same_weights, step_budget
 
 
 def _rows(path):
@@ -80,7 +80,7 @@ def test_time_budget_stops_after_a_checkpoint_and_resumes_exactly(shared, tmp_pa
     steps = 60
     torch.set_num_threads(1)
     straight = train_shower_flow(cfg, data=data, out=tmp_path / "straight", steps=steps, progress=False, val=data)
-    budget = 0.4 * straight["elapsed_s"]
+    budget = step_budget(25)
     cut = train_shower_flow(
         cfg, data=data, out=tmp_path / "cut", steps=steps, progress=False, val=data, time_budget_s=budget
     )
