@@ -79,3 +79,10 @@ def test_flow_warm_up_leaves_the_random_state_alone(bundle) -> None:  # noqa: AN
     torch.manual_seed(9)
     again = ShowerGenerator(bundle).generate(np.array([40.0], dtype=np.float32))
     np.testing.assert_array_equal(first.points, again.points)
+
+
+def test_configs_hold_the_exact_config_of_the_shipped_model() -> None:
+    from caloclouds.config import config_from_dict, load_config
+
+    shipped = config_from_dict(json.loads((BUNDLE / "bundle.json").read_text())["config"])
+    assert load_config(BUNDLE.parents[2] / "configs" / "ild_photons_per_layer.yaml") == shipped

@@ -64,7 +64,6 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the network")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step (GPU)")
-    parser.add_argument("--threads", type=int, default=None, metavar="T", help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -73,16 +72,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
 
 
-def print_result(verb: str, result: object) -> int:
-    """Print what the run did; the exit status: 0, or 128 + the signal number when one stopped it."""
+def print_result(verb: str, result: object, command: str | None = None) -> int:
+    """Print what the run did and add ``command`` to the run's commands.txt; the exit status: 0, or
+    128 + the signal number when one stopped it."""
     import signal
+
+    from caloclouds.runcontrol import format_duration
+    from caloclouds.training.rundir import record_command
 
     r = result
     print(
         f"{verb}: step {r.step} in {r.out_dir} ({r.steps_run} steps in {r.seconds:.1f} s, "
         f"{r.iterations_per_s:.2f} it/s, {r.points_per_s:.3g} points/s, last loss {r.last_loss:.4f}; "
-        f"{r.elapsed_s / 3600:.2f} h of training in all)"
+        f"{format_duration(r.elapsed_s)} of training in all)"
     )
+    if command:
+        record_command(r.out_dir, command, r.step)
     if r.stopped:
         print(f"{verb}: stopped by {r.stopped} after a checkpoint at step {r.step}; continue with --resume")
     return 128 + int(getattr(signal, r.stopped)) if r.stopped.startswith("SIG") else 0
@@ -95,13 +100,10 @@ def time_budget(args: argparse.Namespace) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from caloclouds.config import RunConfig, load_config
     from caloclouds.diffusion.training import train_diffusion
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config else RunConfig()
     result = train_diffusion(
         config,
@@ -119,4 +121,4 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         progress=not args.no_progress,
     )
-    return print_result("train-diffusion", result)
+    return print_result("train-diffusion", result, getattr(args, "command", None))

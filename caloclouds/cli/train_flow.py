@@ -36,7 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, batches and augmentation (default: 0)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
     add_run_control_arguments(parser)
 
 
@@ -59,15 +58,14 @@ def run(args: argparse.Namespace) -> int:
 
     from caloclouds.config import RunConfig, load_config
     from caloclouds.errors import ConfigError
-    from caloclouds.runcontrol import parse_duration
+    from caloclouds.runcontrol import format_duration, parse_duration
+    from caloclouds.training.rundir import record_command
     from flows.training import train_shower_flow
 
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config is not None else RunConfig()
     budget = None if args.time_budget is None else parse_duration(args.time_budget)
     result = train_shower_flow(
@@ -84,9 +82,11 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"trained to step {result['step']}; best validation loss {result['best_val_loss']:.4f}; "
-        f"{result['elapsed_s'] / 3600:.2f} h of training in all"
+        f"{format_duration(result['elapsed_s'])} of training in all"
     )
     print(f"best checkpoint: {result['best']}\nlast checkpoint: {result['last']}\nmetrics: {result['log']}")
+    if getattr(args, "command", None):
+        record_command(args.out, args.command, result["step"])
     if result["stopped"]:
         print(
             f"train-flow: stopped by {result['stopped']} after a checkpoint at step {result['step']}; "

@@ -46,11 +46,31 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
+def _relative(path: str | Path) -> str:
+    """``path`` relative to the working folder (e.g. ``../shared/data/x.h5``): the provenance names no
+    machine's absolute paths."""
+    import os
+
+    return os.path.relpath(Path(path).resolve(), Path.cwd().resolve())
+
+
+def _training_commands(part: str, path: Path) -> list[str] | str | None:
+    """The commands that trained a part: its run folder's ``commands.txt`` (one line per slice), or for
+    a flow from before that file its recorded train-flow command; None where nothing was recorded."""
+    from caloclouds.training.rundir import read_commands
+    from flows.checkpoint import flow_training_command
+
+    lines = read_commands(path.parent)
+    if lines:
+        return lines
+    return flow_training_command(path) if part == "flow" else None
+
+
 def _part_provenance(path: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     training = ckpt.get("training") or {}
     step = ckpt.get("step", training.get("step"))
     return {
-        "source": str(path.resolve()),
+        "source": _relative(path),
         "sha256": file_sha256(path),
         "training_step": None if step is None else int(step),
         "kind": ckpt.get("kind"),
@@ -95,7 +115,6 @@ def assemble_bundle(
 
     import caloclouds
     from caloclouds.io.atomic import temp_path_for
-    from flows.checkpoint import flow_training_command
 
     out = Path(out)
     if _inside(out, default_bundle_path().parent) and not into_package:
@@ -135,8 +154,8 @@ def assemble_bundle(
         "caloclouds_version": caloclouds.__version__,
         "torch": torch.__version__,
         "parts": {part: _part_provenance(sources[part], ckpt) for part, ckpt in ckpts.items()},
-        "training_commands": {"flow": flow_training_command(sources["flow"])},
-        "data_files": {str(Path(f).resolve()): file_sha256(Path(f)) for f in data_files},
+        "training_commands": {part: _training_commands(part, path) for part, path in sources.items()},
+        "data_files": {_relative(f): file_sha256(Path(f)) for f in data_files},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(out)
@@ -158,7 +177,7 @@ def assemble_bundle(
                 showers = f.read(0, min(len(f), 2000))
             report = fit_calibrations(bundle, showers, sampler="cm", device="cpu", seed=seed)
             provenance["calibration_reference"] = {
-                "file": str(Path(reference).resolve()),
+                "file": _relative(reference),
                 "sha256": file_sha256(Path(reference)),
                 "showers": len(showers),
             }

@@ -11,6 +11,7 @@ A run folder (``--out``) holds::
                    the checkpoint with the lowest validation loss
     metrics.csv    one row per checkpoint: step, loss, val_loss, elapsed_s, lr
     curve.png      the loss curves
+    commands.txt   the command of every slice of the run, one line each (for a bundle's provenance)
 
 Every checkpoint is a plain dict that loads with ``torch.load(path, weights_only=True)`` and opens
 with the same header::
@@ -41,6 +42,7 @@ from caloclouds.runcontrol import write_curve_png, write_metrics_csv
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "COMMANDS_NAME",
     "CONFIG_NAME",
     "CURVE_NAME",
     "KINDS",
@@ -51,6 +53,8 @@ __all__ = [
     "load_training_checkpoint",
     "open_run_dir",
     "prepare_run_dir",
+    "read_commands",
+    "record_command",
     "resolve_run_file",
     "run_record",
     "save_run_checkpoints",
@@ -63,6 +67,7 @@ CHECKPOINT_NAME = "checkpoint.pt"  # full training state in a run folder (for --
 MODEL_NAME = "model.pt"  # the slim inference checkpoint in a run folder
 METRICS_NAME = "metrics.csv"  # one row per checkpoint
 CURVE_NAME = "curve.png"  # the loss curves
+COMMANDS_NAME = "commands.txt"  # the command of every slice of the run
 KINDS = ("shower_flow", "edm", "cm", "voxel-edm", "voxel-cm")
 METRIC_COLUMNS = ("step", "loss", "val_loss", "elapsed_s", "lr")
 
@@ -180,3 +185,22 @@ def write_curves(
     if png:
         series = {"loss": "training loss (mean over interval)", "val_loss": val_label}
         write_curve_png(out_dir / CURVE_NAME, metrics, title, series)
+
+
+def record_command(out_dir: str | Path, command: str, step: int) -> None:
+    """Add ``command`` (which took the run to ``step``) as a line of the run's ``commands.txt``, atomically."""
+    import datetime
+
+    path = Path(out_dir) / COMMANDS_NAME
+    if not path.parent.is_dir():
+        return  # the run wrote nothing (refused before it started)
+    when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    lines = read_commands(path.parent)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{line}\n" for line in [*lines, f"{when} to step {int(step)}: {command}"]))
+
+
+def read_commands(run_dir: str | Path) -> list[str]:
+    """The lines of a run folder's ``commands.txt`` (none for runs made before it existed)."""
+    path = Path(run_dir) / COMMANDS_NAME
+    return path.read_text().splitlines() if path.is_file() else []
