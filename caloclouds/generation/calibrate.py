@@ -23,7 +23,7 @@ import torch
 
 from caloclouds.errors import CaloCloudsError
 from caloclouds.generation.bundle import ModelBundle
-from caloclouds.generation.calibration import PointCountCalibration, RadialCalibration, share_core_energy
+from caloclouds.generation.calibration import PointCountCalibration, RadialCalibration, compiled, share_core_energy
 from caloclouds.generation.generator import ShowerGenerator
 from caloclouds.generation.pipeline import cell_projector
 from caloclouds.showers import Showers, shower_index
@@ -266,11 +266,12 @@ def fit_point_count_calibration(
             calibrate_n=calibrated,
             share_core=False,
         )
-        points, offsets = share_core_energy(
+        points, offsets = compiled(share_core_energy)(
             torch.from_numpy(drawn.points),
-            torch.from_numpy(drawn.offsets),
-            radius_mm=settings.core_radius_mm,
-            spread_mm=settings.core_spread_mm,
+            torch.from_numpy(drawn.shower_index),
+            len(drawn),
+            settings.core_radius_mm,
+            settings.core_spread_mm,
         )
         shared = Showers(points.numpy(), offsets.numpy(), drawn.incident_energy_gev)
         return drawn.n_points, count_cells(shared, project)

@@ -41,11 +41,10 @@ from caloclouds.generation.calibration import (
     assign_layers_by_depth,
     calibrate_points,
     compiled,
-    largest_remainder,
     random_angles,
-    shower_of_point,
 )
-from caloclouds.showers import Showers
+from caloclouds.rounding import largest_remainder
+from caloclouds.showers import Showers, shower_index_torch
 
 __all__ = ["ShowerGenerator", "StageTimes"]
 
@@ -200,8 +199,8 @@ class ShowerGenerator:
         if n_showers == 1:
             shower = torch.zeros(len(raw), dtype=torch.long, device=self.device)
         else:
-            shower = shower_of_point(offsets)
-        # the angle is rotate_about_axis's draw, at the same place in the sequence of random numbers
+            shower = shower_index_torch(offsets)
+        # the rotation angles: one draw per batch, before anything else of the calibration stage
         angle = random_angles(n_showers, self.device, generator) if self.cog == "rotate" else energy
         nodes, table = self._radial_tensors
         return compiled(calibrate_points)(

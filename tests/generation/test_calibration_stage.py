@@ -1,5 +1,7 @@
 """The generator's calibration stage as one TorchScript call (``calibrate_points``): the same bits as the
-public functions composed step by step, as the generator composed them before."""
+step functions composed one by one, as the generator composed them before. The rotation of
+``cog: rotate`` is checked against the data layer's own rotation (``rotate_about_beam_axis``), not
+the function ``calibrate_points`` calls."""
 
 from __future__ import annotations
 
@@ -15,12 +17,11 @@ from caloclouds.generation.calibration import (
     compiled,
     random_angles,
     rescale_layer_energies,
-    rotate_about_axis,
     share_core_energy,
-    shift_centre_of_gravity,
-    shower_of_point,
+    shift_showers_to_cog,
 )
 from caloclouds.generation.generator import ShowerGenerator
+from caloclouds.showers import rotate_about_beam_axis, shower_index_torch
 
 SHIPPED = Path(__file__).resolve().parents[2] / "caloclouds" / "models" / "default"
 
@@ -34,17 +35,16 @@ def shipped():
 def _stepwise(gen: ShowerGenerator, raw, offsets, energy, stats, generator):  # noqa: ANN001, ANN202
     """The calibration stage one public function at a time (per-layer model: the layer is exact)."""
     layer = raw[:, 2].long()
-    e = rescale_layer_energies(raw[:, 3], layer, offsets, stats.energy_per_layer_mev)
-    x, y = gen.radial.apply(raw[:, 0], raw[:, 1], layer, energy[shower_of_point(offsets)])
-    if gen.cog == "rotate":
-        x, y = rotate_about_axis(x, y, offsets, generator=generator)
+    shower = shower_index_torch(offsets)
+    e = rescale_layer_energies(raw[:, 3], layer, shower, stats.energy_per_layer_mev)
+    x, y = gen.radial.apply(raw[:, 0], raw[:, 1], layer, energy[shower])
+    if gen.cog == "rotate":  # the same draw, rotated by the data layer's function
+        x, y = rotate_about_beam_axis(x, y, random_angles(len(energy), x.device, generator), shower)
     elif gen.cog == "flow":
-        x, y = shift_centre_of_gravity(x, y, e, offsets, stats.cog_mm)
+        x, y = shift_showers_to_cog(x, y, e, shower, stats.cog_mm)
     keep = e > 0
-    counts = torch.bincount(shower_of_point(offsets)[keep], minlength=len(energy))
-    new_offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
     points = torch.stack([x, y, layer.float(), e], dim=1)[keep]
-    return share_core_energy(points, new_offsets, radius_mm=gen.core_radius_mm, spread_mm=gen.core_spread_mm)
+    return share_core_energy(points, shower[keep], len(energy), gen.core_radius_mm, gen.core_spread_mm)
 
 
 class StepwiseGenerator(ShowerGenerator):
@@ -100,7 +100,7 @@ def test_edge_cases_equal_the_stepwise_stage(cog: str) -> None:
     expected = _stepwise(gen, raw, offsets, energy, stats, torch.Generator().manual_seed(4))
     angle = random_angles(3, torch.device("cpu"), torch.Generator().manual_seed(4))
     no_table = (torch.zeros(1), torch.zeros(1, 2))
-    shower = shower_of_point(offsets)
+    shower = shower_index_torch(offsets)
     got = compiled(calibrate_points)(
         raw, layer, shower, energy_per_layer, energy, stats.cog_mm, angle, *no_table, cog, False, 3.0, 1.0
     )

@@ -13,6 +13,7 @@ from caloclouds.config import ConfigError, GenerationConfig, config_from_dict
 from caloclouds.generation.bundle import load_bundle
 from caloclouds.generation.calibration import share_core_energy
 from caloclouds.generation.generator import ShowerGenerator
+from caloclouds.showers import shower_index_torch
 
 SHIPPED = Path(__file__).resolve().parents[2] / "caloclouds" / "models" / "default"
 
@@ -29,6 +30,10 @@ def _batch() -> tuple[torch.Tensor, torch.Tensor]:
     return points, offsets
 
 
+def _share(points: torch.Tensor, offsets: torch.Tensor, radius_mm: float) -> tuple[torch.Tensor, torch.Tensor]:
+    return share_core_energy(points, shower_index_torch(offsets), len(offsets) - 1, radius_mm, 1.0)
+
+
 def _per_layer(points: torch.Tensor, offsets: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     shower = torch.repeat_interleave(torch.arange(len(offsets) - 1), offsets[1:] - offsets[:-1])
     key = shower * 30 + points[:, 2].long()
@@ -37,7 +42,7 @@ def _per_layer(points: torch.Tensor, offsets: torch.Tensor, values: torch.Tensor
 
 def test_sharing_keeps_energy_and_position_of_every_layer() -> None:
     points, offsets = _batch()
-    out, new_offsets = share_core_energy(points, offsets, radius_mm=3.0, spread_mm=1.0)
+    out, new_offsets = _share(points, offsets, 3.0)
     core = torch.hypot(points[:, 0], points[:, 1]) < 3.0
     assert int(core.sum()) > 3  # the test shares something
     assert torch.equal(
@@ -63,7 +68,7 @@ def test_sharing_keeps_energy_and_position_of_every_layer() -> None:
 
 def test_shared_copies_sit_at_plus_minus_spread() -> None:
     points = torch.tensor([[0.5, -0.2, 4.0, 8.0], [10.0, 0.0, 4.0, 1.0]])
-    out, offsets = share_core_energy(points, torch.tensor([0, 2]), radius_mm=3.0, spread_mm=1.0)
+    out, offsets = _share(points, torch.tensor([0, 2]), 3.0)
     assert offsets.tolist() == [0, 5]
     torch.testing.assert_close(out[:4, :2], torch.tensor([[-0.5, -1.2], [1.5, -1.2], [-0.5, 0.8], [1.5, 0.8]]))
     assert out[:4, 3].tolist() == [2.0] * 4 and out[:4, 2].tolist() == [4.0] * 4
@@ -72,8 +77,8 @@ def test_shared_copies_sit_at_plus_minus_spread() -> None:
 
 def test_radius_zero_is_the_identity() -> None:
     points, offsets = _batch()
-    out, new_offsets = share_core_energy(points, offsets, radius_mm=0.0, spread_mm=1.0)
-    assert out is points and new_offsets is offsets
+    out, new_offsets = _share(points, offsets, 0.0)
+    assert out is points and torch.equal(new_offsets, offsets)
 
 
 def test_generation_settings_are_checked() -> None:

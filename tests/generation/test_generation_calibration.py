@@ -7,11 +7,13 @@ import torch
 from caloclouds.generation.calibration import (
     PointCountCalibration,
     assign_layers_by_depth,
-    largest_remainder,
+    random_angles,
     rescale_layer_energies,
-    rotate_about_axis,
-    shift_centre_of_gravity,
+    rotate_showers,
+    shift_showers_to_cog,
 )
+from caloclouds.rounding import largest_remainder
+from caloclouds.showers import shower_index_torch
 
 
 def test_largest_remainder_sums_exactly():
@@ -49,7 +51,7 @@ def test_rescale_layer_energies_matches_targets_and_handles_edge_cases():
     layer = torch.tensor([0, 0, 1, 2, 0, 1])
     e = torch.tensor([1.0, -1.0, 0.0, 2.0, 3.0, 1.0])  # layer 1 of shower 0 has no positive energy
     target = torch.tensor([[10.0, 4.0, 6.0], [5.0, 5.0, 2.0]])  # shower 1 asks 2 MeV of an empty layer
-    out = rescale_layer_energies(e, layer, offsets, target)
+    out = rescale_layer_energies(e, layer, shower_index_torch(offsets), target)
     assert (out >= 0).all()
     assert out[1] == 0  # negative energy -> 0
     assert out[0] == pytest.approx(10.0)
@@ -60,13 +62,13 @@ def test_rescale_layer_energies_matches_targets_and_handles_edge_cases():
     assert float(out[4] / out[5]) == pytest.approx(1.0)
 
 
-def test_shift_centre_of_gravity():
+def test_shift_showers_to_cog():
     offsets = torch.tensor([0, 2, 3, 3])
     x = torch.tensor([0.0, 2.0, 5.0])
     y = torch.tensor([1.0, 1.0, -1.0])
     e = torch.tensor([1.0, 3.0, 2.0])
     cog = torch.tensor([[10.0, 0.0], [1.0, 1.0], [7.0, 7.0]])
-    x2, y2 = shift_centre_of_gravity(x, y, e, offsets, cog)
+    x2, y2 = shift_showers_to_cog(x, y, e, shower_index_torch(offsets), cog)
     for b in range(2):
         s = slice(int(offsets[b]), int(offsets[b + 1]))
         w = e[s] / e[s].sum()
@@ -74,17 +76,19 @@ def test_shift_centre_of_gravity():
         assert float((w * y2[s]).sum()) == pytest.approx(float(cog[b, 1]), abs=1e-5)
 
 
-def test_rotate_about_axis_turns_each_shower_rigidly():
+def test_rotate_showers_turns_each_shower_rigidly_by_its_angle():
     offsets = torch.tensor([0, 3, 3, 5])
     x = torch.tensor([1.0, 0.0, -2.0, 3.0, 0.5])
     y = torch.tensor([0.0, 1.0, 2.0, 4.0, -0.5])
-    x2, y2 = rotate_about_axis(x, y, offsets, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(torch.hypot(x2, y2), torch.hypot(x, y))
-    angle = torch.atan2(y2, x2) - torch.atan2(y, x)
-    turn = torch.atan2(angle.sin(), angle.cos())
-    assert float(turn[:3].max() - turn[:3].min()) < 1e-5 and float(turn[3:].max() - turn[3:].min()) < 1e-5
-    again = rotate_about_axis(x, y, offsets, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(again[0], x2) and torch.equal(again[1], y2)
+    angle = random_angles(3, torch.device("cpu"), torch.Generator().manual_seed(0))
+    x2, y2 = rotate_showers(x, y, angle, shower_index_torch(offsets))
+    # against the rotation written out in float64: each shower turned by its own angle, counter-clockwise
+    a = angle.double()[shower_index_torch(offsets)]
+    torch.testing.assert_close(x2.double(), a.cos() * x.double() - a.sin() * y.double(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y2.double(), a.sin() * x.double() + a.cos() * y.double(), atol=1e-5, rtol=0)
+    assert abs(float(angle[0] - angle[2])) > 0.1  # the two showers with points turn differently
+    again = random_angles(3, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert torch.equal(again, angle) and ((0 <= angle) & (angle < 2 * torch.pi)).all()
 
 
 def test_point_count_calibration_round_trip():
