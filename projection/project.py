@@ -17,13 +17,13 @@ cell's thickness (:mod:`projection.mip`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from caloclouds.config import ILD_LIKE_DETECTOR
-from caloclouds.showers import Showers, shower_index, shower_index_torch
-from projection.binning import segment_sums_numpy, segment_sums_torch
+from caloclouds.showers import Showers
+from projection._ops import ops_for
 from projection.cells import CellHits
 from projection.errors import ProjectionError
 from projection.geometry import Geometry
@@ -31,7 +31,7 @@ from projection.mip import REFERENCE_THICKNESS_UM, THICKNESS_EXTRA, landau_mpv_m
 from projection.placement import check_points, place_xy, resolve_layer_map
 from projection.kinds import KINDS
 
-__all__ = ["project", "project_torch", "resolve_threshold_mev", "cell_mip_scale", "BLOCK_POINTS"]
+__all__ = ["project", "project_torch", "TorchPoints", "resolve_threshold_mev", "cell_mip_scale", "BLOCK_POINTS"]
 
 BLOCK_POINTS = 1 << 16  # points per cache block of the numpy assignment (temporaries ~256 kB each)
 
@@ -66,41 +66,46 @@ def _layer_map(geometry: Geometry, layer_map: Any, n_shower_layers: int) -> np.n
     )
 
 
-def _keys_numpy(
-    points: np.ndarray,
-    shower_layer: np.ndarray,
-    shower: np.ndarray,
+def _keys(
+    points: Any,
+    shower_layer: Any,
+    shower: Any,
     lmap: np.ndarray,
     geometry: Geometry,
+    tables: dict[str, Any],
+    ops: Any,
     impact_mm: tuple[float, float],
     rotation_rad: float,
     block_points: int,
-) -> np.ndarray:
+) -> Any:
     """Key ``shower * (C + 1) + cell + 1`` of every point (0 + shower * (C + 1) when lost)."""
     n_points, n_cells = len(points), geometry.n_cells
     identity = np.array_equal(lmap, np.arange(len(lmap)))
+    detector_layer = ops.asarray(lmap, like=points)
     kind = KINDS[geometry.kind]
     assign = kind.assign
-    tables = geometry.numpy_tables()
-    keys = np.empty(n_points, dtype=np.int64)
-    block = block_points if block_points > 0 and kind.blockable else max(n_points, 1)
+    block = block_points if block_points > 0 and kind.blockable and ops.blockable else max(n_points, 1)
+    keys = ops.empty_int(n_points, like=points) if block < n_points else None
     for start in range(0, n_points, block):  # cache blocking: whole vectorised blocks, not points
         rows = slice(start, start + block)
-        det_layer = shower_layer[rows] if identity else lmap[shower_layer[rows]]
-        x, y = np.ascontiguousarray(points[rows, 0]), np.ascontiguousarray(points[rows, 1])
+        det_layer = shower_layer[rows] if identity else detector_layer[shower_layer[rows]]
+        x, y = ops.contiguous(points[rows, 0]), ops.contiguous(points[rows, 1])
         x, y = place_xy(x, y, impact_mm=impact_mm, rotation_rad=rotation_rad)
-        if np.all(det_layer >= 0):
+        if bool((det_layer >= 0).all()):
             cell = assign(tables, det_layer, x, y)
         else:
-            cell = np.full(len(x), -1, dtype=np.int64)
-            keep = np.flatnonzero(det_layer >= 0)
+            cell = ops.full_int(len(x), -1, like=points)
+            keep = ops.nonzero(det_layer >= 0)
             cell[keep] = assign(tables, det_layer[keep], x[keep], y[keep])
-        keys[rows] = shower[rows] * (n_cells + 1) + (cell + 1)
-    return keys
+        block_keys = shower[rows] * (n_cells + 1) + (cell + 1)
+        if keys is None:
+            return block_keys
+        keys[rows] = block_keys
+    return keys if keys is not None else ops.empty_int(0, like=points)
 
 
 def project(
-    showers: Showers,
+    showers: Showers | TorchPoints,
     geometry: Geometry,
     *,
     impact_mm: tuple[float, float] = (0.0, 0.0),
@@ -112,7 +117,10 @@ def project(
     n_shower_layers: int = ILD_LIKE_DETECTOR.n_layers,
     block_points: int = BLOCK_POINTS,
 ) -> CellHits:
-    """Bin a batch of showers into the cells of ``geometry`` (numpy, one call, no loop over showers).
+    """Bin a batch of showers into the cells of ``geometry`` (one call, no loop over showers).
+
+    The same steps for numpy and torch (:mod:`projection._ops`); :func:`project_torch` is the
+    entry for tensors.
 
     Args:
         showers: the showers; the ``layer`` column holds integer shower layers.
@@ -135,63 +143,62 @@ def project(
     Raises:
         ProjectionError: NaN/inf points, layers that are not integers in range, a bad layer map or threshold.
     """
-    threshold = resolve_threshold_mev(threshold_mev, threshold_mip, mip_mev)
     points, offsets = showers.points, showers.offsets
+    ops = ops_for(points)
+    threshold = resolve_threshold_mev(threshold_mev, threshold_mip, mip_mev)
     shower_layer = check_points(points, offsets, n_shower_layers=n_shower_layers)
     lmap = _layer_map(geometry, layer_map, n_shower_layers)
+    tables = ops.tables(geometry, like=points)
     n_showers, n_cells = len(offsets) - 1, geometry.n_cells
-    shower = shower_index(offsets)
-    keys = _keys_numpy(points, shower_layer, shower, lmap, geometry, impact_mm, rotation_rad, block_points)
-    keys, sums = segment_sums_numpy(keys, np.ascontiguousarray(points[:, 3]))
-    hit_shower, hit_cell = np.divmod(keys, n_cells + 1)
-    hit_cell -= 1
+    shower = ops.shower_index(offsets)
+    keys = _keys(points, shower_layer, shower, lmap, geometry, tables, ops, impact_mm, rotation_rad, block_points)
+    keys, sums = ops.segment_sums(keys, ops.contiguous(points[:, 3]))
+    hit_shower, hit_cell = ops.divmod(keys, n_cells + 1)
+    hit_cell = hit_cell - 1
     lost = hit_cell < 0
-    lost_mev = np.bincount(hit_shower[lost], weights=sums[lost], minlength=n_showers)
+    lost_mev = ops.sum_per(hit_shower[lost], sums[lost], n_showers)
     keep = ~lost
-    below = np.zeros(n_showers)
-    scale = cell_mip_scale(geometry) if threshold_mip is not None else None
+    below = ops.zeros_f64(n_showers, like=sums)
     if threshold is not None:
-        cut = threshold if scale is None else threshold * scale[np.maximum(hit_cell, 0)]
+        scale = cell_mip_scale(geometry) if threshold_mip is not None else None
+        cut: Any = threshold
+        if scale is not None:  # the MIP of each hit cell's silicon
+            cut = threshold * ops.take(ops.asarray(scale, like=sums), ops.clip(hit_cell, 0, n_cells - 1))
         low = keep & (sums < cut)
-        below = np.bincount(hit_shower[low], weights=sums[low], minlength=n_showers)
-        keep &= ~low
+        below = ops.sum_per(hit_shower[low], sums[low], n_showers)
+        keep = keep & ~low
     hit_shower, hit_cell, e = hit_shower[keep], hit_cell[keep], sums[keep]
-    new_offsets = np.zeros(n_showers + 1, dtype=np.int64)
-    np.cumsum(np.bincount(hit_shower, minlength=n_showers), out=new_offsets[1:])
-    layer = geometry.cell_layer[hit_cell]
+    layer = ops.take(tables["cell_layer"], hit_cell)
     return CellHits(
-        offsets=new_offsets,
+        offsets=ops.offsets_of(hit_shower, n_showers),
         cell_id=hit_cell,
         layer=layer,
-        x_mm=geometry.cell_x_mm[hit_cell],
-        y_mm=geometry.cell_y_mm[hit_cell],
-        z_mm=geometry.layer_z_mm[layer].astype(np.float32),
-        e_mev=e.astype(np.float32),
-        lost_mev=lost_mev.astype(np.float64),
-        below_threshold_mev=below.astype(np.float64),
+        x_mm=ops.take(tables["cell_x_mm"], hit_cell),
+        y_mm=ops.take(tables["cell_y_mm"], hit_cell),
+        z_mm=ops.to_f32(ops.take(tables["layer_z_mm"], layer)),
+        e_mev=ops.to_f32(e),
+        lost_mev=lost_mev,
+        below_threshold_mev=below,
     )
 
 
-def project_torch(
-    points: Any,
-    offsets: Any,
-    geometry: Geometry,
-    *,
-    impact_mm: tuple[float, float] = (0.0, 0.0),
-    rotation_rad: float = 0.0,
-    layer_map: str | Sequence[int] | None = None,
-    threshold_mev: float | None = None,
-    threshold_mip: float | None = None,
-    mip_mev: float = ILD_LIKE_DETECTOR.mip_mev,
-    n_shower_layers: int = ILD_LIKE_DETECTOR.n_layers,
-) -> CellHits:
-    """Torch version of :func:`project` on the device of ``points`` (CUDA when given CUDA tensors).
+class TorchPoints(NamedTuple):
+    """A ragged batch as tensors, for :func:`project`: (P, 4) float32 ``points``, (N+1,) int64 ``offsets``."""
+
+    points: Any
+    offsets: Any
+
+
+def project_torch(points: Any, offsets: Any, geometry: Geometry, **options: Any) -> CellHits:
+    """:func:`project` on the device of ``points`` (CUDA when given CUDA tensors).
 
     Args:
-        points: (P, 4) float32 tensor ``x_mm, y_mm, layer, e_MeV``.
-        offsets: (N+1,) int64 tensor.
-        geometry, impact_mm, rotation_rad, layer_map, threshold_mev, threshold_mip, mip_mev,
-            n_shower_layers: as for :func:`project`.
+        points: (P, 4) tensor ``x_mm, y_mm, layer, e_MeV`` (made float32).
+        offsets: (N+1,) tensor (made int64, on the device of ``points``).
+        geometry: as for :func:`project`.
+        options: the keyword options of :func:`project` (``impact_mm``, ``rotation_rad``,
+            ``layer_map``, ``threshold_mev``, ``threshold_mip``, ``mip_mev``, ``n_shower_layers``);
+            no ``block_points``: all points go in one launch.
 
     Returns:
         CellHits whose fields are tensors on the same device (``.numpy()`` converts). Cell ids and
@@ -199,54 +206,8 @@ def project_torch(
     """
     import torch
 
-    threshold = resolve_threshold_mev(threshold_mev, threshold_mip, mip_mev)
+    if "block_points" in options:
+        raise TypeError("project_torch() takes no block_points: all points go in one launch")
     points = points.to(torch.float32)
     offsets = offsets.to(device=points.device, dtype=torch.int64)
-    device = points.device
-    shower_layer = check_points(points, offsets, n_shower_layers=n_shower_layers)
-    tables = geometry.torch_tables(device)
-    lmap = torch.as_tensor(_layer_map(geometry, layer_map, n_shower_layers), device=device)
-    n_showers, n_cells = len(offsets) - 1, geometry.n_cells
-    det_layer = lmap[shower_layer]
-    x, y = place_xy(
-        points[:, 0].contiguous(), points[:, 1].contiguous(), impact_mm=impact_mm, rotation_rad=rotation_rad
-    )
-    assign = KINDS[geometry.kind].assign
-    valid = det_layer >= 0
-    if bool(valid.all()):
-        cell = assign(tables, det_layer, x, y)
-    else:
-        cell = torch.full((len(points),), -1, dtype=torch.int64, device=device)
-        keep = valid.nonzero().reshape(-1)
-        cell[keep] = assign(tables, det_layer[keep], x[keep], y[keep])
-    shower = shower_index_torch(offsets)
-    keys, sums = segment_sums_torch(shower * (n_cells + 1) + (cell + 1), points[:, 3])
-    hit_shower = torch.div(keys, n_cells + 1, rounding_mode="floor")
-    hit_cell = keys - hit_shower * (n_cells + 1) - 1
-    lost = hit_cell < 0
-    lost_mev = torch.zeros(n_showers, dtype=torch.float64, device=device).index_add_(0, hit_shower[lost], sums[lost])
-    keep = ~lost
-    below = torch.zeros(n_showers, dtype=torch.float64, device=device)
-    scale = cell_mip_scale(geometry) if threshold_mip is not None else None
-    if threshold is not None:
-        cut: Any = threshold
-        if scale is not None:
-            cut = threshold * torch.as_tensor(scale, device=device)[hit_cell.clamp_min(0)]
-        low = keep & (sums < cut)
-        below.index_add_(0, hit_shower[low], sums[low])
-        keep &= ~low
-    hit_shower, hit_cell, e = hit_shower[keep], hit_cell[keep], sums[keep]
-    new_offsets = torch.zeros(n_showers + 1, dtype=torch.int64, device=device)
-    new_offsets[1:] = torch.cumsum(torch.bincount(hit_shower, minlength=n_showers), 0)
-    layer = tables["cell_layer"][hit_cell]
-    return CellHits(
-        offsets=new_offsets,
-        cell_id=hit_cell,
-        layer=layer,
-        x_mm=tables["cell_x_mm"][hit_cell],
-        y_mm=tables["cell_y_mm"][hit_cell],
-        z_mm=tables["layer_z_mm"][layer],
-        e_mev=e.float(),
-        lost_mev=lost_mev,
-        below_threshold_mev=below,
-    )
+    return project(TorchPoints(points, offsets), geometry, **options, block_points=0)
