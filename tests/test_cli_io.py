@@ -159,3 +159,33 @@ def test_convert_edm4hep_wrong_collection_and_box(shared, tmp_path, capsys) -> N
     assert main(["convert", src, "-o", str(tmp_path / "o.csv")]) == 2
     assert "unknown extension '.csv'" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def _small_file(path) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(0)
+    counts = np.array([5, 7])
+    pts = np.c_[rng.normal(size=(12, 2)), rng.integers(0, 30, 12), rng.uniform(0.1, 1, 12)].astype(np.float32)
+    write_showers(path, Showers.from_counts(pts, counts, np.array([20.0, 40.0])))
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["convert", "{src}"],
+        ["project", "--geometry", "ild", "--in", "{src}"],
+        ["generate", "--energies", "50", "-n", "2"],
+        ["plot-shower", "{src}", "--geometry", "ild"],
+    ],
+)
+def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path, capsys, verb) -> None:  # noqa: ANN001
+    src = tmp_path / "src.h5"
+    _small_file(src)
+    out = tmp_path / ("out.png" if verb[0] == "plot-shower" else "out.h5")
+    out.write_bytes(b"a physicist's earlier result")
+    argv = [a.format(src=src) for a in verb] + ["-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "exists; pass --overwrite" in err and str(out) in err and "Traceback" not in err
+    assert out.read_bytes() == b"a physicist's earlier result"
+    assert main([*argv, "--overwrite"]) == 0
+    assert out.read_bytes() != b"a physicist's earlier result"

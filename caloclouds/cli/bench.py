@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import platform
 
+from caloclouds.cli.options import add_overwrite_argument
+
 __all__ = ["GEANT4_MS_PER_SHOWER", "add_arguments", "run"]
 
 # Geant4 time per 10-90 GeV photon shower on one core of the 2-core AMD EPYC development machine
@@ -66,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{GEANT4_MS_PER_SHOWER:g}: the README's figure for the 2-core development machine)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write all figures to this JSON file")
+    add_overwrite_argument(parser, "the --json file")
 
 
 def _cpu_name() -> str:
@@ -86,13 +89,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from caloclouds.errors import CaloCloudsError
-    from caloclouds.generation.bench import (
-        bench_generate_to_file,
-        bench_single_shower,
-        bench_throughput,
-        bench_torchscript,
-        speed_up,
-    )
+    from caloclouds.export.bench import bench_torchscript
+    from caloclouds.generation.bench import bench_generate_to_file, bench_single_shower, bench_throughput, speed_up
     from caloclouds.generation.bundle import load_bundle
     from caloclouds.io.atomic import atomic_path, check_output_path
 
@@ -106,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if args.g4_ms_per_shower is not None and not args.g4_ms_per_shower > 0:
         raise CaloCloudsError(f"--g4-ms-per-shower must be > 0, got {args.g4_ms_per_shower}")
     if args.json:
-        check_output_path(args.json, suffixes=(".json",), option="--json")
+        check_output_path(args.json, suffixes=(".json",), option="--json", overwrite=args.overwrite)
     bundle = load_bundle(args.model)
     cells = None if args.cells == "none" else args.cells
     torch.set_num_threads(1)

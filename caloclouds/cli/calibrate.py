@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 __all__ = ["add_arguments", "run", "fit_problems", "MIN_SHOWERS", "MIN_R2", "MAX_AFTER_PERCENT"]
 
@@ -42,7 +41,12 @@ def fit_problems(report: object) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR", help="model bundle folder (or 'default')")
-    parser.add_argument("--reference", required=True, metavar="VAL.h5", help="Geant4 showers (our HDF5 schema)")
+    parser.add_argument(
+        "--reference",
+        required=True,
+        metavar="TRAIN.h5",
+        help="Geant4 TRAINING showers (our HDF5 schema), e.g. g4_photons_train.h5; never the file you evaluate on",
+    )
     parser.add_argument(
         "--max-showers",
         type=int,
@@ -60,6 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="fit and print, but do not write the bundle")
     parser.add_argument(
+        "--overwrite", action="store_true", help="replace the bundle's existing calibration (refused otherwise)"
+    )
+    parser.add_argument(
+        "--into-package",
+        action="store_true",
+        help="allow re-calibrating a model shipped inside the package (caloclouds/models/...)",
+    )
+    parser.add_argument(
         "--force",
         action="store_true",
         help=f"store the fit even if it fails the quality checks (R^2 >= {MIN_R2}, mean cells after "
@@ -69,7 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from caloclouds.errors import CaloCloudsError
-    from caloclouds.generation.bundle import file_sha256, load_bundle, write_bundle_manifest
+    from caloclouds.generation.bundle import (
+        file_sha256,
+        inside_package,
+        load_bundle,
+        relative_path,
+        write_bundle_manifest,
+    )
     from caloclouds.generation.calibrate import fit_calibrations
     from caloclouds.generation.calibration import PointCountCalibration, RadialCalibration
     from caloclouds.io import ShowerFile
@@ -83,6 +101,14 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.seed < 2**63:
         raise CaloCloudsError(f"--seed must lie in 0 to 2^63-1, got {args.seed}")
     bundle = load_bundle(args.model)
+    if not args.dry_run:  # refuse before the fit, not after minutes of work
+        if inside_package(bundle.path) and not args.into_package:
+            raise CaloCloudsError(
+                f"--model {args.model} is the model shipped in the package ({bundle.path}); pass --into-package "
+                "to re-calibrate it, or copy it and calibrate the copy"
+            )
+        if not (bundle.calibration.is_identity and bundle.radial.is_identity) and not args.overwrite:
+            raise CaloCloudsError(f"{bundle.path} is calibrated already; pass --overwrite to replace its calibration")
     bundle = bundle.with_calibration(PointCountCalibration(), RadialCalibration())
     with ShowerFile(args.reference) as f:
         reference = f.read(0, min(len(f), args.max_showers))  # checks the values
@@ -108,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             provenance={
                 **bundle.manifest.get("provenance", {}),
                 "calibration_reference": {
-                    "file": str(Path(args.reference).resolve()),
+                    "file": relative_path(args.reference),
                     "sha256": file_sha256(args.reference),
                     "showers": len(reference),
                 },

@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from caloclouds.cli.options import add_overwrite_argument
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -54,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--profile-layers", type=int, default=26, metavar="L", help="check the profile in layers 0..L-1 (default: 26)"
     )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the numbers as JSON")
+    add_overwrite_argument(parser, "the --json file")
     parser.add_argument("--strict", action="store_true", help="exit with code 1 when a check fails")
 
 
@@ -65,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples_per_shower < 1:
         raise ConfigError(f"--samples-per-shower must be >= 1, got {args.samples_per_shower}")
+    if args.json is not None:
+        from caloclouds.io.atomic import check_output_path
+
+        check_output_path(args.json, option="--json", overwrite=args.overwrite)
     flow = load_shower_flow(args.flow or default_flow_path(), map_location=args.device)
     check = check_shower_flow(
         flow,

@@ -15,6 +15,8 @@ import math
 import sys
 from pathlib import Path
 
+from caloclouds.cli.options import add_overwrite_argument
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -30,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="OUT",
         help="output file; .h5/.hdf5 -> our HDF5 schema, .root -> ROOT TTree 'events'",
     )
+    add_overwrite_argument(parser, "the output file")
     parser.add_argument(
         "--format",
         default="auto",
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     detector = load_config(args.config).detector if args.config else None
     fmt = None if args.format == "auto" else args.format
     total = count_showers(args.input, format=fmt)
-    check_output_path(args.output, suffixes=(".h5", ".hdf5", ".root"))
+    check_output_path(args.output, suffixes=(".h5", ".hdf5", ".root"), overwrite=args.overwrite)
     with tqdm(total=total, unit="shower", disable=not sys.stderr.isatty(), desc="convert") as bar:
         n_showers, n_points = convert_file(
             args.input,

@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from caloclouds.cli.options import add_overwrite_argument
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -40,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="output .pt file (torchscript) or folder (onnx)"
     )
+    add_overwrite_argument(parser, "the output file or folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model)
     if not bundle.has("cm"):
         raise CaloCloudsError(f"{bundle.path}: the export needs a consistency model (cm.pt) in the bundle")
+    if args.format == "onnx" and out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise CaloCloudsError(f"--output {out} exists and is not empty; pass --overwrite to replace it")
     if args.format == "onnx":
         from caloclouds.export.onnx import export_onnx
 
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from caloclouds.export.torchscript import export_torchscript
     from caloclouds.io.atomic import check_output_path
 
-    check_output_path(out, suffixes=(".pt", ".pth", ".ts"), option="--output")
+    check_output_path(out, suffixes=(".pt", ".pth", ".ts"), option="--output", overwrite=args.overwrite)
     try:
         meta = export_torchscript(bundle, out, steps=args.steps)
     except ValueError as exc:  # a bundle the export cannot express (e.g. a per-layer model)

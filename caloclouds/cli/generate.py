@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from caloclouds.cli.options import add_overwrite_argument
 from caloclouds.config import COG_MODES
 
 __all__ = ["add_arguments", "run"]
@@ -105,6 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the output is still checked for NaN/inf)",
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT.{root,h5}", help="output file (.root or .h5)")
+    add_overwrite_argument(parser, "the output file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     model_part, solver = resolve_sampling(model_part=args.model_part, solver=args.solver, sampler=args.sampler)
     from caloclouds.io.atomic import check_output_path
 
-    check_output_path(out, suffixes=(".root", ".h5", ".hdf5"))
+    check_output_path(out, suffixes=(".root", ".h5", ".hdf5"), overwrite=args.overwrite)
     if args.energies_from:
         from caloclouds.evaluation.spectrum import energies_of_file
 

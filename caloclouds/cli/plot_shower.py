@@ -14,6 +14,7 @@ import argparse
 import math
 from pathlib import Path
 
+from caloclouds.cli.options import add_overwrite_argument
 from caloclouds.cli.project import add_geometry_arguments, placement_options
 
 __all__ = ["add_arguments", "run"]
@@ -24,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", type=int, default=0, metavar="I", help="shower index in the file (default 0)")
     add_geometry_arguments(parser)
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="PNG", help="image file (.png, .pdf, .svg)")
+    add_overwrite_argument(parser, "the image")
     parser.add_argument(
         "--layers", default=None, metavar="LIST", help="detector layers to draw, e.g. 0-25 or 3,6,9 (default all)"
     )
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise CaloCloudsError(f"--dpi must lie in 10-1000, got {args.dpi}")
     if args.centre is not None and not all(math.isfinite(v) for v in args.centre):
         raise CaloCloudsError(f"--centre must be two finite numbers in mm, got {args.centre}")
-    check_output_path(args.output, suffixes=(".png", ".pdf", ".svg", ".jpg", ".jpeg"))
+    check_output_path(args.output, suffixes=(".png", ".pdf", ".svg", ".jpg", ".jpeg"), overwrite=args.overwrite)
     options = placement_options(args)
     geometry = projection.get_geometry(args.geometry, data_dir=args.data_dir)
     layers = _layers(args.layers, geometry.n_layers)

@@ -21,6 +21,8 @@ import math
 import sys
 from pathlib import Path
 
+from caloclouds.cli.options import add_overwrite_argument
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -117,6 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_geometry_arguments(parser)
     parser.add_argument("--in", dest="input", required=True, type=Path, metavar="SHOWERS", help="input shower file")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="CELLS", help="output .h5 or .root")
+    add_overwrite_argument(parser, "the output file")
     parser.add_argument("--device", default="numpy", help="numpy (default), cpu or cuda (torch)")
     parser.add_argument("--chunk", type=int, default=1000, metavar="SHOWERS", help="showers per chunk (default 1000)")
     parser.add_argument(
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     options = placement_options(args)
     detector = load_config(args.config).detector if args.config else ILD_LIKE_DETECTOR
     detect_format(args.input)
-    check_output_path(args.output, suffixes=OUTPUT_SUFFIXES)
+    check_output_path(args.output, suffixes=OUTPUT_SUFFIXES, overwrite=args.overwrite)
     geometry = projection.get_geometry(args.geometry, detector=detector, data_dir=args.data_dir)
     with tqdm(unit="shower", disable=not sys.stderr.isatty(), desc="project") as bar:
         summary = project_file(

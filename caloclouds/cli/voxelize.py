@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 
+from caloclouds.cli.options import add_overwrite_argument
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -26,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "input", metavar="IN.h5", help="shower file (our HDF5), or a CaloChallenge file with --to-points"
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT.h5", help="output file")
+    add_overwrite_argument(parser, "the output file")
     parser.add_argument("--mesh", default=None, metavar="MESH", help="ds2 (default), ds1 or a mesh YAML/JSON file")
     parser.add_argument("--max-showers", type=int, metavar="N", help="voxelise only the first N showers")
     parser.add_argument("--chunk-showers", type=int, default=1000, metavar="N", help="showers per chunk (default 1000)")
@@ -55,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
             raise CaloCloudsError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.max_showers is not None and args.max_showers < 0:
         raise CaloCloudsError(f"--max-showers must be >= 0, got {args.max_showers}")
+    mesh = get_mesh(args.mesh) if args.mesh is not None else None if args.to_points else get_mesh("ds2")
+    from caloclouds.io.atomic import check_output_path
+
+    check_output_path(args.output, overwrite=args.overwrite)
     if args.to_points:
-        mesh = None if args.mesh is None else get_mesh(args.mesh)
         n = calochallenge_to_points(
             args.input,
             args.output,
@@ -69,7 +75,6 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote {n} point showers to {args.output}")
         return 0
-    mesh = get_mesh(args.mesh or "ds2")
     summary = voxelize_file(
         args.input, args.output, mesh, chunk_showers=args.chunk_showers, max_showers=args.max_showers, progress=True
     )

@@ -17,7 +17,9 @@ from caloclouds.generation.bundle import (
     ModelBundle,
     default_bundle_path,
     file_sha256,
+    inside_package,
     load_bundle,
+    relative_path,
     write_bundle_manifest,
 )
 
@@ -38,22 +40,6 @@ def _run_checkpoint(run: str | Path, names: tuple[str, ...], what: str) -> Path:
     raise InputFileError(run, f"not a {what} run: no {' or '.join(names)} in the folder")
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def _relative(path: str | Path) -> str:
-    """``path`` relative to the working folder (e.g. ``../shared/data/x.h5``): the provenance names no
-    machine's absolute paths."""
-    import os
-
-    return os.path.relpath(Path(path).resolve(), Path.cwd().resolve())
-
-
 def _training_commands(part: str, path: Path) -> list[str] | str | None:
     """The commands that trained a part: its run folder's ``commands.txt`` (one line per slice), or for
     a flow from before that file its recorded train-flow command; None where nothing was recorded."""
@@ -70,7 +56,7 @@ def _part_provenance(path: Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     training = ckpt.get("training") or {}
     step = ckpt.get("step", training.get("step"))
     return {
-        "source": _relative(path),
+        "source": relative_path(path),
         "sha256": file_sha256(path),
         "training_step": None if step is None else int(step),
         "kind": ckpt.get("kind"),
@@ -117,7 +103,7 @@ def assemble_bundle(
     from caloclouds.io.atomic import temp_path_for
 
     out = Path(out)
-    if _inside(out, default_bundle_path().parent) and not into_package:
+    if inside_package(out) and not into_package:
         raise ConfigError(
             f"-o {out} is inside the installed package ({default_bundle_path().parent}); "
             "pass --into-package to replace a shipped model"
@@ -155,7 +141,7 @@ def assemble_bundle(
         "torch": torch.__version__,
         "parts": {part: _part_provenance(sources[part], ckpt) for part, ckpt in ckpts.items()},
         "training_commands": {part: _training_commands(part, path) for part, path in sources.items()},
-        "data_files": {_relative(f): file_sha256(Path(f)) for f in data_files},
+        "data_files": {relative_path(f): file_sha256(Path(f)) for f in data_files},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(out)
@@ -177,7 +163,7 @@ def assemble_bundle(
                 showers = f.read(0, min(len(f), 2000))
             report = fit_calibrations(bundle, showers, sampler="cm", device="cpu", seed=seed)
             provenance["calibration_reference"] = {
-                "file": _relative(reference),
+                "file": relative_path(reference),
                 "sha256": file_sha256(Path(reference)),
                 "showers": len(showers),
             }

@@ -33,7 +33,9 @@ __all__ = [
     "ModelBundle",
     "default_bundle_path",
     "file_sha256",
+    "inside_package",
     "load_bundle",
+    "relative_path",
     "write_bundle_manifest",
 ]
 
@@ -46,6 +48,23 @@ SAMPLER_PART = {"cm": "cm", "teacher": "teacher", "edm": "teacher"}  # model par
 def default_bundle_path() -> Path:
     """The model shipped inside the package (``caloclouds/models/default``)."""
     return Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+def inside_package(path: str | Path) -> bool:
+    """Whether ``path`` lies inside the installed package's ``models`` folder (a shipped model)."""
+    try:
+        Path(path).resolve().relative_to(default_bundle_path().parent.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def relative_path(path: str | Path) -> str:
+    """``path`` relative to the working folder (e.g. ``../shared/data/x.h5``), as provenance records
+    it: no machine's absolute paths."""
+    import os
+
+    return os.path.relpath(Path(path).resolve(), Path.cwd().resolve())
 
 
 def resolve_bundle_path(spec: str | Path) -> Path:

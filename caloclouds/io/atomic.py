@@ -90,12 +90,17 @@ def temp_path_for(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{next(_COUNTER)}.tmp")
 
 
-def check_output_path(path: str | Path, *, suffixes: tuple[str, ...] | None = None, option: str = "output") -> Path:
+def check_output_path(
+    path: str | Path, *, suffixes: tuple[str, ...] | None = None, option: str = "output", overwrite: bool = True
+) -> Path:
     """Check that ``path`` can be written, before any work starts; create a missing folder.
 
+    Args:
+        overwrite: False: an existing file is an error (the commands pass their ``--overwrite``).
+
     Raises:
-        CaloCloudsError: the path is a folder, its folder cannot be made or written, or the suffix
-            is not one of ``suffixes``. The message names the option and the path.
+        CaloCloudsError: the path is a folder, exists without ``overwrite``, its folder cannot be made
+            or written, or the suffix is not one of ``suffixes``. The message names the option and the path.
     """
     path = Path(path)
     if suffixes is not None and path.suffix.lower() not in suffixes:
@@ -104,6 +109,8 @@ def check_output_path(path: str | Path, *, suffixes: tuple[str, ...] | None = No
         raise CaloCloudsError(f"{option} {path}: is a folder, expected a file name")
     if path.exists() and not path.is_file():
         raise CaloCloudsError(f"{option} {path}: exists and is not a regular file (a pipe or device?)")
+    if path.exists() and not overwrite:
+        raise CaloCloudsError(f"{option} {path} exists; pass --overwrite to replace it")
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -643,7 +643,7 @@ def cases(files: dict[str, Path], out: Path) -> list[Case]:
         ),
         Case(
             "calibrate --reference with 12 showers",
-            ["calibrate", "--model", "default", "--reference", good],
+            ["calibrate", "--model", "default", "--reference", good, "--into-package", "--overwrite"],
             "error",
             "good.h5",
         ),
@@ -732,19 +732,25 @@ def _temp_files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*tmp"))
 
 
+OVERWRITING_VERBS = ("generate", "convert", "project", "plot-shower", "export", "voxelize", "bench", "check-flow")
+
+
 def run_case(case: Case, work: Path) -> Outcome:
     """Run one case in-process; record exit code, stderr, traceback, leftovers and damage."""
     output = Path(case.output) if case.output else None
     if output is not None and output.is_file():
         output.unlink()
+    argv = case.argv
     if output is not None and case.expect in ("error", "any") and case.preexisting and not output.exists():
         output.write_bytes(SENTINEL)
+        # the user asked to replace the file, so the bad input, not the existing output, must stop it
+        argv = [*argv, "--overwrite"] if argv[0] in OVERWRITING_VERBS else argv
     stderr, stdout = io.StringIO(), io.StringIO()
     code: int | None = None
     tb = ""
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
         try:
-            code = main(case.argv)
+            code = main(argv)
         except SystemExit as exc:  # argparse
             code = int(exc.code or 0)
         except BaseException:  # noqa: BLE001 - a traceback is what the battery looks for

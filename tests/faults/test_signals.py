@@ -64,7 +64,7 @@ def _showers(n: int, seed: int) -> Showers:
 def test_sigterm_cleans_up_like_ctrl_c(tmp_path) -> None:
     out = tmp_path / "out.root"
     out.write_bytes(b"old content")
-    proc = _start([*SLOW_GENERATE, "-o", str(out)])
+    proc = _start([*SLOW_GENERATE, "-o", str(out), "--overwrite"])
     _wait_for_temp(proc, tmp_path)
     time.sleep(0.3)  # inside the generation loop
     proc.send_signal(signal.SIGTERM)
@@ -116,7 +116,7 @@ def test_two_processes_writing_one_path(tmp_path) -> None:
     src = tmp_path / "src.h5"
     write_showers(src, _showers(2000, 3))
     out = tmp_path / "out.h5"
-    procs = [_start(["convert", str(src), "-o", str(out)]) for _ in range(2)]
+    procs = [_start(["convert", str(src), "-o", str(out), "--overwrite"]) for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -134,7 +134,7 @@ def test_interrupt_in_process_leaves_old_output(tmp_path, monkeypatch) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(files, "project", interrupted)
-    assert main(["project", "--geometry", "ild", "--in", str(src), "-o", str(out)]) == 130
+    assert main(["project", "--geometry", "ild", "--in", str(src), "-o", str(out), "--overwrite"]) == 130
     assert out.read_bytes() == b"old" and _temps(tmp_path) == []
 
 

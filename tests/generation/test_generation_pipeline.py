@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -142,7 +143,17 @@ def test_calibrate_writes_the_bundle(tiny_bundle, tmp_path, capsys, shared):
     assert main(["calibrate", "--model", str(bundle), "--reference", str(ref), "--force"]) == 0
     out = capsys.readouterr().out
     assert "R^2" in out and "mean cells" in out
-    assert not load_bundle(bundle).calibration.is_identity
+    fitted = load_bundle(bundle).calibration
+    assert not fitted.is_identity
+    # a calibrated bundle is not re-calibrated without --overwrite, the shipped one not without --into-package
+    before = (bundle / "bundle.json").read_bytes()
+    assert main(["calibrate", "--model", str(bundle), "--reference", str(ref), "--force"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (bundle / "bundle.json").read_bytes() == before
+    assert main(["calibrate", "--model", "default", "--reference", str(ref), "--force", "--overwrite"]) == 2
+    assert "--into-package" in capsys.readouterr().err
+    assert main(["calibrate", "--model", str(bundle), "--reference", str(ref), "--force", "--overwrite"]) == 0
+    provenance = load_bundle(bundle).manifest["provenance"]["calibration_reference"]
+    assert provenance["file"] == os.path.relpath(ref)  # relative, not this machine's absolute path
 
 
 def test_bad_bundles_and_arguments(tiny_bundle, tmp_path, capsys):
