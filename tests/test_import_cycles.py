@@ -7,6 +7,11 @@ points at the module ``a.b.c`` when it exists, else at ``a.b``; relative imports
 The test fails on any cycle between files (a strongly connected component of two or more modules,
 or a module importing itself) outside :data:`KNOWN_FILE_CYCLES`, and lists the cycles between the
 top-level folders next to :data:`KNOWN_FOLDER_CYCLES`.
+
+Inside the package (issue 27, item 3) every sub-package of ``caloclouds/`` (``caloclouds.io``,
+``caloclouds.generation``, ...) and every top-level module (``caloclouds.showers``, ...) is one
+node, and ``flows`` and ``projection`` one node each: the test fails on any cycle between them, lazy
+imports included, and on any import from the data layer (:data:`DATA_LAYER`) into the rest.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ KNOWN_FOLDER_CYCLES: list[frozenset[str]] = [
     frozenset({"caloclouds", "projection"}),
     frozenset({"caloclouds", "flows"}),
 ]
+
+
+#: The data layer: it reaches nothing outside itself (no model, no projection, no flows).
+DATA_LAYER = frozenset({"caloclouds.showers", "caloclouds.io", "caloclouds.config", "caloclouds.errors"})
 
 
 def module_name(path: Path) -> str:
@@ -184,3 +193,58 @@ def test_cycles_between_folders_are_the_known_ones(capsys) -> None:  # noqa: ANN
     pairs = {frozenset({a, b}) for c in cycles for a in c for b in c if a != b and b in folders[a] and a in folders[b]}
     new = [sorted(p) for p in pairs if p not in KNOWN_FOLDER_CYCLES]
     assert not new, f"new import cycles between folders: {new}"
+
+
+def layer_of(module: str) -> str:
+    """The node of ``module`` in the graph of layers: ``caloclouds.<sub-package or module>``, else its top-level folder."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "caloclouds" else parts[0]
+
+
+def layer_graph(graph: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
+    """Edges between the nodes of :func:`layer_of`, with for each edge the module imports behind it."""
+    layers: dict[str, set[str]] = {}
+    for a, targets in graph.items():
+        layers.setdefault(layer_of(a), set()).update(layer_of(b) for b in targets if layer_of(b) != layer_of(a))
+    return layers
+
+
+def _edges_between(component: set[str], graph: Mapping[str, Iterable[str]]) -> str:
+    return "; ".join(
+        sorted(
+            f"{a} -> {b}"
+            for a in graph
+            for b in graph[a]
+            if layer_of(a) in component and layer_of(b) in component and layer_of(a) != layer_of(b)
+        )
+    )
+
+
+def test_layer_graph_counts_lazy_imports(tmp_path) -> None:
+    """A function-local import is an edge between folders (io.writers once reached the voxel model so)."""
+    lazy = tmp_path / "writers.py"
+    lazy.write_text("def open_writer():\n    from caloclouds.voxel.calochallenge import CaloChallengeWriter\n")
+    edges = imports_of("caloclouds.io.writers", lazy, ["caloclouds.voxel.calochallenge", "caloclouds.voxel"])
+    assert layer_graph({"caloclouds.io.writers": edges}) == {"caloclouds.io": {"caloclouds.voxel"}}
+    assert layer_of("caloclouds.generation.calibration.points") == "caloclouds.generation"
+    assert layer_of("caloclouds.showers") == "caloclouds.showers" and layer_of("projection.project") == "projection"
+
+
+def test_no_import_cycles_between_folders_inside_the_package() -> None:
+    graph = import_graph()
+    layers = layer_graph(graph)
+    assert {"caloclouds.io", "caloclouds.generation", "caloclouds.export", "caloclouds.voxel", "projection"} <= set(
+        layers
+    )
+    cycles = strongly_connected(layers)
+    assert not cycles, "import cycles between folders of caloclouds/ (lazy imports included):\n" + "\n".join(
+        f"{sorted(c)}: {_edges_between(c, graph)}" for c in cycles
+    )
+
+
+def test_the_data_layer_imports_no_model() -> None:
+    graph = import_graph()
+    outside = sorted(
+        f"{a} -> {b}" for a in graph for b in graph[a] if layer_of(a) in DATA_LAYER and layer_of(b) not in DATA_LAYER
+    )
+    assert not outside, "the data layer (showers, io, config, errors) imports from outside it:\n" + "\n".join(outside)

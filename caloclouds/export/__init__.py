@@ -5,6 +5,7 @@
 * :mod:`.pipeline`: the single-shower pipeline with DDML's CaloClouds calling convention.
 * :mod:`.torchscript`: ``export_torchscript``, ``load_export``, ``decode_output`` and the metadata.
 * :mod:`.onnx`: what of the pipeline ONNX can express, exported and checked with onnxruntime.
+* :mod:`.bench`: ``bench_torchscript``, the export's speed called from Python (``caloclouds bench``).
 
 Nothing here is imported by ``import caloclouds``.
 """

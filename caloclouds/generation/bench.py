@@ -7,8 +7,9 @@ out); ``total`` adds the projection onto cells.
 
 The user's paths are timed too: :func:`bench_generate_to_file` runs ``generate_to_file`` at batch
 1 into a ROOT or HDF5 file (what ``caloclouds generate --batch-size 1`` does, writing included;
-the mean after the first shower, whose flow call compiles TorchScript, and that first shower),
-and :func:`bench_torchscript` calls the TorchScript export (``caloclouds export``) once per shower.
+the mean after the first shower, whose flow call compiles TorchScript, and that first shower).
+The TorchScript export is timed by :func:`caloclouds.export.bench.bench_torchscript` (the export
+builds on this package, not the other way round).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ __all__ = [
     "bench_generate_to_file",
     "bench_single_shower",
     "bench_throughput",
-    "bench_torchscript",
+    "bench_energies",
     "speed_up",
 ]
 
@@ -118,7 +119,7 @@ def bench_throughput(
     return batch_size * repeats / (time.perf_counter() - t0)
 
 
-def _energies(n: int, seed: int) -> np.ndarray:
+def bench_energies(n: int, seed: int) -> np.ndarray:
     """``n`` incident energies uniform in 10-90 GeV (the benchmark's fixed spectrum)."""
     return np.random.default_rng(seed).uniform(10, 90, size=n).astype(np.float32)
 
@@ -154,7 +155,7 @@ def bench_generate_to_file(
     with tempfile.TemporaryDirectory(prefix="caloclouds-bench-") as tmp:
         summary = generate_to_file(
             Path(tmp) / f"bench{suffix}",
-            _energies(n, seed),
+            bench_energies(n, seed),
             model=model,
             cells=cells,
             batch_size=batch_size,
@@ -167,28 +168,6 @@ def bench_generate_to_file(
     after = summary.ms_per_shower_after_first
     mean = summary.seconds / n * 1e3
     return {"mean": mean, "after_first": mean if after is None else after, "first": summary.first_seconds * 1e3}
-
-
-def bench_torchscript(bundle: ModelBundle, *, n: int = 200, warmup: int = 10, seed: int = 0) -> float:
-    """Median ms per call of the bundle's TorchScript export (saved, loaded back, called from Python)."""
-    import tempfile
-    from pathlib import Path
-
-    from caloclouds.export.torchscript import export_torchscript, load_export
-
-    with tempfile.TemporaryDirectory(prefix="caloclouds-bench-") as tmp:
-        export_torchscript(bundle, Path(tmp) / "model.pt")
-        module, _ = load_export(Path(tmp) / "model.pt")
-    torch.manual_seed(seed)
-    angles = torch.tensor([[90.0]]), torch.tensor([[0.0]])
-    times = []
-    with torch.inference_mode():
-        for i, e in enumerate(_energies(n + warmup, seed)):
-            t0 = time.perf_counter()
-            module(torch.tensor([[float(e)]]), *angles)
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
 
 
 def speed_up(geant4_ms_per_shower: float | None, ms_per_shower: float) -> float | None:

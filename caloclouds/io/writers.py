@@ -9,7 +9,10 @@ normally finishes the file and renames it into place, leaving it by an exception
 | ``hdf5``        | ``.h5``/``.hdf5``       | points, offsets, energies        | the ``cells`` group          |
 | ``root``        | ``.root``               | the ``points_*`` branches        | the ``cells_*`` branches     |
 | ``cells``       | ``.h5``/``.hdf5``       | incident energies                | the whole file (required)    |
-| ``calochallenge`` | ``.h5``/``.hdf5``     | :class:`VoxelShowers` (needs ``mesh``) | refused (one-line error) |
+
+CaloChallenge voxel files are written by the voxel package's
+:class:`caloclouds.voxel.calochallenge.CaloChallengeWriter`, which follows the same protocol (and
+refuses cells): the data layer imports no model.
 
 Cells are written wherever they are asked for, or refused with an error naming the file; a writer
 never drops them. Example::
@@ -29,8 +32,8 @@ from caloclouds.errors import CaloCloudsError
 
 __all__ = ["ShowerSink", "WriterFormat", "WRITER_FORMATS", "open_writer", "writer_format"]
 
-WriterFormat = Literal["hdf5", "root", "cells", "calochallenge"]
-WRITER_FORMATS: tuple[str, ...] = ("hdf5", "root", "cells", "calochallenge")
+WriterFormat = Literal["hdf5", "root", "cells"]
+WRITER_FORMATS: tuple[str, ...] = ("hdf5", "root", "cells")
 _SUFFIXES = {".h5": "hdf5", ".hdf5": "hdf5", ".root": "root"}
 
 
@@ -78,20 +81,17 @@ def open_writer(
     *,
     format: str | None = None,
     attrs: dict[str, Any] | None = None,
-    mesh: Any | None = None,
 ) -> ShowerSink:
     """A chunk writer with ``write(showers, cells=None)`` for ``path``.
 
     Args:
         path: the output file; it appears under its name only when the writer closes.
-        format: ``"hdf5"``, ``"root"``, ``"cells"`` or ``"calochallenge"``; None = from the suffix
+        format: ``"hdf5"``, ``"root"`` or ``"cells"``; None = from the suffix
             (``.root`` -> ROOT, ``.h5``/``.hdf5`` -> our shower HDF5).
         attrs: metadata stored with its types (HDF5 attributes, the ROOT ``metadata`` tree).
-        mesh: the voxel mesh of a ``"calochallenge"`` file (a :class:`CylindricalMesh`).
 
     Raises:
-        CaloCloudsError: an unknown format, a suffix that does not fit, or a CaloChallenge file
-            without a mesh; the message names the file.
+        CaloCloudsError: an unknown format, or a suffix that does not fit; the message names the file.
     """
     fmt = writer_format(path, format)
     if fmt == "root":
@@ -102,12 +102,6 @@ def open_writer(
         from caloclouds.io.cells import CellWriter
 
         return CellWriter(path, attrs=attrs)
-    if fmt == "calochallenge":
-        if mesh is None:
-            raise CaloCloudsError(f"{path}: a CaloChallenge file needs the voxel mesh (mesh=...)")
-        from caloclouds.voxel.calochallenge import CaloChallengeWriter  # the format lives with the voxel model
-
-        return CaloChallengeWriter(path, mesh, attrs=attrs)
     from caloclouds.io.hdf5 import ShowerWriter
 
     return ShowerWriter(path, attrs=attrs)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from caloclouds.io.atomic import AtomicWriter, rename_unless_signalled, temp_path_for
+from caloclouds.io.writers import writer_format
 from caloclouds.errors import InputFileError
 from caloclouds.voxel.mesh import CylindricalMesh, calochallenge_ds1_like, calochallenge_ds2_like
 from caloclouds.voxel.voxelize import VoxelShowers
@@ -144,6 +145,7 @@ class CaloChallengeWriter(AtomicWriter):
     ) -> None:
         import h5py
 
+        writer_format(path, "hdf5")  # .h5 or .hdf5, or a one-line error naming the file
         self.path = Path(path)
         self.mesh = mesh
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +167,7 @@ class CaloChallengeWriter(AtomicWriter):
         self.n_showers = 0
 
     def write(self, voxels: VoxelShowers, cells: Any | None = None) -> None:
-        """Append a chunk (the writer protocol of :mod:`caloclouds.io.writers`); cell hits are refused."""
+        """Append a chunk (the writer protocol of :mod:`caloclouds.io.writers`, ``ShowerSink``); cell hits are refused."""
         if cells is not None:
             from caloclouds.errors import CaloCloudsError
 

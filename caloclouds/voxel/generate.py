@@ -51,7 +51,8 @@ def generate_voxel_file(
     Returns:
         ``n_showers``, ``seconds`` (sampling only), ``ms_per_shower``.
     """
-    from caloclouds.io.writers import open_writer
+    from caloclouds.io.writers import ShowerSink, open_writer
+    from caloclouds.voxel.calochallenge import CaloChallengeWriter
     from caloclouds.voxel.voxelize import VoxelShowers, voxels_to_points
 
     if output_format not in ("points", "calochallenge"):
@@ -69,9 +70,10 @@ def generate_voxel_file(
         "steps": steps or model.default_steps(),
         "solver": solver,
     }
-    writer = open_writer(
-        out, format="calochallenge" if output_format == "calochallenge" else "hdf5", attrs=attrs, mesh=model.mesh
-    )
+    if output_format == "calochallenge":
+        writer: ShowerSink = CaloChallengeWriter(out, model.mesh, attrs=attrs)
+    else:
+        writer = open_writer(out, format="hdf5", attrs=attrs)
     seconds = 0.0
     with writer:
         for start in range(0, len(energies), batch_size):

@@ -1,5 +1,6 @@
 """One writer protocol (issue 16): ``open_writer(path).write(showers, cells=None)`` for every format;
-cells are written wherever they are asked for, or refused with one line naming the file."""
+cells are written wherever they are asked for, or refused with one line naming the file. Files are
+read back by the package's own readers (``iter_with_cells``, ``CellsReader``, ``read_calochallenge``)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import pytest
 import projection
 from caloclouds.errors import CaloCloudsError
 from caloclouds.io import open_writer, read_showers
+from caloclouds.io.cells import CellsReader
 from caloclouds.io.formats import iter_with_cells
 from caloclouds.io.writers import writer_format
-from projection.cellfile import read_cells
 
 THRESHOLD_MEV = 0.0735
 
@@ -37,7 +38,7 @@ def _write(path: Path, showers, cells, **options) -> None:  # noqa: ANN001
 
 def _assert_same_cells(got, want) -> None:  # noqa: ANN001
     np.testing.assert_array_equal(np.asarray(got.offsets), want.offsets)
-    for name in ("cell_id", "layer", "e_mev", "lost_mev", "below_threshold_mev"):
+    for name in ("cell_id", "layer", "x_mm", "y_mm", "z_mm", "e_mev", "lost_mev", "below_threshold_mev"):
         np.testing.assert_allclose(np.asarray(getattr(got, name)), getattr(want, name), rtol=1e-6, err_msg=name)
 
 
@@ -58,10 +59,12 @@ def test_cells_file_keeps_cells_and_energies(tmp_path, showers_and_cells) -> Non
     showers, cells = showers_and_cells
     path = tmp_path / "cells.h5"
     _write(path, showers, cells, format="cells", attrs={"geometry": "ild"})
-    back, energy, attrs = read_cells(path)
-    _assert_same_cells(back, cells)
-    np.testing.assert_array_equal(energy, showers.incident_energy_gev)
-    assert attrs["geometry"] == "ild"
+    with CellsReader(path) as reader:
+        assert len(reader) == len(showers)
+        _assert_same_cells(reader.read(0, len(reader)), cells)
+        _assert_same_cells(reader.read(3, 5), _cells(showers[3:5]))  # a chunk boundary inside the read
+        np.testing.assert_array_equal(reader.incident_energy_gev(0, len(reader)), showers.incident_energy_gev)
+        assert reader.attrs["geometry"] == "ild"
 
 
 @pytest.mark.parametrize("fmt", ["hdf5", "cells"])
@@ -90,25 +93,31 @@ def test_cells_file_without_cells_is_refused_naming_the_file(tmp_path, showers_a
     assert "\n" not in str(info.value) and not path.exists()
 
 
-def test_calochallenge_refuses_cells_naming_the_file(tmp_path, showers_and_cells) -> None:
-    from caloclouds.voxel.calochallenge import read_calochallenge
+def test_calochallenge_writer_keeps_the_protocol_and_refuses_cells(tmp_path, showers_and_cells) -> None:
+    """The voxel package's writer (the data layer's open_writer knows no model formats)."""
+    from caloclouds.voxel.calochallenge import CaloChallengeWriter, read_calochallenge
     from caloclouds.voxel.mesh import calochallenge_ds2_like
     from caloclouds.voxel.voxelize import voxelize
 
     showers, cells = showers_and_cells
     mesh = calochallenge_ds2_like()
-    voxels = voxelize(showers, mesh)
     path = tmp_path / "voxels.h5"
-    with open_writer(path, format="calochallenge", mesh=mesh) as writer:
-        writer.write(voxels)
-    np.testing.assert_allclose(read_calochallenge(path).energy_mev, voxels.energy_mev)
+    with CaloChallengeWriter(path, mesh) as writer:
+        for chunk in (showers[:3], showers[3:]):
+            writer.write(voxelize(chunk, mesh))
+    voxels = voxelize(showers, mesh)
+    back = read_calochallenge(path)
+    np.testing.assert_allclose(back.energy_mev, voxels.energy_mev)
+    np.testing.assert_allclose(back.incident_energy_gev, showers.incident_energy_gev, rtol=1e-6)
     refused = tmp_path / "refused.h5"
     with pytest.raises(
         CaloCloudsError, match=rf"{refused.name}: a CaloChallenge file stores voxel energies only"
     ) as info:
-        with open_writer(refused, format="calochallenge", mesh=mesh) as writer:
+        with CaloChallengeWriter(refused, mesh) as writer:
             writer.write(voxels, cells=cells)
     assert "\n" not in str(info.value) and not refused.exists()
+    with pytest.raises(CaloCloudsError, match=r"a\.root: a hdf5 file needs the extension \.h5 or \.hdf5"):
+        CaloChallengeWriter(tmp_path / "a.root", mesh)
 
 
 def test_formats_and_suffixes_are_checked(tmp_path) -> None:
@@ -116,14 +125,12 @@ def test_formats_and_suffixes_are_checked(tmp_path) -> None:
     assert writer_format(tmp_path / "a.h5", "cells") == "cells"
     with pytest.raises(CaloCloudsError, match=r"a\.txt: unknown output extension '\.txt'"):
         open_writer(tmp_path / "a.txt")
-    with pytest.raises(
-        CaloCloudsError, match=r"unknown output format 'csv'; valid formats are hdf5, root, cells, calochallenge"
-    ):
+    with pytest.raises(CaloCloudsError, match=r"unknown output format 'csv'; valid formats are hdf5, root, cells$"):
         open_writer(tmp_path / "a.h5", format="csv")
     with pytest.raises(CaloCloudsError, match=r"a\.root: a cells file needs the extension \.h5 or \.hdf5"):
         open_writer(tmp_path / "a.root", format="cells")
-    with pytest.raises(CaloCloudsError, match=r"needs the voxel mesh"):
-        open_writer(tmp_path / "a.h5", format="calochallenge")
+    with pytest.raises(CaloCloudsError, match=r"unknown output format 'calochallenge'"):
+        open_writer(tmp_path / "a.h5", format="calochallenge")  # the voxel package's CaloChallengeWriter
 
 
 def test_generate_cells_to_hdf5_writes_the_cells(tmp_path) -> None:
