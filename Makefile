@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	# Optional: the ONNX export and its tests (skipped where this extra cannot be installed).
 	$(PY) -m pip install -q --retries 0 --timeout 20 -e '.[onnx]' \
 		|| echo "note: the optional onnx extra was not installed; the ONNX tests will be skipped"
+	# Optional: caloclouds produce on Dask (and its tests, skipped where this extra cannot be installed).
+	$(PY) -m pip install -q --retries 0 --timeout 20 -e '.[production]' \
+		|| echo "note: the optional production extra was not installed; the caloclouds produce tests will be skipped"
 	touch $@
 
 venv: $(VENV)/.installed

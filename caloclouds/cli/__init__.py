@@ -38,6 +38,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "cell-level validation against Geant4: W1, classifier AUC, FPD/KPD, report"),
     "calibrate": ("calibrate", "fit the N-points calibration of a model bundle on Geant4"),
     "generate": ("generate", "generate showers with a model bundle to ROOT or HDF5"),
+    "produce": ("produce", "large productions: resumable shards on a Dask cluster (local, Slurm, HTCondor)"),
+    "merge": ("merge", "merge the shards of a production folder into one shower file"),
     "bench": ("bench", "measure end-to-end generation speed (CPU single shower, GPU throughput)"),
     "export": ("export", "export a model bundle for DDML/Geant4: TorchScript (libtorch) or ONNX"),
     "bundle": ("bundle", "assemble, validate and calibrate a model bundle from training runs"),

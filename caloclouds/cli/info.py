@@ -4,8 +4,12 @@ Works for every format `caloclouds convert` reads (our .h5 and .root, CaloClouds
 EDM4hep, and the cells files of `caloclouds project`). Files are streamed chunk by chunk (index
 included), so memory stays bounded for any file size.
 
+A production folder (caloclouds produce) is summarised as one dataset: its shards' state, the
+request and model, then the showers of every complete shard.
+
 Example:
   caloclouds info x.h5
+  caloclouds info prod/
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", type=Path, metavar="FILE", help="shower file")
+    parser.add_argument("file", type=Path, metavar="FILE", help="shower file, or a production folder")
     parser.add_argument(
         "--format",
         default="auto",
@@ -33,6 +37,13 @@ def run(args: argparse.Namespace) -> int:
     from caloclouds.io.formats import FORMATS, count_showers, detect_format
     from caloclouds.io.summary import summarise_file
 
+    if args.file.is_dir():
+        from caloclouds.production.merge import production_summary
+
+        with tqdm(unit="shower", disable=not sys.stderr.isatty(), desc="info") as bar:
+            lines = production_summary(args.file, progress=bar.update)
+        print("\n".join(lines))
+        return 0
     fmt = detect_format(args.file) if args.format == "auto" else args.format
     total = count_showers(args.file, format=fmt)
     with tqdm(total=total, unit="shower", disable=not sys.stderr.isatty(), desc="info") as bar:
