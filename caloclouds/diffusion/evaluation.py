@@ -93,19 +93,22 @@ def evaluate_points(
     energy_t = torch.from_numpy(np.asarray(energy, np.float32))
     if batch_showers is None:
         batch_showers = 1 if model.device.type == "cpu" else 100
+    if model.per_layer:  # conditioned on Geant4's own layer counts and energies (what the flow would draw)
+        n_layers = model.normaliser.n_layers
+        layer_counts = torch.from_numpy(reference.layer_counts(n_layers)[pick].astype(np.int64))
+        layer_mev = reference.layer_sums(n_layers)[pick].astype(np.float32)
     gen = torch.Generator().manual_seed(seed)
     parts = []
     t0 = time.perf_counter()
     for lo in range(0, n_showers, batch_showers):
-        pts, _ = model.sample(
-            n_points[lo : lo + batch_showers],
-            energy_t[lo : lo + batch_showers],
-            solver=solver,
-            sampler=sampler,
-            steps=steps,
-            generator=gen,
-        )
-        parts.append(pts.cpu().numpy())
+        hi = min(lo + batch_showers, n_showers)
+        kw = dict(solver=solver, sampler=sampler, steps=steps, generator=gen)
+        if model.per_layer:
+            pts, _ = model.sample_layers(layer_counts[lo:hi], torch.from_numpy(layer_mev[lo:hi]), energy_t[lo:hi], **kw)
+            pts = _rescale_layers(pts.cpu().numpy(), layer_counts[lo:hi].numpy(), layer_mev[lo:hi])
+        else:
+            pts = model.sample(n_points[lo:hi], energy_t[lo:hi], **kw)[0].cpu().numpy()
+        parts.append(pts)
     seconds = time.perf_counter() - t0
     generated = np.concatenate(parts) if parts else np.zeros((0, 4), np.float32)
     pitch = model.config.detector.subcell_pitch_mm
@@ -121,6 +124,18 @@ def evaluate_points(
         n_reference=len(reference),
         seconds=seconds,
     )
+
+
+def _rescale_layers(points: np.ndarray, counts: np.ndarray, layer_mev: np.ndarray) -> np.ndarray:
+    """Scale each (shower, layer)'s point energies to sum to ``layer_mev`` (as the generator does):
+    the per-layer network draws them around E_l / n_l. Points are grouped by shower, then layer."""
+    rows = np.flatnonzero(counts.reshape(-1))
+    row_of_point = np.repeat(np.arange(len(rows)), counts.reshape(-1)[rows])
+    drawn = np.bincount(row_of_point, weights=points[:, 3], minlength=len(rows))
+    scale = layer_mev.reshape(-1)[rows] / np.maximum(drawn, 1e-12)
+    out = points.copy()
+    out[:, 3] = points[:, 3] * scale[row_of_point]
+    return out
 
 
 TYPICAL_SAMPLING_FRACTION = 0.028  # E_vis / E_inc of the ILD-like Si-W ECAL (2.7-3.0 % over 10-90 GeV)
