@@ -137,9 +137,10 @@ def _run_folds(
 ) -> list[float]:
     """Train and test one network per fold; returns the test AUC of each fold."""
     import torch
+    from tqdm.auto import tqdm
 
     aucs = []
-    for i in range(folds):  # k trainings of a tiny network
+    for i in tqdm(range(folds), desc="classifier folds", disable=None, leave=False):  # k trainings of a tiny network
         test = np.flatnonzero(fold_of == i)
         val = np.flatnonzero(fold_of == (i + 1) % folds)
         train = np.flatnonzero((fold_of != i) & (fold_of != (i + 1) % folds))

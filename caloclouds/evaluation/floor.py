@@ -24,26 +24,36 @@ import numpy as np
 
 __all__ = ["Thresholds", "SamplePlan", "plan_samples", "random_batches", "with_floor", "floor_entry"]
 
-ScoreKind = Literal["distance", "auc"]
+ScoreKind = Literal["distance", "auc", "auc_low_level"]
 
 
 @dataclass(frozen=True)
 class Thresholds:
     """Pass/fail limits of the scores.
 
-    A distance (W1, FPD, KPD) passes when its ratio to the Geant4 floor is at most ``max_ratio``;
-    two independent Geant4 samples of 1000 showers give ratios of 0.7-1.4 (README). A classifier
-    passes when its AUC is at most ``max_auc``.
+    A distance (W1, FPD, KPD) passes when its ratio to the Geant4 floor is within ``max_ratio`` by
+    its error: ``ratio - ratio_error <= max_ratio``; two independent Geant4 samples of 1000 showers
+    give ratios of 0.7-1.4 (README). A classifier passes when ``AUC - error <= max_auc`` (the
+    error: the std of the AUC over the classifier folds); the low-level classifier is judged
+    against ``max_auc_low_level`` (None: ``max_auc``).
     """
 
     max_ratio: float = 1.6  # Largest passing ratio score / Geant4 floor of a distance.
     max_auc: float = 0.6  # Largest passing classifier AUC (0.5: indistinguishable).
+    max_auc_low_level: float | None = None  # Largest passing low-level AUC (None: max_auc).
 
     def __post_init__(self) -> None:
         if not self.max_ratio > 0:
             raise ValueError(f"max_ratio must be > 0, got {self.max_ratio}")
-        if not 0.5 <= self.max_auc <= 1.0:
-            raise ValueError(f"max_auc must be in [0.5, 1], got {self.max_auc}")
+        for name in ("max_auc", "max_auc_low_level"):
+            value = getattr(self, name)
+            if value is not None and not 0.5 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0.5, 1], got {value}")
+
+    @property
+    def low_level_auc(self) -> float:
+        """The limit of the low-level classifier's AUC."""
+        return self.max_auc if self.max_auc_low_level is None else self.max_auc_low_level
 
 
 @dataclass(frozen=True)
@@ -129,8 +139,12 @@ def with_floor(
     Args:
         score: ``{"value", "error", ...}`` of a model (other keys are kept).
         floor: ``{"value", "error"}`` of the same score between two Geant4 samples.
-        kind: ``"distance"`` (passes on the ratio) or ``"auc"`` (passes on the value).
+        kind: ``"distance"`` (passes on the ratio) or ``"auc"`` / ``"auc_low_level"`` (on the value).
         thresholds: the limits; None gives ``pass = None`` (e.g. for the floor itself).
+
+    A score passes when it is within its limit by its error (:class:`Thresholds`):
+    ``value - error <= limit`` for an AUC, ``ratio - ratio_error <= limit`` for a distance; the
+    entry records the ``limit``.
     """
     value, error = float(score["value"]), float(score["error"])
     f_value, f_error = float(floor["value"]), float(floor["error"])
@@ -140,8 +154,14 @@ def with_floor(
     else:
         ratio = ratio_error = float("nan")
     passed: bool | None = None
+    limit: float | None = None
     if thresholds is not None:
-        passed = bool(value <= thresholds.max_auc) if kind == "auc" else bool(ratio <= thresholds.max_ratio)
+        if kind == "distance":
+            limit = thresholds.max_ratio
+            passed = bool(ratio - (ratio_error if np.isfinite(ratio_error) else 0.0) <= limit)
+        else:
+            limit = thresholds.max_auc if kind == "auc" else thresholds.low_level_auc
+            passed = bool(value - (error if np.isfinite(error) else 0.0) <= limit)
     return {
         **dict(score),
         "value": value,
@@ -151,4 +171,5 @@ def with_floor(
         "ratio": float(ratio),
         "ratio_error": float(ratio_error),
         "pass": passed,
+        "limit": limit,
     }

@@ -215,9 +215,11 @@ def low_level_auc(
     y = torch.as_tensor(labels, dtype=torch.float32)
     rng = np.random.default_rng(config.seed)
     fold_of = rng.permutation(len(labels)) % config.folds
+    from tqdm.auto import tqdm
+
     aucs = []
     with torch.random.fork_rng(devices=[]):
-        for i in range(config.folds):
+        for i in tqdm(range(config.folds), desc="low-level classifier folds", disable=None, leave=False):
             torch.manual_seed(config.seed + i)
             test = np.flatnonzero(fold_of == i)
             val = np.flatnonzero(fold_of == (i + 1) % config.folds)

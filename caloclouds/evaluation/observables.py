@@ -120,6 +120,7 @@ def compute_observables(
     n_layers: int,
     threshold_mev: float | None = None,
     axis: Axis = "nominal",
+    axis_mm: np.ndarray | None = None,
 ) -> CellObservables:
     """Observables of every shower from its projected cells.
 
@@ -130,6 +131,9 @@ def compute_observables(
         n_layers: number of detector layers (width of the longitudinal profile).
         threshold_mev: if given, cells with energy below it are dropped here as well.
         axis: ``"nominal"`` (radii about x = y = 0) or ``"cog"`` (about each shower's own x, y CoG).
+        axis_mm: optional (N, 2) position of each shower's axis in the cells' frame (its impact
+            position, :mod:`~caloclouds.evaluation.impact`): the hits' x, y (and so the CoG and the
+            radii) are then measured from it. None: every axis at x = y = 0.
 
     Returns:
         The :class:`CellObservables`; cells with zero energy are never counted as hits.
@@ -152,6 +156,12 @@ def compute_observables(
     layer = np.asarray(hits.layer, dtype=np.int64)[keep]
     x = np.asarray(hits.x_mm, dtype=np.float64)[keep]
     y = np.asarray(hits.y_mm, dtype=np.float64)[keep]
+    if axis_mm is not None:
+        axis_mm = np.asarray(axis_mm, dtype=np.float64)
+        if axis_mm.shape != (n, 2):
+            raise ValueError(f"axis_mm must have shape ({n}, 2), got {axis_mm.shape}")
+        x = x - axis_mm[shower, 0]
+        y = y - axis_mm[shower, 1]
     z = np.asarray(hits.z_mm, dtype=np.float64)[keep]
     if len(layer) and (layer.min() < 0 or layer.max() >= n_layers):
         msg = f"cell layers span {layer.min()}..{layer.max()}, outside 0..{n_layers - 1}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from caloclouds.evaluation.floor import Thresholds
+from caloclouds.evaluation.impact import IMPACT_MODES
 from caloclouds.evaluation.lowlevel import LowLevelConfig
 from caloclouds.evaluation.spectrum import ENERGY_BINS_GEV, MIN_P_VALUE
 
@@ -25,6 +26,11 @@ class ScoringOptions:
     sample size, ``n_batches`` from the run config); FPD and KPD at fixed size over ``pd_draws``
     random batches of ``n // pd_batch_divisor`` showers. With 1000 vs 1000 Geant4 showers these
     choices keep the ratio of two independent Geant4 samples to the floor within about ±10 %.
+
+    ``impact`` says where each shower's axis hits the cells (:mod:`~caloclouds.evaluation.impact`):
+    ``random`` (uniform within a cell, one position per shower, the default), ``corner`` or ``centre``.
+    In each energy range, the AUCs of samples with fewer than ``min_judged_showers`` showers a side
+    are shown but not judged.
     """
 
     thresholds: Thresholds = field(default_factory=Thresholds)  # Pass/fail limits.
@@ -35,6 +41,8 @@ class ScoringOptions:
     energy_bins_gev: tuple[tuple[float, float], ...] = ENERGY_BINS_GEV  # Ranges of the energy breakdown.
     min_spectrum_p: float = MIN_P_VALUE  # KS p-value below which spectra count as different.
     allow_spectrum_mismatch: bool = False  # Score clearly different spectra anyway (recorded, not refused).
+    impact: str = "random"  # Impact position of each shower in its cell: random, corner or centre.
+    min_judged_showers: int = 200  # Per-energy-range AUCs on fewer showers a side: shown, not judged.
 
     def __post_init__(self) -> None:
         for name in ("w1_draws", "pd_batch_divisor", "pd_draws"):
@@ -43,5 +51,7 @@ class ScoringOptions:
         for lo, hi in self.energy_bins_gev:
             if not lo < hi:
                 raise ValueError(f"energy bin ({lo}, {hi}) GeV must have lo < hi")
+        if self.impact not in IMPACT_MODES:
+            raise ValueError(f"impact must be one of {', '.join(IMPACT_MODES)}, got {self.impact!r}")
         if not 0 <= self.min_spectrum_p < 1:
             raise ValueError(f"min_spectrum_p must be in [0, 1), got {self.min_spectrum_p}")

@@ -42,6 +42,7 @@ from caloclouds.evaluation.comparison import (
     score_pair,
 )
 from caloclouds.evaluation.floor import floor_entry, plan_samples, with_floor
+from caloclouds.evaluation.impact import impact_offsets, impact_rng, reference_cell, shifted
 from caloclouds.evaluation.observables import (
     CellObservables,
     compute_observables,
@@ -64,27 +65,43 @@ _AUCS = ("auc", "auc_low_level")
 
 
 def cell_observables(
-    showers: Showers, *, config: EvaluationConfig, detector: DetectorConfig = ILD_LIKE_DETECTOR, geometry: Any = None
+    showers: Showers,
+    *,
+    config: EvaluationConfig,
+    detector: DetectorConfig = ILD_LIKE_DETECTOR,
+    geometry: Any = None,
+    impact: str = "corner",
+    stream: int = 0,
 ) -> CellObservables:
     """Project showers onto the evaluation cells, apply the threshold, compute the observables.
 
     Args:
         showers: showers with integer layers (the ``layer`` column is the shower layer).
-        config: the evaluation settings (geometry, radial axis).
+        config: the evaluation settings (geometry, radial axis, the seed of the impact positions).
         detector: the showers' detector (layer count and depths, cell pitch, MIP and threshold).
         geometry: an already loaded ``projection`` geometry (default: ``config.geometry`` for ``detector``).
+        impact: where each shower's axis hits the cells: ``"random"``, ``"corner"`` (x = y = 0 on the
+            ILD grid) or ``"centre"`` (:mod:`~caloclouds.evaluation.impact`).
+        stream: the sample's stream of random impact positions (0 the reference, 1 the floor
+            reference, 2 + k the k-th generated sample).
 
     Returns:
-        The :class:`CellObservables`.
+        The :class:`CellObservables`, with x, y, the CoG and the radii measured from each shower's axis.
     """
     import projection
 
     geometry = projection.get_geometry(config.geometry, detector=detector) if geometry is None else geometry
+    cell = reference_cell(geometry)
+    axis_mm = impact_offsets(cell, impact, len(showers), rng=impact_rng(config.seed, stream))
     hits = projection.project(
-        showers, geometry, threshold_mev=detector.threshold_mev, n_shower_layers=detector.n_layers
+        shifted(showers, axis_mm), geometry, threshold_mev=detector.threshold_mev, n_shower_layers=detector.n_layers
     )
     return compute_observables(
-        hits, showers.incident_energy_gev, n_layers=int(geometry.n_layers), axis=config.radial_axis
+        hits,
+        showers.incident_energy_gev,
+        n_layers=int(geometry.n_layers),
+        axis=config.radial_axis,
+        axis_mm=axis_mm if axis_mm.any() else None,
     )
 
 
@@ -105,7 +122,7 @@ def _judge(raw: Mapping[str, Any], floor: Mapping[str, Any], options: ScoringOpt
             out[key] = pair(raw[key], floor[key], "distance")
     for key in _AUCS:
         if key in raw:
-            out[key] = pair(raw[key], floor[key], "auc")
+            out[key] = pair(raw[key], floor[key], key)
     if "auc_groups" in raw:
         out["auc_groups"] = {g: pair(s, floor["auc_groups"][g], "auc") for g, s in raw["auc_groups"].items()}
     for key in ("fpd_extrapolated", "kpd_unbiased"):  # the field's definitions, about 0 at the floor: no ratio
@@ -114,13 +131,25 @@ def _judge(raw: Mapping[str, Any], floor: Mapping[str, Any], options: ScoringOpt
     return out
 
 
-def _verdict(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """Which judged scores fail (W1 per observable, the bin groups, FPD, KPD, both AUCs)."""
+def _judged_scores(entry: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The scores of a sample (or of one energy range) that take part in the verdict."""
     judged = {f"w1 {k}": s for k, s in entry["w1"].items() if not k.startswith(("e_long_", "e_radial_"))}
     judged.update({f"w1 {k}": s for k, s in entry["w1_groups"].items()})
     judged.update({k: entry[k] for k in (*_DISTANCES, *_AUCS) if k in entry})
+    return judged
+
+
+def _verdict(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Which judged scores fail: W1 per observable, the bin groups, FPD, KPD and both AUCs of the
+    whole sample, and the same in every energy range (``"10-30 GeV: w1 n_hits"``); scores with
+    ``pass`` None (per-range AUCs on too few showers) are shown but not judged."""
+    judged = dict(_judged_scores(entry))
+    for key, energy_bin in entry.get("energy_bins", {}).items():
+        if "w1" in energy_bin:
+            judged.update({f"{key}: {k}": s for k, s in _judged_scores(energy_bin).items()})
     failed = [k for k, s in judged.items() if s["pass"] is False]
-    return {"pass": not failed, "failed": failed, "n_judged": len(judged)}
+    not_judged = [k for k, s in judged.items() if s["pass"] is None]
+    return {"pass": not failed, "failed": failed, "n_judged": len(judged) - len(not_judged), "not_judged": not_judged}
 
 
 def _summary(obs: CellObservables) -> dict[str, float]:
@@ -176,6 +205,14 @@ def _energy_breakdown(
         floor = raw[FLOOR_LABEL]
         for label in labels:
             judged = _judge(raw[label], floor, None if label == FLOOR_LABEL else ctx.options)
+            if n < ctx.options.min_judged_showers and label != FLOOR_LABEL:
+                for k in _AUCS:  # too few showers for a verdict: shown, not judged
+                    if k in judged:
+                        judged[k] = {
+                            **judged[k],
+                            "pass": None,
+                            "not_judged": f"fewer than {ctx.options.min_judged_showers} showers a side",
+                        }
             out[label][key] = {"n_showers": n, **judged}
     return out
 
@@ -249,17 +286,23 @@ def evaluate(
         allow_mismatch=options.allow_spectrum_mismatch,
     )
 
+    from tqdm.auto import tqdm
+
     geometry = projection.get_geometry(config.geometry, detector=detector)
-    say(f"projecting {len(reference)} reference showers onto {config.geometry!r} cells")
-    ref_obs = cell_observables(reference, config=config, detector=detector, geometry=geometry)
-    floor_obs = ref_obs
+    # stream 0: the reference, 1: the floor reference, 2 + k: the k-th generated sample
+    to_project = [(reference_label, reference, 0)]
     if floor_reference is not None:
-        say(f"projecting {len(floor_reference)} floor-reference showers")
-        floor_obs = cell_observables(floor_reference, config=config, detector=detector, geometry=geometry)
-    gen_obs = {}
-    for label, showers in generated.items():
-        say(f"projecting {len(showers)} showers of {label!r}")
-        gen_obs[label] = cell_observables(showers, config=config, detector=detector, geometry=geometry)
+        to_project.append((FLOOR_LABEL, floor_reference, 1))
+    to_project += [(label, showers, 2 + k) for k, (label, showers) in enumerate(generated.items())]
+    projected = {}
+    for label, showers, stream in tqdm(to_project, desc="project", unit="sample", disable=None, leave=False):
+        say(f"projecting {len(showers)} showers of {label!r} onto {config.geometry!r} cells, impact {options.impact}")
+        projected[label] = cell_observables(
+            showers, config=config, detector=detector, geometry=geometry, impact=options.impact, stream=stream
+        )
+    ref_obs = projected[reference_label]
+    floor_obs = projected.get(FLOOR_LABEL, ref_obs)
+    gen_obs = {label: projected[label] for label in generated}
 
     edges = decile_edges(ref_obs, n_longitudinal=config.n_longitudinal_bins, n_radial=config.n_radial_bins)
     scale = {name: standardisation(o) for name, o in observable_table(ref_obs, edges).items()}
@@ -269,7 +312,7 @@ def evaluate(
     others = {FLOOR_LABEL: make_side(floor_obs.take(plan.floor), edges)}
     others.update({label: make_side(gen_obs[label].take(plan.generated[label]), edges) for label in generated})
     raw = {}
-    for label, side in others.items():
+    for label, side in tqdm(others.items(), desc="score", unit="sample", disable=None, leave=False):
         say(f"scoring {label!r} ({plan.n} vs {plan.n} showers)")
         raw[label] = score_pair(ref_side, side, ctx)
     bins = _energy_breakdown(ref_side, others, ctx, progress=say)
@@ -301,6 +344,8 @@ def evaluate(
         "detector": config_to_dict(detector),
         "options": asdict(options),
         "floor_from": plan.floor_from,
+        "impact": options.impact,
+        "geometry": config.geometry,
         "threshold_mev": detector.threshold_mev,
         "n_reference": len(reference),
         "n_compared": plan.n,

@@ -17,7 +17,23 @@ from typing import Any
 from caloclouds.evaluation.observables import BinEdges, CellObservables
 from caloclouds.io.atomic import atomic_path
 
-__all__ = ["write_report", "score_rows", "energy_rows", "format_table", "text_table"]
+__all__ = [
+    "write_report",
+    "write_impact_report",
+    "score_rows",
+    "energy_rows",
+    "impact_rows",
+    "format_table",
+    "text_table",
+]
+
+_IMPACT_TEXT = {
+    "random": "each shower of every sample hits the cells at its own position, uniform within one cell, "
+    "from the evaluation seed",
+    "corner": "every shower axis at a cell corner: x = y = 0, where four cells of the ILD grid meet "
+    "(a hexagon vertex for hexagonal cells)",
+    "centre": "every shower axis at a cell centre",
+}
 
 W1_FACTOR = 100.0  # W1 is shown x 100, as in CaloClouds II Table 2
 PD_FACTOR = 1000.0  # FPD and KPD are shown x 10^3, as in the CaloChallenge
@@ -41,10 +57,21 @@ def _fmt(entry: Mapping[str, Any], factor: float, digits: int = 2, key: str = "v
     return f"{value:.{digits}f} ± {error:.{digits}f}"
 
 
+def _verdict_word(entry: Mapping[str, Any]) -> str:
+    """``pass``, ``FAIL``, ``not judged`` (too few showers) or ``""`` (the floor)."""
+    if entry.get("not_judged"):
+        return "not judged"
+    return {True: "pass", False: "FAIL", None: ""}[entry.get("pass")]
+
+
 def _verdict_cell(entry: Mapping[str, Any]) -> str:
-    """``"1.07 pass"``: the ratio to the floor and the verdict."""
-    verdict = {True: "pass", False: "FAIL", None: ""}[entry.get("pass")]
-    return f"{entry['ratio']:.2f} {verdict}".rstrip()
+    """``"1.07 ± 0.05 pass"``: the ratio to the floor, its error and the verdict."""
+    return f"{entry['ratio']:.2f} ± {entry['ratio_error']:.2f} {_verdict_word(entry)}".rstrip()
+
+
+def _auc_cell(entry: Mapping[str, Any]) -> str:
+    """``"0.612 ± 0.021 pass"``: an AUC, its error (std over the folds) and the verdict."""
+    return f"{entry['value']:.3f} ± {entry['error']:.3f} {_verdict_word(entry)}".rstrip()
 
 
 def _score_entries(sample: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], float, int]]:
@@ -103,11 +130,22 @@ def score_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     for size in sizes[1:]:
         row += [size, ""]
     rows.append(row)
-    row = ["verdict", ""]
+    row = ["verdict (energy ranges included)", ""]
     for label in models:
         v = samples[label]["verdict"]
         row += ["", "pass" if v["pass"] else f"FAIL ({len(v['failed'])} of {v['n_judged']})"]
     rows.append(row)
+    return header, rows
+
+
+def impact_rows(results: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The score tables of several impact modes side by side: one block of columns per mode."""
+    tables = {mode: score_rows(result) for mode, result in results.items()}
+    first = next(iter(tables.values()))
+    header = [first[0][0]] + [f"{mode}: {h}" for mode, (head, _) in tables.items() for h in head[1:]]
+    rows = []
+    for i, row in enumerate(first[1]):
+        rows.append([row[0]] + [cell for _, body in tables.values() for cell in body[i][1:]])
     return header, rows
 
 
@@ -128,10 +166,7 @@ def energy_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
                 continue
             scored = _score_entries(entry)
             names = names or [name for name, *_ in scored]
-            values = [
-                f"{e['value']:.3f} {_verdict_cell(e).split(' ')[-1]}" if "AUC" in name else _verdict_cell(e)
-                for name, e, *_ in scored
-            ]
+            values = [_auc_cell(e) if "AUC" in name else _verdict_cell(e) for name, e, *_ in scored]
             cells[(label, b)] = values
     rows = []
     for i, name in enumerate(names):
@@ -214,12 +249,17 @@ img {{ max-width: 100%; border: 1px solid #ddd; }}
 </style></head><body>
 <h1>Cell-level evaluation against {esc(result["reference_label"])}</h1>
 <ul>{sources}</ul>
+<p class="note"><b>Impact position: {esc(result.get("impact", "corner"))}</b> ({_IMPACT_TEXT.get(result.get("impact", "corner"), "")})
+Radii and the centre of gravity are measured from each shower's axis.</p>
 <p class="note">Cells: geometry <code>{esc(cfg["geometry"])}</code>, threshold
 {result["threshold_mev"]:.4g} MeV ({det["cell_threshold_mip"]} MIP of {det["mip_mev"]} MeV, detector {esc(det["name"])}).
 <b>Floor</b> ({esc(result["floor_from"])}): every score is also computed between two independent
 Geant4 samples of the same size ({result["n_compared"]} showers each), drawn and batched the same way;
-a model is judged by its ratio to it (a perfect model: about 1). A distance passes at a ratio of at most
-{thresholds["max_ratio"]}, a classifier at an AUC of at most {thresholds["max_auc"]}.
+a model is judged by its ratio to it (a perfect model: about 1). A score passes when it is within its
+limit by its error: a distance when ratio - ratio error &le; {thresholds["max_ratio"]}, a classifier when
+AUC - error &le; {thresholds["max_auc"]} (low-level: {thresholds.get("max_auc_low_level") or thresholds["max_auc"]}; the error of an AUC is its
+std over the folds). The verdict counts every energy range too; per-range AUCs on fewer than
+{opts.get("min_judged_showers", 200)} showers a side are shown, not judged.
 W1 is computed on values standardised by the reference mean and std, as the mean over
 {result["w1_draws"]} random batches of {result["w1_batch_size"]} showers (error: std over batches /
 √(showers / batch size)); the bin groups are the mean of the 10 W1 means with error √Σσ².
@@ -282,3 +322,43 @@ def write_report(
         Path(tmp).write_text(_html(result, figures))
     written.append(out_dir / "report.html")
     return written
+
+
+def write_impact_report(out_dir: Path, results: Mapping[str, Mapping[str, Any]]) -> list[Path]:
+    """``scores.json`` and ``report.html`` of ``--impact all``: the modes' score tables side by side.
+
+    Each mode's full report is in ``out_dir/MODE/``; ``scores.json`` holds ``{"impact": "all",
+    "modes": [...], "by_impact": {mode: that mode's scores}}``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    combined = {"impact": "all", "modes": list(results), "by_impact": dict(results)}
+    with atomic_path(out_dir / "scores.json") as tmp:
+        Path(tmp).write_text(json.dumps(combined, indent=2, allow_nan=True) + "\n")
+    esc = html.escape
+    first = next(iter(results.values()))
+    links = "".join(
+        f'<li><b>{esc(mode)}</b> ({esc(_IMPACT_TEXT.get(mode, ""))}): <a href="{esc(mode)}/report.html">full report</a></li>'
+        for mode in results
+    )
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>caloclouds evaluation, three impact positions</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+th, td {{ border: 1px solid #bbb; padding: 3px 8px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+th {{ background: #eee; }}
+td.fail {{ background: #f8d0d0; }}
+td.pass {{ background: #d8f0d8; }}
+</style></head><body>
+<h1>Cell-level evaluation against {esc(first["reference_label"])} at three impact positions</h1>
+<p>Geometry <code>{esc(first["config"]["geometry"])}</code>, {first["n_compared"]} showers per sample,
+floor from {esc(first["floor_from"])}. Radii and the centre of gravity are measured from each shower's axis.</p>
+<ul>{links}</ul>
+{_html_table(*impact_rows(results))}
+</body></html>
+"""
+    with atomic_path(out_dir / "report.html") as tmp:
+        Path(tmp).write_text(page)
+    return [out_dir / "scores.json", out_dir / "report.html"]

@@ -117,8 +117,10 @@ def batched_w1(
     if len(reference_batches) != len(other_batches) or not reference_batches:
         msg = f"need the same number (>0) of batches, got {len(reference_batches)} and {len(other_batches)}"
         raise ValueError(msg)
+    from tqdm.auto import tqdm
+
     scores = {}
-    for name, ref_obs in reference.items():
+    for name, ref_obs in tqdm(reference.items(), desc="W1 batches", unit="observable", disable=None, leave=False):
         mean, std = scale[name]
         values = []
         for ref_idx, oth_idx in zip(reference_batches, other_batches):

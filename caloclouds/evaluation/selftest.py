@@ -11,7 +11,12 @@ Distortions act on the points, before the projection onto cells:
 * ``energy``: every point energy scaled by ``1 + amount`` (a calibration error);
 * ``radial``: x and y scaled by ``1 + amount`` (a wider shower, about the nominal axis);
 * ``depth``: each point moves one layer deeper with probability ``amount`` (layer 29 stays),
-  a mean shift of about ``amount`` layers.
+  a mean shift of about ``amount`` layers;
+* ``core``: the core widened by ``amount`` mm: a point at distance r < R = 5 mm from the shower
+  axis (x = y = 0) moves radially outward to ``r + amount * (1 - r / R)`` (points on the axis by
+  ``amount``, at R and beyond not at all; monotone for amount < R; a point exactly on the axis
+  moves in a random direction). Sub-cell-scale: a corner alignment, where four cells share the
+  core, hides most of it; random impact positions should not.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from caloclouds.showers import Showers
 
 __all__ = ["Perturbation", "DEFAULT_PERTURBATIONS", "perturb", "self_test", "self_test_rows"]
 
-Kind = Literal["none", "energy", "radial", "depth"]
+Kind = Literal["none", "energy", "radial", "depth", "core"]
+KINDS: tuple[str, ...] = ("none", "energy", "radial", "depth", "core")
 _LAST_LAYER = 29
+CORE_RADIUS_MM = 5.0  # Radius within which the core perturbation moves points.
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,7 @@ class Perturbation:
     """A known distortion of Geant4 showers (see the module docstring)."""
 
     kind: Kind
-    amount: float = 0.0  # Relative scale (energy, radial) or probability of one layer deeper (depth).
+    amount: float = 0.0  # Relative scale (energy, radial), probability (depth) or mm (core).
 
     @property
     def label(self) -> str:
@@ -45,6 +52,8 @@ class Perturbation:
             return "none (control)"
         if self.kind == "depth":
             return f"depth +{self.amount:g} layers"
+        if self.kind == "core":
+            return f"core +{self.amount:g} mm"
         return f"{self.kind} {100 * self.amount:+g} %"
 
 
@@ -54,6 +63,7 @@ DEFAULT_PERTURBATIONS: tuple[Perturbation, ...] = (
     Perturbation("radial", 0.02),
     Perturbation("radial", 0.05),
     Perturbation("depth", 0.3),
+    Perturbation("core", 0.5),
 )
 
 
@@ -70,9 +80,26 @@ def perturb(showers: Showers, perturbation: Perturbation, *, seed: int = 0) -> S
         rng = np.random.default_rng(seed)
         move = (rng.random(len(points)) < perturbation.amount) & (points[:, 2] < _LAST_LAYER)
         points[move, 2] += 1.0
+    elif perturbation.kind == "core":
+        _widen_core(points, perturbation.amount, np.random.default_rng(seed))
     elif perturbation.kind != "none":
-        raise ValueError(f"unknown perturbation {perturbation.kind!r}; choose none, energy, radial or depth")
+        raise ValueError(f"unknown perturbation {perturbation.kind!r}; choose one of {', '.join(KINDS)}")
     return Showers(points, showers.offsets.copy(), showers.incident_energy_gev.copy(), dict(showers.conditions))
+
+
+def _widen_core(points: np.ndarray, amount_mm: float, rng: np.random.Generator) -> None:
+    """Move the points within CORE_RADIUS_MM of the axis outward in place (see the module docstring)."""
+    if not 0.0 <= amount_mm < CORE_RADIUS_MM:
+        raise ValueError(f"a core perturbation is a widening in [0, {CORE_RADIUS_MM:g}) mm, got {amount_mm}")
+    x, y = points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
+    r = np.hypot(x, y)
+    inside = np.flatnonzero(r < CORE_RADIUS_MM)
+    r_in = r[inside]
+    new_r = r_in + amount_mm * (1.0 - r_in / CORE_RADIUS_MM)
+    on_axis = r_in == 0.0
+    angle = np.where(on_axis, rng.uniform(0.0, 2.0 * np.pi, len(inside)), np.arctan2(y[inside], x[inside]))
+    points[inside, 0] = (new_r * np.cos(angle)).astype(np.float32)
+    points[inside, 1] = (new_r * np.sin(angle)).astype(np.float32)
 
 
 def self_test(

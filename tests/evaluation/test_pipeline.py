@@ -53,7 +53,7 @@ def test_independent_geant4_scores_one_times_the_floor(shared) -> None:
 def test_a_sample_identical_to_the_floor_scores_exactly_one(shared) -> None:
     showers = read_showers(shared("g4_photons_val_uniform.h5"), 0, 200)
     config = replace(FAST, classifier_folds=4, classifier_epochs=3)
-    options = replace(NO_LOW_LEVEL, energy_bins_gev=())
+    options = replace(NO_LOW_LEVEL, energy_bins_gev=(), impact="corner")  # random: each sample its own positions
     result = evaluate(showers, {"copy": showers}, config=config, options=options, floor_reference=showers, out_dir=None)
     copy = result["samples"]["copy"]
     assert result["floor_from"] == "floor reference" and copy["n_showers"] == [200, 200]
@@ -198,7 +198,8 @@ def test_cli_refuses_a_different_spectrum_unless_allowed(shared, tmp_path, capsy
     assert "--energies-from" in err and not (tmp_path / "eval" / "scores.json").exists()
     config = tmp_path / "fast.yaml"
     config.write_text("evaluation:\n  classifier_epochs: 2\n  classifier_folds: 3\n  n_batches: 3\n")
-    assert main(args + ["--allow-spectrum-mismatch", "--config", str(config)]) == 0
+    assert main(args + ["--allow-spectrum-mismatch", "--config", str(config)]) == 1  # scored, and it fails
+    assert "FAIL: fixed (exit 1" in capsys.readouterr().out
     fixed = json.loads((tmp_path / "eval" / "scores.json").read_text())["samples"]["fixed"]
     assert fixed["spectrum"]["p_value"] < 1e-10 and fixed["n_showers"] == [150, 150]
 
@@ -323,6 +324,7 @@ def test_cli_voxel_space_scores(shared, tmp_path, capsys) -> None:
             "ds2",
             "--no-low-level",
             "--allow-spectrum-mismatch",
+            "--no-fail-exit",
         ]
     )
     assert code == 0, capsys.readouterr().err
