@@ -51,16 +51,30 @@ def test_exact_denoiser_reproduces_mixture_moments(sampler, steps, tol) -> None:
     assert abs(float(out.var()) / var - 1) < tol
 
 
-def test_consistency_sampler_with_exact_consistency_function() -> None:
-    # For a point mass at 0.7, f(x, sigma) = 0.7 exactly; multistep sampling must return it.
-    def f(x: torch.Tensor, sigma: torch.Tensor, *, cond: object) -> torch.Tensor:
-        return torch.full_like(x, 0.7)
+def test_consistency_sampler_renoises_to_each_level() -> None:
+    """Multistep sampling with the exact consistency function of Gaussian data N(m, s^2).
 
-    sigmas = karras_sigmas(4, 0.002, 80.0, append_zero=False)
-    out = sample_consistency(
-        f, torch.randn(10, 4) * 80, sigmas, cond=None, sigma_min=0.002, generator=torch.Generator().manual_seed(0)
-    )
-    torch.testing.assert_close(out, torch.full((10, 4), 0.7))
+    The PF-ODE maps x at sigma to ``m + (x - m) sqrt(s^2 + sigma_min^2) / sqrt(s^2 + sigma^2)``, so the
+    model sees inputs of variance s^2 + sigma^2 at every level only if the sampler re-noises by
+    sqrt(sigma^2 - sigma_min^2): without noise, or with sqrt(sigma^2), the variances are off.
+    """
+    m, s, sigma_min = 0.7, 0.3, 0.5
+
+    inputs = []
+
+    def f(x: torch.Tensor, sigma: torch.Tensor, *, cond: object) -> torch.Tensor:
+        inputs.append((float(sigma), x.clone()))
+        return m + (x - m) * ((s**2 + sigma_min**2) / (s**2 + sigma.double() ** 2)) ** 0.5
+
+    sigmas = torch.tensor([5.0, 2.0, 1.0, 0.4], dtype=torch.float64)  # 0.4 <= sigma_min: skipped
+    g = torch.Generator().manual_seed(0)
+    x = m + torch.randn(40000, 1, generator=g, dtype=torch.float64) * (s**2 + 25.0) ** 0.5
+    out = sample_consistency(f, x, sigmas, cond=None, sigma_min=sigma_min, generator=g)
+    assert [level for level, _ in inputs] == [5.0, 2.0, 1.0]
+    for level, seen in inputs:
+        assert abs(float(seen.mean()) - m) < 0.05 * (s**2 + level**2) ** 0.5
+        assert abs(float(seen.var()) / (s**2 + level**2) - 1) < 0.03, level
+    assert abs(float(out.mean()) - m) < 0.01 and abs(float(out.var()) / (s**2 + sigma_min**2) - 1) < 0.03
 
 
 def test_multistep_consistency_levels_come_from_the_distillation_grid() -> None:
