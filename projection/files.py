@@ -73,6 +73,7 @@ def projection_metadata(
     per_cell = THICKNESS_EXTRA in geometry.extras
     attrs: dict[str, Any] = {
         "geometry": geometry.name,
+        "cells": geometry.name,  # as caloclouds generate --cells writes it
         "impact_mm": [float(v) for v in impact_mm],
         "rotation_rad": float(rotation_rad),
         "layer_map": layer_map if isinstance(layer_map, str) or layer_map is None else [int(v) for v in layer_map],

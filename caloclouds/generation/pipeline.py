@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from caloclouds.config import DetectorConfig, RunConfig
-from caloclouds.generation.bundle import load_bundle
+from caloclouds.generation.bundle import file_sha256, inside_package, load_bundle, relative_path
 from caloclouds.generation.generator import ShowerGenerator, StageTimes
 from caloclouds.showers import Showers
 
@@ -55,14 +55,20 @@ def check_generated(showers: Showers, *, n_layers: int) -> None:
 
 def cell_projector(geometry_spec: str, detector: DetectorConfig) -> Callable[[Showers], CellHits]:
     """showers of ``detector`` -> cell hits on ``geometry_spec`` (built for that detector), with its
-    layer count and cell threshold."""
+    layer count and its threshold of ``cell_threshold_mip`` MIPs, by the rule ``caloclouds project
+    --threshold-mip`` uses: on a geometry with cells of several silicon thicknesses (HGCal) each cell's
+    own MIP, elsewhere ``mip_mev`` (the same cut as ``detector.threshold_mev``)."""
     import projection
 
     geometry = projection.get_geometry(geometry_spec, detector=detector)
 
     def project(showers: Showers) -> CellHits:
         return projection.project(
-            showers, geometry, threshold_mev=detector.threshold_mev, n_shower_layers=detector.n_layers
+            showers,
+            geometry,
+            threshold_mip=detector.cell_threshold_mip,
+            mip_mev=detector.mip_mev,
+            n_shower_layers=detector.n_layers,
         )
 
     return project
@@ -164,7 +170,8 @@ def generate_to_file(
 
     attrs = {
         "generator": "caloclouds generate",
-        "model": str(bundle.path),
+        "model": "default" if inside_package(bundle.path) else relative_path(bundle.path),
+        "model_sha256": file_sha256(bundle.path / "bundle.json"),
         "sampler": generator.sampler,
         "model_part": generator.model_part,
         "solver": generator.solver,
@@ -173,6 +180,7 @@ def generate_to_file(
         "seed": seed,
         "cells": cells or "none",
         "cell_threshold_mev": detector.threshold_mev if cells else None,
+        "cell_threshold_mip": detector.cell_threshold_mip if cells else None,
         "detector": detector.name,
         "n_layers": n_layers,
         "training_range_gev": list(training_range),

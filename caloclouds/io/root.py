@@ -269,8 +269,8 @@ class RootWriter(AtomicWriter):
             "schema_version": SCHEMA_VERSION,
             "conditions": ",".join(self._conditions),
         }
-        if not isinstance(self._attrs.get("cells"), str):  # the geometry's name wins, as in HDF5 ('ild')
-            meta["cells"] = bool(self._with_cells)
+        if not isinstance(self._attrs.get("cells"), str):  # always a string: the cells' geometry, or 'none'
+            meta["cells"] = str(self._attrs.get("geometry", "cells")) if self._with_cells else "none"
         data: dict[str, Any] = {}
         for key, value in meta.items():
             if isinstance(value, str):

@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -215,3 +216,25 @@ def test_warm_up_leaves_the_random_state_and_the_stage_times_alone(tiny_bundle):
     gen = ShowerGenerator(bundle, cog="rotate")  # warms up with two showers of its own generator
     assert torch.equal(torch.rand(3), expected)
     assert gen.times.total() == 0.0
+
+
+def test_generate_cells_and_project_use_one_threshold_rule(shared, tmp_path, capsys) -> None:
+    """HGCal cells of different silicon thickness: `generate --cells hgcal` cuts each cell at 0.5 of
+    its own MIP, as `project --geometry hgcal --threshold-mip 0.5` does (issue 26: it once cut flat)."""
+    from caloclouds.io.cells import CellsReader
+
+    shared("hgcal_ce_e_26layers.npz")
+    gen = tmp_path / "g.h5"
+    assert main(["generate", "--energies", "60", "-n", "4", "--cells", "hgcal", "-o", str(gen), "--seed", "3"]) == 0
+    proj = tmp_path / "p.h5"
+    assert main(["project", "--geometry", "hgcal", "--in", str(gen), "-o", str(proj), "--threshold-mip", "0.5"]) == 0
+    capsys.readouterr()
+    with CellsReader(gen, group="cells") as a, CellsReader(proj) as b:
+        ha, hb = a.read(0, 4), b.read(0, 4)
+    np.testing.assert_array_equal(ha.offsets, hb.offsets)
+    np.testing.assert_array_equal(ha.cell_id, hb.cell_id)
+    np.testing.assert_allclose(ha.e_mev, hb.e_mev, rtol=1e-6)
+    with h5py.File(gen) as f:
+        assert f.attrs["cells"] == "hgcal" and f.attrs["cell_threshold_mip"] == 0.5 and f.attrs["model"] == "default"
+    with h5py.File(proj) as f:
+        assert f.attrs["cells"] == "hgcal"
