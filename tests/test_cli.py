@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -35,3 +37,28 @@ def test_unavailable_and_unknown_devices(tmp_path, capsys):
     assert "no CUDA device" in capsys.readouterr().err
     assert main(["generate", "--energies", "50", "-n", "1", "--device", "gpu", "-o", out]) == 2
     assert "not a torch device" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("always::flows.sampling.EnergyRangeWarning")
+def test_a_warning_is_one_line_above_the_bar_not_python_s_form(tmp_path, capsys) -> None:
+    assert main(["generate", "--energies", "96", "-n", "1", "-o", str(tmp_path / "w.h5")]) == 0
+    err = capsys.readouterr().err
+    assert "caloclouds generate: warning: incident energies 96-96 GeV reach outside" in err, err
+    assert "EnergyRangeWarning" not in err and "warnings.warn" not in err and ".py:" not in err
+
+
+def test_every_verb_takes_threads_with_a_default_of_one(capsys) -> None:
+    from caloclouds.cli import VERBS
+    from caloclouds.cli.options import resolve_threads
+
+    for verb in VERBS:
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        assert "--threads" in capsys.readouterr().out, verb
+    env = os.environ.pop("OMP_NUM_THREADS", None)
+    try:
+        assert resolve_threads(None) == 1 and resolve_threads(3) == 3
+        os.environ["OMP_NUM_THREADS"] = "2"
+        assert resolve_threads(None) == 2
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None) if env is None else os.environ.__setitem__("OMP_NUM_THREADS", env)

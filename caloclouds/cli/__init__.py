@@ -17,6 +17,8 @@ import importlib
 import os
 import shlex
 import sys
+import warnings
+from collections.abc import Callable
 
 from caloclouds.cli.options import add_threads_argument, apply_threads
 
@@ -78,6 +80,18 @@ def _check_device(spec: str) -> None:
         raise CaloCloudsError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
 
 
+def _warning_printer(verb: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``caloclouds VERB: warning: MESSAGE`` with tqdm's
+    ``write``, so that it lands above a progress bar instead of inside it."""
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"caloclouds {verb}: warning: {message}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     top = _top_parser()
@@ -118,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
     keep_freed_memory()  # the command owns its process: freed tensors are reused, not faulted in again
     previous = install_termination_handler()  # SIGTERM cleans up temporary files as Ctrl-C does
+    previous_showwarning = warnings.showwarning
+    warnings.showwarning = _warning_printer(verb)  # one line above any progress bar, not Python's file:line form
     try:
         args.threads = apply_threads(args.threads)
         args.command = shlex.join(["caloclouds", verb, *rest])  # for provenance records
@@ -152,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"caloclouds {verb}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     finally:
+        warnings.showwarning = previous_showwarning
         restore_termination_handler(previous)
 
 

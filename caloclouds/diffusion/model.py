@@ -18,7 +18,15 @@ from caloclouds.config import RunConfig
 from caloclouds.diffusion.checkpoint import build_denoiser, load_checkpoint
 from caloclouds.diffusion.edm import EDMDenoiser, RaggedCond
 from caloclouds.diffusion.preprocessing import PointNormaliser
-from caloclouds.diffusion.sampling import MODEL_PARTS, SAMPLERS, Solver, resolve_sampling, sample, solver_sigmas
+from caloclouds.diffusion.sampling import (
+    MODEL_PARTS,
+    SAMPLERS,
+    Callback,
+    Solver,
+    resolve_sampling,
+    sample,
+    solver_sigmas,
+)
 from caloclouds.errors import CaloCloudsError
 
 __all__ = ["PointModel", "load_point_model"]
@@ -88,6 +96,7 @@ class PointModel:
         generator: torch.Generator | None = None,
         extra_conditions: Tensor | None = None,
         sampler: str | None = None,
+        callback: Callback | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Generate the points of B showers.
 
@@ -101,6 +110,8 @@ class PointModel:
             generator: random source (on the model's device, or CPU).
             extra_conditions: (B, extra_conditions) when the model was trained with extras.
             sampler: deprecated alias: ``"cm"`` or ``"edm"``, which must be this model's kind.
+            callback: called after each solver step with the solver's dict (``x``, ``i``, ``sigma``,
+                ...) and ``steps``, the number of steps (e.g. for a progress bar).
 
         Returns:
             ``(points, offsets)``: (P, 4) float32 ``x_mm, y_mm, depth, e_MeV`` with depth continuous
@@ -109,7 +120,9 @@ class PointModel:
         if self.per_layer:
             raise CaloCloudsError("this PointWise Net is per layer: use sample_layers with the flow's layer counts")
         cond, offsets = self.conditioning(n_points, incident_energy_gev, extra_conditions=extra_conditions)
-        x = self._draw(cond, int(offsets[-1]), solver=solver, sampler=sampler, steps=steps, generator=generator)
+        x = self._draw(
+            cond, int(offsets[-1]), solver=solver, sampler=sampler, steps=steps, generator=generator, callback=callback
+        )
         return self.normaliser.inverse(x), offsets.to(self.device)
 
     @property
@@ -129,6 +142,7 @@ class PointModel:
         generator: torch.Generator | None = None,
         condition_points_per_layer: Tensor | None = None,
         sampler: str | None = None,
+        callback: Callback | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Generate B showers layer by layer (per-layer models).
 
@@ -137,7 +151,7 @@ class PointModel:
             energy_per_layer_mev: (B, L) energy of each layer (a condition: the network draws the
                 point energies of a layer around E_l / n_l; rescale them to E_l afterwards).
             incident_energy_gev: (B,) incident energies.
-            solver, steps, generator, sampler: as in :meth:`sample`.
+            solver, steps, generator, sampler, callback: as in :meth:`sample`.
             condition_points_per_layer: (B, L) the counts the rows are conditioned on, when they
                 differ from the counts drawn (the N calibration draws more or fewer points than the
                 Geant4-like counts of the flow); default ``points_per_layer``.
@@ -151,7 +165,7 @@ class PointModel:
         cond, total, row_layer, row_counts, offsets = self.layer_rows(
             points_per_layer, energy_per_layer_mev, incident_energy_gev, condition_points_per_layer
         )
-        x = self._draw(cond, total, solver=solver, sampler=sampler, steps=steps, generator=generator)
+        x = self._draw(cond, total, solver=solver, sampler=sampler, steps=steps, generator=generator, callback=callback)
         # the layer of each point: the row's, gathered with the row index the network already has
         dev = x.device
         row_layer = row_layer.to(dev)
@@ -238,6 +252,7 @@ class PointModel:
         sampler: str | None,
         steps: int | None,
         generator: torch.Generator | None,
+        callback: Callback | None = None,
     ) -> Tensor:
         """``total`` points in the diffusion space, drawn by ``solver`` given the row conditions."""
         solver = self.resolve_solver(solver, sampler=sampler)
@@ -250,7 +265,10 @@ class PointModel:
         gen_dev = generator.device if generator is not None else dev
         noise = torch.randn(total, self.normaliser.n_features, generator=generator, device=gen_dev).to(dev)
         sigmas = self._sigmas(solver, steps, dev)
-        return sample(self.denoiser, noise, solver=solver, sigmas=sigmas, cond=cond, generator=generator)
+        step_callback = None if callback is None else (lambda info: callback({**info, "steps": steps}))
+        return sample(
+            self.denoiser, noise, solver=solver, sigmas=sigmas, cond=cond, generator=generator, callback=step_callback
+        )
 
     def _sigmas(self, solver: str, steps: int, device: torch.device) -> Tensor:
         """The noise levels of ``solver`` (:func:`solver_sigmas`), built once for each setting."""

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from caloclouds.diffusion.sampling import SAMPLERS, resolve_sampling
+from caloclouds.diffusion.sampling import SAMPLERS, Callback, resolve_sampling
 from caloclouds.errors import CaloCloudsError
 from caloclouds.generation.bundle import ModelBundle
 from caloclouds.generation.calibration import (
@@ -149,8 +149,10 @@ class ShowerGenerator:
         return points.clone(), offsets.clone()
 
     @torch.inference_mode()
-    def _generate(self, incident_energy_gev: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        """:meth:`generate_tensors` as inference tensors."""
+    def _generate(
+        self, incident_energy_gev: Tensor, generator: torch.Generator | None, callback: Callback | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`generate_tensors` as inference tensors; ``callback`` after each solver step."""
         energy = incident_energy_gev.to(self.device, torch.float32).reshape(-1)
         t0 = time.perf_counter()
         stats = self.flow.sample(energy, generator=generator)
@@ -171,10 +173,11 @@ class ShowerGenerator:
                 steps=self.steps,
                 generator=generator,
                 condition_points_per_layer=stats.points_per_layer,
+                callback=callback,
             )
         else:
             raw, offsets = self.point_model.sample(
-                n_points, energy, solver=self.solver, steps=self.steps, generator=generator
+                n_points, energy, solver=self.solver, steps=self.steps, generator=generator, callback=callback
             )
         self._sync()
         t2 = time.perf_counter()
@@ -220,11 +223,16 @@ class ShowerGenerator:
         )
 
     def generate(
-        self, incident_energy_gev: np.ndarray | Tensor, *, generator: torch.Generator | None = None
+        self,
+        incident_energy_gev: np.ndarray | Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        callback: Callback | None = None,
     ) -> Showers:
-        """Generate one batch and return it as numpy :class:`Showers`."""
+        """Generate one batch and return it as numpy :class:`Showers`; ``callback`` is called after
+        each step of the point model's solver (see :meth:`PointModel.sample`)."""
         energy = torch.as_tensor(np.asarray(incident_energy_gev, dtype=np.float32))
-        points, offsets = self._generate(energy, generator)
+        points, offsets = self._generate(energy, generator, callback)
         return Showers(points.cpu().numpy(), offsets.cpu().numpy(), energy.numpy())
 
     def stream(
@@ -234,11 +242,15 @@ class ShowerGenerator:
         batch_size: int = 1000,
         seed: int = 0,
         project: Callable[[Showers], Any] | None = None,
+        callback: Callback | None = None,
     ) -> Iterator[tuple[Showers, Any]]:
-        """Yield (showers, cells or None) chunk by chunk, with one seeded generator for the whole run."""
+        """Yield (showers, cells or None) chunk by chunk, with one seeded generator for the whole run;
+        ``callback`` after each solver step of each chunk (for a progress bar within a chunk)."""
         generator = torch.Generator(device=self.device).manual_seed(seed)
         for start in range(0, len(incident_energy_gev), batch_size):
-            showers = self.generate(incident_energy_gev[start : start + batch_size], generator=generator)
+            showers = self.generate(
+                incident_energy_gev[start : start + batch_size], generator=generator, callback=callback
+            )
             cells = None
             if project is not None:
                 t0 = time.perf_counter()

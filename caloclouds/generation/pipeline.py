@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -196,13 +196,27 @@ def generate_to_file(
         tqdm(total=len(incident_energy_gev), unit="shower", disable=not progress, desc="generate") as bar,
     ):
         start = time.perf_counter()  # the clock starts at the first shower, the writer (and its I/O library) ready
+        n_total = len(incident_energy_gev)
+
+        def solver_step(info: dict[str, Any]) -> None:
+            """Move the bar within a chunk: the point model's steps are most of its time."""
+            chunk = min(batch_size, n_total - done)
+            target = done + int(0.9 * chunk * min((info["i"] + 1) / max(info["steps"], 1), 1.0))
+            if target > bar.n:
+                bar.update(target - bar.n)
+
+        done = 0
         with warnings.catch_warnings():
             if allow_extrapolation:  # asked for: the flow's range warning would repeat every batch
                 from flows import EnergyRangeWarning
 
                 warnings.filterwarnings("ignore", category=EnergyRangeWarning)
             for showers, hits in generator.stream(
-                incident_energy_gev, batch_size=batch_size, seed=seed, project=project
+                incident_energy_gev,
+                batch_size=batch_size,
+                seed=seed,
+                project=project,
+                callback=solver_step if progress else None,
             ):
                 check_generated(showers, n_layers=n_layers)
                 writer.write(showers, cells=hits)
@@ -212,7 +226,8 @@ def generate_to_file(
                     n_cells += len(hits.e_mev)
                 if not first_seconds:
                     first_seconds = time.perf_counter() - start
-                bar.update(len(showers))
+                done += len(showers)
+                bar.update(done - bar.n)
                 # drawn with the bar, at most every bar.mininterval: refreshing here cost 0.15 ms per call
                 bar.set_postfix(showers_per_s=f"{bar.n / max(time.perf_counter() - start, 1e-9):.0f}", refresh=False)
     seconds = time.perf_counter() - start
