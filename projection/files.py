@@ -36,9 +36,12 @@ DEFAULT_CHUNK_SHOWERS = 1000
 NATIVE_GEOMETRIES = ("ild", "ild-real")
 
 
-def energy_source_label(geometry_name: str) -> str:
-    """What the cell energies are, in words: written to every projected file and plot."""
-    source = "Geant4 energy deposits in the 0.5 mm silicon of an ILD-like Si-W ECAL (or a model trained on them)"
+def energy_source_label(geometry_name: str, source: str | None = None) -> str:
+    """What the cell energies are, in words: written to every projected file and plot. ``source``:
+    what the input's points are, where its file says (``energy_source`` of generated showers)."""
+    source = source or (
+        "Geant4 energy deposits in the 0.5 mm silicon of an ILD-like Si-W ECAL (or a model trained on them)"
+    )
     if geometry_name in NATIVE_GEOMETRIES or geometry_name.startswith("square:"):
         return f"{source}, binned onto {geometry_name} cells"
     return (

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from caloclouds.io.formats import FORMATS, count_showers, detect_format
-    from caloclouds.io.summary import summarise_file
+    from caloclouds.io.summary import cell_hit_lines, summarise_file
 
     if args.file.is_dir():
         from caloclouds.production.merge import production_summary
@@ -51,4 +51,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"file             {args.file} ({FORMATS[fmt]})")
     for line in summary.lines():
         print(line.replace("points   ", "cell hits", 1) if fmt == "cells" and line.startswith("points ") else line)
+    if fmt in ("hdf5", "root"):
+        for line in cell_hit_lines(args.file):
+            print(line)
     return 0

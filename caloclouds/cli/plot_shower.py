@@ -65,11 +65,20 @@ def _layers(text: str | None, n_layers: int) -> list[int] | None:
     return out
 
 
+def _points_source(energy_source: object) -> str | None:
+    """What the file's points are, from its ``energy_source`` metadata (without any cell binning)."""
+    if not isinstance(energy_source, str) or not energy_source:
+        return None
+    return energy_source.split(", binned onto")[0].split(", re-binned onto")[0].split("; cells re-binned")[0]
+
+
 def run(args: argparse.Namespace) -> int:
     import projection
     from caloclouds.errors import CaloCloudsError
     from caloclouds.io.atomic import check_output_path
     from caloclouds.io.formats import count_showers, iter_any
+    from caloclouds.io.metadata import file_metadata
+    from projection.files import energy_source_label
     from projection.plot import plot_shower
 
     n = count_showers(args.file)
@@ -97,9 +106,11 @@ def run(args: argparse.Namespace) -> int:
         f"shower {args.index} of {args.file.name}: {energy:.3g} GeV, on {geometry.name} "
         f"({100 * hits.e_mev.sum() / max(showers.visible_energy_mev()[0], 1e-30):.1f} % of {showers.visible_energy_mev()[0]:.4g} MeV in cells)"
     )
+    source = file_metadata(args.file).get("energy_source")  # generated showers say so in their file
     plot_shower(
         hits,
         geometry,
+        note=energy_source_label(geometry.name, _points_source(source)),
         path=args.output,
         title=title,
         layers=layers,

@@ -72,9 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
 
 
-def print_result(verb: str, result: object, command: str | None = None) -> int:
-    """Print what the run did and add ``command`` to the run's commands.txt; the exit status: 0, or
-    128 + the signal number when one stopped it."""
+def print_result(verb: str, result: object, command: str | None = None, *, unit: str = "points") -> int:
+    """Print what the run did (throughput in ``unit`` per second) and add ``command`` to the run's
+    commands.txt; the exit status: 0, or 128 + the signal number when one stopped it."""
     import signal
 
     from caloclouds.runcontrol import format_duration
@@ -83,7 +83,7 @@ def print_result(verb: str, result: object, command: str | None = None) -> int:
     r = result
     print(
         f"{verb}: step {r.step} in {r.out_dir} ({r.steps_run} steps in {r.seconds:.1f} s, "
-        f"{r.iterations_per_s:.2f} it/s, {r.points_per_s:.3g} points/s, last loss {r.last_loss:.4f}; "
+        f"{r.iterations_per_s:.2f} it/s, {r.points_per_s:.3g} {unit}/s, last loss {r.last_loss:.4f}; "
         f"{format_duration(r.elapsed_s)} of training in all)"
     )
     if command:

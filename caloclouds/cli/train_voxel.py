@@ -102,4 +102,4 @@ def run(args: argparse.Namespace) -> int:
     )
     if export is not None:
         print(f"train-voxel: model.pt copied to {export}")
-    return print_result("train-voxel", result, getattr(args, "command", None))
+    return print_result("train-voxel", result, getattr(args, "command", None), unit="showers")

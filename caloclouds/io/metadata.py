@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SCHEMA_VERSION", "typed_metadata", "decode_attrs"]
+__all__ = ["SCHEMA_VERSION", "typed_metadata", "decode_attrs", "file_metadata"]
 
 SCHEMA_VERSION = 2
 
@@ -58,3 +58,23 @@ def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
             value = value.item()
         out[key] = value
     return out
+
+
+def file_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata a file of ours carries (HDF5 attributes, or the ROOT ``metadata`` tree), decoded;
+    empty for a file without any or one that is not HDF5/ROOT."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".root":
+            import uproot
+
+            with uproot.open(path) as f:
+                if "metadata" not in f:
+                    return {}
+                return decode_attrs({k: v[0] for k, v in f["metadata"].arrays(library="np").items()})
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return decode_attrs(f.attrs)
+    except (OSError, ValueError, KeyError):
+        return {}

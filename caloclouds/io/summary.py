@@ -10,7 +10,7 @@ import numpy as np
 
 from caloclouds.showers import Showers
 
-__all__ = ["ShowerSummary", "summarise", "summarise_file"]
+__all__ = ["ShowerSummary", "cell_hit_lines", "summarise", "summarise_file"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,37 @@ def summarise_file(
     from caloclouds.io.formats import iter_any
 
     return summarise(iter_any(path, format=format), progress=progress)
+
+
+def cell_hit_lines(path: str | Path) -> list[str]:
+    """``info``'s lines about the cell hits a shower file carries next to its points (HDF5 group
+    ``cells``, ROOT branches ``n_cells``/``cells_*``, as ``generate --cells`` writes them); none
+    where it has none. Reads only the per-shower hit counts and the metadata."""
+    path = Path(path)
+    if path.suffix.lower() == ".root":
+        import uproot
+
+        with uproot.open(path) as f:
+            if "events" not in f or "n_cells" not in f["events"].keys():
+                return []
+            counts = f["events"]["n_cells"].array(library="np").astype(np.int64)
+            meta = f["metadata"].arrays(library="np") if "metadata" in f else {}
+            attrs = {k: v[0] for k, v in meta.items()}
+    else:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if "cells" not in f or "offsets" not in f["cells"]:
+                return []
+            counts = np.diff(f["cells"]["offsets"][:]).astype(np.int64)
+            attrs = dict(f.attrs)
+    if len(counts) == 0:
+        return []
+    geometry = attrs.get("cells", attrs.get("geometry", "?"))
+    geometry = geometry.decode() if isinstance(geometry, bytes) else str(geometry)
+    mip = attrs.get("cell_threshold_mip")
+    cut = f", threshold {float(mip):g} MIP" if mip is not None and np.isfinite(float(mip)) else ""
+    return [
+        f"cell hits        {int(counts.sum())} in total on {geometry} cells{cut}; per shower mean "
+        f"{counts.mean():.1f}, min {counts.min()}, max {counts.max()}"
+    ]
