@@ -25,6 +25,7 @@ __all__ = [
     "project_file",
     "projection_metadata",
     "energy_source_label",
+    "warn_if_lossy",
     "check_placement",
     "OUTPUT_SUFFIXES",
 ]
@@ -105,6 +106,7 @@ class ProjectionSummary:
     cells_mev: float = 0.0
     lost_mev: float = 0.0
     below_threshold_mev: float = 0.0
+    unmapped_mev: float = 0.0  # part of lost_mev: in shower layers the layer map sends to no detector layer
 
     def lines(self) -> list[str]:
         total = max(self.input_mev, 1e-300)
@@ -117,6 +119,37 @@ class ProjectionSummary:
             f"lost             {self.lost_mev:.6g} MeV ({100 * self.lost_mev / total:.3f} %) outside cells, gaps, dead cells",
             f"below threshold  {self.below_threshold_mev:.6g} MeV ({100 * self.below_threshold_mev / total:.3f} %)",
         ]
+
+
+LOSS_WARNING_FRACTION = 0.01  # a projection that loses more of the input energy than this warns
+
+
+def warn_if_lossy(summary: ProjectionSummary, geometry: Geometry, layer_map: str | Sequence[int] | None) -> str | None:
+    """Warn (:class:`ProjectionLossWarning`) when more than 1 % of the energy reached no cell, naming
+    the cause; returns the message, or None."""
+    import warnings
+
+    from projection.errors import ProjectionLossWarning
+
+    total = summary.input_mev
+    if not total > 0 or summary.lost_mev <= LOSS_WARNING_FRACTION * total:
+        return None
+    causes = []
+    if summary.unmapped_mev > 1e-3 * total:
+        name = layer_map if isinstance(layer_map, str) else geometry.default_layer_map if layer_map is None else "given"
+        causes.append(
+            f"{100 * summary.unmapped_mev / total:.1f} % in shower layers that the {name!r} layer map sends to no "
+            f"layer of {geometry.name} ({geometry.n_layers} layers)"
+        )
+    outside = summary.lost_mev - summary.unmapped_mev
+    if outside > 1e-3 * total:
+        causes.append(
+            f"{100 * outside / total:.1f} % outside the cells of {geometry.name} (gaps, dead cells or beyond its "
+            "edge: check the geometry and --impact)"
+        )
+    msg = f"{100 * summary.lost_mev / total:.1f} % of the energy reached no cell: {'; '.join(causes)}"
+    warnings.warn(msg, ProjectionLossWarning, stacklevel=2)
+    return msg
 
 
 def project_file(
@@ -179,6 +212,13 @@ def project_file(
         detect_format(in_path)  # a bad input fails before the output is opened
     summary = ProjectionSummary()
     from caloclouds.io.writers import open_writer
+    from projection.placement import resolve_layer_map
+
+    lmap = resolve_layer_map(
+        geometry.default_layer_map if layer_map is None else layer_map,
+        n_shower_layers=detector.n_layers,
+        n_detector_layers=geometry.n_layers,
+    )
 
     with open_writer(out_path, format="root" if out_path.suffix == ".root" else "cells", attrs=attrs) as writer:
         for showers in iter_any(in_path, format=input_format, chunk_showers=chunk_showers):
@@ -201,6 +241,9 @@ def project_file(
             summary.cells_mev += float(np.sum(cells.e_mev, dtype=np.float64))
             summary.lost_mev += float(cells.lost_mev.sum())
             summary.below_threshold_mev += float(cells.below_threshold_mev.sum())
+            dropped = lmap[np.clip(showers.points[:, 2].astype(np.int64), 0, len(lmap) - 1)] < 0
+            summary.unmapped_mev += float(np.sum(showers.points[dropped, 3], dtype=np.float64))
             if progress is not None:
                 progress(len(showers))
+    warn_if_lossy(summary, geometry, layer_map)
     return summary
