@@ -66,18 +66,23 @@ def iter_production(out_dir: str | Path, *, with_cells: bool = False) -> Iterato
 
 
 def merge_production(
-    out_dir: str | Path, output: str | Path, *, progress: Callable[[int], object] | None = None
+    out_dir: str | Path,
+    output: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int], object] | None = None,
 ) -> int:
     """Write every shard of ``out_dir`` into ``output`` (.h5 or .root), in order; returns the showers.
 
     The file appears under its name only when complete. Its metadata are the production's:
-    ``generator = "caloclouds produce"``, the production seed and the model's SHA-256.
+    ``generator = "caloclouds produce"``, the production seed and the model's SHA-256. An
+    existing ``output`` is refused unless ``overwrite``.
     """
     from caloclouds.io.atomic import check_output_path
     from caloclouds.io.writers import open_writer
 
     out_dir = Path(out_dir)
-    output = check_output_path(output, suffixes=(".root", ".h5", ".hdf5"), option="-o")
+    output = check_output_path(output, suffixes=(".root", ".h5", ".hdf5"), option="-o", overwrite=overwrite)
     manifest, request, shards = _load(out_dir)
     if output.resolve().parent == out_dir.resolve() and output.name.startswith("shard-"):
         raise CaloCloudsError(f"-o {output}: would overwrite a shard of the production; write it elsewhere")

@@ -239,7 +239,8 @@ def _run_shards(
                 write_manifest(result.out_dir, manifest)
                 bar.update(int(entry["n_showers"]))
     except BaseException:
-        client.cancel(list(futures), force=True)
+        with contextlib.suppress(Exception):  # a scheduler already gone has nothing left to cancel
+            client.cancel(list(futures), force=True)
         raise
     finally:
         result.seconds = time.perf_counter() - start

@@ -70,6 +70,45 @@ def test_shard_seeds_depend_on_seed_and_index_only():
     assert sizes == [10, 10, 5]
 
 
+@pytest.mark.parametrize(
+    "request_",
+    [
+        REQUEST,
+        ProductionRequest(
+            n_showers=7,
+            shard_size=3,
+            seed=2,
+            energies_gev=(10.0, 50.0),
+            format="root",
+            cells="ild",
+            steps=2,
+            batch_size=64,
+        ),
+    ],
+    ids=["range", "energies"],
+)
+def test_the_recorded_command_makes_the_same_request(request_):
+    """production.json's command, run again, asks for the same production (so it resumes it)."""
+    import argparse
+    import shlex
+
+    from caloclouds.cli.produce import _request, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    words = shlex.split(request_.command("prod dir"))
+    assert words[:2] == ["caloclouds", "produce"] and words[-2:] == ["-o", "prod dir"]
+    assert _request(parser.parse_args(words[2:])) == request_
+    assert request_.showers_per_count() == (2 if request_.energies_gev else 1)
+
+
+def test_bad_requests_are_one_line_errors():
+    with pytest.raises(CaloCloudsError, match="exactly one of --energy-range and --energies"):
+        ProductionRequest(n_showers=10, shard_size=5)
+    with pytest.raises(CaloCloudsError, match="--shard-size must be >= 1"):
+        ProductionRequest(n_showers=10, shard_size=0, energy_range_gev=(10.0, 90.0))
+
+
 def test_production_writes_shards_and_manifest(first):
     out, shards = first
     assert list(shards) == ["shard-00000.h5", "shard-00001.h5", "shard-00002.h5"]
@@ -190,6 +229,8 @@ def test_merge_and_info(first, tmp_path, capsys):
     out, _ = first
     merged = tmp_path / "all.h5"
     assert main(["merge", str(out), "-o", str(merged)]) == 0
+    assert main(["merge", str(out), "-o", str(merged)]) == 2  # no silent overwrite
+    assert "exists; pass --overwrite" in capsys.readouterr().err
     parts = [read_showers(out / f"shard-0000{k}.h5") for k in range(3)]
     whole = read_showers(merged)
     assert np.array_equal(whole.points, np.concatenate([p.points for p in parts]))
