@@ -103,6 +103,7 @@ class DetectorConfig:
     subcells_per_cell: int = 6  # Clustering grid: 6 -> 6x6 sub-cells per cell ("x36" grid).
     mip_mev: float = 0.147  # Measured MIP MPV of one cell in MeV (see below).
     cell_threshold_mip: float = 0.5  # Cell threshold in MIPs: cells below 0.5 x mip_mev are dropped.
+    half_width_mm: float = 200.0  # Transverse half size (|x|, |y|) of the calorimeter: generated points stay inside.
 
     @property
     def subcell_pitch_mm(self) -> float:
@@ -123,8 +124,8 @@ class DetectorConfig:
             raise ConfigError(msg)
         if any(b <= a for a, b in zip(self.silicon_front_mm, self.silicon_front_mm[1:])):
             raise ConfigError("detector.silicon_front_mm must increase strictly")
-        for name in ("silicon_thickness_mm", "cell_pitch_mm"):
-            if getattr(self, name) <= 0:
+        for name in ("silicon_thickness_mm", "cell_pitch_mm", "half_width_mm"):
+            if not getattr(self, name) > 0:
                 raise ConfigError(f"detector.{name} must be > 0, got {getattr(self, name)}")
         if self.subcells_per_cell < 1:
             raise ConfigError(f"detector.subcells_per_cell must be >= 1, got {self.subcells_per_cell}")

@@ -120,6 +120,8 @@ class ShowerGenerator:
         self.core_radius_mm = settings.core_radius_mm if share_core else 0.0
         self.core_spread_mm = settings.core_spread_mm
         self.times = StageTimes()
+        self.half_width_mm = float(bundle.config.detector.half_width_mm)
+        self._clipped = torch.zeros((), dtype=torch.int64, device=self.device)
         self._warm_up()  # the TorchScript compiles go into loading, not into the first shower
 
     def _warm_up(self) -> None:
@@ -131,6 +133,7 @@ class ShowerGenerator:
         for _ in range(2):
             self._generate(torch.full((1,), 0.5 * (lo + hi)), generator)
         self.times = StageTimes()
+        self._clipped.zero_()
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -186,12 +189,25 @@ class ShowerGenerator:
         else:
             layer = assign_layers_by_depth(raw[:, 2], offsets, per_layer)
         points, new_offsets = self._calibrate(raw, layer, offsets, energy, stats, generator)
+        self._keep_inside(points)
         self._sync()
         t3 = time.perf_counter()
         self.times.flow += t1 - t0
         self.times.diffusion += t2 - t1
         self.times.calibration += t3 - t2
         return points, new_offsets
+
+    def _keep_inside(self, points: Tensor) -> None:
+        """Clip x, y to the calorimeter (``detector.half_width_mm``), counting the points moved: the
+        radial tail very rarely reaches past it (5 of 3 million points)."""
+        xy = points[:, :2]
+        self._clipped += (xy.abs() > self.half_width_mm).any(1).sum()  # a tensor: no device sync per batch
+        xy.clamp_(-self.half_width_mm, self.half_width_mm)
+
+    @property
+    def points_clipped(self) -> int:
+        """Points moved inside the calorimeter's transverse size so far (see :meth:`_keep_inside`)."""
+        return int(self._clipped)
 
     def _calibrate(
         self, raw: Tensor, layer: Tensor, offsets: Tensor, energy: Tensor, stats: Any, generator: torch.Generator | None

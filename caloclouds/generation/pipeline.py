@@ -91,6 +91,8 @@ class GenerationSummary:
     setup_seconds: float = 0.0
     first_seconds: float = 0.0
     first_showers: int = 0
+    points_clipped: int = 0  # points of the radial tail moved inside the calorimeter's transverse size
+    threads: int = 0  # torch intra-op threads of the process
 
     @property
     def showers_per_second(self) -> float:
@@ -105,7 +107,12 @@ class GenerationSummary:
     def text(self) -> str:
         lines = [
             f"wrote {self.n_showers} showers to {self.path}",
-            f"  {self.showers_per_second:.1f} showers/s ({self.seconds:.1f} s; setup before them {self.setup_seconds:.1f} s)",
+            f"  {self.showers_per_second:.1f} showers/s ({self.seconds:.1f} s; setup before them {self.setup_seconds:.1f} s)"
+            + (
+                f" on {self.threads} thread{'s' if self.threads > 1 else ''} (--threads N for more)"
+                if self.threads
+                else ""
+            ),
         ]
         after = self.ms_per_shower_after_first
         if after is not None:
@@ -117,6 +124,8 @@ class GenerationSummary:
         ]
         if self.mean_cells is not None:
             lines.append(f"  mean cells above threshold: {self.mean_cells:.1f}")
+        if self.points_clipped:
+            lines.append(f"  points moved inside the calorimeter's transverse size: {self.points_clipped}")
         t = self.times
         total = max(t.total(), 1e-12)
         lines.append("  time per stage: " + ", ".join(f"{k} {v / total * 100:.0f} %" for k, v in vars(t).items()))
@@ -149,6 +158,7 @@ def generate_to_file(
     """
     import warnings
 
+    import torch
     from tqdm.auto import tqdm
 
     setup = time.perf_counter()
@@ -230,6 +240,10 @@ def generate_to_file(
                 bar.update(done - bar.n)
                 # drawn with the bar, at most every bar.mininterval: refreshing here cost 0.15 ms per call
                 bar.set_postfix(showers_per_s=f"{bar.n / max(time.perf_counter() - start, 1e-9):.0f}", refresh=False)
+        # points of the radial tail moved back inside the calorimeter's transverse size (rare)
+        writer.update_attrs(
+            {"points_clipped": generator.points_clipped, "detector_half_width_mm": generator.half_width_mm}
+        )
     seconds = time.perf_counter() - start
     n = len(incident_energy_gev)
     return GenerationSummary(
@@ -243,4 +257,6 @@ def generate_to_file(
         setup_seconds=start - setup,
         first_seconds=first_seconds,
         first_showers=min(batch_size, n),
+        points_clipped=generator.points_clipped,
+        threads=torch.get_num_threads(),
     )

@@ -370,6 +370,11 @@ class BufferedH5Writer(AtomicWriter):
     def _flush(self) -> None:  # pragma: no cover - always overridden
         raise NotImplementedError
 
+    def update_attrs(self, attrs: dict[str, Any]) -> None:
+        """Add or replace file attributes (typed, see :mod:`caloclouds.io.metadata`) before the file closes."""
+        for key, value in typed_metadata(attrs).items():
+            self._h5.attrs[key] = value
+
     def close(self) -> None:
         """Finish the file and move it to its final name."""
         if self._h5.id.valid:

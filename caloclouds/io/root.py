@@ -290,6 +290,10 @@ class RootWriter(AtomicWriter):
         tree = self._file.mktree(META_TREE, types, "caloclouds metadata (one entry)")
         tree.extend(data)
 
+    def update_attrs(self, attrs: dict[str, Any]) -> None:
+        """Add or replace entries of the ``metadata`` tree (written when the file closes)."""
+        self._attrs.update(typed_metadata(attrs))
+
     def close(self) -> None:
         """Write the metadata, close the file and move it to its final name."""
         if not self._open:

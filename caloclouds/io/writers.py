@@ -1,6 +1,7 @@
 """One writer protocol for every output file: ``open_writer(path, ...)``.
 
-Every writer is a context manager with ``write(showers, cells=None)``; leaving the ``with`` block
+Every writer is a context manager with ``write(showers, cells=None)`` and ``update_attrs(attrs)``
+(metadata known only at the end, e.g. counts); leaving the ``with`` block
 normally finishes the file and renames it into place, leaving it by an exception drops it
 (:class:`caloclouds.io.atomic.AtomicWriter`).
 
@@ -43,6 +44,8 @@ class ShowerSink(Protocol):
     path: Path
 
     def write(self, showers: Any, cells: Any | None = None) -> None: ...
+
+    def update_attrs(self, attrs: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
 

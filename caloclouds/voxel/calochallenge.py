@@ -154,8 +154,7 @@ class CaloChallengeWriter(AtomicWriter):
         self._file.attrs["mesh"] = json.dumps(mesh.to_dict())
         self._file.attrs["energy_unit"] = "MeV"
         self._file.attrs["voxel_order"] = "layer, alpha, r"
-        for key, value in (attrs or {}).items():
-            self._file.attrs[key] = value
+        self.update_attrs(attrs or {})
         v = mesh.n_voxels
         gz = {"compression": "gzip", "compression_opts": compression_level}
         self._inc = self._file.create_dataset(
@@ -165,6 +164,11 @@ class CaloChallengeWriter(AtomicWriter):
             "showers", (0, v), maxshape=(None, v), dtype="f4", chunks=(min(_CHUNK_SHOWERS, 4096), v), **gz
         )
         self.n_showers = 0
+
+    def update_attrs(self, attrs: dict[str, Any]) -> None:
+        """Add or replace file attributes before the file closes."""
+        for key, value in attrs.items():
+            self._file.attrs[key] = value
 
     def write(self, voxels: VoxelShowers, cells: Any | None = None) -> None:
         """Append a chunk (the writer protocol of :mod:`caloclouds.io.writers`, ``ShowerSink``); cell hits are refused."""

@@ -35,6 +35,9 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle, tiny
 @pytest.mark.parametrize("sampler,steps", [("cm", None), ("cm", 2), ("edm", 3)])
 def test_generated_showers_obey_the_flow(tiny_bundle, sampler, steps):
     gen = ShowerGenerator(load_bundle(tiny_bundle), sampler=sampler, steps=steps, cog="flow")
+    # the untrained tiny teacher scatters points metres away; clipped to the calorimeter, they would
+    # move the CoG (clipping has its own test below)
+    gen.half_width_mm = float("inf")
     energies = np.array([20.0, 50.0, 80.0, 50.0], np.float32)
     showers = gen.generate(energies, generator=torch.Generator().manual_seed(3))
     assert len(showers) == 4
@@ -238,3 +241,15 @@ def test_generate_cells_and_project_use_one_threshold_rule(shared, tmp_path, cap
         assert f.attrs["cells"] == "hgcal" and f.attrs["cell_threshold_mip"] == 0.5 and f.attrs["model"] == "default"
     with h5py.File(proj) as f:
         assert f.attrs["cells"] == "hgcal"
+
+
+def test_generated_points_stay_inside_the_calorimeter_and_are_counted(tmp_path) -> None:
+    gen = ShowerGenerator(load_bundle("default"))
+    assert gen.half_width_mm == 200.0 and gen.points_clipped == 0  # the warm-up is not counted
+    gen.half_width_mm = 10.0  # a calorimeter much narrower than the showers: many points clipped
+    showers = gen.generate(np.array([50.0, 80.0], np.float32), generator=torch.Generator().manual_seed(1))
+    assert np.abs(showers.points[:, :2]).max() <= 10.0 and gen.points_clipped > 100
+    out = tmp_path / "g.h5"
+    assert main(["generate", "--energies", "50", "-n", "2", "-o", str(out)]) == 0
+    with h5py.File(out) as f:
+        assert f.attrs["points_clipped"] >= 0 and f.attrs["detector_half_width_mm"] == 200.0
