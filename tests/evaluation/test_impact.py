@@ -187,3 +187,17 @@ def test_cli_impact_all_and_the_exit_status(shared, tmp_path, capsys) -> None:
         main([*args[:-2], "--impact", "edge"])
     assert main([*args[:-2], "--geometry", "hex:-1"]) == 2
     assert "hex:-1" in capsys.readouterr().err
+
+
+def test_a_wider_core_changes_no_cell_at_the_corner_but_many_at_random(shared) -> None:
+    """The self-test's core +0.5 mm: radial moves inside 5 mm never cross x = 0, y = 0 or the next
+    ILD cell edge, so the corner alignment cannot see it; random impact positions can."""
+    from caloclouds.evaluation import cell_observables
+
+    showers = read_showers(shared("g4_photons_train.h5"), 0, 30)
+    wider = perturb(showers, Perturbation("core", 0.5))
+    for impact, same in (("corner", True), ("random", False)):
+        a = cell_observables(showers, config=FAST, impact=impact)
+        b = cell_observables(wider, config=FAST, impact=impact)  # same stream: same positions
+        identical = np.array_equal(a.hit_offsets, b.hit_offsets) and np.array_equal(a.hit_e_mev, b.hit_e_mev)
+        assert identical is same, impact
