@@ -19,10 +19,28 @@ from projection.binning import segment_sums_numpy, segment_sums_torch
 __all__ = ["NumpyOps", "TorchOps", "ops_for"]
 
 
-class NumpyOps:
+class _BothBackends:
+    """The primitives that read the same in numpy and torch."""
+
+    @staticmethod
+    def take_rows(table: Any, idx: Any, col: Any) -> Any:
+        return table[idx, col]
+
+
+class NumpyOps(_BothBackends):
     """numpy backend."""
 
     name = "numpy"
+    # numpy's own functions where they have the primitive's signature
+    floor = staticmethod(np.floor)
+    rint = staticmethod(np.rint)
+    where = staticmethod(np.where)
+    abs = staticmethod(np.abs)
+    maximum = staticmethod(np.maximum)
+    clip = staticmethod(np.clip)
+    searchsorted = staticmethod(np.searchsorted)
+    nonzero = staticmethod(np.flatnonzero)
+    take = staticmethod(np.take)
 
     @staticmethod
     def f32(value: float, like: Any) -> Any:
@@ -33,14 +51,6 @@ class NumpyOps:
         return np.floor(x).astype(np.int64)
 
     @staticmethod
-    def floor(x: Any) -> Any:
-        return np.floor(x)
-
-    @staticmethod
-    def rint(x: Any) -> Any:
-        return np.rint(x)
-
-    @staticmethod
     def to_int(x: Any) -> Any:
         return x.astype(np.int64)
 
@@ -49,36 +59,8 @@ class NumpyOps:
         return x.astype(np.float32)
 
     @staticmethod
-    def where(cond: Any, a: Any, b: Any) -> Any:
-        return np.where(cond, a, b)
-
-    @staticmethod
-    def abs(x: Any) -> Any:
-        return np.abs(x)
-
-    @staticmethod
-    def maximum(a: Any, b: Any) -> Any:
-        return np.maximum(a, b)
-
-    @staticmethod
-    def clip(x: Any, lo: int, hi: int) -> Any:
-        return np.clip(x, lo, hi)
-
-    @staticmethod
-    def searchsorted(a: Any, v: Any) -> Any:
-        return np.searchsorted(a, v)
-
-    @staticmethod
-    def nonzero(mask: Any) -> Any:
-        return np.flatnonzero(mask)
-
-    @staticmethod
     def arange(n: int, like: Any) -> Any:
         return np.arange(n, dtype=np.int64)
-
-    @staticmethod
-    def take(table: Any, idx: Any) -> Any:
-        return np.take(table, idx)
 
     @staticmethod
     def stack_argmin(values: list[Any]) -> Any:
@@ -87,10 +69,6 @@ class NumpyOps:
     @staticmethod
     def stack(values: list[Any]) -> Any:
         return np.stack(values, axis=1)
-
-    @staticmethod
-    def take_rows(table: Any, idx: Any, col: Any) -> Any:
-        return table[idx, col]
 
     # the binning (projection.project)
     blockable = True  # the element-wise placement and assignment may run on cache-sized blocks
@@ -138,7 +116,7 @@ class NumpyOps:
         return offsets
 
 
-class TorchOps:
+class TorchOps(_BothBackends):
     """torch backend (any device)."""
 
     name = "torch"
@@ -226,10 +204,6 @@ class TorchOps:
         import torch
 
         return torch.stack(values, dim=1)
-
-    @staticmethod
-    def take_rows(table: Any, idx: Any, col: Any) -> Any:
-        return table[idx, col]
 
     # the binning (projection.project)
     blockable = False  # one launch for all points (the device's own parallelism)
