@@ -85,6 +85,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="cpu",
         help="the workers' device (default cpu)",
     )
+    # its own --threads (the dispatcher adds a generic one otherwise): this process only plans and waits
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch threads of this process, which plans, checks and waits; every worker makes its "
+        "shards on one thread, whatever this says (the showers' bits depend on it)",
+    )
     where = parser.add_argument_group("cluster")
     where.add_argument(
         "--workers", type=int, metavar="N", help="worker processes (local: default one per core; slurm/htcondor: jobs)"
