@@ -93,8 +93,12 @@ def cell_observables(
     geometry = projection.get_geometry(config.geometry, detector=detector) if geometry is None else geometry
     cell = reference_cell(geometry)
     axis_mm = impact_offsets(cell, impact, len(showers), rng=impact_rng(config.seed, stream))
-    hits = projection.project(
-        shifted(showers, axis_mm), geometry, threshold_mev=detector.threshold_mev, n_shower_layers=detector.n_layers
+    hits = projection.project(  # the threshold rule of generate --cells and project --threshold-mip
+        shifted(showers, axis_mm),
+        geometry,
+        threshold_mip=detector.cell_threshold_mip,
+        mip_mev=detector.mip_mev,
+        n_shower_layers=detector.n_layers,
     )
     return compute_observables(
         hits,
