@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import re
 import shlex
 from pathlib import Path
@@ -12,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from caloclouds.cli import VERBS
+from caloclouds.cli import VERBS, verb_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -71,10 +69,7 @@ def _commands(doc: Path) -> list[str]:
 
 
 def _options(verb: str) -> set[str]:
-    module, _ = VERBS[verb]
-    parser = argparse.ArgumentParser(prog=f"caloclouds {verb}")
-    importlib.import_module(f"caloclouds.cli.{module}").add_arguments(parser)
-    return set(parser._option_string_actions)
+    return set(verb_parser(verb)._option_string_actions)
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from caloclouds.cli.options import add_threads_argument, apply_threads
 
-__all__ = ["main", "VERBS"]
+__all__ = ["main", "verb_parser", "VERBS"]
 
 # verb -> (module under caloclouds.cli, one-line summary shown by `caloclouds --help`)
 VERBS: dict[str, tuple[str, str]] = {
@@ -92,6 +92,21 @@ def _warning_printer(verb: str) -> Callable[..., None]:
     return show
 
 
+def verb_parser(verb: str, module: object | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``caloclouds VERB``: the verb's own options and ``--threads``."""
+    module_name, summary = VERBS[verb]
+    module = importlib.import_module(f"caloclouds.cli.{module_name}") if module is None else module
+    parser = argparse.ArgumentParser(
+        prog=f"caloclouds {verb}",
+        description=(module.__doc__ or summary).strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.add_arguments(parser)  # type: ignore[attr-defined]
+    if "--threads" not in parser._option_string_actions:  # every verb takes --threads (default 1)
+        add_threads_argument(parser)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     top = _top_parser()
@@ -116,15 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"caloclouds: error: verb {verb!r} is not implemented yet", file=sys.stderr)
             return 2
         raise
-    parser = argparse.ArgumentParser(
-        prog=f"caloclouds {verb}",
-        description=(module.__doc__ or summary).strip(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    module.add_arguments(parser)
-    if "--threads" not in parser._option_string_actions:  # every verb takes --threads (default 1)
-        add_threads_argument(parser)
-    args = parser.parse_args(rest)
+    args = verb_parser(verb, module).parse_args(rest)
 
     from caloclouds.errors import CaloCloudsError, Terminated
     from caloclouds.io.atomic import install_termination_handler, restore_termination_handler
