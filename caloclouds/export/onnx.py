@@ -39,9 +39,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["OnnxReport", "export_onnx", "onnx_ddml_call", "onnx_sampling_fractions", "require_onnx"]
+__all__ = [
+    "OnnxReport",
+    "SamplingFraction",
+    "export_onnx",
+    "onnx_ddml_call",
+    "onnx_sampling_fractions",
+    "require_onnx",
+]
 
 OPSET = 18
+CHECK_SHOWERS = 200  # onnxruntime showers per energy in the export's check of the sampling fraction
 
 
 def require_onnx() -> tuple[Any, Any]:
@@ -138,18 +146,33 @@ def _translations() -> dict[Any, Any]:
     return {torch.ops.prims.hypot.default: hypot, torch.ops.aten.searchsorted.Tensor: searchsorted}
 
 
+@dataclass(frozen=True)
+class SamplingFraction:
+    """Mean visible-energy fraction E_vis / E_inc of ``n_showers`` showers and its standard error."""
+
+    mean: float
+    standard_error: float
+    n_showers: int
+
+    def text(self) -> str:
+        """``2.819 ± 0.014 %``."""
+        return f"{self.mean * 100:.3f} ± {self.standard_error * 100:.3f} %"
+
+
 @dataclass
 class OnnxReport:
     """What was exported and how well onnxruntime reproduces torch."""
 
     files: dict[str, str]
     max_abs_diff: dict[str, float]
-    sampling_fraction: dict[float, float] = field(default_factory=dict)  # onnxruntime, per energy (GeV)
+    sampling_fraction: dict[float, SamplingFraction] = field(default_factory=dict)  # onnxruntime, per energy (GeV)
 
     def text(self) -> str:
+        n = max((f.n_showers for f in self.sampling_fraction.values()), default=0)
         lines = [
             f"wrote {self.files['caloclouds_ddml.onnx']}: the whole pipeline, DDML convention; onnxruntime "
-            + ", ".join(f"{e:g} GeV sampling fraction {f * 100:.3f} %" for e, f in self.sampling_fraction.items())
+            f"sampling fraction (mean ± standard error of {n} showers each) "
+            + ", ".join(f"{e:g} GeV {f.text()}" for e, f in self.sampling_fraction.items())
         ]
         lines += [
             f"wrote {self.files[name]}: onnxruntime vs torch for the same input, max |diff| {diff:.3g}"
@@ -374,13 +397,21 @@ def onnx_ddml_call(session: Any, energy_gev: float, theta_deg: float = 90.0, phi
 
 
 def onnx_sampling_fractions(
-    session: Any, n_layers: int, *, energies_gev: tuple[float, ...] = (10.0, 50.0, 90.0), n: int = 20
-) -> dict[float, float]:
-    """Mean sampling fraction of ``n`` onnxruntime showers per energy (each output checked for layout)."""
+    session: Any,
+    n_layers: int,
+    *,
+    energies_gev: tuple[float, ...] = (10.0, 50.0, 90.0),
+    n: int = CHECK_SHOWERS,
+) -> dict[float, SamplingFraction]:
+    """Sampling fraction of ``n`` >= 2 onnxruntime showers per energy, with its standard error (each
+    output checked for layout)."""
     from caloclouds.export.torchscript import decode_output
 
+    if n < 2:
+        raise ValueError(f"the standard error needs n >= 2 showers, got {n}")
     out = {}
     for energy in energies_gev:
         sums = [decode_output(onnx_ddml_call(session, energy), n_layers)[1][:, 3].sum() for _ in range(n)]
-        out[energy] = float(np.mean(sums) / (1000.0 * energy))
+        fractions = np.asarray(sums, dtype=np.float64) / (1000.0 * energy)
+        out[energy] = SamplingFraction(float(fractions.mean()), float(fractions.std(ddof=1) / math.sqrt(n)), n)
     return out

@@ -35,11 +35,33 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DepthPointStage", "PerLayerPointStage", "build_point_stage"]
+__all__ = ["MAX_ACTIVATION_BYTES", "DepthPointStage", "PerLayerPointStage", "build_point_stage", "chunk_points_for"]
+
+# The network runs a shower's points in chunks whose largest activation (points x width float32)
+# stays within this many bytes, below glibc's smallest mmap threshold (128 KiB): no activation is
+# mmapped, and what a chunk frees is reused by the next chunk and the next call instead of being
+# handed back to the system (munmap, or a trim of the heap) and faulted in again. So a plain
+# libtorch client (DDML's TorchInference), with malloc's default settings, runs as fast as with
+# raised thresholds (docs/benchmarks.md). 192 points of the widest layer (128) here: before, 4096
+# points (2 MiB) cost about 1000 page faults and 1.8x the time per call at 50 GeV.
+MAX_ACTIVATION_BYTES = 96 * 1024
+
+
+def chunk_points_for(widths: list[int], max_activation_bytes: int = MAX_ACTIVATION_BYTES) -> int:
+    """Points per chunk such that no float32 activation (points x the widest layer) exceeds ``max_activation_bytes``."""
+    return max(1, max_activation_bytes // (4 * max(widths)))
 
 
 class _ConcatSquashStack(nn.Module):
-    """The ConcatSquash layers of a PointWiseNet for one shower (gate and bias folded into the weights)."""
+    """The ConcatSquash layers of a PointWise Net, run over the points in chunks of ``chunk_points``.
+
+    Each layer is ``y = (W x + b) * gate + shift`` with the gate and shift of the point's row (one
+    shower, or one layer of a per-layer model), computed as ``PointWiseNet`` does without autograd.
+    The chunks keep every activation small (see ``MAX_ACTIVATION_BYTES``), and each layer writes
+    into one of its own fresh buffers (``addcmul_``, ``leaky_relu_``): a layer of a chunk allocates
+    three buffers (one for a single row, whose gate and shift are folded into the weights) instead of
+    five. Every point's numbers are those of the unchunked network, bit for bit.
+    """
 
     def __init__(self, layers: nn.ModuleList, leaky_slope: float, chunk_points: int) -> None:
         super().__init__()
@@ -58,42 +80,50 @@ class _ConcatSquashStack(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
         """``x`` (P, F) points of one shower, ``context`` (1, C) its context -> (P, F)."""
-        h = x
-        i = 0
-        for layer in self.layers:
-            g = torch.sigmoid(layer.gate(context))[0]
-            c = layer.bias(context)[0]
-            h = torch.addmm(layer.layer.bias * g + c, h, layer.layer.weight.t() * g)
-            if i < self.n_layers - 1:
-                h = nn.functional.leaky_relu(h, self.leaky_slope)
-            i += 1
-        return h
+        return self.rows(x, context, None)
 
-    def rows(self, x: Tensor, context: Tensor, index: Tensor) -> Tensor:
-        """``x`` (P, F) points of R rows, ``context`` (R, C), ``index`` (P,) row of each point -> (P, F).
-
-        As ``PointWiseNet`` on the CPU: each row's gate and bias are gathered to its points, in
-        chunks of ``CPU_CHUNK_POINTS`` points.
-        """
-        if context.shape[0] == 1:
-            return self.forward(x, context)
+    def rows(self, x: Tensor, context: Tensor, index: Tensor | None) -> Tensor:
+        """``x`` (P, F) points of R rows, ``context`` (R, C), ``index`` (P,) row of each point, or None
+        for one row -> (P, F)."""
         gates = torch.sigmoid(nn.functional.linear(context, self.gate_weight, self.gate_bias)).split(self.widths, 1)
-        biases = nn.functional.linear(context, self.shift_weight).split(self.widths, 1)
+        shifts = nn.functional.linear(context, self.shift_weight).split(self.widths, 1)
+        weights: list[Tensor] = []
+        biases: list[Tensor] = []
+        if index is None:  # one row: (W x + b) g + c = (g W) x + (g b + c), one product per layer (as PointWiseNet)
+            i = 0
+            for layer in self.layers:
+                weights.append(layer.layer.weight.t() * gates[i][0])
+                biases.append(layer.layer.bias * gates[i][0] + shifts[i][0])
+                i += 1
         if not self.chunked or x.shape[0] <= self.chunk_points:
-            return self._gathered(x, gates, biases, index)
+            return self._layers(x, gates, shifts, index, weights, biases)
         parts: list[Tensor] = []
         for lo in range(0, x.shape[0], self.chunk_points):
             hi = lo + self.chunk_points
-            parts.append(self._gathered(x[lo:hi], gates, biases, index[lo:hi]))
+            part_index = None if index is None else index[lo:hi]
+            parts.append(self._layers(x[lo:hi], gates, shifts, part_index, weights, biases))
         return torch.cat(parts)
 
-    def _gathered(self, x: Tensor, gates: list[Tensor], biases: list[Tensor], index: Tensor) -> Tensor:
+    def _layers(
+        self,
+        x: Tensor,
+        gates: list[Tensor],
+        shifts: list[Tensor],
+        index: Tensor | None,
+        weights: list[Tensor],
+        biases: list[Tensor],
+    ) -> Tensor:
+        """The layers on one chunk: with the folded ``weights`` and ``biases`` of one row (``index``
+        None), else with each point's row's gate and shift gathered."""
         h = x
         i = 0
         for layer in self.layers:
-            h = torch.addcmul(biases[i].index_select(0, index), layer.layer(h), gates[i].index_select(0, index))
+            if index is None:
+                h = torch.addmm(biases[i], h, weights[i])
+            else:
+                h = shifts[i].index_select(0, index).addcmul_(layer.layer(h), gates[i].index_select(0, index))
             if i < self.n_layers - 1:
-                h = nn.functional.leaky_relu(h, self.leaky_slope)
+                h = nn.functional.leaky_relu_(h, self.leaky_slope)
             i += 1
         return h
 
@@ -139,7 +169,8 @@ class _ConsistencyStage(nn.Module):
         self.register_buffer("scalings", torch.stack(scalings))  # (S, 3): c_skip, c_out, c_in
         self.register_buffer("sigmas", sigmas.clone())  # (S,)
         self.register_buffer("renoise", torch.stack(renoise))  # (S,)
-        self.net = _ConcatSquashStack(inner.layers, pointwise.LEAKY_SLOPE, pointwise.CPU_CHUNK_POINTS)
+        widths = [int(layer.layer.out_features) for layer in inner.layers]
+        self.net = _ConcatSquashStack(inner.layers, pointwise.LEAKY_SLOPE, chunk_points_for(widths))
         norm = point_model.normaliser
         s = norm.sigma_data
         self.n_layers = int(norm.n_layers)

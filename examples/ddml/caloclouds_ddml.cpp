@@ -7,10 +7,18 @@
 //
 // For each energy it prints the mean points per layer, the mean energy sum (MeV), the sampling
 // fraction, whether every output was consistent (header counts = points, layers grouped as the
-// header says, zeros between counts) and the median milliseconds per call.
+// header says, zeros between counts) and the time per shower (one forward call): the median and
+// mean wall-clock milliseconds, and the median milliseconds of this thread's CPU time (user +
+// system, page faults included; with one intra-op thread all of the call's work runs in this
+// thread, and on a shared machine this time does not count the waits for a core), and the mean
+// number of minor page faults per call (memory the call got anew from the system; -1 where the
+// system does not count them per thread).
 //
 // usage: caloclouds_ddml MODEL.pt [--energies E1 E2 ...] [-n N] [--seed S] [--threads T]
 //                                 [--theta DEG] [--phi DEG] [--warmup W]
+//   --threads T: libtorch's intra-op threads (default 1, one per Geant4 worker thread); 0 leaves
+//                libtorch's own default (OMP_NUM_THREADS, at most one per core), as a host that never
+//                calls at::set_num_threads gets.
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -19,10 +27,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
+#include <sys/resource.h>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -81,6 +92,7 @@ Options parse(int argc, char** argv) {
   }
   if (opt.model.empty()) usage_error("no model file given");
   if (opt.n_showers < 1) usage_error("-n must be >= 1");
+  if (opt.threads < 0) usage_error("--threads must be >= 0 (0: libtorch's default)");
   return opt;
 }
 
@@ -114,6 +126,28 @@ bool check_output(const torch::Tensor& out, int64_t n_layers, std::vector<int64_
   return true;
 }
 
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return 1e3 * static_cast<double>(ts.tv_sec) + 1e-6 * static_cast<double>(ts.tv_nsec);
+}
+
+// Minor page faults of this thread so far, or -1 where they are not counted per thread.
+long thread_minor_faults() {
+#ifdef RUSAGE_THREAD
+  rusage usage{};
+  if (getrusage(RUSAGE_THREAD, &usage) == 0) return usage.ru_minflt;
+#endif
+  return -1;
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0.0;
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
 int64_t read_n_layers(const std::string& text) {
   // the "n_layers" extra file holds a JSON integer
   try {
@@ -127,7 +161,7 @@ int64_t read_n_layers(const std::string& text) {
 
 int main(int argc, char** argv) {
   Options opt = parse(argc, argv);
-  at::set_num_threads(opt.threads);
+  if (opt.threads > 0) at::set_num_threads(opt.threads);
   torch::jit::ExtraFilesMap extra{{"n_layers", ""}, {"version", ""}, {"energy_range_gev", ""}};
   torch::jit::script::Module module;
   try {
@@ -153,10 +187,12 @@ int main(int argc, char** argv) {
     std::vector<torch::jit::IValue> inputs{torch::full({1, 1}, energy, torch::kFloat32),
                                            torch::full({1, 1}, opt.theta_deg, torch::kFloat32),
                                            torch::full({1, 1}, opt.phi_deg, torch::kFloat32)};
-    std::vector<double> mean_counts(n_layers, 0.0), ms;
-    double mean_points = 0.0, mean_energy = 0.0;
+    std::vector<double> mean_counts(n_layers, 0.0), ms, cpu_ms;
+    double mean_points = 0.0, mean_energy = 0.0, faults = 0.0;
     bool ok = true;
     for (int i = 0; i < opt.warmup + opt.n_showers; ++i) {
+      const long f0 = thread_minor_faults();
+      const double c0 = thread_cpu_ms();
       auto t0 = std::chrono::steady_clock::now();
       torch::Tensor out;
       try {
@@ -166,8 +202,12 @@ int main(int argc, char** argv) {
         return 1;
       }
       auto t1 = std::chrono::steady_clock::now();
+      const double c1 = thread_cpu_ms();
+      const long f1 = thread_minor_faults();
       if (i < opt.warmup) continue;
+      faults += f0 < 0 ? -1.0 / opt.n_showers : static_cast<double>(f1 - f0) / opt.n_showers;
       ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      cpu_ms.push_back(c1 - c0);
       std::vector<int64_t> counts;
       double esum = 0.0;
       if (!check_output(out, n_layers, counts, esum)) {
@@ -179,11 +219,11 @@ int main(int argc, char** argv) {
       mean_energy += esum / opt.n_showers;
     }
     all_ok = all_ok && ok;
-    std::sort(ms.begin(), ms.end());
-    double median = ms.empty() ? 0.0 : ms[ms.size() / 2];
+    const double mean_ms = ms.empty() ? 0.0 : std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size();
     std::printf("RESULT energy_gev=%g showers=%d mean_points=%.2f mean_energy_mev=%.4f sampling_fraction=%.6f "
-                "median_ms=%.3f consistent=%d\n",
-                energy, opt.n_showers, mean_points, mean_energy, mean_energy / (1000.0 * energy), median, ok ? 1 : 0);
+                "median_ms=%.3f mean_ms=%.3f cpu_median_ms=%.3f faults_per_call=%.1f consistent=%d\n",
+                energy, opt.n_showers, mean_points, mean_energy, mean_energy / (1000.0 * energy), median(ms), mean_ms,
+                median(cpu_ms), faults, ok ? 1 : 0);
     std::printf("LAYERS energy_gev=%g", energy);
     for (double c : mean_counts) std::printf(" %.2f", c);
     std::printf("\n");

@@ -6,7 +6,11 @@ Skipped when onnx, onnxruntime or onnxscript are not installed. The export of th
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,15 +28,32 @@ N_LAYERS = 30
 
 
 @pytest.fixture(scope="module")
-def onnx_dir(tmp_path_factory: pytest.TempPathFactory):
+def onnx_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The shipped model exported to ONNX: (folder, what the export printed)."""
     out = tmp_path_factory.mktemp("onnx")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["export", "--format", "onnx", "-o", str(out)]) == 0
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            assert main(["export", "--format", "onnx", "-o", str(out)]) == 0
     finally:
         torch.set_num_threads(threads)
-    return out
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(onnx_report: tuple[Path, str]) -> Path:
+    return onnx_report[0]
+
+
+def test_export_prints_sampling_fractions_with_their_uncertainty(onnx_report):
+    """Issue 26: 20 showers without an uncertainty read as a 2-3 % deficit; now 200 with their error."""
+    printed = onnx_report[1]
+    found = re.findall(r"(\d+) GeV (\d\.\d{3}) ± (0\.\d{3}) %", printed)
+    assert [e for e, _, _ in found] == ["10", "50", "90"], printed
+    assert "standard error of 200 showers" in printed
+    for _, mean, error in found:
+        assert 2.5 < float(mean) < 3.2 and 0 < float(error) < 0.05
 
 
 def test_flow_part_matches_torch(onnx_dir, default_bundle):
@@ -107,7 +128,8 @@ def test_onnx_showers_have_the_geant4_sampling_fraction(onnx_dir, energy_gev, ge
     fraction = onnx_sampling_fractions(
         _session(onnx_dir / "caloclouds_ddml.onnx"), N_LAYERS, energies_gev=(energy_gev,), n=60
     )[energy_gev]
-    assert abs(fraction / geant4_fraction - 1) < 0.03  # g4_photons_val_fixed.h5, 200 showers each
+    assert fraction.n_showers == 60 and 0 < fraction.standard_error < 0.03 * fraction.mean
+    assert abs(fraction.mean / geant4_fraction - 1) < 0.03  # g4_photons_val_fixed.h5, 200 showers each
 
 
 def test_metadata_lists_what_onnx_cannot_express(onnx_dir):

@@ -91,3 +91,32 @@ def test_per_layer_stage_equals_sample_layers(layout):
 def test_depth_stage_refuses_a_per_layer_model():
     with pytest.raises(ValueError, match="needs the other point stage"):
         DepthPointStage(_per_layer_model())
+
+
+def test_network_chunks_keep_activations_small_and_change_no_bit():
+    """Issue 26: the export runs the network in chunks whose activations malloc keeps (C++ client at
+    full speed with no malloc settings); every point's numbers are those of the unchunked network and,
+    for one row, those of ``PointWiseNet`` for one shower."""
+    from caloclouds.export.points import MAX_ACTIVATION_BYTES, chunk_points_for
+
+    model = _per_layer_model()
+    stage = build_point_stage(model)
+    net = stage.net
+    assert net.chunk_points == chunk_points_for(net.widths) > 1
+    assert net.chunk_points * max(net.widths) * 4 <= MAX_ACTIVATION_BYTES < 128 * 1024
+    assert (net.chunk_points + 1) * max(net.widths) * 4 > MAX_ACTIVATION_BYTES
+    gen = torch.Generator().manual_seed(1)
+    n_points = 5 * net.chunk_points + 17
+    x = torch.randn(n_points, 3, generator=gen)
+    context = torch.randn(N_LAYERS, net.gate_weight.shape[1], generator=gen)
+    index = torch.sort(torch.randint(0, N_LAYERS, (n_points,), generator=gen)).values
+    scripted = torch.jit.script(stage).net  # as in the export
+    with torch.inference_mode():
+        chunked_rows, chunked_one = scripted.rows(x, context, index), scripted(x, context[:1])
+        scripted.chunked = False
+        whole_rows, whole_one = scripted.rows(x, context, index), scripted(x, context[:1])
+        inner = model.denoiser.inner
+        modulation = [layer.modulation(context[:1]) for layer in inner.layers]
+        reference_one = inner._layers(x, modulation, None)
+    assert torch.equal(chunked_rows, whole_rows) and torch.equal(chunked_one, whole_one)
+    assert torch.equal(chunked_one, reference_one)
