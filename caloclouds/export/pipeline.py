@@ -79,6 +79,7 @@ class ScriptShowerPipeline(nn.Module):
         self.cog_mode: str = settings.cog
         self.core_radius_mm = float(settings.core_radius_mm)
         self.core_spread_mm = float(settings.core_spread_mm)
+        self.half_width_mm = float(bundle.config.detector.half_width_mm)  # points clipped to it, as generate does
         self.calibrate_radii = not bundle.radial.is_identity
         nodes, table = bundle.radial.tensors() if self.calibrate_radii else (torch.zeros(1), torch.zeros(1, 2))
         self.register_buffer("radial_nodes_gev", nodes)
@@ -112,7 +113,7 @@ class ScriptShowerPipeline(nn.Module):
         """Step 4 of the module doc, with no random numbers: the drawn (P, 4) points of one shower ->
         its calibrated points (``angle`` (1,) rad is the rotation of ``cog: rotate``, else unused), by the
         generator's own :func:`~caloclouds.generation.calibration.calibrate_points` (the points' order,
-        grouped by layer, is kept)."""
+        grouped by layer, is kept), x and y clipped to ``detector.half_width_mm``."""
         layer = raw[:, 2].long()
         points, _ = calibrate_drawn_points(
             raw,
@@ -129,7 +130,8 @@ class ScriptShowerPipeline(nn.Module):
             self.core_radius_mm,
             self.core_spread_mm,
         )
-        return points
+        # inside the calorimeter's transverse size, as ShowerGenerator keeps them (a new tensor, no in-place op)
+        return torch.cat([points[:, :2].clamp(-self.half_width_mm, self.half_width_mm), points[:, 2:]], dim=1)
 
     def forward(self, energy_gev: Tensor, theta_deg: Tensor, phi_deg: Tensor) -> Tensor:
         """DDML CaloClouds call: (1, 1) energy, theta, phi -> header + points (see the module doc)."""
