@@ -63,6 +63,21 @@ def digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("shard-*"))}
 
 
+def same_content(a: Path, b: Path) -> bool:
+    """Two HDF5 shards hold the same datasets, values and attributes (whatever their byte layout)."""
+    import h5py
+    import numpy as np
+
+    def items(f: h5py.File) -> dict[str, object]:
+        out: dict[str, object] = {f"attr:{k}": f.attrs[k] for k in f.attrs}
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()] if isinstance(obj, h5py.Dataset) else None))
+        return out
+
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        ia, ib = items(fa), items(fb)
+        return ia.keys() == ib.keys() and all(np.array_equal(ia[k], ib[k]) for k in ia)
+
+
 def done_shards(folder: Path) -> int:
     try:
         manifest = json.loads((folder / "production.json").read_text())
@@ -151,6 +166,10 @@ def main() -> int:
     print(f"killed worker pid {killed} after the first shard; that production took {b_s:.1f} s")
     print(f"re-run: {rerun_s:.1f} s: {rerun.stdout.strip()}")
     print(f"shards byte-identical to the clean production: {same} ({len(b)} shards); temporary files left: {leftovers}")
+    differ = sorted(name for name in a if b.get(name) != a[name])
+    content = {name: same_content(args.out / "a" / name, args.out / "b" / name) for name in differ}
+    if differ:
+        print(f"shards whose bytes differ: {differ}; same datasets, values and attributes: {content}")
     report |= {
         "n": args.n,
         "shard_size": args.shard_size,
@@ -169,6 +188,7 @@ def main() -> int:
         "killed_run_seconds": round(b_s, 2),
         "rerun_says": rerun.stdout.strip(),
         "byte_identical": same,
+        "bytes_differ_but_content_same": content,
         "temporary_files_left": leftovers,
         "load_after": load(),
     }
