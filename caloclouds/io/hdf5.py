@@ -312,6 +312,9 @@ class BufferedDatasets:
         self.pending: dict[str, list[np.ndarray]] = {}
 
     def create(self, name: str, tail: tuple[int, ...], dtype: Any, chunks: tuple[int, ...], **options: Any) -> None:
+        # an explicit fill value: HDF5 then initialises the part of an edge chunk beyond the data, which
+        # it otherwise leaves as whatever the heap held, so the same showers give the same file bytes
+        options.setdefault("fillvalue", 0)
         self.group.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=chunks, **options)
         self.pending[name] = []
 
@@ -328,6 +331,10 @@ class BufferedDatasets:
             ds.resize(old + len(values), axis=0)
             ds[old:] = values
             parts.clear()
+        # write the chunks and metadata out now, not whenever the datasets' handles happen to be
+        # closed (garbage-collection time in a long-lived process): the file layout, and so its
+        # bytes, then depend only on the showers (production shards are compared byte for byte)
+        self.group.file.flush()
 
 
 def create_cell_datasets(data: BufferedDatasets, level: int = GZIP_LEVEL) -> None:
