@@ -310,12 +310,15 @@ class BufferedDatasets:
     def __init__(self, group: Any) -> None:
         self.group = group
         self.pending: dict[str, list[np.ndarray]] = {}
+        self.datasets: dict[str, Any] = {}  # one handle each, for the writer's life (see flush)
 
     def create(self, name: str, tail: tuple[int, ...], dtype: Any, chunks: tuple[int, ...], **options: Any) -> None:
         # an explicit fill value: HDF5 then initialises the part of an edge chunk beyond the data, which
         # it otherwise leaves as whatever the heap held, so the same showers give the same file bytes
         options.setdefault("fillvalue", 0)
-        self.group.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=chunks, **options)
+        self.datasets[name] = self.group.create_dataset(
+            name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype, chunks=chunks, **options
+        )
         self.pending[name] = []
 
     def add(self, name: str, values: np.ndarray) -> None:
@@ -326,14 +329,15 @@ class BufferedDatasets:
             if not parts:
                 continue
             values = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            ds = self.group[name]
+            ds = self.datasets[name]
             old = ds.shape[0]
             ds.resize(old + len(values), axis=0)
             ds[old:] = values
             parts.clear()
-        # write the chunks and metadata out now, not whenever the datasets' handles happen to be
-        # closed (garbage-collection time in a long-lived process): the file layout, and so its
-        # bytes, then depend only on the showers (production shards are compared byte for byte)
+            # its chunks go to the file now, in this order: not when a handle happens to be closed
+            # (h5py may defer that in a worker thread), so the file's layout, and its bytes, depend
+            # only on the showers (production shards are compared byte for byte)
+            ds.flush()
         self.group.file.flush()
 
 
