@@ -139,9 +139,13 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, toy_file,
         assert proc.returncode == -signal.SIGKILL
     step = torch.load(cut / "checkpoint.pt", weights_only=True)["step"]
     assert 0 < step < STEPS, "interrupt the run mid-way (make STEPS larger if the machine is fast)"
-    assert not list(cut.glob("*.tmp*")), "no temp file may be left behind"
+    if how == "SIGTERM":
+        assert not list(cut.glob("*.tmp*")), "no temp file may be left behind"
+    # a SIGKILL that lands inside a checkpoint write leaves that write's temp file (nothing can catch
+    # it); the next run of the folder removes it, as it removes every dead writer's temp file
 
     assert main(_cli(layer_config, toy_file, cut, "--steps", str(STEPS), "--resume")) == 0
+    assert not list(cut.glob("*.tmp*")), "the resumed run must remove a killed writer's temp file"
     _assert_same_run(straight, cut)
     with open(cut / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
