@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMNS",
     "COLUMNS_V1",
+    "PHI",
+    "THETA",
     "Showers",
     "ragged_take",
     "ragged_take_torch",
@@ -48,6 +50,9 @@ __all__ = [
 COLUMNS: tuple[str, str, str, str] = ("x_mm", "y_mm", "layer", "e_mev")
 COLUMNS_V1: tuple[str, str, str, str] = ("x_mm", "y_mm", "layer", "e_MeV")  # schema version 1 names, still read
 X, Y, LAYER, E = range(4)
+# The direction of incidence, as conditions (key4hep DDML's local angles: theta = acos(d_z),
+# phi = atan2(d_y, d_x), degrees). A batch without them is normal incidence.
+THETA, PHI = "theta_deg", "phi_deg"
 
 
 def shower_index(offsets: np.ndarray) -> np.ndarray:
@@ -212,10 +217,16 @@ class Showers:
 
     @classmethod
     def concatenate(cls, parts: Sequence[Showers]) -> Showers:
-        """Join several batches into one (conditions present in every part are kept)."""
+        """Join several batches into one (conditions present in every part are kept).
+
+        The direction (``theta_deg``, ``phi_deg``) is kept when any part has it: a part without it
+        is normal incidence (0, 0).
+        """
         if not parts:
             return cls.empty()
         counts = np.concatenate([p.n_points for p in parts])
+        if any(p.has_direction for p in parts) and not all(p.has_direction for p in parts):
+            parts = [p.with_direction(p.theta_deg, p.phi_deg) for p in parts]
         keys = set(parts[0].conditions).intersection(*(p.conditions for p in parts[1:]))
         conditions = {k: np.concatenate([p.conditions[k] for p in parts]) for k in sorted(keys)}
         return cls.from_counts(
@@ -224,6 +235,33 @@ class Showers:
             np.concatenate([p.incident_energy_gev for p in parts]),
             conditions,
         )
+
+    # -- direction of incidence -------------------------------------------------------------------
+
+    @property
+    def has_direction(self) -> bool:
+        """True when the showers carry ``theta_deg`` and ``phi_deg`` (a file without them is normal
+        incidence)."""
+        return THETA in self.conditions and PHI in self.conditions
+
+    @property
+    def theta_deg(self) -> np.ndarray:
+        """(N,) float64 polar angle of the incident particle from +z (the depth axis), degrees; 0 when
+        the showers carry no direction."""
+        return np.asarray(self.conditions.get(THETA, np.zeros(len(self))), np.float64)
+
+    @property
+    def phi_deg(self) -> np.ndarray:
+        """(N,) float64 azimuth of the incident particle in the layer plane, degrees (atan2(d_y, d_x));
+        0 when the showers carry no direction."""
+        return np.asarray(self.conditions.get(PHI, np.zeros(len(self))), np.float64)
+
+    def with_direction(self, theta_deg: np.ndarray, phi_deg: np.ndarray) -> Showers:
+        """A copy (points shared) whose conditions carry ``theta_deg`` and ``phi_deg`` (float32)."""
+        conditions = dict(self.conditions)
+        conditions[THETA] = np.broadcast_to(np.asarray(theta_deg, np.float32), (len(self),)).copy()
+        conditions[PHI] = np.broadcast_to(np.asarray(phi_deg, np.float32), (len(self),)).copy()
+        return Showers(self.points, self.offsets, self.incident_energy_gev, conditions)
 
     # -- checks -----------------------------------------------------------------------------------
 
