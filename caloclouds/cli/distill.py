@@ -66,5 +66,6 @@ def run(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         compile=args.compile,
         progress=not args.no_progress,
+        init_from=args.init_from,
     )
     return print_result("distill", result, getattr(args, "command", None))

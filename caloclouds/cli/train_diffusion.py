@@ -65,6 +65,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the network")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step (GPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL.pt",
+        help="warm start a fresh run from this trained EDM / CM model.pt (its weights and normaliser); "
+        "condition columns the config adds (e.g. diffusion.direction) start at zero",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,5 +127,6 @@ def run(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         compile=args.compile,
         progress=not args.no_progress,
+        init_from=args.init_from,
     )
     return print_result("train-diffusion", result, getattr(args, "command", None))
