@@ -28,8 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="YAML",
         help="run config (its detector and flow sections); default: built-in defaults",
     )
-    parser.add_argument("--data", type=Path, required=True, metavar="H5", help="training shower file")
-    parser.add_argument("--val", type=Path, default=None, metavar="H5", help="validation shower file")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        metavar="H5",
+        help="training shower file(s); normal-incidence and angled files can be mixed (a file without "
+        "theta_deg is normal incidence; angled files need theta_deg in flow.condition_names)",
+    )
+    parser.add_argument("--val", type=Path, nargs="+", default=None, metavar="H5", help="validation shower file(s)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="run folder")
     parser.add_argument(
         "--steps", type=int, default=None, metavar="N", help="total optimiser steps (default: flow.steps)"
@@ -70,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     budget = None if args.time_budget is None else parse_duration(args.time_budget)
     result = train_shower_flow(
         config,
-        data=args.data,
-        val=args.val,
+        data=args.data[0] if len(args.data) == 1 else args.data,
+        val=args.val[0] if args.val and len(args.val) == 1 else args.val,
         out=args.out,
         steps=args.steps,
         device=args.device,
