@@ -19,6 +19,11 @@ default); corner puts every axis at x = y = 0, where four cells of the ILD grid 
 vertex for hex:P and hgcal); centre at a cell centre; all scores the three side by side. Radii
 and the centre of gravity are measured from the shower axis.
 
+Oblique incidence: files with theta_deg/phi_deg (a file without them is normal incidence) have
+their radii measured about each shower's inclined axis, the classifiers see the angles too, the
+angle distributions are KS-checked like the energies, and the scores are broken down by theta
+(0-10, 10-20, 20-30, 30-40 deg). --floor-halves takes the floor from two halves of --floor-reference.
+
 Writes DIR/scores.json, DIR/*.png and DIR/report.html (with --impact all: DIR/MODE/ for each
 mode and a side-by-side DIR/report.html and DIR/scores.json). Exit status: 0 when every model
 passes, 1 when one fails (--no-fail-exit: 0), 2 on bad input.
@@ -30,6 +35,8 @@ examples:
       --generated cm.h5 --generated edm.h5 --label CM --label EDM --out eval/ --max-showers 1000
   caloclouds evaluate --reference g4_photons_val_uniform.h5 --generated cm.h5 --geometry hex:5.0 --out eval_hex/
   caloclouds evaluate --reference g4_photons_val_uniform.h5 --generated cm.h5 --impact all --out eval_all/
+  caloclouds evaluate --reference g4_photons_angled_val.h5 --generated angled.h5 \\
+      --floor-reference g4_photons_angled_train.h5 --floor-halves --out eval_angled/
   caloclouds evaluate --self-test g4_photons_train.h5 --max-showers 1000 --out selftest/
   caloclouds evaluate --reference g4_photons_train.h5 --measure-mip
 """
@@ -85,6 +92,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="G4B.h5",
         help="an independent Geant4 file for the floor (default: two halves of the reference, "
         "with every model scored on a half)",
+    )
+    parser.add_argument(
+        "--floor-halves",
+        action="store_true",
+        help="with --floor-reference: the floor is two disjoint halves of that file (e.g. "
+        "g4_photons_angled_train.h5), not the reference against it",
     )
     parser.add_argument("--out", metavar="DIR", help="output folder for scores.json, PNGs, report.html")
     parser.add_argument(
@@ -259,6 +272,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give at least one --generated file (or --measure-mip)")
     if not args.out:
         raise ConfigError("--out DIR is required")
+    if args.floor_halves and not args.floor_reference:
+        raise ConfigError("--floor-halves needs --floor-reference G4.h5 (the floor is two halves of it)")
     if args.label and len(args.label) != len(args.generated):
         raise ConfigError(f"got {len(args.label)} --label for {len(args.generated)} --generated files")
     labels = args.label or [Path(p).stem for p in args.generated]
@@ -293,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
                 plots=not args.no_plots,
                 sources={args.reference_label: str(args.reference), **{k: str(v) for k, v in paths.items() if v}},
                 progress=lambda msg: print(f"  {msg}", flush=True),
+                floor_halves=args.floor_halves,
             )
         except SpectrumMismatchError as exc:
             raise InputFileError(paths[exc.label], f"{exc} (reference {args.reference})") from None

@@ -5,6 +5,12 @@ a model) and returns plain ``{"value", "error"}`` dicts; the pipeline then puts 
 floor (:func:`~caloclouds.evaluation.floor.with_floor`). The reference batches are drawn once per
 sample size and shared by the floor and every model, so they are scored on exactly the same
 reference showers, with the same batch size and number of batches.
+
+Samples with a direction of incidence (``theta_deg``/``phi_deg``) give the classifiers the
+conditions as well (``theta_deg, cos phi, sin phi`` next to the high-level features; the
+low-level classifier beside its per-shower inputs): both samples are made at the same conditions,
+so a classifier can only use them to judge the showers given their direction. FPD and KPD stay
+on the shower features alone.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from caloclouds.evaluation.observables import (
     BinEdges,
     CellObservables,
     binned_energies,
+    direction_features,
     high_level_features,
 )
 from caloclouds.evaluation.options import ScoringOptions
@@ -41,11 +48,18 @@ __all__ = ["Side", "Context", "make_side", "observable_table", "score_pair", "en
 
 @dataclass(frozen=True)
 class Side:
-    """One sample of a comparison: its cell observables, W1 observables and high-level features."""
+    """One sample of a comparison: its cell observables, W1 observables and high-level features,
+    and its conditions for the classifiers (None: normal incidence, the features alone)."""
 
     obs: CellObservables
     table: dict[str, Observable]
     features: np.ndarray
+    conditions: np.ndarray | None = None
+
+    def classifier_input(self, columns: list[int] | None = None) -> np.ndarray:
+        """The high-level features (or the ``columns`` of them) and, with a direction, the conditions."""
+        features = self.features if columns is None else self.features[:, columns]
+        return features if self.conditions is None else np.column_stack([features, self.conditions])
 
     def __len__(self) -> int:
         return len(self.obs)
@@ -81,7 +95,7 @@ def observable_table(obs: CellObservables, edges: BinEdges) -> dict[str, Observa
 
 
 def make_side(obs: CellObservables, edges: BinEdges) -> Side:
-    return Side(obs, observable_table(obs, edges), high_level_features(obs, edges)[0])
+    return Side(obs, observable_table(obs, edges), high_level_features(obs, edges)[0], direction_features(obs))
 
 
 def _grouped(w1: Mapping[str, Score]) -> dict[str, Score]:
@@ -189,17 +203,22 @@ def score_pair(
         "fpd_extrapolated", "kpd_unbiased"}``, each score a ``{"value", "error", ...}`` dict
         (``auc_groups`` and ``auc_low_level`` only when asked for, FPD/KPD with ``distances``).
     """
+    if (ref.conditions is None) != (other.conditions is None):
+        raise ValueError(
+            "one sample carries a direction of incidence (theta_deg, phi_deg) and the other not: "
+            "give both samples the same conditions (caloclouds generate --conditions-from REF.h5)"
+        )
     w1 = _w1(ref, other, ctx)
     out: dict[str, Any] = {
         "w1": {k: s.to_dict() for k, s in w1.items()},
         "w1_groups": {k: s.to_dict() for k, s in _grouped(w1).items()},
-        "auc": _auc(ref.features, other.features, ctx.config),
+        "auc": _auc(ref.classifier_input(), other.classifier_input(), ctx.config),
     }
     if groups:
         out["auc_groups"] = {}
         for group, keep in AUC_GROUPS.items():
             cols = [i for i, name in enumerate(ctx.feature_names) if keep(name)]
-            out["auc_groups"][group] = _auc(ref.features[:, cols], other.features[:, cols], ctx.config)
+            out["auc_groups"][group] = _auc(ref.classifier_input(cols), other.classifier_input(cols), ctx.config)
     if low_level and ctx.options.low_level is not None:
         out["auc_low_level"] = low_level_auc(ref.obs, other.obs, config=ctx.options.low_level).to_dict()
     if distances:

@@ -8,7 +8,10 @@ exactly the same size, drawn and batched the same way: a perfect model scores a 
 * :func:`plan_samples` chooses the showers: with an independent Geant4 file (the floor
   reference), the reference, the floor reference and every model are cut to one common size n;
   without one, the reference is split into halves A and B and the floor is A vs B, while every
-  model is scored against A on n showers too (n = the half size or the model size, the smaller).
+  model is scored against A on n showers too (n = the half size or the model size, the smaller);
+  with ``floor_halves``, the floor is two disjoint halves of the floor reference, independent of
+  the reference (e.g. two halves of ``g4_photons_angled_train.h5`` for an angled validation file),
+  while every model is scored against the reference.
 * :func:`random_batches` draws the batches of the batched scores: many random batches of
   ``n // n_batches`` showers, so that the mean over batches (and so the ratio) is stable.
 * :func:`with_floor` puts ``value``, ``floor``, ``ratio`` and ``pass`` side by side.
@@ -65,7 +68,10 @@ class SamplePlan:
         reference: indices into the reference of the side every sample is compared with.
         floor: indices into the floor sample (the floor reference, or the reference's half B).
         generated: label -> indices into each generated sample.
-        floor_from: ``"floor reference"`` or ``"reference halves"``.
+        floor_from: ``"floor reference"``, ``"reference halves"`` or ``"floor reference halves"``.
+        floor_base: with ``"floor reference halves"``, indices into the floor reference of the half
+            the floor sample is compared with (disjoint from ``floor``); else None (the floor is
+            compared with ``reference``).
     """
 
     n: int
@@ -73,6 +79,7 @@ class SamplePlan:
     floor: np.ndarray
     generated: dict[str, np.ndarray]
     floor_from: str
+    floor_base: np.ndarray | None = None
 
 
 def _subset(n_total: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,6 +93,7 @@ def plan_samples(
     *,
     n_floor_reference: int | None = None,
     seed: int = 42,
+    floor_halves: bool = False,
 ) -> SamplePlan:
     """Equal-size samples for the floor and for every model.
 
@@ -94,11 +102,22 @@ def plan_samples(
         n_generated: label -> showers in each generated sample.
         n_floor_reference: showers in the independent floor reference (None: use reference halves).
         seed: seed of the random choice of showers.
+        floor_halves: the floor is two disjoint halves of the floor reference (which is then required).
 
     Returns:
         The :class:`SamplePlan`.
     """
     rng = np.random.default_rng(seed)
+    if floor_halves:
+        if n_floor_reference is None:
+            raise ValueError("floor_halves needs a floor reference: the floor is two halves of it")
+        half = n_floor_reference // 2
+        n = min([n_reference, half, *n_generated.values()])
+        reference = _subset(n_reference, n, rng)
+        perm = rng.permutation(n_floor_reference)
+        floor_base, floor = np.sort(perm[:half][:n]), np.sort(perm[half : 2 * half][:n])
+        generated = {label: _subset(size, n, rng) for label, size in n_generated.items()}
+        return SamplePlan(int(n), reference, floor, generated, "floor reference halves", floor_base)
     if n_floor_reference is None:
         perm = rng.permutation(n_reference)
         half = n_reference // 2

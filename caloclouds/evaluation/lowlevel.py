@@ -10,7 +10,8 @@ parts, which run in plain PyTorch (no compiled extension, CPU):
   ``x, y, r, layer, log e`` (r is the distance to the nominal shower axis);
 * a permutation-invariant readout ``MultiAggregation(mean, max, std)`` over each shower's cells
   (``torch_geometric.nn.aggr``), concatenated with the standardised ``log E_inc`` and
-  ``log(number of cells)`` of the shower;
+  ``log(number of cells)`` of the shower, and, for showers with a direction of incidence,
+  ``theta_deg, cos phi, sin phi`` (:data:`DIRECTION_FEATURES`, equal in both samples' spectra);
 * a classifier MLP ``rho`` to one logit.
 
 The k-fold protocol is the high-level one (:mod:`~caloclouds.evaluation.classifier`): fold i is
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from caloclouds.evaluation.classifier import ClassifierResult, roc_auc
-from caloclouds.evaluation.observables import CellObservables
+from caloclouds.evaluation.observables import CellObservables, direction_features
 from caloclouds.showers import ragged_take, shower_index
 
 __all__ = ["LowLevelConfig", "CellSets", "cell_sets", "low_level_auc"]
@@ -42,6 +43,8 @@ __all__ = ["LowLevelConfig", "CellSets", "cell_sets", "low_level_auc"]
 CELL_FEATURES = ("x_mm", "y_mm", "r_mm", "layer", "log_e_mev")
 #: Per-shower input columns appended to the pooled cell summary.
 SHOWER_FEATURES = ("log_incident_energy_gev", "log_n_cells")
+#: Per-shower columns added when both samples carry a direction of incidence.
+DIRECTION_FEATURES = ("theta_deg", "cos_phi", "sin_phi")
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,8 @@ class CellSets:
     Attributes:
         cells: (H, 5) float32 per-cell columns :data:`CELL_FEATURES` (raw, not standardised).
         offsets: (N+1,) int64, shower i owns ``cells[offsets[i]:offsets[i+1]]``.
-        showers: (N, 2) float32 per-shower columns :data:`SHOWER_FEATURES` (raw).
+        showers: (N, 2) float32 per-shower columns :data:`SHOWER_FEATURES` (raw), or (N, 5) with
+            :data:`DIRECTION_FEATURES` after them.
     """
 
     cells: np.ndarray
@@ -91,13 +95,20 @@ def cell_sets(obs: CellObservables) -> CellSets:
     cells = np.column_stack(
         [obs.hit_x_mm, obs.hit_y_mm, obs.hit_r_mm, obs.hit_layer.astype(np.float64), np.log(e)]
     ).astype(np.float32)
-    showers = np.column_stack(
-        [np.log(np.asarray(obs.incident_energy_gev, dtype=np.float64)), np.log1p(obs.n_hits.astype(np.float64))]
-    ).astype(np.float32)
+    columns = [np.log(np.asarray(obs.incident_energy_gev, dtype=np.float64)), np.log1p(obs.n_hits.astype(np.float64))]
+    direction = direction_features(obs)
+    if direction is not None:
+        columns.append(direction)
+    showers = np.column_stack(columns).astype(np.float32)
     return CellSets(cells, np.asarray(obs.hit_offsets, dtype=np.int64), showers)
 
 
 def _concatenate(a: CellSets, b: CellSets) -> CellSets:
+    if a.showers.shape[1] != b.showers.shape[1]:
+        raise ValueError(
+            "one sample carries a direction of incidence (theta_deg, phi_deg) and the other not: "
+            "the low-level classifier needs the same conditions on both sides"
+        )
     offsets = np.concatenate([a.offsets, b.offsets[1:] + a.offsets[-1]])
     return CellSets(np.concatenate([a.cells, b.cells]), offsets, np.concatenate([a.showers, b.showers]))
 
@@ -107,7 +118,7 @@ def _standardise(values: np.ndarray) -> np.ndarray:
     return ((values - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
-def _build_model(hidden: int) -> Any:
+def _build_model(hidden: int, n_shower_features: int = len(SHOWER_FEATURES)) -> Any:
     """phi (per cell) -> mean/max/std readout per shower (+ shower features) -> rho -> logit."""
     import torch
     from torch_geometric.nn import MLP
@@ -118,7 +129,7 @@ def _build_model(hidden: int) -> Any:
             super().__init__()
             self.phi = MLP([len(CELL_FEATURES), hidden, hidden, hidden], act="leaky_relu", norm=None)
             self.readout = MultiAggregation(["mean", "max", "std"])
-            self.rho = MLP([3 * hidden + len(SHOWER_FEATURES), hidden, 1], act="leaky_relu", norm=None)
+            self.rho = MLP([3 * hidden + n_shower_features, hidden, 1], act="leaky_relu", norm=None)
 
         def forward(self, cells: torch.Tensor, batch: torch.Tensor, showers: torch.Tensor) -> torch.Tensor:
             pooled = self.readout(self.phi(cells), batch, dim_size=len(showers))
@@ -165,7 +176,7 @@ def _train_and_score(
     """Train on ``train``, keep the best epoch on ``val``, return the test logits."""
     import torch
 
-    model = _build_model(config.hidden)
+    model = _build_model(config.hidden, int(batcher.showers.shape[1]))
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     best_loss, best_state = float("inf"), None

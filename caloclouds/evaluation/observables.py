@@ -15,6 +15,14 @@ enter there at normal incidence, and a model that puts its showers off axis shou
 by the radial observables rather than hidden by re-centring. ``axis="cog"`` measures radii about
 each shower's own energy-weighted x, y instead.
 
+**Oblique incidence.** A shower whose photon arrives at polar angle theta and azimuth phi (the
+``theta_deg``/``phi_deg`` conditions) has its axis inclined: at depth z it sits at
+``z tan(theta) (cos phi, sin phi)`` from the impact point (:func:`inclined_axis_slope`). With ``axis_slope``
+given, the radii are measured about that inclined axis, each hit at its cell's depth ``z_mm`` (the
+middle of the silicon layer, ``detector.silicon_front_mm[k] + thickness / 2``); the hits' x, y and
+the centre of gravity stay in the layer frame relative to the impact point. The direction is kept
+with the observables (``theta_deg``, ``phi_deg``) for the classifiers and the theta breakdown.
+
 The 10 longitudinal and 10 radial energy bins follow the CaloClouds II paper: their edges are the
 deciles of the hit counts of the reference (Geant4) set, so each bin holds about a tenth of the
 reference hits. :func:`decile_edges` computes them once from the reference; the same edges are
@@ -38,7 +46,9 @@ __all__ = [
     "CellObservables",
     "BinEdges",
     "FEATURE_NAMES",
+    "inclined_axis_slope",
     "compute_observables",
+    "direction_features",
     "decile_edges",
     "binned_energies",
     "high_level_features",
@@ -63,6 +73,8 @@ class CellObservables:
         hit_layer: (H,) layer index of each hit.
         hit_r_mm: (H,) distance of each hit's cell centre to the shower axis.
         hit_x_mm, hit_y_mm: (H,) transverse cell centre of each hit (the low-level classifier's input).
+        theta_deg, phi_deg: (N,) direction of incidence of each shower, or None (normal incidence,
+            a sample without direction).
     """
 
     incident_energy_gev: np.ndarray
@@ -76,6 +88,12 @@ class CellObservables:
     hit_r_mm: np.ndarray
     hit_x_mm: np.ndarray
     hit_y_mm: np.ndarray
+    theta_deg: np.ndarray | None = None
+    phi_deg: np.ndarray | None = None
+
+    @property
+    def has_direction(self) -> bool:
+        return self.theta_deg is not None and self.phi_deg is not None
 
     def __len__(self) -> int:
         return len(self.n_hits)
@@ -110,7 +128,26 @@ class CellObservables:
             hit_r_mm=self.hit_r_mm[hit_idx],
             hit_x_mm=self.hit_x_mm[hit_idx],
             hit_y_mm=self.hit_y_mm[hit_idx],
+            theta_deg=None if self.theta_deg is None else self.theta_deg[idx],
+            phi_deg=None if self.phi_deg is None else self.phi_deg[idx],
         )
+
+
+def inclined_axis_slope(theta_deg: np.ndarray, phi_deg: np.ndarray) -> np.ndarray:
+    """(N, 2) float64 transverse displacement of each shower's axis per mm of depth:
+    ``tan(theta) (cos phi, sin phi)`` (key4hep DDML's local angles, degrees)."""
+    theta = np.radians(np.asarray(theta_deg, dtype=np.float64).reshape(-1))
+    phi = np.radians(np.asarray(phi_deg, dtype=np.float64).reshape(-1))
+    return np.tan(theta)[:, None] * np.column_stack([np.cos(phi), np.sin(phi)])
+
+
+def direction_features(obs: CellObservables) -> np.ndarray | None:
+    """(N, 3) float64 ``theta_deg, cos phi, sin phi`` of every shower (phi continuous across 0/360),
+    the conditions the classifiers see next to the showers' features; None without a direction."""
+    if not obs.has_direction:
+        return None
+    phi = np.radians(np.asarray(obs.phi_deg, dtype=np.float64))
+    return np.column_stack([np.asarray(obs.theta_deg, dtype=np.float64), np.cos(phi), np.sin(phi)])
 
 
 def compute_observables(
@@ -121,6 +158,8 @@ def compute_observables(
     threshold_mev: float | None = None,
     axis: Axis = "nominal",
     axis_mm: np.ndarray | None = None,
+    axis_slope: np.ndarray | None = None,
+    direction_deg: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> CellObservables:
     """Observables of every shower from its projected cells.
 
@@ -134,6 +173,10 @@ def compute_observables(
         axis_mm: optional (N, 2) position of each shower's axis in the cells' frame (its impact
             position, :mod:`~caloclouds.evaluation.impact`): the hits' x, y (and so the CoG and the
             radii) are then measured from it. None: every axis at x = y = 0.
+        axis_slope: optional (N, 2) inclination of each shower's axis, mm per mm of depth
+            (:func:`inclined_axis_slope`): with ``axis="nominal"`` the radii are measured about the inclined
+            axis at each hit's depth ``z_mm``. None: a vertical axis (normal incidence).
+        direction_deg: optional ``(theta_deg, phi_deg)`` of every shower, kept with the observables.
 
     Returns:
         The :class:`CellObservables`; cells with zero energy are never counted as hits.
@@ -176,8 +219,18 @@ def compute_observables(
     cog = np.stack([np.bincount(shower, weights=e * c, minlength=n) / safe for c in (x, y, z)], axis=1)
     if axis == "cog":
         r = np.hypot(x - cog[shower, 0], y - cog[shower, 1])
+    elif axis_slope is not None:
+        slope = np.asarray(axis_slope, dtype=np.float64)
+        if slope.shape != (n, 2):
+            raise ValueError(f"axis_slope must have shape ({n}, 2), got {slope.shape}")
+        r = np.hypot(x - z * slope[shower, 0], y - z * slope[shower, 1])
     else:
         r = np.hypot(x, y)
+    theta = phi = None
+    if direction_deg is not None:
+        theta, phi = (np.asarray(a, dtype=np.float64).reshape(-1) for a in direction_deg)
+        if len(theta) != n or len(phi) != n:
+            raise ValueError(f"direction_deg must hold {n} angles each, got {len(theta)} and {len(phi)}")
     return CellObservables(
         incident_energy_gev=incident,
         n_hits=n_hits,
@@ -190,6 +243,8 @@ def compute_observables(
         hit_r_mm=r,
         hit_x_mm=x,
         hit_y_mm=y,
+        theta_deg=theta,
+        phi_deg=phi,
     )
 
 

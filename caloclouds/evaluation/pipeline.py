@@ -48,10 +48,18 @@ from caloclouds.evaluation.observables import (
     compute_observables,
     decile_edges,
     high_level_features,
+    inclined_axis_slope,
 )
 from caloclouds.evaluation.options import ScoringOptions
 from caloclouds.evaluation.scores import standardisation
-from caloclouds.evaluation.spectrum import check_spectra, energy_bin_label
+from caloclouds.evaluation.spectrum import (
+    ANGLES,
+    THETA_BINS_DEG,
+    check_angle_spectra,
+    check_spectra,
+    energy_bin_label,
+    theta_bin_label,
+)
 from caloclouds.showers import Showers
 
 __all__ = ["FLOOR_LABEL", "FORMAT_VERSION", "cell_observables", "observable_table", "evaluate"]
@@ -87,6 +95,8 @@ def cell_observables(
 
     Returns:
         The :class:`CellObservables`, with x, y, the CoG and the radii measured from each shower's axis.
+        Showers with a direction (``theta_deg``/``phi_deg``) have their radii measured about the
+        inclined axis through the impact point, and keep the direction for the classifiers.
     """
     import projection
 
@@ -100,12 +110,15 @@ def cell_observables(
         mip_mev=detector.mip_mev,
         n_shower_layers=detector.n_layers,
     )
+    direction = (showers.theta_deg, showers.phi_deg) if showers.has_direction else None
     return compute_observables(
         hits,
         showers.incident_energy_gev,
         n_layers=int(geometry.n_layers),
         axis=config.radial_axis,
         axis_mm=axis_mm if axis_mm.any() else None,
+        axis_slope=None if direction is None else inclined_axis_slope(*direction),
+        direction_deg=direction,
     )
 
 
@@ -146,14 +159,36 @@ def _judged_scores(entry: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 def _verdict(entry: Mapping[str, Any]) -> dict[str, Any]:
     """Which judged scores fail: W1 per observable, the bin groups, FPD, KPD and both AUCs of the
     whole sample, and the same in every energy range (``"10-30 GeV: w1 n_hits"``); scores with
-    ``pass`` None (per-range AUCs on too few showers) are shown but not judged."""
+    ``pass`` None (per-range AUCs on too few showers) are shown but not judged. Samples with a
+    direction of incidence are judged in every theta range as well (``"theta 10-20 deg: auc"``)."""
     judged = dict(_judged_scores(entry))
-    for key, energy_bin in entry.get("energy_bins", {}).items():
-        if "w1" in energy_bin:
-            judged.update({f"{key}: {k}": s for k, s in _judged_scores(energy_bin).items()})
+    for breakdown in ("energy_bins", "theta_bins"):
+        for key, energy_bin in entry.get(breakdown, {}).items():
+            if "w1" in energy_bin:
+                judged.update({f"{key}: {k}": s for k, s in _judged_scores(energy_bin).items()})
     failed = [k for k, s in judged.items() if s["pass"] is False]
     not_judged = [k for k, s in judged.items() if s["pass"] is None]
     return {"pass": not failed, "failed": failed, "n_judged": len(judged) - len(not_judged), "not_judged": not_judged}
+
+
+def _angle_summary(obs: CellObservables) -> dict[str, float]:
+    theta = _theta(obs)
+    return {"theta_deg_min": float(theta.min()), "theta_deg_max": float(theta.max())}
+
+
+def _direction_record(ref_obs: CellObservables, detector: DetectorConfig) -> dict[str, Any]:
+    """What ``scores.json`` says about the directions of an angled evaluation."""
+    from caloclouds.evaluation.lowlevel import DIRECTION_FEATURES
+
+    theta = _theta(ref_obs)
+    return {
+        "theta_deg_range": [float(theta.min()), float(theta.max())],
+        "radial_axis": "inclined: at depth z (the cell layer's middle, detector.silicon_front_mm + "
+        f"{detector.silicon_thickness_mm / 2:g} mm) the axis is z tan(theta) (cos phi, sin phi) from the impact point",
+        "classifier_conditions": list(DIRECTION_FEATURES),
+        "theta_bins_deg": [list(b) for b in THETA_BINS_DEG],
+        "normal_incidence": "samples without theta_deg/phi_deg are taken as theta = phi = 0",
+    }
 
 
 def _summary(obs: CellObservables) -> dict[str, float]:
@@ -177,34 +212,49 @@ def _check_sizes(reference: Showers, generated: Mapping[str, Showers], n: int, c
         raise ValueError(msg)
 
 
-def _energy_breakdown(
-    ref: Side, others: Mapping[str, Side], ctx: Context, *, progress: Callable[[str], None]
+def _breakdown(
+    ref: Side,
+    others: Mapping[str, Side],
+    ctx: Context,
+    *,
+    ranges: tuple[tuple[float, float], ...],
+    values: Callable[[CellObservables], np.ndarray],
+    key_of: Callable[[float, float], str],
+    what: str,
+    floor_base: Side | None = None,
+    progress: Callable[[str], None],
 ) -> dict[str, dict[str, Any]]:
-    """Label -> energy bin -> W1 (all observables) and high-level AUC, on equal-size samples per bin."""
+    """Label -> range -> W1 (all observables) and high-level AUC, on equal-size samples per range.
+
+    ``values`` gives the per-shower quantity the ranges cut on (the incident energy, or theta);
+    the top range is closed. The floor sample is compared with the reference's showers in the range,
+    or, with ``floor_base`` (floor from two halves of the floor reference), with that half's.
+    """
     labels = list(others)
     out: dict[str, dict[str, Any]] = {label: {} for label in labels}
-    for lo, hi in ctx.options.energy_bins_gev:
-        key = energy_bin_label(lo, hi)
-        energies = [ref.obs.incident_energy_gev] + [others[label].obs.incident_energy_gev for label in labels]
-        top = hi == max(h for _, h in ctx.options.energy_bins_gev)
-        idx = energy_bin_indices(energies, lo, hi, seed=ctx.config.seed, closed=top)
+    bases = [ref] if floor_base is None else [ref, floor_base]
+    for lo, hi in ranges:
+        key = key_of(lo, hi)
+        cut = [values(side.obs) for side in bases] + [values(others[label].obs) for label in labels]
+        top = hi == max(h for _, h in ranges)
+        idx = energy_bin_indices(cut, lo, hi, seed=ctx.config.seed, closed=top)
         n = len(idx[0])
         if n < 2 * max(ctx.config.n_batches, ctx.config.classifier_folds):
             for label in labels:
                 out[label][key] = {"n_showers": n, "skipped": "too few showers in this range"}
             continue
-        progress(f"energy range {key}: {n} showers per sample")
-        ref_bin = make_side(ref.obs.take(idx[0]), ctx.edges)
+        progress(f"{what} range {key}: {n} showers per sample")
+        sides = [make_side(side.obs.take(i), ctx.edges) for side, i in zip(bases, idx)]
         raw = {
             label: score_pair(
-                ref_bin,
+                sides[-1] if label == FLOOR_LABEL else sides[0],
                 make_side(others[label].obs.take(i), ctx.edges),
                 ctx,
                 low_level=False,
                 groups=False,
                 distances=False,
             )
-            for label, i in zip(labels, idx[1:])
+            for label, i in zip(labels, idx[len(bases) :])
         }
         floor = raw[FLOOR_LABEL]
         for label in labels:
@@ -221,6 +271,19 @@ def _energy_breakdown(
     return out
 
 
+def _incident_energy(obs: CellObservables) -> np.ndarray:
+    return obs.incident_energy_gev
+
+
+def _theta(obs: CellObservables) -> np.ndarray:
+    return np.zeros(len(obs)) if obs.theta_deg is None else obs.theta_deg
+
+
+def _directed(showers: Showers) -> Showers:
+    """``showers`` with its direction of incidence; one without it is normal incidence (0, 0)."""
+    return showers if showers.has_direction else showers.with_direction(showers.theta_deg, showers.phi_deg)
+
+
 def evaluate(
     reference: Showers,
     generated: Mapping[str, Showers],
@@ -234,6 +297,7 @@ def evaluate(
     sources: Mapping[str, str] | None = None,
     plots: bool = True,
     progress: Callable[[str], None] | None = None,
+    floor_halves: bool = False,
 ) -> dict[str, Any]:
     """Score generated showers against a reference, each score next to the equal-size Geant4 floor.
 
@@ -251,6 +315,15 @@ def evaluate(
         sources: optional label -> file path, recorded in the scores.
         plots: draw the PNG plots (with ``out_dir``).
         progress: optional callback receiving one line per step (e.g. ``print``).
+        floor_halves: the floor is two disjoint halves of ``floor_reference`` (required then), each
+            of the common size, instead of the reference against it.
+
+    **Oblique incidence.** When any sample carries a direction (``theta_deg``/``phi_deg``; one
+    without it is normal incidence, 0/0), the radii are measured about each shower's inclined axis,
+    the classifiers see ``theta_deg, cos phi, sin phi`` beside the features, the angles'
+    distributions are KS-checked like the energies (``angle_spectra``), and the scores are also
+    broken down by theta (``theta_bins``: 0-10, 10-20, 20-30, 30-40 deg). ``direction`` in the
+    result records it. Without any direction the result is what it was before.
 
     Returns:
         The scores as a plain dict (the content of ``scores.json``): ``samples`` maps
@@ -273,11 +346,19 @@ def evaluate(
         raise ValueError("generated is empty: give at least one generated sample")
     if reference_label in generated or FLOOR_LABEL in generated:
         raise ValueError(f"generated labels must differ from {reference_label!r} and {FLOOR_LABEL!r}")
+    if floor_halves and floor_reference is None:
+        raise ValueError("floor_halves needs a floor reference: the floor is two halves of it")
+    angled = any(s.has_direction for s in (reference, floor_reference, *generated.values()) if s is not None)
+    if angled:
+        reference = _directed(reference)
+        floor_reference = None if floor_reference is None else _directed(floor_reference)
+        generated = {label: _directed(s) for label, s in generated.items()}
     plan = plan_samples(
         len(reference),
         {label: len(s) for label, s in generated.items()},
         n_floor_reference=None if floor_reference is None else len(floor_reference),
         seed=config.seed,
+        floor_halves=floor_halves,
     )
     _check_sizes(reference, generated, plan.n, config)
     spectra = {label: s.incident_energy_gev for label, s in generated.items()}
@@ -289,6 +370,15 @@ def evaluate(
         min_p_value=options.min_spectrum_p,
         allow_mismatch=options.allow_spectrum_mismatch,
     )
+    angle_checks = {}
+    if angled:
+        to_check = dict(generated) if floor_reference is None else {**generated, FLOOR_LABEL: floor_reference}
+        angle_checks = check_angle_spectra(
+            {a: reference.conditions[a] for a in ANGLES},
+            {label: {a: s.conditions[a] for a in ANGLES} for label, s in to_check.items()},
+            min_p_value=options.min_spectrum_p,
+            allow_mismatch=options.allow_spectrum_mismatch,
+        )
 
     from tqdm.auto import tqdm
 
@@ -315,11 +405,36 @@ def evaluate(
     ctx = Context(config=config, options=options, edges=edges, scale=scale, feature_names=feature_names)
     others = {FLOOR_LABEL: make_side(floor_obs.take(plan.floor), edges)}
     others.update({label: make_side(gen_obs[label].take(plan.generated[label]), edges) for label in generated})
+    # the floor sample is compared with the reference, or with the other half of the floor reference
+    floor_base = None if plan.floor_base is None else make_side(floor_obs.take(plan.floor_base), edges)
     raw = {}
     for label, side in tqdm(others.items(), desc="score", unit="sample", disable=None, leave=False):
         say(f"scoring {label!r} ({plan.n} vs {plan.n} showers)")
-        raw[label] = score_pair(ref_side, side, ctx)
-    bins = _energy_breakdown(ref_side, others, ctx, progress=say)
+        raw[label] = score_pair(floor_base if label == FLOOR_LABEL and floor_base is not None else ref_side, side, ctx)
+    bins = _breakdown(
+        ref_side,
+        others,
+        ctx,
+        ranges=ctx.options.energy_bins_gev,
+        values=_incident_energy,
+        key_of=energy_bin_label,
+        what="energy",
+        floor_base=floor_base,
+        progress=say,
+    )
+    theta_bins = {}
+    if angled:
+        theta_bins = _breakdown(
+            ref_side,
+            others,
+            ctx,
+            ranges=THETA_BINS_DEG,
+            values=_theta,
+            key_of=theta_bin_label,
+            what="theta",
+            floor_base=floor_base,
+            progress=say,
+        )
 
     samples: dict[str, Any] = {}
     for label in others:
@@ -331,8 +446,13 @@ def evaluate(
             "energy_bins": bins[label],
             "summary": _summary(source_obs),
         }
+        if angled:
+            samples[label]["theta_bins"] = theta_bins[label]
+            samples[label]["summary"].update(_angle_summary(source_obs))
         if label in checks:
             samples[label]["spectrum"] = checks[label].to_dict()
+        if label in angle_checks:
+            samples[label]["angle_spectra"] = angle_checks[label]
         if label != FLOOR_LABEL:
             samples[label]["verdict"] = _verdict(samples[label])
     if config.voxel_mesh:
@@ -360,6 +480,8 @@ def evaluate(
         "features": list(feature_names),
         "samples": samples,
     }
+    if angled:
+        result["direction"] = _direction_record(ref_obs, detector)
     if out_dir is not None:
         from caloclouds.evaluation.report import write_report
 
@@ -400,8 +522,14 @@ def _add_voxel_space(
     sides = {FLOOR_LABEL: voxelize(floor_source[plan.floor], mesh)}
     sides.update({label: voxelize(s[plan.generated[label]], mesh) for label, s in generated.items()})
     min_s, max_s, kpd_batch = pd_sizes(plan.n, config)
+    floor_vox = ref_vox if plan.floor_base is None else voxelize(floor_source[plan.floor_base], mesh)
     for label, vox in sides.items():
         scores = voxel_space_scores(
-            ref_vox, vox, fpd_min_samples=min_s, fpd_max_samples=max_s, kpd_batch_size=kpd_batch, seed=config.seed
+            floor_vox if label == FLOOR_LABEL else ref_vox,
+            vox,
+            fpd_min_samples=min_s,
+            fpd_max_samples=max_s,
+            kpd_batch_size=kpd_batch,
+            seed=config.seed,
         )
         samples[label]["voxel_space"] = {"mesh": config.voxel_mesh, "mesh_name": mesh.name, **scores}

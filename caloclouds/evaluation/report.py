@@ -149,18 +149,22 @@ def impact_rows(results: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], li
     return header, rows
 
 
-def energy_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The ratio to the floor of every score in every energy range, one column per (model, range)."""
+def energy_rows(result: Mapping[str, Any], key: str = "energy_bins") -> tuple[list[str], list[list[str]]]:
+    """The ratio to the floor of every score in every energy range, one column per (model, range);
+    ``key="theta_bins"``: the same by theta range (samples with a direction of incidence)."""
     samples = result["samples"]
     floor_label = next(iter(samples))
     models = [label for label in samples if label != floor_label]
-    bins = list(samples[floor_label]["energy_bins"])
-    header = ["ratio to floor by energy"] + [f"{label} {b}" if len(models) > 1 else b for label in models for b in bins]
+    bins = list(samples[floor_label][key])
+    what = "theta" if key == "theta_bins" else "energy"
+    header = [f"ratio to floor by {what}"] + [
+        f"{label} {b}" if len(models) > 1 else b for label in models for b in bins
+    ]
     names: list[str] = []
     cells: dict[tuple[str, str], list[str]] = {}
     for label in models:
         for b in bins:
-            entry = samples[label]["energy_bins"][b]
+            entry = samples[label][key][b]
             if "w1" not in entry:
                 cells[(label, b)] = []
                 continue
@@ -174,7 +178,7 @@ def energy_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
             [name.replace("W1 x100 ", "W1 ")]
             + [cells[(label, b)][i] if cells[(label, b)] else "-" for label in models for b in bins]
         )
-    sizes = [str(samples[label]["energy_bins"][b]["n_showers"]) for label in models for b in bins]
+    sizes = [str(samples[label][key][b]["n_showers"]) for label in models for b in bins]
     rows.append(["showers per sample"] + sizes)
     return header, rows
 
@@ -191,6 +195,8 @@ def format_table(result: Mapping[str, Any]) -> str:
     samples = result["samples"]
     if any(samples[next(iter(samples))].get("energy_bins", {})):
         text += "\n\n" + text_table(*energy_rows(result))
+    if any(samples[next(iter(samples))].get("theta_bins", {})):
+        text += "\n\n" + text_table(*energy_rows(result, "theta_bins"))
     return text
 
 
@@ -234,6 +240,7 @@ def _html(result: Mapping[str, Any], figures: list[tuple[str, str]]) -> str:
         if "spectrum" in s
     )
     energy = _html_table(*energy_rows(result)) if any(next(iter(result["samples"].values()))["energy_bins"]) else ""
+    angled = _direction_html(result)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>caloclouds evaluation</title>
 <style>
@@ -274,12 +281,39 @@ voxelised onto that mesh.</p>
 <h2>By incident energy</h2>
 <p class="note">The same scores on equal-size samples in each energy range (ratio to the floor of that range).</p>
 {energy}
-<h2>Incident-energy spectra (KS test against the reference)</h2>
+{angled}<h2>Incident-energy spectra (KS test against the reference)</h2>
 <ul>{spectra}</ul>
 <p class="note">Longitudinal bin edges (layers): {edges["layer"]}<br>
 Radial bin edges (mm): {[round(e, 2) for e in edges["radius_mm"]]}</p>
 {imgs}
 </body></html>
+"""
+
+
+def _direction_html(result: Mapping[str, Any]) -> str:
+    """The oblique-incidence section of the report: empty for normal-incidence samples."""
+    direction = result.get("direction")
+    if not direction:
+        return ""
+    esc = html.escape
+    lo, hi = direction["theta_deg_range"]
+    checks = "".join(
+        f"<li><b>{esc(label)}</b>: "
+        + "; ".join(f"{a} KS D = {c['statistic']:.3f}, p = {c['p_value']:.2g}" for a, c in s["angle_spectra"].items())
+        + "</li>"
+        for label, s in result["samples"].items()
+        if "angle_spectra" in s
+    )
+    table = _html_table(*energy_rows(result, "theta_bins"))
+    return f"""<h2>By angle of incidence</h2>
+<p class="note">The reference's photons arrive at theta {lo:.1f}-{hi:.1f} deg. Radial profile: {esc(direction["radial_axis"])}.
+Both classifiers also see the conditions ({esc(", ".join(direction["classifier_conditions"]))}), equal in
+distribution in both samples. The same scores on equal-size samples in each theta range (ratio to the
+floor of that range); per-range AUCs on fewer than {result["options"].get("min_judged_showers", 200)}
+showers a side are shown, not judged.</p>
+{table}
+<h3>Angle distributions (KS test against the reference)</h3>
+<ul>{checks}</ul>
 """
 
 
