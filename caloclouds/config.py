@@ -229,6 +229,9 @@ class DiffusionConfig:
     # generates (x, y, e) per point, so depth comes exactly from the flow (no depth-rank assignment).
     per_layer: bool = False
     points_per_shower: int = 0  # Training: keep a random subset of about this many points per shower (0 = all).
+    # Direction of incidence (per-layer models): points in the frame of the inclined axis, each row
+    # also conditioned on tan(theta) (caloclouds/direction.py); angled training files need it.
+    direction: bool = False
     val_showers: int = 32  # Validation showers for the loss curve (when a --val file is given).
 
     def __post_init__(self) -> None:
@@ -245,6 +248,8 @@ class DiffusionConfig:
                 raise ConfigError(f"diffusion.{name} must be > 0, got {getattr(self, name)}")
         if self.points_per_shower < 0 or self.extra_conditions < 0:
             raise ConfigError("diffusion.points_per_shower and diffusion.extra_conditions must be >= 0")
+        if self.direction and not self.per_layer:
+            raise ConfigError("diffusion.direction needs diffusion.per_layer: true")
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/ild_photons_per_layer.yaml"
+ANGLED_CONFIG = "configs/ild_photons_angled.yaml"
 # steps of the flow, the teacher and the CM (None: the config's)
-PROFILES = {"full": (None, None, None), "short": (None, 4000, 1000)}
+PROFILES = {"full": (None, None, None), "short": (None, 4000, 1000), "angled": (None, None, None)}
 CONFIG_STEPS = {"flow": 1200, "teacher": 29000, "cm": 5000}  # as configs/ild_photons_per_layer.yaml says
+ANGLED_STEPS = {"flow": 3000, "teacher": 6000, "cm": 1500}  # as configs/ild_photons_angled.yaml says
+# The angled profile fine-tunes the normal-incidence networks (warm start, tan(theta) columns at zero).
+NORMAL_INCIDENCE_MODEL = "caloclouds/models/ild_normal_incidence"
 
 
 def _steps_done(run: Path) -> int:
@@ -52,21 +56,29 @@ def _steps_done(run: Path) -> int:
 def _stage_commands(out: Path, data: str, profile: str) -> list[tuple[str, int, list[str]]]:
     train, train2, val = (f"{data}/g4_photons_{n}.h5" for n in ("train", "train2", "val_uniform"))
     steps = dict(zip(("flow", "teacher", "cm"), PROFILES[profile], strict=True))
-    common = ["--config", CONFIG, "--threads", "1", "--no-progress"]
+    angled = profile == "angled"
+    config_steps = ANGLED_STEPS if angled else CONFIG_STEPS
+    common = ["--config", ANGLED_CONFIG if angled else CONFIG, "--threads", "1", "--no-progress"]
+    # the angled profile adds the angled files and warm-starts from the normal-incidence networks
+    more = [f"{data}/g4_photons_angled_train.h5"] if angled else []
+    vals = [val, f"{data}/g4_photons_angled_val.h5"] if angled else [val]
 
     def with_steps(stage: str) -> list[str]:
         return ["--steps", str(steps[stage])] if steps[stage] else []
 
+    def init(part: str) -> list[str]:
+        return ["--init-from", f"{NORMAL_INCIDENCE_MODEL}/{part}.pt"] if angled else []
+
     return [
-        ("flow", steps["flow"] or CONFIG_STEPS["flow"],
-         ["train-flow", "--data", train, "--val", val, "--out", str(out / "flow"), "--seed", "0",
+        ("flow", steps["flow"] or config_steps["flow"],
+         ["train-flow", "--data", train, *more, "--val", *vals, "--out", str(out / "flow"), "--seed", "0",
           *common, *with_steps("flow")]),
-        ("teacher", steps["teacher"] or CONFIG_STEPS["teacher"],
-         ["train-diffusion", "--data", train, train2, "--val", val, "--out", str(out / "teacher"), "--seed", "17",
-          *common, *with_steps("teacher")]),
-        ("cm", steps["cm"] or CONFIG_STEPS["cm"],
-         ["distill", "--teacher", str(out / "teacher"), "--data", train, train2, "--val", val,
-          "--out", str(out / "cm"), "--seed", "17", *common, *with_steps("cm")]),
+        ("teacher", steps["teacher"] or config_steps["teacher"],
+         ["train-diffusion", "--data", train, train2, *more, "--val", vals[-1], "--out", str(out / "teacher"),
+          "--seed", "17", *common, *with_steps("teacher"), *init("teacher")]),
+        ("cm", steps["cm"] or config_steps["cm"],
+         ["distill", "--teacher", str(out / "teacher"), "--data", train, train2, *more, "--val", vals[-1],
+          "--out", str(out / "cm"), "--seed", "17", *common, *with_steps("cm"), *init("cm")]),
     ]  # fmt: skip
 
 

@@ -6,6 +6,10 @@ For every shower the flow learns, given the incident energy:
 * the energy-weighted centre of gravity ``cog_mm`` (x, y);
 * and through them N = sum n_l and E_vis = sum E_l (points outside layers 0..L-1 are ignored, so
   the totals match the per-layer values exactly).
+
+A flow conditioned on the direction (``theta_deg`` among ``flow.condition_names``) sees each shower
+in the frame of its inclined axis (:mod:`caloclouds.direction`): the CoG is the offset from that
+axis, and φ is put back at generation by a turn. A shower without a direction has θ = φ = 0.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from caloclouds.errors import InputFileError
 from caloclouds.io.checks import check_input_file
 from caloclouds.io.formats import iter_training_showers
 from caloclouds.io.atomic import atomic_path
-from caloclouds.showers import Showers
+from caloclouds.direction import to_axis_frame
+from caloclouds.showers import PHI, THETA, Showers
 
 __all__ = ["ShowerFeatures", "compute_features", "file_features"]
 
-_CACHE_VERSION = 1  # bump when the feature definition changes; old caches are then recomputed
+_CACHE_VERSION = 2  # bump when the feature definition changes; old caches are then recomputed
 
 
 @dataclass
@@ -86,6 +91,9 @@ _FIELDS = ("incident_energy_gev", "points_per_layer", "energy_per_layer_mev", "c
 def _condition_matrix(showers: Showers, condition_names: Sequence[str], source: str) -> np.ndarray:
     columns = []
     for name in condition_names:
+        if name in (THETA, PHI):  # normal incidence when absent
+            columns.append((showers.theta_deg if name == THETA else showers.phi_deg).reshape(len(showers), 1))
+            continue
         if name not in showers.conditions:
             msg = f"condition {name!r} (flow.condition_names) not found; the showers have {sorted(showers.conditions)}"
             raise InputFileError(source, msg)
@@ -101,6 +109,7 @@ def compute_features(
     n_layers: int,
     condition_names: Sequence[str] = (),
     source: str = "showers",
+    layer_z_mm: Sequence[float] | None = None,
 ) -> ShowerFeatures:
     """Flow targets of a batch of showers.
 
@@ -109,10 +118,19 @@ def compute_features(
         n_layers: number of detector layers L.
         condition_names: extra per-shower conditions to take from ``showers.conditions``.
         source: name used in error messages (the file).
+        layer_z_mm: (L,) depth of each silicon layer's middle; needed when ``theta_deg`` is a
+            condition (the CoG is then taken in the frame of the inclined axis).
 
     Returns:
         The :class:`ShowerFeatures` of the batch.
     """
+    if THETA in condition_names:
+        if layer_z_mm is None:
+            raise ValueError("a flow conditioned on theta_deg needs the layer depths (layer_z_mm)")
+        showers = to_axis_frame(showers, np.asarray(layer_z_mm, np.float64))
+    elif showers.has_direction and np.any(showers.theta_deg):
+        msg = "holds angled showers (theta_deg > 0), but this flow is not conditioned on the direction (add theta_deg to flow.condition_names)"
+        raise InputFileError(source, msg)
     counts = showers.layer_counts(n_layers)
     energy = showers.layer_sums(n_layers)
     in_range = (showers.layer >= 0) & (showers.layer < n_layers)
@@ -147,6 +165,7 @@ def file_features(
     chunk_showers: int = 1000,
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    layer_z_mm: Sequence[float] | None = None,
 ) -> ShowerFeatures:
     """Flow targets of every shower of a file, read chunk by chunk, cached in ``cache_dir``.
 
@@ -160,6 +179,7 @@ def file_features(
         chunk_showers: showers read at a time.
         cache_dir: folder for the ``features-*.npz`` cache (no caching if None).
         progress: show a progress bar.
+        layer_z_mm: as in :func:`compute_features`.
 
     Returns:
         The :class:`ShowerFeatures` of the whole file.
@@ -177,7 +197,11 @@ def file_features(
     parts = []
     chunks = iter_training_showers(path, chunk_showers=chunk_showers)  # our HDF5 or ROOT; clear errors otherwise
     for chunk in tqdm(chunks, desc=f"features {path.name}", unit="chunk", disable=not progress, leave=False):
-        parts.append(compute_features(chunk, n_layers=n_layers, condition_names=condition_names, source=str(path)))
+        parts.append(
+            compute_features(
+                chunk, n_layers=n_layers, condition_names=condition_names, source=str(path), layer_z_mm=layer_z_mm
+            )
+        )
     features = ShowerFeatures.concatenate(parts)
     if cache is not None:
         with atomic_path(cache) as tmp:

@@ -15,7 +15,7 @@ also during a validation, lets the current step (and its validation) finish, wri
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import torch
 from caloclouds.config import DetectorConfig, FlowConfig, RunConfig, config_from_dict, config_to_dict
 from caloclouds.errors import ConfigError
 from caloclouds.runcontrol import cosine_lr, set_lr
+from caloclouds.showers import THETA
 from caloclouds.training.loop import RunLog, optimiser_step, run_steps
 from caloclouds.training.rundir import (
     CHECKPOINT_NAME,
@@ -82,11 +83,37 @@ class _Batches:
         cog = cog[idx]
         angle = (torch.rand(cfg.batch_size, generator=gen) * 2 * math.pi).to(self.device)
         if cfg.rotate_cog:
+            angled = self._angled(extra[idx])
+            if angled is not None:  # the axis frame of angled showers: a mirror of y, not a turn
+                mirror = torch.where(angled & (angle < math.pi), -1.0, 1.0).to(cog.dtype)
+                angle = torch.where(angled, torch.zeros_like(angle), angle)
             c, s = torch.cos(angle), torch.sin(angle)
             cog = torch.stack([c * cog[:, 0] - s * cog[:, 1], s * cog[:, 0] + c * cog[:, 1]], dim=1)
+            if angled is not None:
+                cog = torch.stack([cog[:, 0], cog[:, 1] * mirror], dim=1)
         x = pre.encode(n_l[idx], e_l[idx], cog, energy[idx], dequantise=gen)
         x = x + torch.randn(x.shape, generator=gen).to(self.device) * cfg.target_noise
         return x, pre.encode_condition(energy[idx], extra[idx])
+
+    def _angled(self, extra: torch.Tensor) -> torch.Tensor | None:
+        """(B,) True for the angled showers of a batch (θ > 0), None when the flow knows no direction."""
+        names = tuple(self.config.condition_names)
+        if THETA not in names:
+            return None
+        return extra[:, names.index(THETA)] > 0
+
+
+def _paths(files: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    return [files] if isinstance(files, (str, Path)) else list(files)
+
+
+def _names(files: str | Path | Sequence[str | Path]) -> str:
+    """The files as one string for the provenance (one path as before, several joined by commas)."""
+    return ",".join(str(p) for p in _paths(files))
+
+
+def _features_of(files: str | Path | Sequence[str | Path], feature_args: dict[str, Any]) -> ShowerFeatures:
+    return ShowerFeatures.concatenate([file_features(p, **feature_args) for p in _paths(files)])
 
 
 @torch.no_grad()
@@ -124,9 +151,9 @@ def _open_run(out: Path, resume: bool) -> tuple[Path, dict[str, Any] | None]:
 def train_shower_flow(
     config: RunConfig,
     *,
-    data: str | Path,
+    data: str | Path | Sequence[str | Path],
     out: str | Path,
-    val: str | Path | None = None,
+    val: str | Path | Sequence[str | Path] | None = None,
     steps: int | None = None,
     device: str = "cpu",
     seed: int = 0,
@@ -140,10 +167,11 @@ def train_shower_flow(
     Args:
         config: the run configuration (its ``flow`` and ``detector`` sections are used; on resume
             the ones stored in ``checkpoint.pt`` win).
-        data: training shower file.
+        data: training shower file, or several (e.g. normal-incidence and angled files: a file
+            without a direction is normal incidence).
         out: run folder (``config.yaml``, ``checkpoint.pt``, ``model.pt``, ``metrics.csv``,
             ``curve.png``, feature caches).
-        val: validation shower file; without it the training loss picks the best checkpoint.
+        val: validation shower file(s); without it the training loss picks the best checkpoint.
         steps: total optimiser steps (default ``config.flow.steps``).
         device: torch device.
         seed: seed of the initial weights, the batches and the augmentation.
@@ -171,9 +199,10 @@ def train_shower_flow(
         "chunk_showers": cfg.chunk_showers,
         "cache_dir": out,
         "progress": progress,
+        "layer_z_mm": detector.layer_centre_z_mm,
     }
-    train = file_features(data, **feature_args)
-    val_features = file_features(val, **feature_args) if val is not None else None
+    train = _features_of(data, feature_args)
+    val_features = _features_of(val, feature_args) if val is not None else None
     total = int(steps if steps is not None else cfg.steps)
     if stored is None:
         torch.manual_seed(seed)  # initial weights only; every later draw uses the run's own generator
@@ -192,7 +221,7 @@ def train_shower_flow(
         best = {"val_loss": float(state["best_val_loss"]), "step": int(state["best_step"])}
     write_run_config(out, {"detector": config_to_dict(detector), "flow": config_to_dict(cfg)})
     batches = _Batches(flow, train, cfg, gen)
-    provenance = {"data": str(data), "val": str(val) if val else None, "steps": total}
+    provenance = {"data": _names(data), "val": _names(val) if val else None, "steps": total}
 
     def step_fn(step: int) -> tuple[torch.Tensor, int]:
         set_lr(optimizer, _learning_rate(cfg, step, total))

@@ -50,9 +50,9 @@ def build_inner(cfg: DiffusionConfig, n_layers: int) -> PointWiseNet:
     """The PointWise Net described by a diffusion config, for a detector of ``n_layers`` layers.
 
     A per-layer network generates (x, y, e) per point of a (shower, layer) row conditioned on the
-    shower, ln(n_l), ln(E_l / n_l) and the one-hot layer; otherwise (x, y, depth, e) per shower.
+    shower, ln(n_l), ln(E_l / n_l), the one-hot layer and (``cfg.direction``) tan θ; otherwise (x, y, depth, e) per shower.
     """
-    per_layer = 2 + n_layers if cfg.per_layer else 0
+    per_layer = 2 + n_layers + int(cfg.direction) if cfg.per_layer else 0
     return PointWiseNet(
         point_features=3 if cfg.per_layer else 4,
         hidden=tuple(cfg.hidden),

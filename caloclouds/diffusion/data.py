@@ -3,6 +3,11 @@
 The whole training file is held in memory as flat tensors (13.8 M points are 220 MB). A batch is
 drawn by shower index, gathered without any Python loop over showers, rotated by a random angle
 about the shower axis (per shower), jittered inside the sub-cell and the layer, and normalised.
+
+Angled showers (files with ``theta_deg``, ``phi_deg``) are held in the frame of their inclined axis
+(:mod:`caloclouds.direction`), where they are centred in every layer; their augmentation is a random
+mirror of y (the symmetry of that frame) instead of a random turn, and each row of a direction-aware
+model is conditioned on tan θ.
 """
 
 from __future__ import annotations
@@ -59,20 +64,39 @@ class TrainingData:
         incident_energy_gev: (N,) float32.
     """
 
-    def __init__(self, points: np.ndarray, offsets: np.ndarray, incident_energy_gev: np.ndarray) -> None:
+    def __init__(
+        self,
+        points: np.ndarray,
+        offsets: np.ndarray,
+        incident_energy_gev: np.ndarray,
+        tan_theta: np.ndarray | None = None,
+    ) -> None:
         self.points = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
         self.offsets = torch.from_numpy(np.ascontiguousarray(offsets, dtype=np.int64))
         self.incident_energy_gev = torch.from_numpy(np.ascontiguousarray(incident_energy_gev, dtype=np.float32))
+        n = len(self.incident_energy_gev)
+        tan = np.zeros(n) if tan_theta is None else np.asarray(tan_theta, np.float64).reshape(-1)
+        self.tan_theta = torch.from_numpy(np.ascontiguousarray(tan, dtype=np.float32))  # 0: normal incidence
 
     @classmethod
-    def from_file(cls, path: str | Path, *, limit: int | None = None) -> TrainingData:
+    def from_file(
+        cls, path: str | Path, *, limit: int | None = None, layer_z_mm: Sequence[float] | None = None
+    ) -> TrainingData:
         """Read the first ``limit`` showers (all by default) of a shower file (our HDF5 or ROOT schema)."""
-        return cls.from_files([path], limit=limit)
+        return cls.from_files([path], limit=limit, layer_z_mm=layer_z_mm)
 
     @classmethod
-    def from_files(cls, paths: Sequence[str | Path], *, limit: int | None = None) -> TrainingData:
+    def from_files(
+        cls, paths: Sequence[str | Path], *, limit: int | None = None, layer_z_mm: Sequence[float] | None = None
+    ) -> TrainingData:
         """All showers of several files (e.g. ``g4_photons_train.h5`` and ``_train2.h5``) as one set;
-        ``limit`` caps the total, taken from the files in order."""
+        ``limit`` caps the total, taken from the files in order.
+
+        With ``layer_z_mm`` (the depth of each silicon layer's middle, for direction-aware models),
+        angled showers are moved into the frame of their inclined axis and keep tan θ; files without
+        a direction are normal incidence. Without it, angled files are refused (a model that does not
+        know the direction cannot learn them)."""
+        from caloclouds.direction import check_direction, tan_theta, to_axis_frame
         from caloclouds.io.formats import iter_training_showers
         from caloclouds.showers import Showers
 
@@ -83,12 +107,24 @@ class TrainingData:
         for path in paths:
             if left is not None and left <= 0:
                 break
-            parts += iter_training_showers(path, limit=left)
+            read = list(iter_training_showers(path, limit=left))
+            for part in read:
+                if part.has_direction:
+                    problem = check_direction(part.theta_deg, part.phi_deg, str(path))
+                    if problem:
+                        raise InputFileError(path, problem)
+                    if layer_z_mm is None and np.any(part.theta_deg):
+                        msg = "holds angled showers (theta_deg > 0), but this model is not conditioned on the direction (diffusion.direction: false)"
+                        raise InputFileError(path, msg)
+            parts += read
             left = None if left is None else limit - sum(len(p) for p in parts)
         if not parts:  # limit <= 0
             raise InputFileError(paths[0], f"no showers read (limit {limit})")
         showers = Showers.concatenate(parts)
-        return cls(showers.points, showers.offsets, showers.incident_energy_gev)
+        if layer_z_mm is None:
+            return cls(showers.points, showers.offsets, showers.incident_energy_gev)
+        showers = to_axis_frame(showers, np.asarray(layer_z_mm, np.float64))
+        return cls(showers.points, showers.offsets, showers.incident_energy_gev, tan_theta(showers.theta_deg))
 
     def __len__(self) -> int:
         return len(self.incident_energy_gev)
@@ -98,7 +134,13 @@ class TrainingData:
         return self.offsets[1:] - self.offsets[:-1]
 
     def fit_normaliser(
-        self, *, n_layers: int, subcell_pitch_mm: float, sigma_data: float, per_layer: bool = False
+        self,
+        *,
+        n_layers: int,
+        subcell_pitch_mm: float,
+        sigma_data: float,
+        per_layer: bool = False,
+        direction: bool = False,
     ) -> PointNormaliser:
         return PointNormaliser.fit(
             self.points.numpy(),
@@ -108,6 +150,7 @@ class TrainingData:
             subcell_pitch_mm=subcell_pitch_mm,
             sigma_data=sigma_data,
             per_layer=per_layer,
+            direction=direction,
         )
 
     def layer_totals(self, n_layers: int) -> tuple[Tensor, Tensor]:
@@ -173,7 +216,13 @@ class TrainingData:
         pts = self.points[point_idx]
         if rotate:
             angle = torch.rand(len(idx), generator=generator) * (2 * math.pi)
+            angled = self.tan_theta[idx] > 0
+            if bool(angled.any()):  # the axis frame's symmetry is a mirror of y, not a turn
+                mirror = torch.where(angled[shower_index] & (angle[shower_index] < math.pi), -1.0, 1.0)
+                angle = torch.where(angled, torch.zeros_like(angle), angle)
             x, y = rotate_about_beam_axis(pts[:, 0], pts[:, 1], angle, shower_index)
+            if bool(angled.any()):
+                y = y * mirror
             pts = torch.stack([x, y, pts[:, 2], pts[:, 3]], dim=-1)
         return pts, offsets, shower_index
 
@@ -209,6 +258,7 @@ class TrainingData:
             row_layer,
             n_l[shower_id, row_layer],
             e_l[shower_id, row_layer],
+            tan_theta=self.tan_theta[shower_id],
         )
         x = normaliser.forward(pts, jitter=jitter, generator=generator)
         shower_features = normaliser.conditions(self.incident_energy_gev[idx], self.n_points[idx])

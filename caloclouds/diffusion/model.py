@@ -143,6 +143,7 @@ class PointModel:
         condition_points_per_layer: Tensor | None = None,
         sampler: str | None = None,
         callback: Callback | None = None,
+        tan_theta: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Generate B showers layer by layer (per-layer models).
 
@@ -155,6 +156,9 @@ class PointModel:
             condition_points_per_layer: (B, L) the counts the rows are conditioned on, when they
                 differ from the counts drawn (the N calibration draws more or fewer points than the
                 Geant4-like counts of the flow); default ``points_per_layer``.
+            tan_theta: (B,) tan θ of each shower, for direction-aware models (default 0: normal
+                incidence); the points are then in the frame of the inclined axis
+                (:func:`caloclouds.direction.from_axis_frame` puts them into the detector frame).
 
         Returns:
             ``(points, offsets)``: (P, 4) float32 ``x_mm, y_mm, layer, e_MeV`` with integer layers,
@@ -163,7 +167,7 @@ class PointModel:
         if not self.per_layer:
             raise CaloCloudsError("this PointWise Net is not per layer: use sample")
         cond, total, row_layer, row_counts, offsets = self.layer_rows(
-            points_per_layer, energy_per_layer_mev, incident_energy_gev, condition_points_per_layer
+            points_per_layer, energy_per_layer_mev, incident_energy_gev, condition_points_per_layer, tan_theta
         )
         x = self._draw(cond, total, solver=solver, sampler=sampler, steps=steps, generator=generator, callback=callback)
         # the layer of each point: the row's, gathered with the row index the network already has
@@ -178,6 +182,7 @@ class PointModel:
         energy_per_layer_mev: Tensor,
         incident_energy_gev: Tensor,
         condition_points_per_layer: Tensor | None = None,
+        tan_theta: Tensor | None = None,
     ) -> tuple[RaggedCond, int, Tensor, Tensor, Tensor]:
         """The network rows of :meth:`sample_layers`: ``(cond, total points, row layer, row counts,
         shower offsets)``, one row per (shower, layer) with points, in shower-then-layer order."""
@@ -210,6 +215,7 @@ class PointModel:
             torch.from_numpy(row_layer),
             torch.from_numpy(np.maximum(cond_flat[rows], 1)),
             torch.from_numpy(np.maximum(energy_l.numpy().reshape(-1)[rows], np.float32(0.0))),
+            None if tan_theta is None else torch.as_tensor(tan_theta, dtype=torch.float32).reshape(-1).cpu()[row_shower],
         )
         total = int(row_counts.sum())
         dev = self.device

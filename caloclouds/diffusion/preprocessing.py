@@ -73,6 +73,9 @@ class PointNormaliser:
     log_n_layer_std: float = 1.0
     log_e_point_mean: float = 0.0  # ln of the mean point energy of a layer (MeV)
     log_e_point_std: float = 1.0
+    # Direction-aware per-layer models (``diffusion.direction``): each row is also conditioned on
+    # tan θ of its shower, whose points are in the frame of the inclined axis (caloclouds.direction).
+    direction: bool = False
 
     # -- fitting and storage -------------------------------------------------------------------
 
@@ -87,6 +90,7 @@ class PointNormaliser:
         subcell_pitch_mm: float,
         sigma_data: float,
         per_layer: bool = False,
+        direction: bool = False,
     ) -> PointNormaliser:
         """Fit the constants on training points ``(P, 4)`` with integer ``layer`` column."""
         points = np.asarray(points, dtype=np.float64)
@@ -111,7 +115,10 @@ class PointNormaliser:
                 log_n_layer_std=float(max(log_n.std(), 1e-3)),
                 log_e_point_mean=float(log_e_layer.mean()),
                 log_e_point_std=float(max(log_e_layer.std(), 1e-3)),
+                direction=bool(direction),
             )
+        elif direction:
+            raise ValueError("direction conditioning needs a per-layer model (diffusion.per_layer)")
         return cls(
             n_layers=int(n_layers),
             subcell_pitch_mm=float(subcell_pitch_mm),
@@ -224,10 +231,12 @@ class PointNormaliser:
         layer: Tensor,
         n_layer: Tensor,
         e_layer_mev: Tensor,
+        tan_theta: Tensor | None = None,
     ) -> Tensor:
-        """Standardised ``(R, 4 + n_layers)`` features of R (shower, layer) rows.
+        """Standardised ``(R, 4 + n_layers [+ 1])`` features of R (shower, layer) rows.
 
-        Columns: incident energy, total points of the shower, ln(n_l), ln(E_l / n_l), one-hot layer.
+        Columns: incident energy, total points of the shower, ln(n_l), ln(E_l / n_l), one-hot layer,
+        and for direction-aware models tan θ (0 when ``tan_theta`` is None: normal incidence).
         All arguments are (R,); ``n_layer`` must be >= 1.
         """
         shower = self.conditions(incident_energy_gev, n_points)
@@ -236,4 +245,8 @@ class PointNormaliser:
         mean_e = (e_layer_mev.to(torch.float32) / n_l).clamp_min(MIN_ENERGY_MEV)
         log_e = (mean_e.log() - self.log_e_point_mean) / self.log_e_point_std
         one_hot = torch.nn.functional.one_hot(layer.long(), self.n_layers).to(torch.float32)
-        return torch.cat([shower, log_n[:, None], log_e[:, None], one_hot], dim=-1)
+        columns = [shower, log_n[:, None], log_e[:, None], one_hot]
+        if self.direction:
+            tan = torch.zeros_like(log_n) if tan_theta is None else tan_theta.to(torch.float32).reshape(-1)
+            columns.append(tan[:, None])
+        return torch.cat(columns, dim=-1)

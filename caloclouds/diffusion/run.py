@@ -60,12 +60,40 @@ VAL_SEED = 20251129  # Fixed stream of the validation batch and noise.
 VAL_SIGMAS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # Noise levels of the validation loss.
 
 
-def load_training_data(data: DataSource, limit: int | None = None) -> TrainingData:
+def layer_z_of(config: RunConfig) -> tuple[float, ...] | None:
+    """The depths that move angled training showers into their axis frame, for direction-aware
+    models (``diffusion.direction``); None otherwise."""
+    return config.detector.layer_centre_z_mm if config.diffusion.direction else None
+
+
+def load_training_data(data: DataSource, limit: int | None = None, *, config: RunConfig | None = None) -> TrainingData:
+    """Training showers from a path, several paths or :class:`TrainingData` (as it is); with the
+    run's ``config``, angled showers go into their axis frame when the model is direction-aware."""
     if isinstance(data, TrainingData):
         return data
-    if isinstance(data, (str, Path)):
-        return TrainingData.from_file(data, limit=limit)
-    return TrainingData.from_files(list(data), limit=limit)
+    layer_z = None if config is None else layer_z_of(config)
+    paths = [data] if isinstance(data, (str, Path)) else list(data)
+    return TrainingData.from_files(paths, limit=limit, layer_z_mm=layer_z)
+
+
+def warm_start(inner: nn.Module, state_dict: dict[str, Tensor]) -> None:
+    """Load a trained network's weights into ``inner`` whose condition vector has more columns at its
+    end (e.g. tan θ added to a normal-incidence model): the weights of the new columns start at zero,
+    so the network starts as the trained one at normal incidence."""
+    own = inner.state_dict()
+    for name, value in state_dict.items():
+        if name not in own:
+            raise CaloCloudsError(f"warm start: the trained network has {name!r}, which this one lacks")
+        target = own[name]
+        if target.shape == value.shape:
+            target.copy_(value)
+        elif target.dim() == 2 and value.dim() == 2 and target.shape[0] == value.shape[0] and target.shape[1] > value.shape[1]:
+            target.zero_()
+            target[:, : value.shape[1]] = value
+        else:
+            msg = f"warm start: {name!r} is {tuple(value.shape)} in the trained network, {tuple(target.shape)} here"
+            raise CaloCloudsError(msg)
+    inner.load_state_dict(own)
 
 
 def make_batch(
@@ -88,14 +116,15 @@ def make_batch(
 
 
 def validation_loss(
-    val: DataSource | None, normaliser: PointNormaliser, cfg: DiffusionConfig, denoiser: EDMDenoiser, dev: torch.device
+    val: DataSource | None, normaliser: PointNormaliser, config: RunConfig, denoiser: EDMDenoiser, dev: torch.device
 ) -> Callable[[], float] | None:
     """The validation loss of a run: the EDM-weighted denoising error of ``denoiser`` (the EMA or
     target weights) on the first ``cfg.val_showers`` showers of ``val``, averaged over a fixed grid
     of noise levels with fixed noise, so that its values are comparable across steps and runs."""
     if val is None:
         return None
-    data = load_training_data(val, limit=cfg.val_showers)
+    cfg = config.diffusion
+    data = load_training_data(val, limit=cfg.val_showers, config=config)
     gen = torch.Generator().manual_seed(VAL_SEED)
     batch = make_batch(data, torch.arange(len(data)), normaliser, cfg, gen)
     noise = torch.randn(batch.x.shape, generator=gen)
@@ -203,6 +232,7 @@ class RunOptions:
     bf16: bool = False  # bf16 autocast of the network.
     compile: bool = False  # torch.compile the loss module.
     progress: bool = True  # Show a progress bar.
+    init_from: str | Path | None = None  # Warm start (a fresh run only): the weights and normaliser of this EDM / CM model.pt.
 
 
 def run_training_loop(
@@ -250,7 +280,7 @@ def run_training_loop(
     save_fn = checkpoint_writer(
         out_dir, kind, config, normaliser, ema_inner, trained.inner, optimiser, gen, log, dist_info, train_extra
     )
-    val_fn = validation_loss(opts.val, normaliser, cfg, val_denoiser, dev) if dist_info.rank == 0 else None
+    val_fn = validation_loss(opts.val, normaliser, config, val_denoiser, dev) if dist_info.rank == 0 else None
     run = run_steps(
         step_fn=step_fn,
         save_fn=save_fn,

@@ -59,6 +59,7 @@ from caloclouds.diffusion.run import (
     load_training_data,
     resume_training,
     run_training_loop,
+    warm_start,
 )
 from caloclouds.diffusion.sampling import karras_sigmas
 from caloclouds.errors import CaloCloudsError
@@ -102,10 +103,14 @@ def train_diffusion(config: RunConfig, data: DataSource, out_dir: str | Path, **
     dist_info, dev = setup_distributed(opts.device)
     check_steps(cfg.steps, cfg.batch_size, dist_info.world)
     ckpt_path = prepare_out_dir(out_dir, opts.resume)
-    data = load_training_data(data)
+    data = load_training_data(data, config=config)
 
     torch.manual_seed(opts.seed)
     denoiser = build_denoiser(cfg, "edm", config.detector.n_layers).to(dev)
+    warm = None
+    if opts.init_from is not None and ckpt_path is None:
+        warm = load_checkpoint(opts.init_from, map_location=dev)
+        warm_start(denoiser.inner, warm["state_dict"])
     ema_inner = copy.deepcopy(denoiser.inner).requires_grad_(False)
     optimiser = torch.optim.Adam(denoiser.parameters(), lr=cfg.learning_rate)
     gen = torch.Generator().manual_seed(opts.seed + RANK_SEED_STRIDE * dist_info.rank)
@@ -114,12 +119,15 @@ def train_diffusion(config: RunConfig, data: DataSource, out_dir: str | Path, **
     if ckpt_path is not None:
         ck = resume_training(ckpt_path, "edm", denoiser.inner, ema_inner, optimiser, gen, dist_info, dev)
         normaliser, start, log = ck["normaliser"], ck["step"], RunLog.from_checkpoint(ck)
+    elif warm is not None:  # the warm-started network keeps the space it was trained in
+        normaliser = dataclasses.replace(warm["normaliser"], direction=cfg.direction)
     else:
         normaliser = data.fit_normaliser(
             n_layers=config.detector.n_layers,
             subcell_pitch_mm=config.detector.subcell_pitch_mm if cfg.xy_jitter else 0.0,
             sigma_data=cfg.sigma_data,
             per_layer=cfg.per_layer,
+            direction=cfg.direction,
         )
     if dist_info.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -213,7 +221,7 @@ def distill(
     check_steps(dcfg.steps, dcfg.batch_size, dist_info.world)
     ckpt_path = prepare_out_dir(out_dir, opts.resume)  # after the settings are known to be valid
     normaliser = tk["normaliser"]
-    data = load_training_data(data)
+    data = load_training_data(data, config=run_config)
 
     n_layers = run_config.detector.n_layers
     teacher_model = build_denoiser(cfg, "edm", n_layers).to(dev)
@@ -221,7 +229,9 @@ def distill(
     teacher_model.eval().requires_grad_(False)
     torch.manual_seed(opts.seed)
     student = build_denoiser(cfg, "cm", n_layers).to(dev)
-    if dcfg.init_from_teacher:
+    if opts.init_from is not None and ckpt_path is None:  # e.g. a CM of normal incidence, given the direction
+        warm_start(student.inner, load_checkpoint(opts.init_from, map_location=dev)["state_dict"])
+    elif dcfg.init_from_teacher:
         student.inner.load_state_dict(tk["state_dict"])
     target = copy.deepcopy(student).requires_grad_(False)
     optimiser = torch.optim.Adam(student.parameters(), lr=dcfg.learning_rate)
