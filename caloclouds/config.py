@@ -12,6 +12,7 @@ Each section belongs to one part of the package:
   default of the public projection and evaluation functions.
 * ``flow``: the Shower Flow (``flows/``).
 * ``diffusion`` and ``distillation``: the PointWise Net, its EDM training and consistency distillation.
+  The EDM training keys (:class:`TrainingConfig`) are the voxel model's too (``caloclouds.voxel.config``).
 * ``evaluation``: cell-level validation.
 """
 
@@ -21,9 +22,11 @@ import dataclasses
 import math
 import types
 import typing
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from caloclouds.errors import ConfigError
 
@@ -33,6 +36,7 @@ __all__ = [
     "DEFAULT_EVALUATION",
     "LEGACY_KEYS",
     "FlowConfig",
+    "TrainingConfig",
     "DiffusionConfig",
     "DistillationConfig",
     "EvaluationConfig",
@@ -40,9 +44,13 @@ __all__ = [
     "COG_MODES",
     "RunConfig",
     "load_config",
+    "load_yaml_config",
     "read_yaml",
     "config_from_dict",
     "config_to_dict",
+    "section_from_dict",
+    "upgrade_legacy_keys",
+    "warn_legacy_keys",
 ]
 
 # Front face (mm) of each silicon layer of the ILD-like Si-W ECAL of ../shared/data/README.md.
@@ -197,33 +205,63 @@ class FlowConfig:
 
 
 @dataclass(frozen=True)
-class DiffusionConfig:
-    """PointWise Net and its EDM training (see caloclouds/diffusion/)."""
+class TrainingConfig:
+    """The EDM training and sampling settings shared by the point-cloud and the voxel diffusion models.
 
-    hidden: tuple[int, ...] = (32, 64, 128, 64, 32)  # Widths of the hidden ConcatSquash layers (CC3 size).
-    fourier_features: int = 64  # Size of the Fourier embedding of c_noise = ln(sigma)/4.
-    fourier_std: float = 16.0  # Std of the (frozen, random) Fourier frequencies.
-    time_features: int = 64  # Width of the Linear after the Fourier embedding.
-    extra_conditions: int = 0  # Per-shower condition features beyond (energy, n points).
+    The base of :class:`DiffusionConfig` (section ``diffusion``) and
+    :class:`caloclouds.voxel.config.VoxelConfig` (section ``voxel``): in YAML these keys stand in the
+    model's section beside its own keys, and each model sets its own defaults (the ones below are the
+    point-cloud model's). ``section`` names the section in error messages.
+    """
+
+    section: ClassVar[str] = "training"
+
     sigma_data: float = 0.5  # EDM sigma_data (features are standardised to this).
     sigma_min: float = 0.002  # Smallest noise level of the Karras schedule.
     sigma_max: float = 10.0  # Largest noise level (start of sampling); EDM paper: 80.
     rho: float = 3.0  # Karras schedule exponent; EDM paper: 7 (less accurate here at 13 steps).
     p_mean: float = -1.2  # Log-normal sigma sampling for training: mean of ln(sigma).
     p_std: float = 1.2  # ... and its std.
-    noise_groups: int = 8  # Noise levels per shower in training (points split at random).
     batch_size: int = 32  # Showers per optimiser step (all ranks together).
     learning_rate: float = 1e-3  # Adam learning rate.
-    lr_decay_steps: int = 0  # Cosine decay of the LR over the last this many steps (0 = constant).
-    final_lr_factor: float = 0.01  # ... down to learning_rate * final_lr_factor at the last step.
     grad_clip: float = 10.0  # Max gradient norm (0 = no clipping).
     steps: int = 100000  # Default number of optimiser steps.
     ema_power: float = 0.6667  # EMA warm-up: decay = 1 - (1 + step)^-power, capped below.
     ema_max: float = 0.9999  # Cap of the EMA decay.
     heun_steps: int = 13  # Default number of Heun steps at sampling time.
+    checkpoint_every: int = 500  # Steps between validation losses, log rows and checkpoints.
+    val_showers: int = 32  # Showers of the validation loss (diffusion: of the --val file; voxel: held out).
+
+    def __post_init__(self) -> None:
+        _check_optimiser(self.section, self)
+        if self.heun_steps < 1:
+            raise ConfigError(f"{self.section}.heun_steps must be >= 1, got {self.heun_steps}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ConfigError(f"{self.section} needs 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        for name in ("sigma_data", "p_std", "rho"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{self.section}.{name} must be > 0, got {getattr(self, name)}")
+        if self.val_showers < 0:
+            raise ConfigError(f"{self.section}.val_showers must be >= 0, got {self.val_showers}")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig(TrainingConfig):
+    """PointWise Net and its EDM training (see caloclouds/diffusion/); the training keys are
+    :class:`TrainingConfig`'s."""
+
+    section: ClassVar[str] = "diffusion"
+
+    hidden: tuple[int, ...] = (32, 64, 128, 64, 32)  # Widths of the hidden ConcatSquash layers (CC3 size).
+    fourier_features: int = 64  # Size of the Fourier embedding of c_noise = ln(sigma)/4.
+    fourier_std: float = 16.0  # Std of the (frozen, random) Fourier frequencies.
+    time_features: int = 64  # Width of the Linear after the Fourier embedding.
+    extra_conditions: int = 0  # Per-shower condition features beyond (energy, n points).
+    noise_groups: int = 8  # Noise levels per shower in training (points split at random).
+    lr_decay_steps: int = 0  # Cosine decay of the LR over the last this many steps (0 = constant).
+    final_lr_factor: float = 0.01  # ... down to learning_rate * final_lr_factor at the last step.
     rotate: bool = True  # Augment by a random rotation about the shower axis.
     xy_jitter: bool = True  # Jitter x, y uniformly inside the clustering sub-cell.
-    checkpoint_every: int = 500  # Steps between checkpoints.
     # Per-layer conditioning: each (shower, layer) is one row of the network, conditioned on the
     # layer and its point count and energy (from the Shower Flow at generation time); the network
     # generates (x, y, e) per point, so depth comes exactly from the flow (no depth-rank assignment).
@@ -232,20 +270,15 @@ class DiffusionConfig:
     # Direction of incidence (per-layer models): points in the frame of the inclined axis, each row
     # also conditioned on tan(theta) (caloclouds/direction.py); angled training files need it.
     direction: bool = False
-    val_showers: int = 32  # Validation showers for the loss curve (when a --val file is given).
 
     def __post_init__(self) -> None:
-        _check_schedule("diffusion", self)
-        for name in ("fourier_features", "time_features", "noise_groups", "heun_steps", "val_showers"):
+        super().__post_init__()
+        _check_lr_decay(self.section, self)
+        for name in ("fourier_features", "time_features", "noise_groups", "val_showers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"diffusion.{name} must be >= 1, got {getattr(self, name)}")
         if not self.hidden or min(self.hidden) < 1:
             raise ConfigError(f"diffusion.hidden must be a non-empty list of widths >= 1, got {self.hidden}")
-        if not 0 < self.sigma_min < self.sigma_max:
-            raise ConfigError(f"diffusion needs 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
-        for name in ("sigma_data", "p_std", "rho"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"diffusion.{name} must be > 0, got {getattr(self, name)}")
         if self.points_per_shower < 0 or self.extra_conditions < 0:
             raise ConfigError("diffusion.points_per_shower and diffusion.extra_conditions must be >= 0")
         if self.direction and not self.per_layer:
@@ -269,7 +302,8 @@ class DistillationConfig:
     checkpoint_every: int = 500  # Steps between checkpoints.
 
     def __post_init__(self) -> None:
-        _check_schedule("distillation", self)
+        _check_optimiser("distillation", self)
+        _check_lr_decay("distillation", self)
         if self.num_steps < 2 or self.sample_steps < 1:
             raise ConfigError(
                 f"distillation needs num_steps >= 2 and sample_steps >= 1, got {self.num_steps}, {self.sample_steps}"
@@ -278,18 +312,23 @@ class DistillationConfig:
             raise ConfigError(f"distillation.target_ema must be in [0, 1), got {self.target_ema}")
 
 
-def _check_schedule(section: str, cfg: Any) -> None:
-    """The optimiser settings shared by the diffusion and distillation sections."""
+def _check_optimiser(section: str, cfg: Any) -> None:
+    """The optimiser settings of every training section (diffusion, distillation, voxel)."""
     for name in ("batch_size", "steps", "checkpoint_every"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{section}.{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("learning_rate", "final_lr_factor"):
-        if not getattr(cfg, name) > 0:  # also refuses NaN
-            raise ConfigError(f"{section}.{name} (--lr for the learning rate) must be > 0, got {getattr(cfg, name)}")
-    if not cfg.grad_clip >= 0 or cfg.lr_decay_steps < 0:
-        raise ConfigError(
-            f"{section}.grad_clip and {section}.lr_decay_steps must be >= 0, got {cfg.grad_clip}, {cfg.lr_decay_steps}"
-        )
+    if not cfg.learning_rate > 0:  # also refuses NaN
+        raise ConfigError(f"{section}.learning_rate (--lr for the learning rate) must be > 0, got {cfg.learning_rate}")
+    if not cfg.grad_clip >= 0:
+        raise ConfigError(f"{section}.grad_clip must be >= 0, got {cfg.grad_clip}")
+
+
+def _check_lr_decay(section: str, cfg: Any) -> None:
+    """The cosine learning-rate decay of the diffusion and distillation sections."""
+    if not cfg.final_lr_factor > 0:
+        raise ConfigError(f"{section}.final_lr_factor must be > 0, got {cfg.final_lr_factor}")
+    if cfg.lr_decay_steps < 0:
+        raise ConfigError(f"{section}.lr_decay_steps must be >= 0, got {cfg.lr_decay_steps}")
 
 
 @dataclass(frozen=True)
@@ -389,7 +428,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
-        return _build(annotation, value, where)
+        return section_from_dict(annotation, value, where)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list, got {value!r}")
@@ -415,7 +454,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+def section_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """The dataclass ``cls`` from the plain dict ``data`` (section ``where`` of a config).
+
+    Each value is checked and converted to the field's type; an unknown key is an error that lists
+    the valid keys. The run config and the voxel config (``caloclouds.voxel.config``) are read so.
+    """
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))
@@ -428,39 +472,64 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 ILD_LIKE_DETECTOR = DetectorConfig()  # The ILD-like Si-W ECAL of ../shared/data (configs/ild_photons.yaml).
 DEFAULT_EVALUATION = EvaluationConfig()  # The evaluation settings when none are given.
 
-#: Keys of older configs, read at their new place: (section, key) -> (section, key).
-LEGACY_KEYS: dict[tuple[str, str], tuple[str, str]] = {
+#: A table of renamed or moved config keys: (old section, old key) -> (new section, new key).
+LegacyKeys = dict[tuple[str, str], tuple[str, str]]
+
+#: Keys of older run configs, read at their new place.
+LEGACY_KEYS: LegacyKeys = {
     ("evaluation", "mip_mev"): ("detector", "mip_mev"),
     ("evaluation", "cell_threshold_mip"): ("detector", "cell_threshold_mip"),
 }
 
 
-def _move_legacy_keys(data: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``data`` with the :data:`LEGACY_KEYS` moved to their new section (a conflict is an error)."""
+def upgrade_legacy_keys(data: dict[str, Any], legacy: LegacyKeys) -> tuple[dict[str, Any], list[str]]:
+    """A copy of the sectioned dict ``data`` with the keys of ``legacy`` at their new place, and a
+    note for each key moved (``"old.key is now new.key"``).
+
+    The old and the new key may both be given only with the same value (else a ConfigError).
+    ``data`` itself is not changed.
+    """
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    for (old_section, old_key), (new_section, new_key) in LEGACY_KEYS.items():
+    notes = []
+    for (old_section, old_key), (new_section, new_key) in legacy.items():
         section = out.get(old_section)
         if not isinstance(section, dict) or old_key not in section:
             continue
         value = section.pop(old_key)
         target = out.setdefault(new_section, {})
         if not isinstance(target, dict):
-            continue  # _build reports the bad section
+            continue  # section_from_dict reports the bad section
         if new_key in target and target[new_key] != value:
             raise ConfigError(
                 f"{old_section}.{old_key} ({value!r}) and {new_section}.{new_key} ({target[new_key]!r}) "
                 f"disagree; {old_section}.{old_key} is the old name of {new_section}.{new_key}: give only that"
             )
         target[new_key] = value
-    return out
+        notes.append(f"{old_section}.{old_key} is now {new_section}.{new_key}")
+    return out, notes
+
+
+def warn_legacy_keys(path: str | Path, notes: list[str]) -> None:
+    """The deprecation note of a config file that uses old keys (a FutureWarning, shown to users)."""
+    if notes:
+        warnings.warn(
+            f"{path}: old config key(s), still read: {'; '.join(notes)}. Rename them in the file.",
+            FutureWarning,
+            stacklevel=4,
+        )
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Build a :class:`RunConfig` from a plain dict (as stored in checkpoints; old keys are read at
     their new place, :data:`LEGACY_KEYS`)."""
+    return _run_config_from_dict(data)[0]
+
+
+def _run_config_from_dict(data: dict[str, Any]) -> tuple[RunConfig, list[str]]:
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping, got {type(data).__name__}")
-    return _build(RunConfig, _move_legacy_keys(data), "")
+    upgraded, notes = upgrade_legacy_keys(data, LEGACY_KEYS)
+    return section_from_dict(RunConfig, upgraded, ""), notes
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -489,10 +558,21 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a YAML config file; missing sections and keys take their defaults."""
+def load_yaml_config(path: str | Path, parse: Callable[[Any], tuple[Any, list[str]]]) -> Any:
+    """``parse`` (content -> (config, notes on old keys)) applied to the YAML file ``path``.
+
+    Its ConfigError names the file; the notes become one deprecation note (:func:`warn_legacy_keys`).
+    """
     data = read_yaml(path)
     try:
-        return config_from_dict(data)
+        config, notes = parse(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    warn_legacy_keys(path, notes)
+    return config
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML config file; missing sections and keys take their defaults, old keys
+    (:data:`LEGACY_KEYS`) are read at their new place with a deprecation note."""
+    return load_yaml_config(path, _run_config_from_dict)

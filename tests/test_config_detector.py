@@ -43,7 +43,8 @@ def test_an_old_config_loads_with_its_values_moved(tmp_path: Path) -> None:
     }
     path = tmp_path / "old.yaml"
     path.write_text(yaml.safe_dump(old))
-    config = load_config(path)
+    with pytest.warns(FutureWarning, match=r"old\.yaml: old config key\(s\), still read: evaluation\.mip_mev is now"):
+        config = load_config(path)
     assert config.detector.mip_mev == 0.2 and config.detector.cell_threshold_mip == 0.25
     assert config.detector.threshold_mev == pytest.approx(0.05) and config.evaluation.n_batches == 4
     assert set(LEGACY_KEYS) == {("evaluation", "mip_mev"), ("evaluation", "cell_threshold_mip")}

@@ -6,7 +6,7 @@ standardised logits (6000 showers x 4320 voxels = 100 MB in float32). Each step 
 optionally rotates it by a random number of alpha bins and reflects it (exact symmetries of the
 cylinder for showers at normal incidence), and minimises the EDM loss of
 :class:`caloclouds.diffusion.edm.EDMDenoiser` (reused through :class:`ImageCond`). Every
-``eval_every`` steps the run folder gets ``model.pt`` (the EMA model, the file to ship),
+``checkpoint_every`` steps the run folder gets ``model.pt`` (the EMA model, the file to ship),
 ``checkpoint.pt`` (plus the trained weights, optimiser and random stream: ``resume=True``
 continues exactly), ``metrics.csv`` with the validation loss (fixed showers, fixed noise levels)
 and ``curve.png``; a time budget or SIGTERM stops the run after such a checkpoint. Distillation
@@ -147,34 +147,60 @@ def _validation_loss(model: VoxelModel, data: VoxelTrainingData, config: VoxelCo
     return float(torch.cat(losses).mean())
 
 
+@dataclass
+class _Run:
+    """The state of one run (teacher or distillation) in its folder: fresh, or resumed from ``checkpoint.pt``."""
+
+    out: Path
+    opts: VoxelRunOptions
+    total: int  # Optimiser steps of the whole run.
+    start: int  # Steps already done (0 when fresh).
+    run_log: RunLog
+    generator: torch.Generator  # Batches, noise and augmentation.
+    optimiser: torch.optim.Optimizer
+
+
+def _start_run(
+    out: Path,
+    stored: dict[str, Any] | None,
+    config: VoxelConfig,
+    *,
+    opts: VoxelRunOptions,
+    total: int,
+    optimiser: torch.optim.Optimizer,
+) -> _Run:
+    """Seed the random stream, restore the optimiser, stream and log of ``stored`` (a training
+    checkpoint, or None), and write the run's ``config.yaml``."""
+    generator = torch.Generator().manual_seed(opts.seed)
+    run_log, start = _resume_state(stored, optimiser, generator)
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_config(out, {"voxel": voxel_config_to_dict(config)})
+    return _Run(out, opts, total, start, run_log, generator, optimiser)
+
+
 def _fit_loop(
     data: VoxelTrainingData,
     config: VoxelConfig,
+    run: _Run,
     *,
-    out: Path,
-    opts: VoxelRunOptions,
-    total: int,
-    start: int,
-    run_log: RunLog,
-    generator: torch.Generator,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     trained: VoxelModel,
     saved: VoxelModel,
-    optimiser: torch.optim.Optimizer,
     ema_fn: Callable[[int], None],
     lr_fn: Callable[[int], float] | None,
     val_fn: Callable[[], float] | None,
 ) -> TrainResult:
-    """The optimisation loop the teacher and the distillation share, from ``start`` to ``total``.
+    """The optimisation loop the teacher and the distillation share, from ``run.start`` to ``run.total``.
 
     Each step draws a batch of images (augmented), takes the mean of ``loss_fn(x, features)`` (one
-    loss per image; it draws its noise from ``generator``), sets the learning rate to
+    loss per image; it draws its noise from ``run.generator``), sets the learning rate to
     ``lr_fn(step)`` when given, clips, steps, and updates the EMA with ``ema_fn(step)`` (steps
-    counted from 1). Every ``config.eval_every`` steps and at the end a metrics row is logged and
+    counted from 1). Every ``config.checkpoint_every`` steps and at the end a metrics row is logged and
     the run folder written: ``model.pt`` holds ``saved`` (the EMA / target), ``checkpoint.pt`` adds
     ``trained``, the optimiser and the random stream.
     """
     last = {"row": -1.0, "png": 0.0}
+    out, opts, run_log, generator, optimiser = run.out, run.opts, run.run_log, run.generator, run.optimiser
 
     def step_fn(step: int) -> tuple[Tensor, int]:
         idx = torch.randint(len(data), (config.batch_size,), generator=generator)
@@ -210,12 +236,12 @@ def _fit_loop(
             with atomic_path(opts.export) as tmp:
                 shutil.copyfile(out / MODEL_NAME, tmp)
 
-    run = run_steps(
+    steps = run_steps(
         step_fn=step_fn,
         save_fn=save_fn,
-        start=start,
-        steps=total,
-        checkpoint_every=config.eval_every,
+        start=run.start,
+        steps=run.total,
+        checkpoint_every=config.checkpoint_every,
         log=run_log,
         progress=opts.progress,
         desc="train-voxel" if saved.kind == "edm" else "distill-voxel",
@@ -223,7 +249,7 @@ def _fit_loop(
         lr_fn=lambda: optimiser.param_groups[0]["lr"],
         time_budget_s=opts.time_budget_s,
     )
-    return make_result(out, start, run, run_log)
+    return make_result(out, run.start, steps, run_log)
 
 
 def _resume_state(
@@ -248,7 +274,7 @@ def _teacher(
     model = build_voxel_model(config)
     if model.mesh.n_voxels != voxels.mesh.n_voxels:
         raise ValueError(f"training voxels are on {voxels.mesh!r}, the config's mesh is {model.mesh!r}")
-    n_val = min(config.validation_showers, len(voxels) // 5)
+    n_val = min(config.val_showers, len(voxels) // 5)
     train_v, val_v = voxels[: len(voxels) - n_val], voxels[len(voxels) - n_val :]
     if stored is None:  # preprocessing and the layer-energy model are fitted on the training part only
         images = model.to_latent(torch.from_numpy(train_v.energy_mev)).detach()
@@ -263,10 +289,8 @@ def _teacher(
     if stored is not None:
         ema.load_state_dict(stored["state_dict"])
     opt = torch.optim.Adam(model.denoiser.parameters(), lr=config.learning_rate)
-    g = torch.Generator().manual_seed(opts.seed)
-    run_log, start = _resume_state(stored, opt, g)
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_config(out, {"voxel": voxel_config_to_dict(config)})
+    run = _start_run(out, stored, config, opts=opts, total=total, optimiser=opt)
+    g = run.generator
 
     def loss_fn(x: Tensor, feats: Tensor) -> Tensor:
         sigma = sample_log_normal_sigma(len(x), p_mean=config.p_mean, p_std=config.p_std, generator=g)
@@ -276,16 +300,10 @@ def _teacher(
     result = _fit_loop(
         train,
         config,
-        out=out,
-        opts=opts,
-        total=total,
-        start=start,
-        run_log=run_log,
-        generator=g,
+        run,
         loss_fn=loss_fn,
         trained=model,
         saved=ema,
-        optimiser=opt,
         ema_fn=lambda step: ema_update(
             ema.denoiser, model.denoiser, ema_warmup_decay(step, power=config.ema_power, max_decay=config.ema_max)
         ),
@@ -299,11 +317,11 @@ def train_voxel_model(voxels: VoxelShowers, config: VoxelConfig, *, out: str | P
     """Train the EDM teacher on voxelised showers into the run folder ``out``.
 
     Args:
-        voxels: training showers on ``config.mesh`` (the last ``config.validation_showers`` are
+        voxels: training showers on ``config.mesh`` (the last ``config.val_showers`` are
             held out for the validation loss).
         config: the voxel configuration (on resume the run's ``config.yaml`` / checkpoint wins).
         out: run folder (``config.yaml``, ``checkpoint.pt``, ``model.pt``, ``metrics.csv``,
-            ``curve.png``), written every ``config.eval_every`` steps and at the end.
+            ``curve.png``), written every ``config.checkpoint_every`` steps and at the end.
         options: the fields of :class:`VoxelRunOptions` (``steps``, ``seed``, ``log``, ``progress``,
             ``resume``, ``time_budget_s``, ``export``).
 
@@ -331,10 +349,8 @@ def _distill(
     data = _prepare(student, voxels)
     sigmas = karras_sigmas(config.distill_levels, config.sigma_min, config.sigma_max, config.rho, append_zero=False)
     opt = torch.optim.Adam(student.denoiser.parameters(), lr=config.learning_rate * FINAL_LR_FACTOR)
-    g = torch.Generator().manual_seed(opts.seed)
-    run_log, start = _resume_state(stored, opt, g)
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_config(out, {"voxel": voxel_config_to_dict(config)})
+    run = _start_run(out, stored, config, opts=opts, total=total, optimiser=opt)
+    g = run.generator
 
     def loss_fn(x: Tensor, feats: Tensor) -> Tensor:
         level = torch.randint(config.distill_levels - 1, (len(x),), generator=g)
@@ -355,16 +371,10 @@ def _distill(
     result = _fit_loop(
         data,
         config,
-        out=out,
-        opts=opts,
-        total=total,
-        start=start,
-        run_log=run_log,
-        generator=g,
+        run,
         loss_fn=loss_fn,
         trained=student,
         saved=target,
-        optimiser=opt,
         ema_fn=lambda step: ema_update(target.denoiser, student.denoiser, config.distill_target_ema),
         lr_fn=None,
         val_fn=None,

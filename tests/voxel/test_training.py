@@ -17,7 +17,7 @@ from caloclouds.voxel.training import distill_voxel_model, load_voxel_data, trai
 from tests.training_resume import assert_same_run, assert_same_weights, step_budget
 
 TINY = VoxelConfig(
-    channels=(4, 8), embedding=16, batch_size=8, eval_every=10, validation_showers=6, heun_steps=3, cm_sample_steps=1
+    channels=(4, 8), embedding=16, batch_size=8, checkpoint_every=10, val_showers=6, heun_steps=3, cm_sample_steps=1
 )
 
 
@@ -102,7 +102,7 @@ def test_train_voxel_verb(shared, tmp_path, capsys) -> None:
     src = str(shared("g4_photons_val_fixed.h5"))
     cfg = tmp_path / "voxel.yaml"
     cfg.write_text(
-        "voxel:\n  channels: [4]\n  embedding: 8\n  batch_size: 4\n  eval_every: 2\n  validation_showers: 2\n"
+        "voxel:\n  channels: [4]\n  embedding: 8\n  batch_size: 4\n  checkpoint_every: 2\n  val_showers: 2\n"
     )
     out = tmp_path / "m.pt"
     assert main(["train-voxel", src, "-o", str(out), "--config", str(cfg), "--dry-run"]) == 0
@@ -207,7 +207,7 @@ def test_irregular_mesh_trains_through_glam(tmp_path) -> None:
     from tests.conftest import shared_file
 
     cfg = VoxelConfig(
-        mesh="ds1", channels=(4,), embedding=8, batch_size=4, eval_every=2, validation_showers=2, heun_steps=2
+        mesh="ds1", channels=(4,), embedding=8, batch_size=4, checkpoint_every=2, val_showers=2, heun_steps=2
     )
     data = load_voxel_data(shared_file("g4_photons_val_fixed.h5"), get_mesh("ds1"), max_showers=10)
     model = train_voxel_model(data, cfg, out=tmp_path / "ds1", steps=2, log=lambda s: None)
@@ -236,7 +236,7 @@ def test_generate_voxel_model_takes_the_solver(teacher, tmp_path, capsys) -> Non
 
 RESUME_STEPS = 12
 FITTED = ("layer_model.",)  # LayerEnergyModel.fit (LAPACK lstsq) differs in the last bit between fresh runs
-RESUME_CONFIG = VoxelConfig(channels=(4,), embedding=8, batch_size=4, eval_every=3, validation_showers=4)
+RESUME_CONFIG = VoxelConfig(channels=(4,), embedding=8, batch_size=4, checkpoint_every=3, val_showers=4)
 
 
 @pytest.fixture(scope="module")
