@@ -13,6 +13,11 @@ The order of the steps follows CaloClouds II (arXiv:2309.05704, Sec. 3), without
    energy of points near the axis shared over four copies (``generation.core_radius_mm``);
 5. optionally the showers are projected onto a geometry, with a cell threshold.
 
+A direction-aware bundle (issue 25) also takes each shower's direction (θ, φ in degrees): the flow
+is conditioned on θ, the PointWise Net on tan θ, and steps 1-4 run in the frame of the inclined axis
+(:mod:`caloclouds.direction`; no random turn for angled showers, whose lean is along +x there); the
+points then go back to the detector frame (the axis added, the shower turned by φ).
+
 The whole batch goes through each step at once (ragged, no padding, no loop over showers), in
 ``torch.inference_mode`` (at batch 1 most of the calibration's time was autograd bookkeeping under
 ``no_grad``). The ``caloclouds`` command also calls :func:`caloclouds.memory.keep_freed_memory`,
@@ -32,6 +37,7 @@ import torch
 from torch import Tensor
 
 from caloclouds.diffusion.sampling import SAMPLERS, Callback, resolve_sampling
+from caloclouds.direction import from_axis_frame
 from caloclouds.errors import CaloCloudsError
 from caloclouds.generation.bundle import ModelBundle
 from caloclouds.generation.calibration import (
@@ -44,7 +50,7 @@ from caloclouds.generation.calibration import (
     random_angles,
 )
 from caloclouds.rounding import largest_remainder
-from caloclouds.showers import Showers, shower_index_torch
+from caloclouds.showers import THETA, Showers, shower_index_torch
 
 __all__ = ["ShowerGenerator", "StageTimes"]
 
@@ -122,6 +128,9 @@ class ShowerGenerator:
         self.times = StageTimes()
         self.half_width_mm = float(bundle.config.detector.half_width_mm)
         self._clipped = torch.zeros((), dtype=torch.int64, device=self.device)
+        config = bundle.config
+        self.direction_aware = bool(config.diffusion.direction) and THETA in tuple(config.flow.condition_names)
+        self._layer_z = torch.tensor(config.detector.layer_centre_z_mm, dtype=torch.float32, device=self.device)
         self._warm_up()  # the TorchScript compiles go into loading, not into the first shower
 
     def _warm_up(self) -> None:
@@ -151,14 +160,39 @@ class ShowerGenerator:
         # plain tensors, which callers may modify in place or use with autograd
         return points.clone(), offsets.clone()
 
+    def _directions(self, n: int, theta_deg: Any, phi_deg: Any) -> tuple[Tensor, Tensor] | None:
+        """(θ, φ) in radians as (B,) tensors on the device, or None for normal incidence with a model
+        that knows no direction (then nothing of the direction runs: the same bits as before)."""
+        if theta_deg is None and phi_deg is None and not self.direction_aware:
+            return None
+        theta = torch.as_tensor(0.0 if theta_deg is None else theta_deg, dtype=torch.float64).reshape(-1)
+        phi = torch.as_tensor(0.0 if phi_deg is None else phi_deg, dtype=torch.float64).reshape(-1)
+        theta, phi = theta.expand(n) if len(theta) == 1 else theta, phi.expand(n) if len(phi) == 1 else phi
+        if theta.shape != (n,) or phi.shape != (n,):
+            raise CaloCloudsError(f"theta_deg and phi_deg must be one value or one per shower ({n})")
+        if not self.direction_aware and bool((theta != 0).any()):
+            raise CaloCloudsError(
+                "this model knows only normal incidence (theta_deg = 0); use a direction-aware bundle for angled showers"
+            )
+        return torch.deg2rad(theta).to(self.device, torch.float32), torch.deg2rad(phi).to(self.device, torch.float32)
+
     @torch.inference_mode()
     def _generate(
-        self, incident_energy_gev: Tensor, generator: torch.Generator | None, callback: Callback | None = None
+        self,
+        incident_energy_gev: Tensor,
+        generator: torch.Generator | None,
+        callback: Callback | None = None,
+        direction: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """:meth:`generate_tensors` as inference tensors; ``callback`` after each solver step."""
+        """:meth:`generate_tensors` as inference tensors; ``callback`` after each solver step;
+        ``direction`` (θ, φ) in radians per shower (:meth:`_directions`)."""
         energy = incident_energy_gev.to(self.device, torch.float32).reshape(-1)
+        if direction is None and self.direction_aware:
+            direction = self._directions(len(energy), None, None)
+        extra = None if direction is None or not self.direction_aware else torch.rad2deg(direction[0])[:, None]
+        tan_theta = None if extra is None else torch.tan(direction[0])
         t0 = time.perf_counter()
-        stats = self.flow.sample(energy, generator=generator)
+        stats = self.flow.sample(energy, extra_conditions=extra, generator=generator)
         self._sync()
         t1 = time.perf_counter()
         n_points = self.calibration(stats.n_points).clamp_min(1)
@@ -177,6 +211,7 @@ class ShowerGenerator:
                 generator=generator,
                 condition_points_per_layer=stats.points_per_layer,
                 callback=callback,
+                tan_theta=tan_theta,
             )
         else:
             raw, offsets = self.point_model.sample(
@@ -188,7 +223,9 @@ class ShowerGenerator:
             layer = raw[:, 2].long()
         else:
             layer = assign_layers_by_depth(raw[:, 2], offsets, per_layer)
-        points, new_offsets = self._calibrate(raw, layer, offsets, energy, stats, generator)
+        points, new_offsets = self._calibrate(raw, layer, offsets, energy, stats, generator, direction)
+        if direction is not None:
+            points = self._to_detector_frame(points, new_offsets, direction)
         self._keep_inside(points)
         self._sync()
         t3 = time.perf_counter()
@@ -209,8 +246,24 @@ class ShowerGenerator:
         """Points moved inside the calorimeter's transverse size so far (see :meth:`_keep_inside`)."""
         return int(self._clipped)
 
+    def _to_detector_frame(self, points: Tensor, offsets: Tensor, direction: tuple[Tensor, Tensor]) -> Tensor:
+        """The calibrated points of the axis frame in the detector frame: the axis added, turned by φ."""
+        theta, phi = direction
+        shower = shower_index_torch(offsets.to(self.device))
+        x, y = from_axis_frame(
+            points[:, 0], points[:, 1], points[:, 2], torch.tan(theta)[shower], phi[shower], self._layer_z
+        )
+        return torch.stack([x, y, points[:, 2], points[:, 3]], dim=1)
+
     def _calibrate(
-        self, raw: Tensor, layer: Tensor, offsets: Tensor, energy: Tensor, stats: Any, generator: torch.Generator | None
+        self,
+        raw: Tensor,
+        layer: Tensor,
+        offsets: Tensor,
+        energy: Tensor,
+        stats: Any,
+        generator: torch.Generator | None,
+        direction: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Step 4 of the module doc: :func:`calibrate_points`, one TorchScript call for the whole batch."""
         n_showers = len(energy)
@@ -221,6 +274,8 @@ class ShowerGenerator:
             shower = shower_index_torch(offsets)
         # the rotation angles: one draw per batch, before anything else of the calibration stage
         angle = random_angles(n_showers, self.device, generator) if self.cog == "rotate" else energy
+        if self.cog == "rotate" and direction is not None:  # an angled shower leans along +x: no turn
+            angle = torch.where(direction[0] > 0, torch.zeros_like(angle), angle)
         nodes, table = self._radial_tensors
         return compiled(calibrate_points)(
             raw,
@@ -244,12 +299,24 @@ class ShowerGenerator:
         *,
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
+        theta_deg: np.ndarray | float | None = None,
+        phi_deg: np.ndarray | float | None = None,
     ) -> Showers:
         """Generate one batch and return it as numpy :class:`Showers`; ``callback`` is called after
-        each step of the point model's solver (see :meth:`PointModel.sample`)."""
-        energy = torch.as_tensor(np.asarray(incident_energy_gev, dtype=np.float32))
-        points, offsets = self._generate(energy, generator, callback)
-        return Showers(points.cpu().numpy(), offsets.cpu().numpy(), energy.numpy())
+        each step of the point model's solver (see :meth:`PointModel.sample`).
+
+        ``theta_deg`` and ``phi_deg`` (one value or one per shower) give the direction of incidence
+        (a direction-aware bundle); the showers then carry them as ``theta_deg`` and ``phi_deg``."""
+        energy = torch.as_tensor(np.asarray(incident_energy_gev, dtype=np.float32)).reshape(-1)
+        direction = self._directions(len(energy), theta_deg, phi_deg)
+        points, offsets = self._generate(energy, generator, callback, direction)
+        showers = Showers(points.cpu().numpy(), offsets.cpu().numpy(), energy.numpy())
+        if theta_deg is None and phi_deg is None:
+            return showers
+        n = len(energy)
+        theta = np.broadcast_to(np.asarray(0.0 if theta_deg is None else theta_deg, np.float32).reshape(-1), (n,))
+        phi = np.broadcast_to(np.asarray(0.0 if phi_deg is None else phi_deg, np.float32).reshape(-1), (n,))
+        return showers.with_direction(theta, phi)
 
     def stream(
         self,
@@ -259,13 +326,21 @@ class ShowerGenerator:
         seed: int = 0,
         project: Callable[[Showers], Any] | None = None,
         callback: Callback | None = None,
+        theta_deg: np.ndarray | None = None,
+        phi_deg: np.ndarray | None = None,
     ) -> Iterator[tuple[Showers, Any]]:
         """Yield (showers, cells or None) chunk by chunk, with one seeded generator for the whole run;
-        ``callback`` after each solver step of each chunk (for a progress bar within a chunk)."""
+        ``callback`` after each solver step of each chunk (for a progress bar within a chunk);
+        ``theta_deg``, ``phi_deg``: one direction per shower (as the energies), or None."""
         generator = torch.Generator(device=self.device).manual_seed(seed)
         for start in range(0, len(incident_energy_gev), batch_size):
+            chunk = slice(start, start + batch_size)
             showers = self.generate(
-                incident_energy_gev[start : start + batch_size], generator=generator, callback=callback
+                incident_energy_gev[chunk],
+                generator=generator,
+                callback=callback,
+                theta_deg=None if theta_deg is None else theta_deg[chunk],
+                phi_deg=None if phi_deg is None else phi_deg[chunk],
             )
             cells = None
             if project is not None:
