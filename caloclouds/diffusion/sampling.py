@@ -13,8 +13,9 @@ Two choices are kept apart:
 * which solver (:data:`SOLVERS`): ``"heun"`` or ``"euler"`` integrate a teacher's probability-flow
   ODE on the Karras schedule; ``"consistency"`` runs a consistency model on its distillation grid.
 
-Adding a solver touches only this file: write ``sample_<name>`` with the shared signature and add a
-:class:`SolverSpec` to :data:`SOLVERS`. The old ``sampler`` strings map onto the two choices through
+Adding a solver touches only this file: write ``sample_<name>`` with the shared signature (``heun``
+and ``euler`` are one function, :func:`sample_ode`, with and without the second-order correction)
+and add a :class:`SolverSpec` to :data:`SOLVERS`. The old ``sampler`` strings map onto the two choices through
 :func:`resolve_sampling` (``"cm"`` = cm + consistency, ``"edm"`` = teacher + heun).
 
 References:
@@ -24,6 +25,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -48,6 +50,7 @@ __all__ = [
     "sample_consistency",
     "sample_euler",
     "sample_heun",
+    "sample_ode",
     "solver_sigmas",
 ]
 
@@ -108,16 +111,24 @@ def consistency_sigmas(steps: int, levels: Tensor) -> Tensor:
 # Solvers of Karras et al. (2022): deterministic, on the teacher's denoiser.
 
 
-def _sample_ode(
+@torch.no_grad()
+def sample_ode(
     denoiser: Callable[..., Tensor],
     x: Tensor,
     sigmas: Tensor,
     *,
     cond: Any,
-    callback: Callback | None,
-    second_order: bool,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    second_order: bool = True,
 ) -> Tensor:
-    """Euler steps, each corrected to a Heun step when ``second_order`` and the next sigma is not 0."""
+    """Implements Algorithms 1 (Heun steps, ``second_order``) and 2 (Euler steps) of Karras et al.
+    (2022), deterministic (S_churn = 0).
+
+    ``x`` is the starting noise already scaled by ``sigmas[0]``; ``generator`` is unused (shared
+    signature). Each Euler step is corrected to a Heun step (a second network evaluation) when
+    ``second_order`` and the next sigma is not 0, so the last step to sigma = 0 is an Euler step.
+    """
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = denoiser(x, sigma, cond=cond)
@@ -132,38 +143,10 @@ def _sample_ode(
     return x
 
 
-@torch.no_grad()
-def sample_euler(
-    denoiser: Callable[..., Tensor],
-    x: Tensor,
-    sigmas: Tensor,
-    *,
-    cond: Any,
-    generator: torch.Generator | None = None,
-    callback: Callback | None = None,
-) -> Tensor:
-    """Implements Algorithm 2 (Euler steps) from Karras et al. (2022), deterministic.
-
-    ``x`` is the starting noise already scaled by ``sigmas[0]``; ``generator`` is unused (shared signature).
-    """
-    return _sample_ode(denoiser, x, sigmas, cond=cond, callback=callback, second_order=False)
-
-
-@torch.no_grad()
-def sample_heun(
-    denoiser: Callable[..., Tensor],
-    x: Tensor,
-    sigmas: Tensor,
-    *,
-    cond: Any,
-    generator: torch.Generator | None = None,
-    callback: Callback | None = None,
-) -> Tensor:
-    """Implements Algorithm 1 (Heun steps) from Karras et al. (2022), deterministic (S_churn = 0).
-
-    Two network evaluations per step, and a final Euler step when the next sigma is 0.
-    """
-    return _sample_ode(denoiser, x, sigmas, cond=cond, callback=callback, second_order=True)
+#: Algorithm 1 (Heun steps) of Karras et al. (2022): :func:`sample_ode` with ``second_order``.
+sample_heun = functools.partial(sample_ode, second_order=True)
+#: Algorithm 2 (Euler steps) of Karras et al. (2022): :func:`sample_ode` without ``second_order``.
+sample_euler = functools.partial(sample_ode, second_order=False)
 
 
 # ----------------------------------------------------------------------------
