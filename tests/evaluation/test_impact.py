@@ -147,31 +147,11 @@ def test_core_perturbation_moves_the_core_outward_by_the_amount() -> None:
         perturb(showers, Perturbation("core", 6.0))
 
 
-def test_cli_impact_all_and_the_exit_status(shared, tmp_path, capsys) -> None:
+def test_cli_impact_all_and_the_exit_status(tmp_path, capsys, evaluate_args) -> None:
     from caloclouds.cli import main
 
-    config = tmp_path / "fast.yaml"
-    config.write_text("evaluation:\n  classifier_epochs: 2\n  classifier_folds: 3\n  n_batches: 3\n")
     out = tmp_path / "eval"
-    args = [
-        "evaluate",
-        "--reference",
-        str(shared("g4_photons_val_uniform.h5")),
-        "--generated",
-        str(shared("g4_photons_train.h5")),
-        "--label",
-        "g4",
-        "--out",
-        str(out),
-        "--max-showers",
-        "100",
-        "--config",
-        str(config),
-        "--no-plots",
-        "--no-low-level",
-        "--impact",
-        "all",
-    ]
+    args = evaluate_args("g4_photons_train.h5", 100, "--no-plots", "--no-low-level", "--impact", "all", label="g4")
     code = main([*args, "--max-ratio", "0.01", "--no-fail-exit"])  # everything fails, exit 0 anyway
     assert code == 0, capsys.readouterr().err
     scores = json.loads((out / "scores.json").read_text())

@@ -116,35 +116,14 @@ def test_evaluate_rejects_bad_inputs(shared) -> None:
     assert info.value.label == "fixed"
 
 
-def test_cli_writes_scores_plots_and_report(shared, tmp_path, capsys) -> None:
+def test_cli_writes_scores_plots_and_report(shared, tmp_path, capsys, evaluate_args) -> None:
     from caloclouds.cli import main
 
     out = tmp_path / "eval"
-    config = tmp_path / "fast.yaml"
-    config.write_text("evaluation:\n  classifier_epochs: 5\n  classifier_folds: 5\n")
-    code = main(
-        [
-            "evaluate",
-            "--reference",
-            str(shared("g4_photons_val_uniform.h5")),
-            "--floor-reference",
-            str(shared("g4_photons_train2.h5")),
-            "--generated",
-            str(shared("g4_photons_train.h5")),
-            "--label",
-            "train",
-            "--out",
-            str(out),
-            "--max-showers",
-            "150",
-            "--config",
-            str(config),
-            "--low-level-epochs",
-            "1",
-            "--max-ratio",
-            "1.9",
-        ]
-    )
+    config = "evaluation:\n  classifier_epochs: 5\n  classifier_folds: 5\n"
+    floor = ["--floor-reference", str(shared("g4_photons_train2.h5"))]
+    extra = [*floor, "--low-level-epochs", "1", "--max-ratio", "1.9"]
+    code = main(evaluate_args("g4_photons_train.h5", 150, *extra, label="train", config=config))
     assert code == 0
     printed = capsys.readouterr().out
     for text in (
@@ -174,31 +153,15 @@ def test_cli_writes_scores_plots_and_report(shared, tmp_path, capsys) -> None:
         assert (out / name).stat().st_size > 10_000
 
 
-def test_cli_refuses_a_different_spectrum_unless_allowed(shared, tmp_path, capsys) -> None:
+def test_cli_refuses_a_different_spectrum_unless_allowed(tmp_path, capsys, evaluate_args) -> None:
     from caloclouds.cli import main
 
-    args = [
-        "evaluate",
-        "--reference",
-        str(shared("g4_photons_val_uniform.h5")),
-        "--generated",
-        str(shared("g4_photons_val_fixed.h5")),
-        "--label",
-        "fixed",
-        "--out",
-        str(tmp_path / "eval"),
-        "--max-showers",
-        "300",
-        "--no-low-level",
-        "--no-plots",
-    ]
+    args = evaluate_args("g4_photons_val_fixed.h5", 300, "--no-low-level", "--no-plots", label="fixed")
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "g4_photons_val_fixed.h5" in err and "KS" in err
     assert "--energies-from" in err and not (tmp_path / "eval" / "scores.json").exists()
-    config = tmp_path / "fast.yaml"
-    config.write_text("evaluation:\n  classifier_epochs: 2\n  classifier_folds: 3\n  n_batches: 3\n")
-    assert main(args + ["--allow-spectrum-mismatch", "--config", str(config)]) == 1  # scored, and it fails
+    assert main([*args, "--allow-spectrum-mismatch"]) == 1  # scored, and it fails
     assert "FAIL: fixed (exit 1" in capsys.readouterr().out
     fixed = json.loads((tmp_path / "eval" / "scores.json").read_text())["samples"]["fixed"]
     assert fixed["spectrum"]["p_value"] < 1e-10 and fixed["n_showers"] == [150, 150]
@@ -266,67 +229,26 @@ def test_cli_errors_are_one_line(shared, tmp_path, capsys) -> None:
     assert "missing.h5" in capsys.readouterr().err
 
 
-def test_cli_reads_generated_root_files(shared, tmp_path, capsys) -> None:
+def test_cli_reads_generated_root_files(shared, tmp_path, capsys, evaluate_args) -> None:
     from caloclouds.cli import main
     from caloclouds.io.root import write_root
 
     generated = tmp_path / "gen.root"
     write_root(generated, read_showers(shared("g4_photons_train.h5"), 0, 120))
-    config = tmp_path / "fast.yaml"
-    config.write_text("evaluation:\n  classifier_epochs: 2\n  classifier_folds: 3\n  n_batches: 3\n")
     out = tmp_path / "eval"
-    code = main(
-        [
-            "evaluate",
-            "--reference",
-            str(shared("g4_photons_val_uniform.h5")),
-            "--generated",
-            str(generated),
-            "--out",
-            str(out),
-            "--max-showers",
-            "120",
-            "--config",
-            str(config),
-            "--no-plots",
-            "--no-low-level",
-        ]
-    )
+    code = main(evaluate_args(generated, 120, "--no-plots", "--no-low-level"))
     assert code == 0, capsys.readouterr().err
     scores = json.loads((out / "scores.json").read_text())
     assert scores["samples"]["gen"]["n_showers"] == [60, 60]  # scored on a half, like the floor
     assert not list(out.glob("*.png")) and (out / "report.html").is_file()
 
 
-def test_cli_voxel_space_scores(shared, tmp_path, capsys) -> None:
+def test_cli_voxel_space_scores(shared, tmp_path, capsys, evaluate_args) -> None:
     from caloclouds.cli import main
 
-    config = tmp_path / "fast.yaml"
-    config.write_text("evaluation:\n  classifier_epochs: 2\n  classifier_folds: 3\n  n_batches: 3\n")
     out = tmp_path / "eval"
-    code = main(
-        [
-            "evaluate",
-            "--reference",
-            str(shared("g4_photons_val_uniform.h5")),
-            "--generated",
-            str(shared("g4_photons_val_fixed.h5")),
-            "--label",
-            "fixed",
-            "--out",
-            str(out),
-            "--max-showers",
-            "100",
-            "--config",
-            str(config),
-            "--no-plots",
-            "--voxel-mesh",
-            "ds2",
-            "--no-low-level",
-            "--allow-spectrum-mismatch",
-            "--no-fail-exit",
-        ]
-    )
+    extra = ["--no-plots", "--voxel-mesh", "ds2", "--no-low-level", "--allow-spectrum-mismatch", "--no-fail-exit"]
+    code = main(evaluate_args("g4_photons_val_fixed.h5", 100, *extra, label="fixed"))
     assert code == 0, capsys.readouterr().err
     assert "voxel FPD x10^3 (ds2)" in capsys.readouterr().out
     samples = json.loads((out / "scores.json").read_text())["samples"]
