@@ -50,7 +50,8 @@ def _stepwise(gen: ShowerGenerator, raw, offsets, energy, stats, generator):  # 
 class StepwiseGenerator(ShowerGenerator):
     """The generator with its calibration stage step by step, as it was before ``calibrate_points``."""
 
-    def _calibrate(self, raw, layer, offsets, energy, stats, generator):  # noqa: ANN001, ANN202
+    def _calibrate(self, raw, layer, offsets, energy, stats, generator, direction=None):  # noqa: ANN001, ANN202
+        assert direction is None  # the shipped bundle at normal incidence: no direction stage
         return _stepwise(self, raw, offsets, energy, stats, generator)
 
 
