@@ -222,6 +222,11 @@ def train_shower_flow(
     write_run_config(out, {"detector": config_to_dict(detector), "flow": config_to_dict(cfg)})
     batches = _Batches(flow, train, cfg, gen)
     provenance = {"data": _names(data), "val": _names(val) if val else None, "steps": total}
+    if train.conditions.shape[1]:  # the trained range of each condition (a bundle records it)
+        provenance["condition_ranges"] = {
+            name: [float(train.conditions[:, k].min()), float(train.conditions[:, k].max())]
+            for k, name in enumerate(cfg.condition_names)
+        }
 
     def step_fn(step: int) -> tuple[torch.Tensor, int]:
         set_lr(optimizer, _learning_rate(cfg, step, total))

@@ -143,6 +143,9 @@ def assemble_bundle(
         "training_commands": {part: _training_commands(part, path) for part, path in sources.items()},
         "data_files": {relative_path(f): file_sha256(Path(f)) for f in data_files},
     }
+    trained = (ckpts["flow"].get("training") or {}).get("condition_ranges")
+    if trained:  # e.g. theta_deg of a direction-aware flow: what generate accepts without --allow-extrapolation
+        provenance["trained_condition_ranges"] = trained
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(out)
     tmp.mkdir()

@@ -83,6 +83,20 @@ class ModelBundle:
     radial: RadialCalibration = field(default_factory=RadialCalibration)
     _cache: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
+    @property
+    def direction_aware(self) -> bool:
+        """True when the model is conditioned on the direction of incidence (theta_deg, phi_deg)."""
+        return bool(self.config.diffusion.direction) and "theta_deg" in tuple(self.config.flow.condition_names)
+
+    @property
+    def theta_range_deg(self) -> tuple[float, float]:
+        """The polar angles the model was trained on: (0, 0) for a normal-incidence model."""
+        if not self.direction_aware:
+            return (0.0, 0.0)
+        ranges = (self.manifest.get("provenance") or {}).get("trained_condition_ranges") or {}
+        lo, hi = ranges.get("theta_deg", (0.0, 40.0))  # bundles made before the record: the angled files' range
+        return (float(lo), float(hi))
+
     def has(self, part: str) -> bool:
         return part in self.files and (self.path / self.files[part]).is_file()
 
