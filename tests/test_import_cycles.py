@@ -1,27 +1,37 @@
 """No import cycles among the package's modules (issue 16, item 5).
 
-Every module of ``caloclouds/``, ``flows/`` and ``projection/`` is parsed with ``ast`` (nothing is
-imported). Every ``import`` and ``from ... import`` is an edge, the ones inside functions included:
-a lazy import hides a cycle from Python at import time but not from a reader. ``from a.b import c``
-points at the module ``a.b.c`` when it exists, else at ``a.b``; relative imports are resolved.
-The test fails on any cycle between files (a strongly connected component of two or more modules,
+The import graph comes from ``tests/import_graph.py``: every module of ``caloclouds/``, ``flows/``
+and ``projection/`` parsed with ``ast`` (nothing is imported), every import an edge, the ones
+inside functions included (a lazy import hides a cycle from Python at import time but not from a
+reader). The test fails on any cycle between files (a strongly connected component of two or more modules,
 or a module importing itself) outside :data:`KNOWN_FILE_CYCLES`, and lists the cycles between the
 top-level folders next to :data:`KNOWN_FOLDER_CYCLES`.
 
 Inside the package (issue 27, item 3) every sub-package of ``caloclouds/`` (``caloclouds.io``,
 ``caloclouds.generation``, ...) and every top-level module (``caloclouds.showers``, ...) is one
 node, and ``flows`` and ``projection`` one node each: the test fails on any cycle between them, lazy
-imports included, and on any import from the data layer (:data:`DATA_LAYER`) into the rest.
+imports included, on any import from the data layer (:data:`DATA_LAYER`) into the rest, on any
+import that points up the layers of docs/architecture.md, and when that page no longer shows the
+graph as it is.
 """
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("caloclouds", "flows", "projection")
+from tests.import_graph import (
+    DOC,
+    LAYERS,
+    PACKAGES,
+    doc_text,
+    import_graph,
+    imports_of,
+    layer_graph,
+    layer_index,
+    layer_of,
+    strongly_connected,
+    transitive_reduction,
+)
 
 #: Cycles between files that another part of issue 16 removes: each entry is the set of modules of
 #: one strongly connected component, allowed while that work is open.
@@ -40,111 +50,6 @@ KNOWN_FOLDER_CYCLES: list[frozenset[str]] = [
 
 #: The data layer: it reaches nothing outside itself (no model, no projection, no flows).
 DATA_LAYER = frozenset({"caloclouds.showers", "caloclouds.io", "caloclouds.config", "caloclouds.errors"})
-
-
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def modules() -> dict[str, Path]:
-    """Every module of the packages: dotted name -> file."""
-    found = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            found[module_name(path)] = path
-    return found
-
-
-def _resolve(node: ast.ImportFrom, name: str, is_package: bool) -> str:
-    """The absolute module of a ``from`` import in module ``name``."""
-    if not node.level:
-        return node.module or ""
-    base = name.split(".")
-    if not is_package:
-        base = base[:-1]
-    base = base[: len(base) - (node.level - 1)]
-    return ".".join(base + ([node.module] if node.module else []))
-
-
-def imports_of(name: str, path: Path, known: Iterable[str]) -> set[str]:
-    """The package modules that module ``name`` imports, anywhere in its file."""
-    known = set(known)
-    tree = ast.parse(path.read_text(), filename=str(path))
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                target = alias.name
-                while target and target not in known:
-                    target = target.rpartition(".")[0]
-                if target:
-                    out.add(target)
-        elif isinstance(node, ast.ImportFrom):
-            source = _resolve(node, name, path.name == "__init__.py")
-            for alias in node.names:
-                target = f"{source}.{alias.name}"
-                if target not in known:
-                    target = source
-                    while target and target not in known:
-                        target = target.rpartition(".")[0]
-                if target:
-                    out.add(target)
-    return out
-
-
-def import_graph() -> dict[str, set[str]]:
-    found = modules()
-    return {name: imports_of(name, path, found) for name, path in found.items()}
-
-
-def strongly_connected(graph: Mapping[str, Iterable[str]]) -> list[set[str]]:
-    """Tarjan's algorithm (iterative): the components with a cycle (two or more nodes, or a self-loop)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    out: list[set[str]] = []
-    counter = 0
-    for root in graph:
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph[root])))]
-        index[root] = low[root] = counter
-        counter += 1
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if child not in graph:
-                    continue
-                if child not in index:
-                    index[child] = low[child] = counter
-                    counter += 1
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(graph[child]))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                component = set()
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.add(member)
-                    if member == node:
-                        break
-                if len(component) > 1 or node in graph[node]:
-                    out.append(component)
-    return out
 
 
 def _describe(component: set[str], graph: Mapping[str, Iterable[str]]) -> str:
@@ -195,20 +100,6 @@ def test_cycles_between_folders_are_the_known_ones(capsys) -> None:  # noqa: ANN
     assert not new, f"new import cycles between folders: {new}"
 
 
-def layer_of(module: str) -> str:
-    """The node of ``module`` in the graph of layers: ``caloclouds.<sub-package or module>``, else its top-level folder."""
-    parts = module.split(".")
-    return ".".join(parts[:2]) if parts[0] == "caloclouds" else parts[0]
-
-
-def layer_graph(graph: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
-    """Edges between the nodes of :func:`layer_of`, with for each edge the module imports behind it."""
-    layers: dict[str, set[str]] = {}
-    for a, targets in graph.items():
-        layers.setdefault(layer_of(a), set()).update(layer_of(b) for b in targets if layer_of(b) != layer_of(a))
-    return layers
-
-
 def _edges_between(component: set[str], graph: Mapping[str, Iterable[str]]) -> str:
     return "; ".join(
         sorted(
@@ -248,3 +139,31 @@ def test_the_data_layer_imports_no_model() -> None:
         f"{a} -> {b}" for a in graph for b in graph[a] if layer_of(a) in DATA_LAYER and layer_of(b) not in DATA_LAYER
     )
     assert not outside, "the data layer (showers, io, config, errors) imports from outside it:\n" + "\n".join(outside)
+
+
+def test_every_import_points_down_the_layers() -> None:
+    """Each folder-level node is in one layer of docs/architecture.md and imports only its own
+    layer and the layers below (tests/import_graph.py LAYERS, bottom first)."""
+    graph = import_graph()
+    row = layer_index()
+    unplaced = sorted(set(layer_graph(graph)) - set(row))
+    assert not unplaced, f"folders or modules in no layer (add them to LAYERS in tests/import_graph.py): {unplaced}"
+    upward = sorted(
+        f"{a} ({LAYERS[row[layer_of(a)]][0]}) -> {b} ({LAYERS[row[layer_of(b)]][0]})"
+        for a in graph
+        for b in graph[a]
+        if row[layer_of(a)] < row[layer_of(b)]
+    )
+    assert not upward, "imports that point up the layers:\n" + "\n".join(upward)
+
+
+def test_transitive_reduction_keeps_only_the_edges_no_path_implies() -> None:
+    graph = {"a": {"b", "c", "d"}, "b": {"c"}, "c": {"d"}, "d": set()}
+    assert transitive_reduction(graph) == {"a": {"b"}, "b": {"c"}, "c": {"d"}, "d": set()}
+
+
+def test_the_architecture_doc_shows_the_graph_as_it_is() -> None:
+    text = DOC.read_text()
+    assert doc_text(text, layer_graph(import_graph())) == text, (
+        "docs/architecture.md no longer shows the import graph as it is: run `python -m tests.import_graph --write`"
+    )
