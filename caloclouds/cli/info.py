@@ -1,4 +1,5 @@
-"""Summarise a shower file: number of showers, incident energy range, points per shower, visible energy.
+"""Summarise a shower file: number of showers, incident energy range, points per shower, visible energy,
+and the direction of incidence (theta_deg and phi_deg ranges, or normal incidence for a file without them).
 
 Works for every format `caloclouds convert` reads (our .h5 and .root, CaloClouds HDF5, raw steps,
 EDM4hep, and the cells files of `caloclouds project`). Files are streamed chunk by chunk (index

@@ -1,15 +1,21 @@
-"""Checks shared by the readers: a regular input file, numeric datasets, data actually stored."""
+"""Checks shared by the readers: a regular input file, numeric datasets, data actually stored, and
+the direction of incidence (``theta_deg``/``phi_deg``: both or neither, one finite angle per
+shower, theta in [0, 90) degrees)."""
 
 from __future__ import annotations
 
 import math
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from caloclouds.errors import InputFileError
+import numpy as np
 
-__all__ = ["check_input_file", "check_numeric", "check_stored"]
+from caloclouds.errors import InputFileError
+from caloclouds.showers import PHI, THETA
+
+__all__ = ["check_input_file", "check_numeric", "check_stored", "direction_problem"]
 
 
 def check_input_file(path: str | Path, what: str = "file") -> Path:
@@ -70,3 +76,49 @@ def check_stored(path: Path, dataset: Any, name: str) -> None:
         if stored < dataset.nbytes:
             msg = f"declares shape {dataset.shape} ({dataset.nbytes} bytes) but stores {stored} bytes (truncated or corrupt file)"
             raise InputFileError(path, msg, where=name)
+
+
+def direction_problem(
+    conditions: Mapping[str, Any], n_showers: int, *, first: int = 0, values: bool = True
+) -> tuple[str, str] | None:
+    """The first problem of a batch's direction of incidence, as ``(dataset, problem)``, or None.
+
+    A batch carries ``theta_deg`` and ``phi_deg`` together (neither: normal incidence), each one
+    finite angle in degrees per shower, theta in [0, 90) (the polar angle from the depth axis, into
+    the calorimeter); phi may take any finite value (it is an azimuth).
+
+    Args:
+        conditions: the per-shower arrays of the batch (datasets or branches, by name).
+        n_showers: the number of showers of the batch.
+        first: the index of the batch's first shower in the file (for the message).
+        values: check the values too (False: only presence, shape and dtype, e.g. of HDF5 datasets
+            when a file is opened, before any read).
+    """
+    present = [k for k in (THETA, PHI) if k in conditions]
+    if len(present) == 1:
+        missing = PHI if present[0] == THETA else THETA
+        return present[0], f"has {present[0]} but no {missing}: a direction needs both (neither: normal incidence)"
+    if not present:
+        return None
+    for name in (THETA, PHI):
+        angles = conditions[name]
+        shape = tuple(getattr(angles, "shape", (len(angles),)))
+        if shape != (n_showers,):
+            return name, f"has shape {shape}, expected ({n_showers},): one angle per shower"
+        kind = getattr(angles, "dtype", np.asarray(angles).dtype).kind
+        if kind not in "fiu":
+            return name, f"holds {getattr(angles, 'dtype', kind)}, expected angles in degrees (numbers)"
+    if not values:
+        return None
+    for name in (THETA, PHI):
+        angles = np.asarray(conditions[name])
+        bad = ~np.isfinite(angles)
+        if bad.any():
+            i = int(np.argmax(bad))
+            return name, f"shower {first + i} has {name} = {angles[i]}, expected a finite angle in degrees"
+    theta = np.asarray(conditions[THETA], dtype=np.float64)
+    bad = (theta < 0.0) | (theta >= 90.0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        return THETA, f"shower {first + i} has theta_deg = {theta[i]:g}, expected 0 <= theta < 90 degrees"
+    return None

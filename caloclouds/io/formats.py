@@ -23,12 +23,13 @@ from caloclouds.config import DetectorConfig
 from caloclouds.errors import CaloCloudsError, InputFileError
 from caloclouds.io.cells import CELLS_FORMAT
 from caloclouds.io.checks import check_input_file
-from caloclouds.showers import Showers
+from caloclouds.showers import PHI, THETA, Showers
 
 __all__ = [
     "FORMATS",
     "FormatName",
     "detect_format",
+    "file_has_direction",
     "iter_any",
     "iter_training_showers",
     "iter_with_cells",
@@ -311,16 +312,63 @@ def convert_file(
 TRAINING_FORMATS = ("hdf5", "root")  # the package's own shower schemas: exact points and incident energies
 
 
+def file_has_direction(path: str | Path) -> bool:
+    """Whether a shower file carries a direction of incidence (``theta_deg`` and ``phi_deg``; our HDF5
+    datasets or ROOT condition branches); a file without them is normal incidence. Reads no showers."""
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt == "hdf5":
+        from caloclouds.io.hdf5 import ShowerFile
+
+        with ShowerFile(path) as f:  # checks theta_deg and phi_deg: both or neither, one per shower
+            names = f.condition_names
+    elif fmt == "root":
+        import uproot
+
+        from caloclouds.io.root import read_root_metadata
+
+        with uproot.open(path) as f:
+            names = read_root_metadata(f).get("conditions", [])
+    else:
+        return False
+    return THETA in names and PHI in names
+
+
 def iter_training_showers(
-    path: str | Path, *, limit: int | None = None, chunk_showers: int = _DEFAULT_CHUNK_SHOWERS
+    path: str | Path | Sequence[str | Path], *, limit: int | None = None, chunk_showers: int = _DEFAULT_CHUNK_SHOWERS
 ) -> Iterator[Showers]:
     """The first ``limit`` showers (all by default) of a training file, our HDF5 or ROOT schema, in chunks.
+
+    ``path`` may also be several files, read in order (``limit`` then caps the total). When any of
+    them carries a direction of incidence (``theta_deg``/``phi_deg``), every chunk carries it: the
+    chunks of a normal-incidence file get theta = phi = 0, so that angled and normal-incidence
+    training files mix.
 
     Raises:
         InputFileError: a missing or unreadable file, one of another format (named, with the
             ``caloclouds convert`` command that makes it usable), or a file without showers.
     """
-    path = Path(path)
+    if isinstance(path, (str, Path)):
+        yield from _iter_training_file(Path(path), limit=limit, chunk_showers=chunk_showers)
+        return
+    paths = [Path(p) for p in path]
+    if not paths:
+        raise InputFileError("--data", "no training file given")
+    for p in paths:
+        _check_training_format(p)
+    directed = any(file_has_direction(p) for p in paths)
+    left = limit
+    for p in paths:
+        if left is not None and left <= 0:
+            break
+        for chunk in _iter_training_file(p, limit=left, chunk_showers=chunk_showers):
+            if directed and not chunk.has_direction:
+                chunk = chunk.with_direction(0.0, 0.0)
+            left = None if left is None else left - len(chunk)
+            yield chunk
+
+
+def _check_training_format(path: Path) -> str:
     fmt = detect_format(path)
     if fmt not in TRAINING_FORMATS:
         raise InputFileError(
@@ -328,6 +376,12 @@ def iter_training_showers(
             f"is a {FORMATS[fmt]} file; training reads our HDF5 or ROOT shower files: "
             f"run `caloclouds convert {path} -o showers.h5` first",
         )
+    return fmt
+
+
+def _iter_training_file(path: Path, *, limit: int | None, chunk_showers: int) -> Iterator[Showers]:
+    """The first ``limit`` showers of one training file (see :func:`iter_training_showers`)."""
+    fmt = _check_training_format(path)
     seen = 0
     if limit is not None:
         chunk_showers = max(min(chunk_showers, limit), 1)

@@ -30,9 +30,9 @@ import numpy as np
 
 from caloclouds.errors import InputFileError
 from caloclouds.io.atomic import AtomicWriter, check_output_path, rename_unless_signalled, temp_path_for
-from caloclouds.io.checks import check_input_file, check_numeric, check_stored
+from caloclouds.io.checks import check_input_file, check_numeric, check_stored, direction_problem
 from caloclouds.io.metadata import SCHEMA_VERSION, decode_attrs, typed_metadata
-from caloclouds.showers import COLUMNS, Showers
+from caloclouds.showers import COLUMNS, PHI, THETA, Showers
 
 __all__ = [
     "ShowerFile",
@@ -172,6 +172,10 @@ class ShowerFile:
             and f[k].shape[:1] == (n,)
             and f[k].dtype.kind in "fiub"
         ]
+        # the direction of incidence: both datasets or neither, one angle per shower (values per read)
+        problem = direction_problem({k: f[k] for k in (THETA, PHI) if k in f}, n, values=False)
+        if problem:
+            raise InputFileError(path, problem[1], where=problem[0])
 
     # context manager ------------------------------------------------------------------------------
     def __enter__(self) -> ShowerFile:
@@ -249,6 +253,9 @@ class ShowerFile:
         except OSError as exc:
             raise InputFileError(self.path, f"cannot read points (truncated file?): {exc}", where="points") from None
         showers = Showers(points, offsets - lo, energies, conditions)
+        problem = direction_problem(conditions, stop - start, first=start)
+        if problem:
+            raise InputFileError(self.path, problem[1], where=problem[0])
         if self.check_values:
             problem = showers.check_values(n_layers=self.n_layers)
             if problem:

@@ -43,6 +43,7 @@ import numpy as np
 
 from caloclouds.errors import InputFileError
 from caloclouds.io.atomic import AtomicWriter, check_output_path, rename_unless_signalled, temp_path_for
+from caloclouds.io.checks import direction_problem
 from caloclouds.io.metadata import SCHEMA_VERSION, typed_metadata
 from caloclouds.showers import COLUMNS, Showers
 
@@ -453,8 +454,10 @@ def iter_root(
         names = [*required_branches(version), *conditions, *cell_names]
         try:
             step = _entries_per_step(tree, names, chunk_showers)
+            first = 0
             for chunk in tree.iterate(names, step_size=step, library="ak"):
-                showers = _chunk_to_showers(path, chunk, conditions, layout, bound)
+                showers = _chunk_to_showers(path, chunk, conditions, layout, bound, first=first)
+                first += len(showers)
                 if with_cells:
                     yield showers, (_chunk_to_cells(chunk, layout) if cell_names else None)
                 else:
@@ -466,7 +469,9 @@ def iter_root(
             raise InputFileError(path, msg, where=TREE) from None
 
 
-def _chunk_to_showers(path: Path, chunk: Any, conditions: list[str], layout: dict[str, str], n_layers: int) -> Showers:
+def _chunk_to_showers(
+    path: Path, chunk: Any, conditions: list[str], layout: dict[str, str], n_layers: int, *, first: int = 0
+) -> Showers:
     import awkward as ak
 
     counts = ak.to_numpy(chunk[layout["counter"]]).astype(np.int64)
@@ -481,6 +486,9 @@ def _chunk_to_showers(path: Path, chunk: Any, conditions: list[str], layout: dic
     problem = showers.check_values(n_layers=n_layers)
     if problem:
         raise InputFileError(path, problem, where=TREE)
+    angle_problem = direction_problem(showers.conditions, len(showers), first=first)
+    if angle_problem:
+        raise InputFileError(path, angle_problem[1], where=f"{TREE}/{angle_problem[0]}")
     return showers
 
 

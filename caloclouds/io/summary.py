@@ -24,6 +24,15 @@ class ShowerSummary:
     visible_energy_mev: tuple[float, float, float]  # min, mean, max
     total_visible_mev: float
     conditions: tuple[str, ...]
+    theta_deg: tuple[float, float] | None = None  # min, max polar angle of incidence; None: normal incidence
+    phi_deg: tuple[float, float] | None = None  # min, max azimuth of incidence
+
+    def direction_line(self) -> str:
+        """The angles of incidence: their ranges, or normal incidence (a file without them)."""
+        if self.theta_deg is None or self.phi_deg is None:
+            return "direction        normal incidence (no theta_deg/phi_deg)"
+        (t0, t1), (p0, p1) = self.theta_deg, self.phi_deg
+        return f"direction        theta {t0:.2f} - {t1:.2f} deg, phi {p0:.2f} - {p1:.2f} deg"
 
     def lines(self) -> list[str]:
         """Human-readable lines (label, value)."""
@@ -37,6 +46,7 @@ class ShowerSummary:
             f"visible energy   mean {v[1]:.2f} MeV, min {v[0]:.2f} MeV, max {v[2]:.2f} MeV; "
             f"total {self.total_visible_mev:.2f} MeV",
             f"conditions       {', '.join(self.conditions) or '-'}",
+            self.direction_line(),
         ]
 
 
@@ -52,6 +62,7 @@ def summarise(chunks: Iterable[Showers], *, progress: Callable[[int], object] | 
     p_min, p_max = np.iinfo(np.int64).max, 0
     v_min, v_max, v_sum = np.inf, -np.inf, 0.0
     conditions: tuple[str, ...] = ()
+    angle_lo, angle_hi = np.full(2, np.inf), np.full(2, -np.inf)  # (theta, phi) min and max
     for chunk in chunks:
         if progress is not None:
             progress(len(chunk))
@@ -64,6 +75,12 @@ def summarise(chunks: Iterable[Showers], *, progress: Callable[[int], object] | 
         e_min, e_max, e_sum = min(e_min, e.min()), max(e_max, e.max()), e_sum + e.sum()
         p_min, p_max = min(p_min, int(counts.min())), max(p_max, int(counts.max()))
         v_min, v_max, v_sum = min(v_min, vis.min()), max(v_max, vis.max()), v_sum + vis.sum()
+        if chunk.has_direction:
+            angle_lo = np.minimum(angle_lo, [chunk.theta_deg.min(), chunk.phi_deg.min()])
+            angle_hi = np.maximum(angle_hi, [chunk.theta_deg.max(), chunk.phi_deg.max()])
+    direction = {}
+    if np.isfinite(angle_lo).all():
+        direction = {name: (float(angle_lo[k]), float(angle_hi[k])) for k, name in enumerate(("theta_deg", "phi_deg"))}
     if n_showers == 0:
         return ShowerSummary(0, 0, (0.0, 0.0, 0.0), (0, 0.0, 0), (0.0, 0.0, 0.0), 0.0, conditions)
     return ShowerSummary(
@@ -74,6 +91,7 @@ def summarise(chunks: Iterable[Showers], *, progress: Callable[[int], object] | 
         visible_energy_mev=(float(v_min), v_sum / n_showers, float(v_max)),
         total_visible_mev=float(v_sum),
         conditions=conditions,
+        **direction,
     )
 
 
