@@ -34,6 +34,18 @@ SHARD_SUFFIXES: dict[str, str] = {"h5": ".h5", "root": ".root"}
 MANIFEST_NAME = "production.json"
 DEFAULT_BATCH_SIZE = {"cpu": 1000, "cuda": 10000}  # showers per generated batch, by device type
 SEED_BITS = 63  # generate takes seeds in 0 to 2^63-1
+#: The fields of a :class:`ProductionRequest` that every shard passes to ``generate_to_file`` as is.
+GENERATION_OPTIONS = (
+    "model",
+    "model_part",
+    "solver",
+    "steps",
+    "cog",
+    "cells",
+    "batch_size",
+    "device",
+    "allow_extrapolation",
+)
 
 
 def shard_seed(seed: int, index: int) -> int:
@@ -80,6 +92,10 @@ class ProductionRequest:
     batch_size: int = DEFAULT_BATCH_SIZE["cpu"]
     device: str = "cpu"
     allow_extrapolation: bool = False
+
+    def generation_options(self) -> dict[str, Any]:
+        """The keyword options of ``generate_to_file`` that this request fixes (:data:`GENERATION_OPTIONS`)."""
+        return {name: getattr(self, name) for name in GENERATION_OPTIONS}
 
     def __post_init__(self) -> None:
         if (self.energy_range_gev is None) == (self.energies_gev is None):

@@ -55,21 +55,7 @@ def run_shard(spec: ShardSpec) -> dict[str, Any]:
     keep_freed_memory()  # as the caloclouds command does: changes no number, saves page faults
     request = spec.request
     energies = shard_energies(request, n_showers=spec.n_showers, seed=spec.seed)
-    summary = generate_to_file(
-        spec.path,
-        energies,
-        model=request.model,
-        model_part=request.model_part,
-        solver=request.solver,
-        steps=request.steps,
-        cog=request.cog,
-        cells=request.cells,
-        batch_size=request.batch_size,
-        device=request.device,
-        seed=spec.seed,
-        progress=False,
-        allow_extrapolation=request.allow_extrapolation,
-    )
+    summary = generate_to_file(spec.path, energies, seed=spec.seed, progress=False, **request.generation_options())
     path = Path(spec.path)
     return {
         "index": spec.index,
