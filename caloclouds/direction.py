@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from caloclouds.showers import LAYER, X, Y, Showers
+from caloclouds.showers import LAYER, Showers, X, Y
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -81,17 +81,22 @@ def to_axis_frame(showers: Showers, layer_z_mm: np.ndarray) -> Showers:
 
 
 def from_axis_frame(
-    x_mm: Tensor, y_mm: Tensor, layer: Tensor, tan_theta_per_point: Tensor, phi_rad_per_point: Tensor, layer_z_mm: Tensor
+    x_mm: Tensor,
+    y_mm: Tensor,
+    layer: Tensor,
+    tan_theta_per_point: Tensor,
+    phi_rad_per_point: Tensor,
+    layer_z_mm: Tensor,
 ) -> tuple[Tensor, Tensor]:
     """Points from the axis frame back to the detector frame (torch, TorchScript-compatible).
 
     Adds the axis z_l tan θ to x, then turns by φ. All arguments but ``layer_z_mm`` (L,) are (P,).
+    Tensor methods only, no ``torch`` name: TorchScript compiles it (it has no import statements)
+    and this module still imports without torch.
     """
-    import torch
-
-    index = layer.to(torch.int64).clamp(0, layer_z_mm.shape[0] - 1)
+    index = layer.long().clamp(0, layer_z_mm.shape[0] - 1)
     x = x_mm + layer_z_mm.to(x_mm.dtype).index_select(0, index) * tan_theta_per_point.to(x_mm.dtype)
-    cos, sin = torch.cos(phi_rad_per_point).to(x_mm.dtype), torch.sin(phi_rad_per_point).to(x_mm.dtype)
+    cos, sin = phi_rad_per_point.cos().to(x_mm.dtype), phi_rad_per_point.sin().to(x_mm.dtype)
     return cos * x - sin * y_mm, sin * x + cos * y_mm
 
 
@@ -113,4 +118,3 @@ def wrap_phi_deg(phi_deg: np.ndarray) -> np.ndarray:
     """φ wrapped into (-180, 180] degrees (DDML's convention)."""
     phi = np.mod(np.asarray(phi_deg, np.float64) + 180.0, 360.0) - 180.0
     return np.where(phi == -180.0, 180.0, phi)
-

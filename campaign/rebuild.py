@@ -39,7 +39,7 @@ ANGLED_CONFIG = "configs/ild_photons_angled.yaml"
 # steps of the flow, the teacher and the CM (None: the config's)
 PROFILES = {"full": (None, None, None), "short": (None, 4000, 1000), "angled": (None, None, None)}
 CONFIG_STEPS = {"flow": 1200, "teacher": 29000, "cm": 5000}  # as configs/ild_photons_per_layer.yaml says
-ANGLED_STEPS = {"flow": 3000, "teacher": 6000, "cm": 1500}  # as configs/ild_photons_angled.yaml says
+ANGLED_STEPS = {"flow": 3000, "teacher": 4000, "cm": 1200}  # as configs/ild_photons_angled.yaml says
 # The angled profile fine-tunes the normal-incidence networks (warm start, tan(theta) columns at zero).
 NORMAL_INCIDENCE_MODEL = "caloclouds/models/ild_normal_incidence"
 

@@ -129,7 +129,10 @@ def compute_features(
             raise ValueError("a flow conditioned on theta_deg needs the layer depths (layer_z_mm)")
         showers = to_axis_frame(showers, np.asarray(layer_z_mm, np.float64))
     elif showers.has_direction and np.any(showers.theta_deg):
-        msg = "holds angled showers (theta_deg > 0), but this flow is not conditioned on the direction (add theta_deg to flow.condition_names)"
+        msg = (
+            "holds angled showers (theta_deg > 0), but this flow is not conditioned on the direction "
+            "(add theta_deg to flow.condition_names)"
+        )
         raise InputFileError(source, msg)
     counts = showers.layer_counts(n_layers)
     energy = showers.layer_sums(n_layers)

@@ -93,7 +93,9 @@ def test_angle_checks_and_wrapping() -> None:
     assert check_direction(np.array([0.0, 40.0]), np.array([10.0, 350.0]), "f.h5") is None
     assert "theta_deg -5" in check_direction(np.array([-5.0]), np.array([0.0]), "f.h5")
     assert "phi_deg nan" in check_direction(np.array([5.0]), np.array([np.nan]), "f.h5")
-    np.testing.assert_allclose(wrap_phi_deg(np.array([0.0, 190.0, -180.0, 540.0, 359.0])), [0.0, -170.0, 180.0, 180.0, -1.0])
+    np.testing.assert_allclose(
+        wrap_phi_deg(np.array([0.0, 190.0, -180.0, 540.0, 359.0])), [0.0, -170.0, 180.0, 180.0, -1.0]
+    )
 
 
 @needs_data
@@ -148,8 +150,8 @@ def test_warm_start_keeps_the_network_at_normal_incidence() -> None:
 
 @needs_data
 def test_flow_features_of_mixed_files() -> None:
-    from flows.features import compute_features
     from caloclouds.io.formats import read_any
+    from flows.features import compute_features
 
     angled = read_any(ANGLED)[:100]
     normal = read_any(NORMAL)[:100]

@@ -114,7 +114,10 @@ class TrainingData:
                     if problem:
                         raise InputFileError(path, problem)
                     if layer_z_mm is None and np.any(part.theta_deg):
-                        msg = "holds angled showers (theta_deg > 0), but this model is not conditioned on the direction (diffusion.direction: false)"
+                        msg = (
+                            "holds angled showers (theta_deg > 0), but this model is not conditioned "
+                            "on the direction (diffusion.direction: false)"
+                        )
                         raise InputFileError(path, msg)
             parts += read
             left = None if left is None else limit - sum(len(p) for p in parts)

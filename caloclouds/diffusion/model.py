@@ -215,7 +215,9 @@ class PointModel:
             torch.from_numpy(row_layer),
             torch.from_numpy(np.maximum(cond_flat[rows], 1)),
             torch.from_numpy(np.maximum(energy_l.numpy().reshape(-1)[rows], np.float32(0.0))),
-            None if tan_theta is None else torch.as_tensor(tan_theta, dtype=torch.float32).reshape(-1).cpu()[row_shower],
+            None
+            if tan_theta is None
+            else torch.as_tensor(tan_theta, dtype=torch.float32).reshape(-1).cpu()[row_shower],
         )
         total = int(row_counts.sum())
         dev = self.device

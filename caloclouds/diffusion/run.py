@@ -87,7 +87,12 @@ def warm_start(inner: nn.Module, state_dict: dict[str, Tensor]) -> None:
         target = own[name]
         if target.shape == value.shape:
             target.copy_(value)
-        elif target.dim() == 2 and value.dim() == 2 and target.shape[0] == value.shape[0] and target.shape[1] > value.shape[1]:
+        elif (
+            target.dim() == 2
+            and value.dim() == 2
+            and target.shape[0] == value.shape[0]
+            and target.shape[1] > value.shape[1]
+        ):
             target.zero_()
             target[:, : value.shape[1]] = value
         else:
@@ -232,7 +237,9 @@ class RunOptions:
     bf16: bool = False  # bf16 autocast of the network.
     compile: bool = False  # torch.compile the loss module.
     progress: bool = True  # Show a progress bar.
-    init_from: str | Path | None = None  # Warm start (a fresh run only): the weights and normaliser of this EDM / CM model.pt.
+    init_from: str | Path | None = (
+        None  # Warm start (a fresh run only): the weights and normaliser of this EDM / CM model.pt.
+    )
 
 
 def run_training_loop(
