@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,12 +11,20 @@ import torch
 from torch import Tensor, nn
 
 from caloclouds.config import FlowConfig
+from caloclouds.errors import CaloCloudsError
 from flows.features import ShowerFeatures
 from flows.preprocessing import FeaturePreprocessing
 from flows.script import TransformChain
 from flows.shower_flow import ShowerFlowModel
 
-__all__ = ["FlowSample", "ShowerFlow", "EnergyRangeWarning"]
+__all__ = [
+    "EnergyRangeError",
+    "EnergyRangeWarning",
+    "FlowSample",
+    "ShowerFlow",
+    "check_energy_range",
+    "outside_training_range",
+]
 
 
 # The training energies are a finite sample of the generated range (10.01-89.97 GeV for 10-90 GeV),
@@ -25,6 +34,57 @@ RANGE_TOLERANCE = 0.01
 
 class EnergyRangeWarning(UserWarning):
     """Incident energies outside the range the flow was trained on (the flow extrapolates)."""
+
+
+class EnergyRangeError(CaloCloudsError, ValueError):
+    """Incident energies outside the range the flow was trained on, extrapolation not asked for."""
+
+
+def outside_training_range(
+    energy_min_gev: float, energy_max_gev: float, training_range_gev: tuple[float, float]
+) -> bool:
+    """Whether energies from ``energy_min_gev`` to ``energy_max_gev`` reach outside the training range
+    (beyond :data:`RANGE_TOLERANCE` of its width, the spread of a finite training sample)."""
+    lo, hi = (float(v) for v in training_range_gev)
+    margin = RANGE_TOLERANCE * (hi - lo) if hi < float("inf") else 0.0
+    return not (lo - margin <= energy_min_gev and energy_max_gev <= hi + margin)  # a NaN is outside too
+
+
+def check_energy_range(
+    incident_energy_gev: Tensor | Sequence[float], training_range_gev: tuple[float, float], *, allow_extrapolation: bool
+) -> None:
+    """The one rule for incident energies: finite and > 0, and inside the flow's training range
+    (:func:`outside_training_range`) unless ``allow_extrapolation``, when energies outside it give one
+    :class:`EnergyRangeWarning` (the flow extrapolates there).
+
+    Raises:
+        ValueError: an energy that is not finite or not > 0.
+        EnergyRangeError: energies outside the training range without ``allow_extrapolation``.
+    """
+    if isinstance(incident_energy_gev, Tensor):
+        energy = incident_energy_gev.reshape(-1)
+    else:
+        energy = torch.as_tensor(incident_energy_gev, dtype=torch.float64).reshape(-1)
+    if not energy.shape[0]:
+        return
+    e_min, e_max = (float(v) for v in torch.aminmax(energy))  # one reduction and two floats on the fast path
+    if not outside_training_range(e_min, e_max, training_range_gev):
+        return
+    if not bool((torch.isfinite(energy) & (energy > 0)).all()):
+        bad = energy[~torch.isfinite(energy) | (energy <= 0)][0].item()
+        raise ValueError(f"incident_energy_gev must be finite and > 0, got {bad}")
+    lo, hi = training_range_gev
+    if not allow_extrapolation:
+        bad = e_max if outside_training_range(e_max, e_max, training_range_gev) else e_min
+        raise EnergyRangeError(
+            f"incident energy {bad:g} GeV is outside the model's training range {lo:.4g}-{hi:.4g} GeV; "
+            "pass --allow-extrapolation (allow_extrapolation=True) to generate there anyway"
+        )
+    msg = (
+        f"incident energies {e_min:.4g}-{e_max:.4g} GeV reach outside "
+        f"the training range {lo:.4g}-{hi:.4g} GeV; the flow extrapolates there"
+    )
+    warnings.warn(msg, EnergyRangeWarning, stacklevel=2)
 
 
 @dataclass
@@ -77,22 +137,11 @@ class ShowerFlow(nn.Module):
         return lo, hi
 
     def _condition(
-        self, incident_energy_gev: Tensor, extra_conditions: Tensor | None, device: torch.device
+        self, incident_energy_gev: Tensor, extra_conditions: Tensor | None, device: torch.device, check_range: bool
     ) -> tuple[Tensor, Tensor]:
         energy = torch.as_tensor(incident_energy_gev, dtype=torch.float32, device=device).reshape(-1)
-        lo, hi = self.energy_range_gev
-        margin = RANGE_TOLERANCE * (hi - lo) if hi < float("inf") else 0.0
-        # one reduction and two floats on the fast path; a NaN fails the comparison too
-        e_min, e_max = (float(v) for v in torch.aminmax(energy)) if energy.shape[0] else (lo, hi)
-        if not (lo - margin <= e_min and e_max <= hi + margin):
-            if not bool((torch.isfinite(energy) & (energy > 0)).all()):
-                bad = energy[~torch.isfinite(energy) | (energy <= 0)][0].item()
-                raise ValueError(f"incident_energy_gev must be finite and > 0, got {bad}")
-            msg = (
-                f"incident energies {e_min:.4g}-{e_max:.4g} GeV reach outside "
-                f"the training range {lo:.4g}-{hi:.4g} GeV; the flow extrapolates there"
-            )
-            warnings.warn(msg, EnergyRangeWarning, stacklevel=3)
+        if check_range:
+            check_energy_range(energy, self.energy_range_gev, allow_extrapolation=True)
         extra = None
         if extra_conditions is not None:
             extra = torch.as_tensor(extra_conditions, dtype=torch.float32, device=device).reshape(energy.shape[0], -1)
@@ -104,21 +153,24 @@ class ShowerFlow(nn.Module):
         *,
         extra_conditions: Tensor | None = None,
         generator: torch.Generator | None = None,
+        check_range: bool = True,
     ) -> FlowSample:
         """Draw the statistics of one shower per incident energy.
 
         Args:
             incident_energy_gev: (B,) photon energies in GeV (> 0). Energies outside the training
-                range give an :class:`EnergyRangeWarning`.
+                range give an :class:`EnergyRangeWarning` (:func:`check_energy_range`).
             extra_conditions: (B, K) extra conditions, if the flow was trained with K > 0.
             generator: the random source; the same generator state gives the same sample.
+            check_range: False where the caller has checked the energies with
+                :func:`check_energy_range` already (once for a whole run, not once per batch).
 
         Returns:
             A :class:`FlowSample` on the flow's device.
         """
         device = self.device
         with torch.inference_mode():  # fastest for batch 1
-            energy, cond = self._condition(incident_energy_gev, extra_conditions, device)
+            energy, cond = self._condition(incident_energy_gev, extra_conditions, device, check_range)
             noise_device = generator.device if generator is not None else device
             noise = torch.randn(energy.shape[0], self.preprocessing.dim, generator=generator, device=noise_device)
             out = self.preprocessing.decode(self._sampling_chain()(noise.to(device), cond), energy)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import warnings
 
+import numpy as np
 import pytest
 import torch
 
 from caloclouds.cli import VERBS, main
+from caloclouds.io import read_showers
+from flows.sampling import EnergyRangeWarning
 
 
 def test_help_lists_every_verb(capsys):
@@ -39,12 +43,53 @@ def test_unavailable_and_unknown_devices(tmp_path, capsys):
     assert "not a torch device" in capsys.readouterr().err
 
 
-@pytest.mark.filterwarnings("always::flows.sampling.EnergyRangeWarning")
-def test_a_warning_is_one_line_above_the_bar_not_python_s_form(tmp_path, capsys) -> None:
-    assert main(["generate", "--energies", "96", "-n", "1", "-o", str(tmp_path / "w.h5")]) == 0
+def test_energies_outside_the_training_range_are_refused_unless_asked_for(tmp_path, capsys) -> None:
+    """One rule: outside the flow's training range (10.01-89.97 GeV, 1 % of its width of tolerance)
+    generate refuses, before writing anything; --allow-extrapolation generates there with one warning,
+    in one line above the progress bar (not Python's file:line form), not one per batch."""
+    out = tmp_path / "w.h5"
+    assert main(["generate", "--energies", "96", "-n", "1", "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "caloclouds generate: warning: incident energies 96-96 GeV reach outside" in err, err
+    assert "incident energy 96 GeV is outside the model's training range 10.01-89.97 GeV" in err, err
+    assert "--allow-extrapolation" in err and not out.exists()
+    # inside the tolerance: no warning at all
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EnergyRangeWarning)
+        assert main(["generate", "--energies", "10", "90.5", "-n", "1", "-o", str(out)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    args = ["generate", "--energies", "96", "-n", "3", "--batch-size", "1", "--allow-extrapolation"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", EnergyRangeWarning)  # a warning per batch would show three times
+        assert main([*args, "-o", str(out), "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("caloclouds generate: warning: incident energies 96-96 GeV reach outside") == 1, err
     assert "EnergyRangeWarning" not in err and "warnings.warn" not in err and ".py:" not in err
+    assert read_showers(out).incident_energy_gev.tolist() == [96.0] * 3
+
+
+def test_the_deprecated_sampler_is_a_note_and_the_new_options(tmp_path, capsys) -> None:
+    """``--sampler edm`` goes through the one shim: a one-line note, then ``--model-part teacher
+    --solver heun``; a clash with the new spelling is one line, and nothing is written."""
+    args = ["generate", "--energies", "40", "-n", "2", "--steps", "2", "--seed", "3"]
+    assert main([*args, "--sampler", "edm", "-o", str(tmp_path / "a.h5")]) == 0
+    note = "caloclouds generate: note: --sampler edm is deprecated; use --model-part teacher --solver heun"
+    assert note in capsys.readouterr().err
+    assert main([*args, "--model-part", "teacher", "--solver", "heun", "-o", str(tmp_path / "b.h5")]) == 0
+    assert "deprecated" not in capsys.readouterr().err
+    a, b = read_showers(tmp_path / "a.h5"), read_showers(tmp_path / "b.h5")
+    assert np.array_equal(a.points, b.points) and np.array_equal(a.offsets, b.offsets)
+    assert main([*args, "--sampler", "edm", "--model-part", "cm", "-o", str(tmp_path / "c.h5")]) == 2
+    assert "--sampler edm means --model-part teacher" in capsys.readouterr().err
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_an_existing_output_is_refused_before_any_work(tmp_path, capsys) -> None:
+    out = tmp_path / "x.h5"
+    out.write_bytes(b"keep")
+    assert main(["generate", "--energies", "50", "-n", "1", "-o", str(out)]) == 2
+    assert "--output" in capsys.readouterr().err and out.read_bytes() == b"keep"
+    assert main(["generate", "--energies", "50", "-n", "1", "-o", str(tmp_path / "x.csv")]) == 2
+    assert "unknown extension '.csv'" in capsys.readouterr().err
 
 
 def test_every_verb_takes_threads_with_a_default_of_one(capsys) -> None:

@@ -20,7 +20,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from caloclouds.cli.options import add_threads_argument, apply_threads
+from caloclouds.cli.options import add_threads_argument, apply_deprecated, apply_threads
 
 __all__ = ["main", "verb_parser", "VERBS"]
 
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _warning_printer(verb)  # one line above any progress bar, not Python's file:line form
     try:
         args.threads = apply_threads(args.threads)
+        apply_deprecated(args, verb)
         args.command = shlex.join(["caloclouds", verb, *rest])  # for provenance records
         if getattr(args, "device", None) not in (None, "numpy"):
             _check_device(args.device)

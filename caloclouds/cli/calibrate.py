@@ -54,7 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"use at most N reference showers (default 2000, at least {MIN_SHOWERS})",
     )
-    parser.add_argument("--sampler", choices=["cm", "edm"], default="cm")
+    parser.add_argument(
+        "--model-part",
+        choices=["cm", "teacher"],
+        default="cm",
+        help="the weights whose showers are calibrated: cm, the consistency model (default), or teacher",
+    )
+    parser.add_argument("--sampler", choices=["cm", "edm"], help=argparse.SUPPRESS)  # deprecated: apply_deprecated
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -117,7 +123,12 @@ def run(args: argparse.Namespace) -> int:
             f"--reference {args.reference} holds {len(reference)} showers; the fit needs at least {MIN_SHOWERS} (or --force)"
         )
     report = fit_calibrations(
-        bundle, reference, sampler=args.sampler, device=args.device, seed=args.seed, radial=not args.no_radial
+        bundle,
+        reference,
+        sampler="cm" if args.model_part == "cm" else "edm",
+        device=args.device,
+        seed=args.seed,
+        radial=not args.no_radial,
     )
     print(report.text())
     problems = fit_problems(report)

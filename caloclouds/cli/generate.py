@@ -69,11 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="which algorithm: consistency (cm, default), heun "
         "(teacher, default) or euler (teacher): a name of caloclouds.diffusion.sampling.SOLVERS",
     )
-    parser.add_argument(
-        "--sampler",
-        choices=["cm", "edm"],
-        help="deprecated: cm = --model-part cm; edm = --model-part teacher --solver heun",
-    )
+    parser.add_argument("--sampler", choices=["cm", "edm"], help=argparse.SUPPRESS)  # deprecated: apply_deprecated
     parser.add_argument(
         "--steps", type=int, metavar="K", help="CM steps (default 1) or Heun / Euler steps (default 13)"
     )
@@ -102,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-extrapolation",
         action="store_true",
-        help="generate energies far outside the model's training range (refused by default; "
+        help="generate energies outside the model's training range (refused by default; "
         "the output is still checked for NaN/inf)",
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT.{root,h5}", help="output file (.root or .h5)")
@@ -110,26 +106,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Each option is checked once, here, before any work; the sampling options are resolved once,
+    by the generator (a voxel model: :meth:`VoxelModel.resolve_solver`); the energies are checked
+    against the model's training range once, by :func:`generate_to_file`."""
     from caloclouds.errors import CaloCloudsError
     from caloclouds.generation.energies import incident_energies
-    from caloclouds.generation.pipeline import generate_to_file
+    from caloclouds.io.atomic import check_output_path
 
-    out = Path(args.output)
-    if out.suffix not in (".root", ".h5", ".hdf5"):
-        raise CaloCloudsError(f"output {out} must end in .root, .h5 or .hdf5")
     if args.batch_size < 1:
         raise CaloCloudsError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.steps is not None and args.steps < 1:
         raise CaloCloudsError(f"--steps must be >= 1, got {args.steps}")
     if not 0 <= args.seed < 2**63:
         raise CaloCloudsError(f"--seed must lie in 0 to 2^63-1, got {args.seed}")
-    from caloclouds.diffusion.sampling import resolve_sampling
-
-    # clashing --sampler / --model-part / --solver: one line, before any work
-    model_part, solver = resolve_sampling(model_part=args.model_part, solver=args.solver, sampler=args.sampler)
-    from caloclouds.io.atomic import check_output_path
-
-    check_output_path(out, suffixes=(".root", ".h5", ".hdf5"), overwrite=args.overwrite)
+    out = check_output_path(
+        args.output, suffixes=(".root", ".h5", ".hdf5"), option="--output", overwrite=args.overwrite
+    )
     if args.energies_from:
         from caloclouds.evaluation.spectrum import energies_of_file
 
@@ -146,12 +138,14 @@ def run(args: argparse.Namespace) -> int:
 
     if is_voxel_checkpoint(args.model):
         return _generate_voxels(args, energies, out)
+    from caloclouds.generation.pipeline import generate_to_file
+
     summary = generate_to_file(
         out,
         energies,
         model=args.model,
-        model_part=model_part,
-        solver=solver,
+        model_part=args.model_part,
+        solver=args.solver,
         steps=args.steps,
         cog=args.cog,
         cells=None if args.cells == "none" else args.cells,
@@ -166,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _generate_voxels(args: argparse.Namespace, energies: object, out: Path) -> int:
     """``generate`` with a voxel model: points sampled inside the generated voxels, to HDF5."""
+    from caloclouds.diffusion.sampling import default_solver
     from caloclouds.errors import CaloCloudsError
     from caloclouds.voxel.generate import generate_voxel_file
 
@@ -174,12 +169,10 @@ def _generate_voxels(args: argparse.Namespace, energies: object, out: Path) -> i
     from caloclouds.voxel.model import load_voxel_model
 
     model = load_voxel_model(args.model)
-    solver = None  # the file holds one part: its default solver unless an option asks for another
-    if args.model_part is not None or args.solver is not None or args.sampler is not None:
-        from caloclouds.diffusion.sampling import resolve_sampling
-
-        solver = resolve_sampling(model_part=args.model_part, solver=args.solver, sampler=args.sampler)[1]
-    solver = model.resolve_solver(solver)
+    solver = args.solver
+    if solver is None and args.model_part is not None:
+        solver = default_solver(args.model_part)  # the file holds one part: a --model-part must be that one
+    solver = model.resolve_solver(solver)  # the file's default solver unless an option asks for another
     summary = generate_voxel_file(
         model, energies, out, steps=args.steps, solver=solver, batch_size=args.batch_size, seed=args.seed
     )

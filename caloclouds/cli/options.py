@@ -1,7 +1,9 @@
-"""Option groups that several verbs share, written once: threads and overwriting.
+"""Option groups that several verbs share, written once, and the one shim for deprecated spellings.
 
 Every verb gets ``--threads`` from :func:`caloclouds.cli.main` (added where the verb has none of its
-own); verbs that write files add ``--overwrite`` with :func:`add_overwrite_argument`.
+own); verbs that write files add ``--overwrite`` with :func:`add_overwrite_argument`. Old spellings
+of renamed options are still parsed (hidden from ``--help``) and mapped to the new ones by
+:func:`apply_deprecated`, which :func:`caloclouds.cli.main` calls for every verb.
 """
 
 from __future__ import annotations
@@ -10,7 +12,13 @@ import argparse
 import os
 import sys
 
-__all__ = ["DEFAULT_THREADS", "add_overwrite_argument", "add_threads_argument", "apply_threads"]
+__all__ = [
+    "DEFAULT_THREADS",
+    "add_overwrite_argument",
+    "add_threads_argument",
+    "apply_deprecated",
+    "apply_threads",
+]
 
 DEFAULT_THREADS = 1  # one intra-op thread per process: on a shared machine a second core serves a second job
 
@@ -59,3 +67,34 @@ def apply_threads(threads: int | None) -> int:
     else:
         torch.set_num_threads(n)
     return n
+
+
+# --sampler NAME (deprecated) -> (--model-part, --solver or None for the part's default)
+_SAMPLER_ALIASES = {"cm": ("cm", None), "edm": ("teacher", "heun")}
+
+
+def _note(verb: str, old: str, new: str) -> None:
+    print(f"caloclouds {verb}: note: {old} is deprecated; use {new}", file=sys.stderr)
+
+
+def apply_deprecated(args: argparse.Namespace, verb: str) -> None:
+    """Map the deprecated spellings in ``args`` onto the options that replaced them, in place, with a
+    one-line note on stderr for each; the verbs read only the new names.
+
+    * ``--sampler cm|edm``: ``--model-part cm`` / ``--model-part teacher --solver heun``.
+
+    Raises:
+        ConfigError: an old spelling that contradicts the new option given beside it.
+    """
+    from caloclouds.errors import ConfigError
+
+    sampler = getattr(args, "sampler", None)
+    if sampler is not None:
+        part, solver = _SAMPLER_ALIASES[sampler]
+        if getattr(args, "model_part", None) not in (None, part):
+            raise ConfigError(f"--sampler {sampler} means --model-part {part}, not --model-part {args.model_part}")
+        args.model_part = part
+        if solver is not None and getattr(args, "solver", None) is None:
+            args.solver = solver
+        _note(verb, f"--sampler {sampler}", f"--model-part {part}" + (f" --solver {solver}" if solver else ""))
+        args.sampler = None

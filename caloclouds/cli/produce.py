@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, metavar="K", help="CM or Heun / Euler steps, as for generate")
     parser.add_argument("--cog", choices=COG_MODES, help="transverse position, as for generate")
     parser.add_argument(
-        "--allow-extrapolation", action="store_true", help="energies far outside the training range, as for generate"
+        "--allow-extrapolation", action="store_true", help="energies outside the training range, as for generate"
     )
     parser.add_argument(
         "--batch-size", type=int, metavar="B", help="showers per batch (default 1000 on cpu, 10000 on cuda)"
@@ -139,7 +139,7 @@ def _check_energies(request: ProductionRequest) -> None:
     """Energies outside the model's range and bad steps fail here, once, not in every shard."""
     from caloclouds.errors import CaloCloudsError
     from caloclouds.generation.bundle import load_bundle
-    from caloclouds.generation.energies import check_energy_range
+    from flows.sampling import check_energy_range
 
     if request.steps is not None and request.steps < 1:
         raise CaloCloudsError(f"--steps must be >= 1, got {request.steps}")

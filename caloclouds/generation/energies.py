@@ -1,8 +1,6 @@
 """Incident energies for generation: a range, a list, or a text file (one energy in GeV per line).
 
-Energies far outside the training range of the model are refused (:func:`check_energy_range`)
-unless extrapolation is asked for: the allowed band extends the training range [lo, hi] by
-:data:`EXTRAPOLATION_FRACTION` of its width in ln E on each side (5.8-156 GeV for 10-90 GeV).
+Whether a model may generate them is one rule, the flow's: :func:`flows.sampling.check_energy_range`.
 """
 
 from __future__ import annotations
@@ -16,13 +14,9 @@ from caloclouds.errors import CaloCloudsError, InputFileError
 __all__ = [
     "energies_from_file",
     "incident_energies",
-    "allowed_energy_range_gev",
-    "check_energy_range",
-    "EXTRAPOLATION_FRACTION",
     "MAX_SHOWERS",
 ]
 
-EXTRAPOLATION_FRACTION = 0.25  # of the training range's width in ln E, allowed on each side
 MAX_SHOWERS = 100_000_000  # one request at most (the energy list alone is 400 MB)
 
 
@@ -90,34 +84,3 @@ def incident_energies(
     if values.size * n_showers > MAX_SHOWERS:
         raise CaloCloudsError(f"{values.size} energies x -n {n_showers} is more than {MAX_SHOWERS:.0e} showers")
     return np.repeat(values, n_showers).astype(np.float32)
-
-
-def allowed_energy_range_gev(training_range_gev: tuple[float, float]) -> tuple[float, float]:
-    """The band of incident energies generated without ``allow_extrapolation``."""
-    lo, hi = (float(v) for v in training_range_gev)
-    if not (0 < lo <= hi < np.inf):
-        return 0.0, float("inf")
-    margin = EXTRAPOLATION_FRACTION * np.log(hi / lo) if hi > lo > 0 else np.log(1.25)
-    return float(lo * np.exp(-margin)), float(hi * np.exp(margin))
-
-
-def check_energy_range(
-    incident_energy_gev: np.ndarray, training_range_gev: tuple[float, float], *, allow_extrapolation: bool
-) -> None:
-    """Refuse energies outside :func:`allowed_energy_range_gev` unless ``allow_extrapolation``.
-
-    Raises:
-        CaloCloudsError: naming the first energy outside, the training range and the option.
-    """
-    energies = np.asarray(incident_energy_gev, dtype=np.float64)
-    if energies.size == 0 or allow_extrapolation:
-        return
-    lo, hi = allowed_energy_range_gev(training_range_gev)
-    outside = (energies < lo) | (energies > hi)
-    if np.any(outside):
-        bad = float(energies[np.argmax(outside)])
-        t_lo, t_hi = training_range_gev
-        raise CaloCloudsError(
-            f"incident energy {bad:g} GeV is far outside the model's training range {t_lo:.4g}-{t_hi:.4g} GeV "
-            f"(allowed without --allow-extrapolation: {lo:.3g}-{hi:.3g} GeV)"
-        )

@@ -85,6 +85,9 @@ class ShowerGenerator:
             ``generation.cog``; see :mod:`caloclouds.generation.calibration`.
         share_core: apply the bundle's core energy sharing (``generation.core_radius_mm``).
         calibrate_radii: apply the bundle's radial calibration (off to fit it).
+        check_range: check each batch's energies against the flow's training range (a warning
+            outside it); False where the caller checked all of them once
+            (:func:`flows.sampling.check_energy_range`, as :func:`generate_to_file` does).
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class ShowerGenerator:
         cog: str | None = None,
         share_core: bool = True,
         calibrate_radii: bool = True,
+        check_range: bool = True,
     ) -> None:
         settings = bundle.config.generation
         cog = settings.cog if cog is None else cog
@@ -111,6 +115,7 @@ class ShowerGenerator:
         # the deprecated name of the weights, still written to the files' metadata
         self.sampler = next(name for name, (part, _) in SAMPLERS.items() if part == self.model_part)
         self.steps = steps
+        self.check_range = check_range
         self.device = torch.device(device)
         self.flow = bundle.flow(device=device)
         self.point_model = bundle.point_model(self.model_part, device=device)
@@ -192,7 +197,7 @@ class ShowerGenerator:
         extra = None if direction is None or not self.direction_aware else torch.rad2deg(direction[0])[:, None]
         tan_theta = None if extra is None else torch.tan(direction[0])
         t0 = time.perf_counter()
-        stats = self.flow.sample(energy, extra_conditions=extra, generator=generator)
+        stats = self.flow.sample(energy, extra_conditions=extra, generator=generator, check_range=self.check_range)
         self._sync()
         t1 = time.perf_counter()
         n_points = self.calibration(stats.n_points).clamp_min(1)

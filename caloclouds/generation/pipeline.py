@@ -137,10 +137,9 @@ def generate_to_file(
     incident_energy_gev: np.ndarray,
     *,
     model: str | Path = "default",
-    sampler: str | None = None,
-    steps: int | None = None,
     model_part: str | None = None,
     solver: str | None = None,
+    steps: int | None = None,
     cog: str | None = None,
     cells: str | None = None,
     batch_size: int = 1000,
@@ -151,28 +150,28 @@ def generate_to_file(
 ) -> GenerationSummary:
     """Generate one shower per energy and stream them to ``path`` (.root or .h5).
 
-    Energies far outside the model's training range are refused unless ``allow_extrapolation``
-    (:func:`caloclouds.generation.energies.check_energy_range`); every chunk is checked for NaN/inf
-    and negative energies before it is written (:func:`check_generated`), so an invalid shower
-    never reaches a file.
+    The caller checks ``path`` (``caloclouds generate``: :func:`caloclouds.io.atomic.check_output_path`,
+    with its ``--overwrite``); the writer takes the format from the suffix and replaces ``path`` only
+    when the file is complete. ``model_part`` and ``solver`` are resolved once, by
+    :class:`ShowerGenerator`. Energies outside the model's training range are refused unless
+    ``allow_extrapolation`` (:func:`flows.sampling.check_energy_range`, once for the whole run); every
+    chunk is checked for NaN/inf and negative energies before it is written (:func:`check_generated`),
+    so an invalid shower never reaches a file.
     """
-    import warnings
-
     import torch
     from tqdm.auto import tqdm
 
     setup = time.perf_counter()
 
-    from caloclouds.generation.energies import check_energy_range
-    from caloclouds.io.atomic import check_output_path
     from caloclouds.io.writers import open_writer  # HDF5: cells in the 'cells' group; ROOT: cells_* branches
+    from flows.sampling import check_energy_range
 
-    path = check_output_path(path, suffixes=(".root", ".h5", ".hdf5"))
+    path = Path(path)
     bundle = load_bundle(model)
     training_range = tuple(bundle.flow(device="cpu").energy_range_gev)
     check_energy_range(incident_energy_gev, training_range, allow_extrapolation=allow_extrapolation)
     generator = ShowerGenerator(
-        bundle, model_part=model_part, solver=solver, sampler=sampler, steps=steps, device=device, cog=cog
+        bundle, model_part=model_part, solver=solver, steps=steps, device=device, cog=cog, check_range=False
     )
     detector = bundle.config.detector  # the bundle's detector: layers, cell pitch, MIP and threshold
     project = None if cells is None else cell_projector(cells, detector)
@@ -216,30 +215,25 @@ def generate_to_file(
                 bar.update(target - bar.n)
 
         done = 0
-        with warnings.catch_warnings():
-            if allow_extrapolation:  # asked for: the flow's range warning would repeat every batch
-                from flows import EnergyRangeWarning
-
-                warnings.filterwarnings("ignore", category=EnergyRangeWarning)
-            for showers, hits in generator.stream(
-                incident_energy_gev,
-                batch_size=batch_size,
-                seed=seed,
-                project=project,
-                callback=solver_step if progress else None,
-            ):
-                check_generated(showers, n_layers=n_layers)
-                writer.write(showers, cells=hits)
-                n_points += len(showers.points)
-                visible_fraction += float(np.sum(showers.visible_energy_mev() / (1000.0 * showers.incident_energy_gev)))
-                if hits is not None:
-                    n_cells += len(hits.e_mev)
-                if not first_seconds:
-                    first_seconds = time.perf_counter() - start
-                done += len(showers)
-                bar.update(done - bar.n)
-                # drawn with the bar, at most every bar.mininterval: refreshing here cost 0.15 ms per call
-                bar.set_postfix(showers_per_s=f"{bar.n / max(time.perf_counter() - start, 1e-9):.0f}", refresh=False)
+        for showers, hits in generator.stream(
+            incident_energy_gev,
+            batch_size=batch_size,
+            seed=seed,
+            project=project,
+            callback=solver_step if progress else None,
+        ):
+            check_generated(showers, n_layers=n_layers)
+            writer.write(showers, cells=hits)
+            n_points += len(showers.points)
+            visible_fraction += float(np.sum(showers.visible_energy_mev() / (1000.0 * showers.incident_energy_gev)))
+            if hits is not None:
+                n_cells += len(hits.e_mev)
+            if not first_seconds:
+                first_seconds = time.perf_counter() - start
+            done += len(showers)
+            bar.update(done - bar.n)
+            # drawn with the bar, at most every bar.mininterval: refreshing here cost 0.15 ms per call
+            bar.set_postfix(showers_per_s=f"{bar.n / max(time.perf_counter() - start, 1e-9):.0f}", refresh=False)
         # points of the radial tail moved back inside the calorimeter's transverse size (rare)
         writer.update_attrs(
             {"points_clipped": generator.points_clipped, "detector_half_width_mm": generator.half_width_mm}

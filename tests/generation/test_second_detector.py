@@ -71,6 +71,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory, bundle, files) -> Path: 
                 "ild",
                 "--batch-size",
                 "16",
+                "--allow-extrapolation",  # the 60 training showers span 12.5-88.4 GeV, the reference 10-90
                 "-o",
                 str(out),
             ]
