@@ -17,6 +17,11 @@ Distortions act on the points, before the projection onto cells:
   ``amount``, at R and beyond not at all; monotone for amount < R; a point exactly on the axis
   moves in a random direction). Sub-cell-scale: a corner alignment, where four cells share the
   core, hides most of it; random impact positions should not.
+
+For showers with a direction of incidence (``theta_deg``/``phi_deg``), ``radial`` and ``core`` act
+about each shower's inclined axis, which at layer k sits ``depth_k tan(theta) (cos phi, sin phi)``
+from x = y = 0 (``depth_k``: the middle of the detector's silicon layer k), as the evaluation
+measures the radii.
 """
 
 from __future__ import annotations
@@ -67,9 +72,16 @@ DEFAULT_PERTURBATIONS: tuple[Perturbation, ...] = (
 )
 
 
-def perturb(showers: Showers, perturbation: Perturbation, *, seed: int = 0) -> Showers:
-    """A distorted copy of ``showers`` (the input is not changed)."""
+def perturb(
+    showers: Showers, perturbation: Perturbation, *, seed: int = 0, detector: DetectorConfig = ILD_LIKE_DETECTOR
+) -> Showers:
+    """A distorted copy of ``showers`` (the input is not changed); ``detector`` gives the layer depths
+    of the inclined axis of showers with a direction."""
     points = showers.points.copy()
+    axis_mm = None
+    if showers.has_direction and perturbation.kind in ("radial", "core"):
+        axis_mm = _inclined_axis_mm(showers, detector)
+        points[:, :2] -= axis_mm
     if perturbation.kind == "energy":
         points[:, 3] *= np.float32(1.0 + perturbation.amount)
     elif perturbation.kind == "radial":
@@ -84,7 +96,19 @@ def perturb(showers: Showers, perturbation: Perturbation, *, seed: int = 0) -> S
         _widen_core(points, perturbation.amount, np.random.default_rng(seed))
     elif perturbation.kind != "none":
         raise ValueError(f"unknown perturbation {perturbation.kind!r}; choose one of {', '.join(KINDS)}")
+    if axis_mm is not None:
+        points[:, :2] += axis_mm
     return Showers(points, showers.offsets.copy(), showers.incident_energy_gev.copy(), dict(showers.conditions))
+
+
+def _inclined_axis_mm(showers: Showers, detector: DetectorConfig) -> np.ndarray:
+    """(P, 2) float32 position of each point's shower axis in the point's layer (angled showers)."""
+    from caloclouds.evaluation.observables import inclined_axis_slope
+
+    layer = np.clip(np.floor(showers.layer).astype(np.int64), 0, detector.n_layers - 1)
+    depth_mm = np.asarray(detector.layer_centre_z_mm, dtype=np.float64)[layer]
+    slope = inclined_axis_slope(showers.theta_deg, showers.phi_deg)[showers.shower_index]
+    return (depth_mm[:, None] * slope).astype(np.float32)
 
 
 def _widen_core(points: np.ndarray, amount_mm: float, rng: np.random.Generator) -> None:
@@ -140,7 +164,7 @@ def self_test(
         raise ValueError(f"perturbations must differ, got {labels}")
     perm = np.random.default_rng(config.seed).permutation(len(showers))
     part_a, part_b, part_c = (showers[np.sort(perm[k * n : (k + 1) * n])] for k in range(3))
-    distorted = {p.label: perturb(part_c, p, seed=config.seed) for p in perturbations}
+    distorted = {p.label: perturb(part_c, p, seed=config.seed, detector=detector) for p in perturbations}
     options = ScoringOptions() if options is None else options
     result = evaluate(
         part_a,

@@ -17,6 +17,7 @@ from caloclouds.evaluation import FLOOR_LABEL, LowLevelConfig, ScoringOptions, e
 from caloclouds.evaluation.lowlevel import cell_sets
 from caloclouds.evaluation.observables import binned_energies, compute_observables, decile_edges, inclined_axis_slope
 from caloclouds.evaluation.pipeline import cell_observables
+from caloclouds.evaluation.selftest import Perturbation, perturb
 from caloclouds.evaluation.spectrum import THETA_BINS_DEG, AngleMismatchError, theta_bin_label
 from caloclouds.io.hdf5 import ShowerFile
 from caloclouds.showers import Showers
@@ -161,3 +162,23 @@ def test_normal_incidence_results_carry_no_angles(shared) -> None:
     for sample in result["samples"].values():
         assert "theta_bins" not in sample and "angle_spectra" not in sample
         assert "theta_deg_min" not in sample["summary"]
+
+
+def test_self_test_widens_angled_showers_about_their_inclined_axis(angled) -> None:
+    showers = angled[:20]
+    depth = np.asarray(ILD_LIKE_DETECTOR.layer_centre_z_mm)[showers.layer.astype(np.int64)]
+    axis = depth[:, None] * inclined_axis_slope(showers.theta_deg, showers.phi_deg)[showers.shower_index]
+    wide = perturb(showers, Perturbation("radial", 0.05))
+    offset = showers.points[:, :2] - axis
+    np.testing.assert_allclose(wide.points[:, :2] - axis, 1.05 * offset, rtol=0, atol=1e-3)
+    core = perturb(showers, Perturbation("core", 0.5), seed=1)
+    r_before = np.hypot(*offset.T)
+    r_after = np.hypot(*(core.points[:, :2] - axis).T)
+    inside = r_before < 4.0
+    np.testing.assert_allclose(r_after[inside], r_before[inside] + 0.5 * (1 - r_before[inside] / 5.0), atol=1e-3)
+    np.testing.assert_allclose(r_after[r_before > 5.01], r_before[r_before > 5.01], atol=1e-3)
+    # normal incidence: about x = y = 0, bit for bit as before
+    normal = Showers(showers.points, showers.offsets, showers.incident_energy_gev)
+    np.testing.assert_array_equal(
+        perturb(normal, Perturbation("radial", 0.05)).points[:, :2], normal.points[:, :2] * np.float32(1.05)
+    )
