@@ -21,7 +21,7 @@ import numpy as np
 
 from caloclouds.evaluation.observables import BinEdges, CellObservables, binned_energies
 
-__all__ = ["Curve", "histogram", "detector_label", "plot_all"]
+__all__ = ["Curve", "angle_figure", "histogram", "detector_label", "plot_all"]
 
 REFERENCE_COLOUR = "0.75"
 MODEL_COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
@@ -331,6 +331,15 @@ def _incident_energy_figure(path: Path, samples: Mapping[str, CellObservables], 
     fig.savefig(path, dpi=_DPI)
 
 
+def angle_figure(path: Path, samples: Mapping[str, CellObservables], detector: str = "") -> None:
+    """The distributions of theta and phi (modulo 360) of samples with a direction of incidence."""
+    angles = [
+        ("theta", "polar angle theta [deg]", lambda o: o.theta_deg),
+        ("phi", "azimuth phi [deg], modulo 360", lambda o: np.mod(o.phi_deg, 360.0)),
+    ]
+    _scalar_panels(path, samples, angles, "Angles of incidence", n_cols=2, detector=detector)
+
+
 def _radial_edges(r_mm: np.ndarray, n_bins: int = 40) -> np.ndarray:
     """About ``n_bins`` radius bins whose edges lie half-way between distinct cell radii.
 
@@ -434,6 +443,9 @@ def plot_all(
     with _style():
         _incident_energy_figure(out_dir / "eval_incident_energy.png", samples, detector)
         written.append(("Incident-energy spectra", "eval_incident_energy.png"))
+        if all(o.has_direction for o in samples.values()):  # angled samples: their angles should match too
+            angle_figure(out_dir / "eval_angles.png", samples, detector)
+            written.append(("Angles of incidence", "eval_angles.png"))
         _energy_figure(out_dir / "eval_energy.png", samples, threshold_mev, detector)
         written.append(("Cell energies, hits, visible energy", "eval_energy.png"))
         _profile_figure(out_dir / "eval_profiles.png", samples, edges, detector)

@@ -182,3 +182,11 @@ def test_self_test_widens_angled_showers_about_their_inclined_axis(angled) -> No
     np.testing.assert_array_equal(
         perturb(normal, Perturbation("radial", 0.05)).points[:, :2], normal.points[:, :2] * np.float32(1.05)
     )
+
+
+def test_the_angle_figure(angled, tmp_path) -> None:
+    from caloclouds.evaluation.plots import angle_figure
+
+    obs = cell_observables(angled[:80], config=DEFAULT_EVALUATION, impact="corner")
+    angle_figure(tmp_path / "angles.png", {"A": obs.take(np.arange(40)), "B": obs.take(np.arange(40, 80))})
+    assert (tmp_path / "angles.png").stat().st_size > 10_000
