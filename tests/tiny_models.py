@@ -32,3 +32,16 @@ def tiny_run_config(base: RunConfig) -> RunConfig:
         ),
         distillation=dataclasses.replace(base.distillation, batch_size=4, checkpoint_every=1000, num_steps=8),
     )
+
+
+def tiny_direction_run_config(base: RunConfig) -> RunConfig:
+    """:func:`tiny_run_config` of a direction-aware model (issue 25): a per-layer PointWise Net
+    conditioned on tan(theta) (``diffusion.direction``) and a Shower Flow conditioned on theta_deg;
+    core sharing on (3 mm, 1 mm, as the shipped bundle) so that the calibration's every step runs."""
+    config = tiny_run_config(base)
+    return dataclasses.replace(
+        config,
+        flow=dataclasses.replace(config.flow, condition_names=("theta_deg",)),
+        diffusion=dataclasses.replace(config.diffusion, per_layer=True, direction=True),
+        generation=dataclasses.replace(config.generation, cog="flow", core_radius_mm=3.0, core_spread_mm=1.0),
+    )

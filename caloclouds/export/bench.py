@@ -26,7 +26,7 @@ def bench_torchscript(bundle: ModelBundle, *, n: int = 200, warmup: int = 10, se
         export_torchscript(bundle, Path(tmp) / "model.pt")
         module, _ = load_export(Path(tmp) / "model.pt")
     torch.manual_seed(seed)
-    angles = torch.tensor([[90.0]]), torch.tensor([[0.0]])
+    angles = torch.tensor([[0.0]]), torch.tensor([[0.0]])  # normal incidence (DDML: theta = acos(d_z))
     times = []
     with torch.inference_mode():
         for i, e in enumerate(bench_energies(n + warmup, seed)):

@@ -6,6 +6,10 @@ transforms' sampling maths on the same parameters) and ``flows.preprocessing.dec
 (the decoding that ``ShowerFlow.sample`` runs), so for the same base noise it returns the same n_l
 and E_l as ``ShowerFlow.sample`` (tested bit for bit on the bundled flow).
 
+A flow conditioned on the direction of incidence (``flow.condition_names: [theta_deg]``, issue 25)
+takes θ in degrees as its one extra condition, after log E_inc, as ``ShowerFlow.sample(...,
+extra_conditions=θ)`` does; a flow with any other extra condition is refused.
+
 Only sampling (base -> data) is implemented: the export never evaluates a density.
 
 References:
@@ -18,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from caloclouds.showers import THETA
 from flows.preprocessing import decode_statistics
 from flows.script import TransformChain
 
@@ -34,11 +39,14 @@ class ScriptShowerFlow(nn.Module):
     def __init__(self, flow: nn.Module) -> None:
         super().__init__()
         model, pre = flow.model, flow.preprocessing
-        if pre.condition_dim != 1:
+        names = tuple(flow.config.condition_names)
+        if names not in ((), (THETA,)) or pre.condition_dim != 1 + len(names):
             msg = (
-                f"the export supports flows conditioned on the energy only; this one has {pre.condition_dim} conditions"
+                "the export supports flows conditioned on the energy alone or on the energy and "
+                f"{THETA}; this one has {pre.condition_dim} conditions (extra: {list(names)})"
             )
             raise ValueError(msg)
+        self.direction = names == (THETA,)  # theta_deg is the one extra condition
         self.n_layers = int(pre.n_layers)
         self.dim = int(pre.dim)
         self.chain = TransformChain(model)
@@ -56,19 +64,29 @@ class ScriptShowerFlow(nn.Module):
             self.register_buffer(name, getattr(pre, name).detach().clone().float())
         self.register_buffer("fallback_frac", pre.fallback_frac.detach().clone().float())
 
-    def forward(self, incident_energy_gev: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
-        """Shower statistics for base ``noise`` (B, D) at ``incident_energy_gev`` (B,).
+    def forward(
+        self, incident_energy_gev: Tensor, noise: Tensor, theta_deg: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Shower statistics for base ``noise`` (B, D) at ``incident_energy_gev`` (B,) and, for a
+        flow conditioned on the direction, ``theta_deg`` (B, 1) (None: 0, normal incidence).
 
         Returns:
             ``points_per_layer`` (B, L) int64 and ``energy_per_layer_mev`` (B, L) float32, as
             ``ShowerFlow.sample`` for the same noise.
         """
-        points_per_layer, energy_per_layer, _ = self.sample_with_cog(incident_energy_gev, noise)
+        points_per_layer, energy_per_layer, _ = self.sample_with_cog(incident_energy_gev, noise, theta_deg)
         return points_per_layer, energy_per_layer
 
-    def sample_with_cog(self, incident_energy_gev: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """As :meth:`forward`, plus the transverse centre of gravity ``cog_mm`` (B, 2)."""
-        cond = (torch.log(incident_energy_gev).unsqueeze(1) - self.condition_mean) / self.condition_std
+    def sample_with_cog(
+        self, incident_energy_gev: Tensor, noise: Tensor, theta_deg: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """As :meth:`forward`, plus the transverse centre of gravity ``cog_mm`` (B, 2) (for a flow
+        conditioned on the direction, in the frame of the inclined axis)."""
+        log_e = torch.log(incident_energy_gev).unsqueeze(1)
+        if self.direction:  # FeaturePreprocessing.encode_condition: log E_inc, then theta_deg
+            theta = torch.zeros_like(log_e) if theta_deg is None else theta_deg.reshape(-1, 1).to(log_e.dtype)
+            log_e = torch.cat([log_e, theta], dim=1)
+        cond = (log_e - self.condition_mean) / self.condition_std
         return self.decode(self.chain(noise, cond), incident_energy_gev)
 
     def decode(self, z: Tensor, incident_energy_gev: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -11,8 +11,9 @@ number of core copies are data-dependent sizes that ONNX carries; the noise is d
 and are written here in ONNX ops: ``hypot`` (as sqrt(x^2 + y^2)) and ``searchsorted`` (as the
 number of nodes below each value). What differs from the TorchScript export:
 
-* **No input checks.** ONNX graphs raise no exceptions, so a non-positive or NaN energy is not
-  refused (the caller must check); the TorchScript export raises.
+* **No input checks.** ONNX graphs raise no exceptions, so a non-positive or NaN energy (or, for
+  a direction-aware bundle, a NaN angle) is not refused (the caller must check); the TorchScript
+  export raises. θ is clamped into the trained range and φ wrapped in both.
 * **Random numbers.** ONNX random ops draw from onnxruntime's generator, seeded when a session is
   created (``onnxruntime.set_seed`` before ``InferenceSession``), not torch's, so a seed never
   gives the same shower as torch; the distribution is the same.
@@ -24,7 +25,10 @@ reproduce torch to float32 rounding, which checks the exported maths where the w
 cannot be compared number by number: ``shower_flow.onnx`` (the Shower Flow with its decoding),
 ``point_model.onnx`` (the one-step consistency model with its inverse preprocessing, the number of
 points dynamic) and, for a per-layer model, ``point_calibration.onnx`` (the layer energies, radial
-calibration, CoG shift and core sharing of one shower's drawn points).
+calibration, CoG shift and core sharing of one shower's drawn points). For a direction-aware
+bundle the flow part takes ``theta_deg`` (B, 1) and the per-layer point part ``tan_theta`` (1,) as
+inputs too; the calibration part works in the frame of the inclined axis, as the pipeline does
+before :func:`caloclouds.direction.from_axis_frame`.
 """
 
 from __future__ import annotations
@@ -66,12 +70,16 @@ def require_onnx() -> tuple[Any, Any]:
 
 
 class _FlowGraph(nn.Module):
+    """The Shower Flow; a direction-aware one also takes θ in degrees (B, 1)."""
+
     def __init__(self, flow: nn.Module) -> None:
         super().__init__()
         self.flow = flow
 
-    def forward(self, incident_energy_gev: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
-        return self.flow(incident_energy_gev, noise)
+    def forward(
+        self, incident_energy_gev: Tensor, noise: Tensor, theta_deg: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        return self.flow(incident_energy_gev, noise, theta_deg)
 
 
 class _PointGraph(nn.Module):
@@ -92,7 +100,8 @@ class _PointGraph(nn.Module):
 
 
 class _LayerPointGraph(nn.Module):
-    """One consistency step of the per-layer model plus the inverse preprocessing (noise is an input)."""
+    """One consistency step of the per-layer model plus the inverse preprocessing (noise is an input);
+    a direction-aware model also takes tan θ (1,) (its points are in the frame of the inclined axis)."""
 
     def __init__(self, stage: nn.Module) -> None:
         super().__init__()
@@ -105,9 +114,10 @@ class _LayerPointGraph(nn.Module):
         condition_points_per_layer: Tensor,
         energy_per_layer_mev: Tensor,
         incident_energy_gev: Tensor,
+        tan_theta: Tensor | None = None,
     ) -> Tensor:
         s = self.stage
-        features = s.layer_features(condition_points_per_layer, energy_per_layer_mev, incident_energy_gev)
+        features = s.layer_features(condition_points_per_layer, energy_per_layer_mev, incident_energy_gev, tan_theta)
         index = torch.repeat_interleave(torch.arange(s.n_layers), points_per_layer)
         return s.from_noise(noise, features, index)
 
@@ -234,16 +244,27 @@ def _part_graphs(
     batch = torch.export.Dim("batch")
     n = torch.export.Dim("n_points", min=2)
     energy = torch.tensor([10.0, 50.0, 90.0])
+    direction = bool(pipeline.direction_aware)
     parts: dict[str, tuple[nn.Module, dict[str, Any], tuple[Tensor, ...]]] = {}
+    flow_settings: dict[str, Any] = {
+        "args": (energy, torch.randn(3, pipeline.flow.dim, generator=gen)),
+        "input_names": ["incident_energy_gev", "noise"],
+        "output_names": ["points_per_layer", "energy_per_layer_mev"],
+        "dynamic_shapes": {"incident_energy_gev": {0: batch}, "noise": {0: batch}},
+    }
+    flow_check: tuple[Tensor, ...] = (
+        torch.tensor([12.0, 47.0, 88.0, 60.0]),
+        torch.randn(4, pipeline.flow.dim, generator=gen),
+    )
+    if direction:  # theta_deg (B, 1), as ShowerFlow.sample's extra_conditions
+        flow_settings["args"] += (torch.tensor([[0.0], [20.0], [40.0]]),)
+        flow_settings["input_names"].append("theta_deg")
+        flow_settings["dynamic_shapes"]["theta_deg"] = {0: batch}
+        flow_check += (torch.tensor([[5.0], [0.0], [33.0], [17.5]]),)
     parts["shower_flow.onnx"] = (
         _FlowGraph(pipeline.flow).eval(),
-        {
-            "args": (energy, torch.randn(3, pipeline.flow.dim, generator=gen)),
-            "input_names": ["incident_energy_gev", "noise"],
-            "output_names": ["points_per_layer", "energy_per_layer_mev"],
-            "dynamic_shapes": {"incident_energy_gev": {0: batch}, "noise": {0: batch}},
-        },
-        (torch.tensor([12.0, 47.0, 88.0, 60.0]), torch.randn(4, pipeline.flow.dim, generator=gen)),
+        flow_settings,
+        flow_check,
     )
     if isinstance(pipeline.points, DepthPointStage):
         parts["point_model.onnx"] = (
@@ -258,27 +279,17 @@ def _part_graphs(
         )
         return parts
     # a per-layer model: targets and drawn points of real showers of the pipeline
-    example = _drawn_shower(pipeline, 50.0, gen)
-    check = _drawn_shower(pipeline, 80.0, gen)
+    example = _drawn_shower(pipeline, 50.0, gen, theta_deg=20.0)
+    check = _drawn_shower(pipeline, 80.0, gen, theta_deg=35.0)
+    point_inputs = ["noise", "points_per_layer", "condition_points_per_layer", "energy_per_layer_mev"]
+    point_inputs += ["incident_energy_gev"] + (["tan_theta"] if direction else [])
     parts["point_model.onnx"] = (
         _LayerPointGraph(pipeline.points).eval(),
         {
             "args": example["points"],
-            "input_names": [
-                "noise",
-                "points_per_layer",
-                "condition_points_per_layer",
-                "energy_per_layer_mev",
-                "incident_energy_gev",
-            ],
+            "input_names": point_inputs,
             "output_names": ["points"],
-            "dynamic_shapes": {
-                "noise": {0: n},
-                "points_per_layer": None,
-                "condition_points_per_layer": None,
-                "energy_per_layer_mev": None,
-                "incident_energy_gev": None,
-            },
+            "dynamic_shapes": {name: {0: n} if name == "noise" else None for name in point_inputs},
         },
         check["points"],
     )
@@ -301,22 +312,30 @@ def _part_graphs(
     return parts
 
 
-def _drawn_shower(pipeline: Any, energy_gev: float, gen: torch.Generator) -> dict[str, tuple[Tensor, ...]]:
-    """The inputs of the per-layer point and calibration graphs for one shower drawn with ``gen``."""
+def _drawn_shower(
+    pipeline: Any, energy_gev: float, gen: torch.Generator, *, theta_deg: float = 0.0
+) -> dict[str, tuple[Tensor, ...]]:
+    """The inputs of the per-layer point and calibration graphs for one shower drawn with ``gen``
+    (at ``theta_deg`` for a direction-aware pipeline, whose point graph then takes tan θ too)."""
     incident = torch.tensor([energy_gev])
+    direction = bool(pipeline.direction_aware)
+    theta = torch.deg2rad(torch.tensor([theta_deg], dtype=torch.float64)).float()
     with torch.no_grad():
         n_layer, e_layer, cog = pipeline.flow.sample_with_cog(
-            incident, torch.randn(1, pipeline.flow.dim, generator=gen)
+            incident,
+            torch.randn(1, pipeline.flow.dim, generator=gen),
+            torch.rad2deg(theta).unsqueeze(1) if direction else None,
         )
         noise = torch.randn(int(n_layer.sum()), 3, generator=gen)
-        points = (noise, n_layer[0], n_layer[0], e_layer[0], incident)
+        points = (noise, n_layer[0], n_layer[0], e_layer[0], incident) + ((torch.tan(theta),) if direction else ())
         raw = _LayerPointGraph(pipeline.points)(*points)
     calibration = (raw, e_layer[0], cog[0], incident, torch.rand(1, generator=gen) * math.tau)
     return {"points": points, "calibration": calibration}
 
 
-def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxReport:
-    """Export the whole pipeline of ``bundle`` and its deterministic parts to ``out_dir``, and check them.
+def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1, check_showers: int = CHECK_SHOWERS) -> OnnxReport:
+    """Export the whole pipeline of ``bundle`` and its deterministic parts to ``out_dir``, and check them
+    (``check_showers`` onnxruntime showers per energy for the sampling fraction, >= 2).
 
     Raises:
         CaloCloudsError: onnx/onnxruntime/onnxscript missing, or ``steps`` != 1.
@@ -345,16 +364,19 @@ def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxRepo
     if depth_model:
         pipeline.points.stable_sort = False  # TopK: ONNX has no stable sort
     report = OnnxReport({}, {})
+    example = (50.0, 20.0, 30.0) if pipeline.direction_aware else (50.0, 90.0, 0.0)  # angles unused without direction
     _export(
         pipeline,
-        tuple(torch.full((1, 1), v) for v in (50.0, 90.0, 0.0)),
+        tuple(torch.full((1, 1), v) for v in example),
         out / "caloclouds_ddml.onnx",
         input_names=["energy_gev", "theta_deg", "phi_deg"],
         output_names=["shower"],
         dynamic_shapes=None,
     )
     report.files["caloclouds_ddml.onnx"] = str(out / "caloclouds_ddml.onnx")
-    report.sampling_fraction = onnx_sampling_fractions(_session(out / "caloclouds_ddml.onnx"), pipeline.n_layers)
+    report.sampling_fraction = onnx_sampling_fractions(
+        _session(out / "caloclouds_ddml.onnx"), pipeline.n_layers, n=check_showers
+    )
     for name, (module, settings, check) in _part_graphs(pipeline, torch.Generator().manual_seed(0)).items():
         args = settings.pop("args")
         _export(module, args, out / name, **settings)
@@ -369,7 +391,8 @@ def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxRepo
             for g, e in zip(got, expected, strict=True)
         )
     differences = [
-        "no input checks (ONNX has no exceptions): the caller must pass a finite energy > 0",
+        "no input checks (ONNX has no exceptions): the caller must pass a finite energy > 0"
+        + (" and finite angles" if pipeline.direction_aware else ""),
         "random numbers from onnxruntime's generator (onnxruntime.set_seed before creating the session), not torch's",
     ]
     if depth_model:
@@ -387,8 +410,12 @@ def export_onnx(bundle: Any, out_dir: str | Path, *, steps: int = 1) -> OnnxRepo
     return report
 
 
-def onnx_ddml_call(session: Any, energy_gev: float, theta_deg: float = 90.0, phi_deg: float = 0.0) -> np.ndarray:
-    """One call of ``caloclouds_ddml.onnx`` in onnxruntime: the 1-D header + points array."""
+def onnx_ddml_call(session: Any, energy_gev: float, theta_deg: float = 0.0, phi_deg: float = 0.0) -> np.ndarray:
+    """One call of ``caloclouds_ddml.onnx`` in onnxruntime: the 1-D header + points array.
+
+    The angles follow DDML's convention (θ = acos(d_z), z into the calorimeter): the default θ = 0 is
+    normal incidence (it was 90 before the export used the angles, which a normal-incidence model ignores).
+    """
     feeds = {
         name: np.full((1, 1), v, dtype=np.float32)
         for name, v in (("energy_gev", energy_gev), ("theta_deg", theta_deg), ("phi_deg", phi_deg))
@@ -402,16 +429,21 @@ def onnx_sampling_fractions(
     *,
     energies_gev: tuple[float, ...] = (10.0, 50.0, 90.0),
     n: int = CHECK_SHOWERS,
+    theta_deg: float = 0.0,
+    phi_deg: float = 0.0,
 ) -> dict[float, SamplingFraction]:
-    """Sampling fraction of ``n`` >= 2 onnxruntime showers per energy, with its standard error (each
-    output checked for layout)."""
+    """Sampling fraction of ``n`` >= 2 onnxruntime showers per energy (at θ, φ in degrees), with its
+    standard error (each output checked for layout)."""
     from caloclouds.export.torchscript import decode_output
 
     if n < 2:
         raise ValueError(f"the standard error needs n >= 2 showers, got {n}")
     out = {}
     for energy in energies_gev:
-        sums = [decode_output(onnx_ddml_call(session, energy), n_layers)[1][:, 3].sum() for _ in range(n)]
+        sums = [
+            decode_output(onnx_ddml_call(session, energy, theta_deg, phi_deg), n_layers)[1][:, 3].sum()
+            for _ in range(n)
+        ]
         fractions = np.asarray(sums, dtype=np.float64) / (1000.0 * energy)
         out[energy] = SamplingFraction(float(fractions.mean()), float(fractions.std(ddof=1) / math.sqrt(n)), n)
     return out

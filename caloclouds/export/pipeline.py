@@ -6,8 +6,9 @@ tensor::
     [n_0, 0, 0, 0, n_1, 0, 0, 0, ..., n_{L-1}, 0, 0, 0,      # header: 4 L entries, count of layer l at 4 l
      x, y, layer, e,  x, y, layer, e, ...]                    # sum(n_l) points, grouped by ascending layer
 
-with x, y in mm in the shower's local frame (axis along the incident direction), the layer index
-as a float and e in MeV. The steps are those of ``caloclouds.generation.ShowerGenerator``:
+with x, y in mm in the local frame of the layers (x = y = 0 where the photon enters the front face),
+the layer index as a float and e in MeV. The steps are those of
+``caloclouds.generation.ShowerGenerator``:
 
 1. the Shower Flow (:class:`~caloclouds.export.flow.ScriptShowerFlow`) draws n_l and E_l;
 2. the N calibration (a lookup table of the bundle's ``PointCountCalibration``) sets the number
@@ -22,8 +23,21 @@ as a float and e in MeV. The steps are those of ``caloclouds.generation.ShowerGe
 Random numbers come from torch's global generator in the same order as ``ShowerGenerator`` with
 ``generator=None``, so ``torch.manual_seed(s)`` gives the same shower in Python, in this module and
 in libtorch. Projection onto cells is not included: Geant4 (DDML) places the points in its cells.
-The model has no angle conditioning: ``theta_deg`` and ``phi_deg`` are checked for shape and
-otherwise ignored (see the ``angles`` entry of the metadata).
+
+The direction of incidence follows key4hep DDML's ``CaloCloudsTwoAngleModel``: θ = acos(d_z) and
+φ = atan2(d_y, d_x) in degrees, d the photon's direction in the layers' local frame with z into the
+calorimeter, so θ = 0 is normal incidence. A **direction-aware bundle** (``diffusion.direction``
+and ``theta_deg`` among ``flow.condition_names``) uses them as ``ShowerGenerator.generate(...,
+theta_deg=, phi_deg=)`` does: the flow is conditioned on θ, the PointWise Net on tan θ, steps 1-4
+run in the frame of the inclined axis (for ``cog: rotate`` a shower with θ > 0 gets no random
+turn), and the points then go to the layers' frame by
+:func:`caloclouds.direction.from_axis_frame` (the axis z_l tan θ added along x, the shower turned
+by φ) before x, y are clipped to the calorimeter. φ may be any finite angle (it is wrapped into
+(-180, 180]); θ is clamped into the bundle's trained range (:func:`trained_theta_range_deg`), since
+a Geant4 track cannot be refused inside the simulation: a photon beyond it gets the shower of the
+nearest trained angle. A **normal-incidence bundle** checks the angles' shape and otherwise
+ignores them, as before: every call returns a normal-incidence shower (see the ``angles`` entry of
+the metadata).
 """
 
 from __future__ import annotations
@@ -34,12 +48,50 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from caloclouds.direction import from_axis_frame
 from caloclouds.export.flow import ScriptShowerFlow
 from caloclouds.export.points import build_point_stage
 from caloclouds.generation.calibration import calibrate_points as calibrate_drawn_points
 from caloclouds.rounding import largest_remainder
+from caloclouds.showers import THETA
 
-__all__ = ["ScriptShowerPipeline", "calibration_table"]
+__all__ = ["ScriptShowerPipeline", "calibration_table", "is_direction_aware", "trained_theta_range_deg"]
+
+# θ of the angled Geant4 training files (../shared/data/README.md, section 4: θ uniform in 0-40°),
+# for a direction-aware bundle whose manifest does not record its own range (``theta_range_deg``)
+ANGLED_FILES_THETA_RANGE_DEG = (0.0, 40.0)
+
+
+def is_direction_aware(bundle: Any) -> bool:
+    """Whether ``bundle`` knows the direction of incidence, as ``ShowerGenerator`` decides it."""
+    config = bundle.config
+    return bool(config.diffusion.direction) and THETA in tuple(config.flow.condition_names)
+
+
+def trained_theta_range_deg(bundle: Any) -> tuple[float, float, str]:
+    """(lo, hi, where it comes from): the θ range (degrees) a direction-aware bundle was trained on.
+
+    The bundle manifest's ``theta_range_deg`` [lo, hi] where it has one; otherwise 0-40°, the θ of
+    the angled Geant4 files the direction-aware configs train on (with the normal-incidence files,
+    θ = 0). A normal-incidence bundle: (0, 0).
+    """
+    if not is_direction_aware(bundle):
+        return 0.0, 0.0, "normal incidence only (the model has no direction conditioning)"
+    recorded = bundle.manifest.get("theta_range_deg")
+    if recorded is not None:
+        lo, hi = (float(v) for v in recorded)
+        if not 0.0 <= lo <= hi < 90.0:
+            raise ValueError(f"the bundle's theta_range_deg {recorded} is not a range within [0, 90) degrees")
+        return lo, hi, "the bundle manifest (theta_range_deg)"
+    lo, hi = ANGLED_FILES_THETA_RANGE_DEG
+    return (
+        lo,
+        hi,
+        (
+            "not recorded in the bundle: the theta range of the angled Geant4 training files "
+            "(g4_photons_angled_*.h5, theta uniform in 0-40 deg) with the normal-incidence files (theta = 0)"
+        ),
+    )
 
 
 def calibration_table(calibration: Any) -> tuple[Tensor, float, int]:
@@ -85,6 +137,15 @@ class ScriptShowerPipeline(nn.Module):
         self.register_buffer("radial_nodes_gev", nodes)
         self.register_buffer("radial_table", table)
         self.check_inputs = True
+        self.direction_aware = is_direction_aware(bundle)
+        if self.direction_aware and not getattr(self.points, "direction", False):
+            raise ValueError("a direction-aware bundle needs a per-layer PointWise Net conditioned on tan(theta)")
+        if self.direction_aware != self.flow.direction:
+            flow_is = "is" if self.flow.direction else "is not"
+            raise ValueError(f"the flow {flow_is} conditioned on {THETA}, the bundle config disagrees")
+        lo, hi, _ = trained_theta_range_deg(bundle)
+        self.theta_min_deg, self.theta_max_deg = lo, hi
+        self.register_buffer("layer_z_mm", torch.tensor(bundle.config.detector.layer_centre_z_mm, dtype=torch.float32))
 
     def calibrate_n(self, n_points: Tensor) -> Tensor:
         """(B,) int64 numbers of points to draw (``PointCountCalibration`` then >= 1)."""
@@ -107,6 +168,38 @@ class ScriptShowerPipeline(nn.Module):
         angle = torch.rand([1]) * (2 * math.pi) if self.cog_mode == "rotate" else torch.zeros([1])
         return self.calibrate_points(raw, energy_per_layer[0], cog[0], incident_energy_gev, angle)
 
+    def shower_at(self, incident_energy_gev: Tensor, theta_rad: Tensor, phi_rad: Tensor) -> Tensor:
+        """(P, 4) points of one shower of a direction-aware bundle at ``incident_energy_gev``, θ and φ
+        (each (1,), radians, float32), in the layers' frame, not yet clipped: ``ShowerGenerator._generate``
+        with a direction (the same random numbers in the same order as :meth:`shower`)."""
+        tan_theta = torch.tan(theta_rad)
+        noise = torch.randn([1, self.flow.dim])
+        per_layer, energy_per_layer, cog = self.flow.sample_with_cog(
+            incident_energy_gev, noise, torch.rad2deg(theta_rad).unsqueeze(1)
+        )
+        n_flow_per_layer = per_layer
+        n_flow = per_layer.sum(1)
+        n_points = self.calibrate_n(n_flow)
+        split = largest_remainder(per_layer.double(), n_points)
+        per_layer = torch.where((n_points == n_flow).unsqueeze(1), per_layer, split)
+        raw = self.points(per_layer[0], n_flow_per_layer[0], energy_per_layer[0], incident_energy_gev, tan_theta)
+        angle = torch.rand([1]) * (2 * math.pi) if self.cog_mode == "rotate" else torch.zeros([1])
+        angle = torch.where(theta_rad > 0, torch.zeros_like(angle), angle)  # an angled shower leans along +x: no turn
+        points = self.calibrate_axis_frame(raw, energy_per_layer[0], cog[0], incident_energy_gev, angle)
+        n = points.shape[0]
+        x, y = from_axis_frame(
+            points[:, 0], points[:, 1], points[:, 2], tan_theta.expand(n), phi_rad.expand(n), self.layer_z_mm
+        )
+        return torch.cat([torch.stack([x, y], dim=1), points[:, 2:]], dim=1)
+
+    def direction(self, theta_deg: Tensor, phi_deg: Tensor) -> tuple[Tensor, Tensor]:
+        """(θ, φ) in radians, (1,) float32, as ``ShowerGenerator._directions`` makes them (degrees to
+        radians in float64): θ clamped into the trained range, φ wrapped into (-180, 180] degrees."""
+        theta = theta_deg.reshape(1).to(torch.float64).clamp(self.theta_min_deg, self.theta_max_deg)
+        phi = torch.remainder(phi_deg.reshape(1).to(torch.float64) + 180.0, 360.0) - 180.0
+        phi = torch.where(phi == -180.0, torch.full_like(phi, 180.0), phi)
+        return torch.deg2rad(theta).to(torch.float32), torch.deg2rad(phi).to(torch.float32)
+
     def calibrate_points(
         self, raw: Tensor, energy_per_layer_mev: Tensor, cog_mm: Tensor, incident_energy_gev: Tensor, angle: Tensor
     ) -> Tensor:
@@ -114,6 +207,17 @@ class ScriptShowerPipeline(nn.Module):
         its calibrated points (``angle`` (1,) rad is the rotation of ``cog: rotate``, else unused), by the
         generator's own :func:`~caloclouds.generation.calibration.calibrate_points` (the points' order,
         grouped by layer, is kept), x and y clipped to ``detector.half_width_mm``."""
+        return self.clip(self.calibrate_axis_frame(raw, energy_per_layer_mev, cog_mm, incident_energy_gev, angle))
+
+    def clip(self, points: Tensor) -> Tensor:
+        """x and y inside the calorimeter's transverse size, as ShowerGenerator keeps them (a new tensor)."""
+        return torch.cat([points[:, :2].clamp(-self.half_width_mm, self.half_width_mm), points[:, 2:]], dim=1)
+
+    def calibrate_axis_frame(
+        self, raw: Tensor, energy_per_layer_mev: Tensor, cog_mm: Tensor, incident_energy_gev: Tensor, angle: Tensor
+    ) -> Tensor:
+        """:meth:`calibrate_points` without the clip (a direction-aware bundle clips in the layers'
+        frame, after :func:`~caloclouds.direction.from_axis_frame`)."""
         layer = raw[:, 2].long()
         points, _ = calibrate_drawn_points(
             raw,
@@ -130,8 +234,7 @@ class ScriptShowerPipeline(nn.Module):
             self.core_radius_mm,
             self.core_spread_mm,
         )
-        # inside the calorimeter's transverse size, as ShowerGenerator keeps them (a new tensor, no in-place op)
-        return torch.cat([points[:, :2].clamp(-self.half_width_mm, self.half_width_mm), points[:, 2:]], dim=1)
+        return points
 
     def forward(self, energy_gev: Tensor, theta_deg: Tensor, phi_deg: Tensor) -> Tensor:
         """DDML CaloClouds call: (1, 1) energy, theta, phi -> header + points (see the module doc)."""
@@ -141,7 +244,15 @@ class ScriptShowerPipeline(nn.Module):
         energy = energy_gev.reshape(1).to(torch.float32)
         if self.check_inputs and (not bool(torch.isfinite(energy).all()) or bool((energy <= 0).any())):
             raise ValueError("energy_gev must be finite and > 0")
-        points = self.shower(energy)
+        if self.direction_aware:
+            if self.check_inputs and not (
+                bool(torch.isfinite(theta_deg).all()) and bool(torch.isfinite(phi_deg).all())
+            ):
+                raise ValueError("theta_deg and phi_deg must be finite (degrees)")
+            theta, phi = self.direction(theta_deg, phi_deg)
+            points = self.clip(self.shower_at(energy, theta, phi))
+        else:  # a normal-incidence model: the angles are ignored (see the module doc)
+            points = self.shower(energy)
         counts = torch.bincount(points[:, 2].long(), minlength=self.n_layers)
         header = torch.zeros(4 * self.n_layers, dtype=torch.float32)
         header[0::4] = counts.to(torch.float32)

@@ -6,7 +6,8 @@ Every stage has the same call (so the pipeline does not know which model it hold
     forward(points_per_layer: Tensor,            # (L,) int64, points to draw in each layer
             condition_points_per_layer: Tensor,  # (L,) int64, the flow's n_l before the N calibration
             energy_per_layer_mev: Tensor,        # (L,) float32, the Shower Flow's E_l
-            incident_energy_gev: Tensor)         # (1,) float32
+            incident_energy_gev: Tensor,         # (1,) float32
+            tan_theta: Tensor | None = None)     # (1,) float32 tan θ of a direction-aware model, else unused
         -> Tensor                           # (P, 4) x_mm, y_mm, layer, e_MeV; P = sum(points_per_layer),
                                             #   grouped by ascending layer, energies not yet calibrated
 
@@ -14,8 +15,10 @@ Every stage has the same call (so the pipeline does not know which model it hold
 False): it draws P points with a continuous depth and gives layer l to the n_l shallowest points,
 as ``caloclouds.generation.calibration.assign_layers_by_depth`` does. :class:`PerLayerPointStage`
 wraps a per-layer model (``PointModel.sample_layers``): one network row per layer with points,
-conditioned on the shower, ln n_l, ln(E_l / n_l) and the one-hot layer, so the layers are exact.
-:func:`build_point_stage` chooses between them.
+conditioned on the shower, ln n_l, ln(E_l / n_l) and the one-hot layer, so the layers are exact;
+a direction-aware per-layer model (``diffusion.direction``, issue 25) also conditions each row on
+tan θ and draws the points in the frame of the inclined axis (:mod:`caloclouds.direction`; the
+pipeline puts them into the detector frame). :func:`build_point_stage` chooses between them.
 
 The network is evaluated as ``PointWiseNet`` does for one shower: each ConcatSquash layer's gate
 and bias are folded into its weights. The noise-level context of every sampling step is a
@@ -233,8 +236,10 @@ class DepthPointStage(_ConsistencyStage):
         condition_points_per_layer: Tensor,
         energy_per_layer_mev: Tensor,
         incident_energy_gev: Tensor,
+        tan_theta: Tensor | None = None,
     ) -> Tensor:
-        """Points grouped by ascending layer; layer l gets the n_l shallowest (see the module doc)."""
+        """Points grouped by ascending layer; layer l gets the n_l shallowest (see the module doc).
+        ``tan_theta`` is unused: a depth-based model knows no direction."""
         n_points = int(points_per_layer.sum())
         raw = self.sample_depth(n_points, incident_energy_gev)
         if self.stable_sort:  # ties (depths clamped to 0 or to the last layer) keep their order
@@ -261,13 +266,21 @@ class PerLayerPointStage(_ConsistencyStage):
     def __init__(self, point_model: Any, *, steps: int = 1) -> None:
         super().__init__(point_model, steps=steps, per_layer=True)
         norm = point_model.normaliser
+        self.direction = bool(getattr(norm, "direction", False))  # rows also conditioned on tan θ
         self.log_n_layer_mean, self.log_n_layer_std = float(norm.log_n_layer_mean), float(norm.log_n_layer_std)
         self.log_e_point_mean, self.log_e_point_std = float(norm.log_e_point_mean), float(norm.log_e_point_std)
 
     def row_conditions(
-        self, incident_energy_gev: Tensor, n_points: Tensor, layer: Tensor, n_layer: Tensor, e_layer_mev: Tensor
+        self,
+        incident_energy_gev: Tensor,
+        n_points: Tensor,
+        layer: Tensor,
+        n_layer: Tensor,
+        e_layer_mev: Tensor,
+        tan_theta: Tensor | None = None,
     ) -> Tensor:
-        """``PointNormaliser.layer_conditions``: (R, 4 + L) features of R rows (all arguments (R,))."""
+        """``PointNormaliser.layer_conditions``: (R, 4 + L) features of R rows (all arguments (R,)),
+        and for a direction-aware model a last column tan θ (None: 0, normal incidence)."""
         e = (incident_energy_gev - self.energy_mean_gev) / self.energy_std_gev
         n = (n_points.to(torch.float32) - self.n_points_mean) / self.n_points_std
         n_l = n_layer.to(torch.float32)
@@ -275,7 +288,11 @@ class PerLayerPointStage(_ConsistencyStage):
         mean_e = (e_layer_mev.to(torch.float32) / n_l).clamp_min(self.min_energy_mev)
         log_e = (mean_e.log() - self.log_e_point_mean) / self.log_e_point_std
         one_hot = nn.functional.one_hot(layer, self.n_layers).to(torch.float32)
-        return torch.cat([torch.stack([e, n], dim=-1), log_n[:, None], log_e[:, None], one_hot], dim=-1)
+        columns = [torch.stack([e, n], dim=-1), log_n[:, None], log_e[:, None], one_hot]
+        if self.direction:
+            tan = torch.zeros_like(log_n) if tan_theta is None else tan_theta.to(torch.float32).reshape(-1)
+            columns.append(tan[:, None])
+        return torch.cat(columns, dim=-1)
 
     def denoise_rows(self, x: Tensor, step: int, features: Tensor, index: Tensor) -> Tensor:
         """The consistency function f(x, sigma_step) of R rows (``EDMDenoiser.forward``)."""
@@ -290,17 +307,23 @@ class PerLayerPointStage(_ConsistencyStage):
         condition_points_per_layer: Tensor,
         energy_per_layer_mev: Tensor,
         incident_energy_gev: Tensor,
+        tan_theta: Tensor | None = None,
     ) -> Tensor:
-        """Points grouped by ascending layer, drawn layer by layer (see the class doc)."""
-        features = self.layer_features(condition_points_per_layer, energy_per_layer_mev, incident_energy_gev)
+        """Points grouped by ascending layer, drawn layer by layer (see the class doc); a
+        direction-aware model's in the frame of the inclined axis at ``tan_theta`` (1,)."""
+        features = self.layer_features(condition_points_per_layer, energy_per_layer_mev, incident_energy_gev, tan_theta)
         index = torch.repeat_interleave(torch.arange(self.n_layers), points_per_layer)
         return self.from_noise(torch.randn([index.shape[0], 3]), features, index)
 
     def layer_features(
-        self, condition_points_per_layer: Tensor, energy_per_layer_mev: Tensor, incident_energy_gev: Tensor
+        self,
+        condition_points_per_layer: Tensor,
+        energy_per_layer_mev: Tensor,
+        incident_energy_gev: Tensor,
+        tan_theta: Tensor | None = None,
     ) -> Tensor:
-        """(L, 4 + L) ``row_conditions`` of every layer, the empty ones included: the number of rows is
-        then no data-dependent size (ONNX), and an empty layer's row gets no points."""
+        """(L, 4 + L [+ 1]) ``row_conditions`` of every layer, the empty ones included: the number of
+        rows is then no data-dependent size (ONNX), and an empty layer's row gets no points."""
         n_rows = self.n_layers
         return self.row_conditions(
             incident_energy_gev.reshape(1).expand(n_rows),
@@ -308,6 +331,7 @@ class PerLayerPointStage(_ConsistencyStage):
             torch.arange(n_rows),
             condition_points_per_layer.clamp_min(1),
             energy_per_layer_mev.clamp_min(0.0),
+            None if tan_theta is None else tan_theta.reshape(1).expand(n_rows),
         )
 
     def from_noise(self, noise: Tensor, features: Tensor, index: Tensor) -> Tensor:

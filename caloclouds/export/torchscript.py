@@ -9,7 +9,8 @@ and saves it with these extra files (``torch.jit.load(path, _extra_files=...)`` 
 ``n_layers``                number of layers L
 ``layer_positions_mm``      front face of each silicon layer, thickness, cell pitch (the training detector)
 ``energy_range_gev``        incident energies the Shower Flow was trained on [lo, hi]
-``angles``                  the supported incidence angles and what the model does with theta, phi
+``angles``                  the angle convention (DDML's), the trained theta range and what the model does
+                            with theta, phi (used by a direction-aware bundle, ignored otherwise)
 ``training``                bundle provenance, training steps and SHA-256 of each checkpoint
 ``calling_convention``      inputs, output layout and units
 ``metadata.json``           all of the above in one object
@@ -28,6 +29,7 @@ import torch
 __all__ = [
     "EXPORT_FORMAT_VERSION",
     "EXTRA_FILES",
+    "angles_metadata",
     "decode_output",
     "export_metadata",
     "export_torchscript",
@@ -47,15 +49,63 @@ EXTRA_FILES = (
     "metadata.json",
 )
 
+# key4hep DDML's CaloCloudsTwoAngleModel computes the angles this way from the local direction
+ANGLE_CONVENTION = (
+    "theta_deg = acos(d_z) in [0, 180], phi_deg = atan2(d_y, d_x) in (-180, 180], in degrees, d the photon's "
+    "direction in the layers' local frame with z into the calorimeter (key4hep DDML CaloCloudsTwoAngleModel): "
+    "theta_deg = 0 is normal incidence"
+)
+
 CALLING_CONVENTION = {
-    "inputs": "forward(energy_gev, theta_deg, phi_deg): each a (1, 1) float32 tensor",
+    "inputs": "forward(energy_gev, theta_deg, phi_deg): each a (1, 1) float32 tensor; angles as in angles.convention",
     "output": (
         "1-D float32 tensor: 4*n_layers header entries (points of layer l at index 4*l, zeros between), "
         "then x_mm, y_mm, layer, e_MeV per point, grouped by ascending layer"
     ),
-    "frame": "shower local frame: x, y transverse in mm from the shower axis, layer = index of the silicon layer",
+    "frame": (
+        "the layers' local frame: x, y transverse in mm, x = y = 0 where the photon enters the front face (the "
+        "shower axis at normal incidence; at theta > 0 the axis is z_l tan(theta) from it along phi in layer l, "
+        "z_l the depth of the layer's silicon middle), layer = index of the silicon layer"
+    ),
     "random": "each call draws a new shower from torch's global generator; torch.manual_seed makes it reproducible",
 }
+
+
+def angles_metadata(bundle: Any) -> dict[str, Any]:
+    """The ``angles`` entry: the convention, the trained range and what the export does with the angles."""
+    from caloclouds.export.pipeline import is_direction_aware, trained_theta_range_deg
+
+    lo, hi, source = trained_theta_range_deg(bundle)
+    common = {"convention": ANGLE_CONVENTION, "direction_aware": is_direction_aware(bundle)}
+    energies = "energy_gev outside energy_range_gev is not clamped: the Shower Flow extrapolates"
+    if not common["direction_aware"]:
+        return {
+            **common,
+            "trained_on": "normal incidence only (photons along the calorimeter normal, no angle conditioning)",
+            "theta_range_deg": [lo, hi],
+            "theta_deg_phi_deg": (
+                "accepted for the DDML convention and ignored: every call returns a "
+                "normal-incidence shower in its local frame, whatever the angles; off "
+                "normal incidence the longitudinal and lateral shapes are not corrected"
+            ),
+            "outside_training_range": energies,
+        }
+    return {
+        **common,
+        "trained_on": "normal incidence (theta = 0) and oblique incidence, one model conditioned on theta",
+        "theta_range_deg": [lo, hi],
+        "theta_range_source": source,
+        "theta_deg_phi_deg": (
+            "used as caloclouds' ShowerGenerator does: the Shower Flow is conditioned on theta_deg, the PointWise "
+            "Net on tan(theta); the shower is drawn and calibrated in the frame of its inclined axis, then put into "
+            "the layers' frame (the axis z_l tan(theta) added along x, the shower turned by phi)"
+        ),
+        "phi_deg": "any finite value, wrapped into (-180, 180]; the model's shower turns with phi",
+        "outside_training_range": (
+            f"theta_deg is clamped into [{lo:g}, {hi:g}] (a track cannot be refused inside Geant4): beyond it the "
+            f"shower of the nearest trained angle; {energies}; a non-finite angle raises (TorchScript)"
+        ),
+    }
 
 
 def _part_step(path: Path) -> int | None:
@@ -91,14 +141,7 @@ def export_metadata(bundle: Any, *, steps: int = 1) -> dict[str, Any]:
             "cell_pitch_mm": float(det.cell_pitch_mm),
         },
         "energy_range_gev": [float(lo), float(hi)],
-        "angles": {
-            "trained_on": "normal incidence only (photons along the calorimeter normal, no angle conditioning)",
-            "theta_deg_phi_deg": (
-                "accepted for the DDML convention and ignored: every call returns a "
-                "normal-incidence shower in its local frame, whatever the angles; off "
-                "normal incidence the longitudinal and lateral shapes are not corrected"
-            ),
-        },
+        "angles": angles_metadata(bundle),
         "training": {
             "bundle": str(bundle.path),
             "provenance": bundle.manifest.get("provenance", {}),
