@@ -107,3 +107,73 @@ def test_every_verb_takes_threads_with_a_default_of_one(capsys) -> None:
         assert resolve_threads(None) == 2
     finally:
         os.environ.pop("OMP_NUM_THREADS", None) if env is None else os.environ.__setitem__("OMP_NUM_THREADS", env)
+
+
+def test_help_is_a_table_of_contents(capsys) -> None:
+    """``caloclouds --help`` lists every verb once, under its section, in the sections' order."""
+    from caloclouds.cli import SECTIONS
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    listed = [verb for verbs in SECTIONS.values() for verb in verbs]
+    assert sorted(listed) == sorted(VERBS)  # each verb in exactly one section
+    positions = [out.index(f"\n{section}:\n") for section in SECTIONS]
+    assert positions == sorted(positions)
+    for section, verbs in SECTIONS.items():
+        block = out[out.index(f"\n{section}:\n") :].split("\n\n", 1)[0]
+        assert [line.split()[0] for line in block.strip().splitlines()[1:]] == list(verbs)
+    assert "bench-flow" not in out  # deprecated verbs are not advertised
+
+
+def test_old_bench_verbs_run_bench_with_a_target(capsys) -> None:
+    """bench-flow (and bench-diffusion, bench-projection) run ``bench flow`` with a note, with their
+    old options (--flow is --model); the output is the target's."""
+    from flows import default_flow_path
+
+    args = ["--repeats", "3", "--warmup", "1"]
+    assert main(["bench-flow", "--flow", str(default_flow_path()), *args]) == 0
+    captured = capsys.readouterr()
+    assert "bench-flow is deprecated; use caloclouds bench flow" in captured.err
+    assert "--flow is deprecated; use --model" in captured.err
+    old = captured.out
+    assert main(["bench", "flow", *args]) == 0
+    new = capsys.readouterr().out
+    assert old.splitlines()[0] == new.splitlines()[0] and "ms per call" in new and "1 thread(s)" in new
+    assert main(["bench", "diffusion", "--model", "nowhere.pt"]) == 2
+
+
+def test_deprecated_cells_and_energies_file_write_the_same_file(tmp_path, capsys) -> None:
+    """--cells and --energies-file are the old spellings of --geometry and --energies-from: the same
+    bytes, with a note each; giving both spellings of one option is an error."""
+    energies = tmp_path / "e.txt"
+    energies.write_text("# GeV\n25\n\n45.5\n")
+    old = ["generate", "--energies-file", str(energies), "--cells", "ild", "-o", str(tmp_path / "old.h5")]
+    new = ["generate", "--energies-from", str(energies), "--geometry", "ild", "-o", str(tmp_path / "new.h5")]
+    assert main(old) == 0
+    err = capsys.readouterr().err
+    assert "--cells is deprecated; use --geometry" in err and "--energies-file is deprecated" in err
+    assert main(new) == 0
+    assert "deprecated" not in capsys.readouterr().err
+    assert (tmp_path / "old.h5").read_bytes() == (tmp_path / "new.h5").read_bytes()
+    clash = [*new[:-1], str(tmp_path / "x.h5"), "--cells", "hgcal"]
+    assert main(clash) == 2 and "give one of them" in capsys.readouterr().err
+
+
+def test_energies_from_reads_text_and_shower_files(tmp_path, shared) -> None:
+    from caloclouds.errors import InputFileError
+    from caloclouds.generation.energies import energies_from_file
+    from caloclouds.io import ShowerFile
+
+    reference = shared("g4_photons_val_uniform.h5")
+    with ShowerFile(reference) as f:
+        expected = np.asarray(f.incident_energy_gev[:7], dtype=np.float32)
+    assert np.array_equal(energies_from_file(reference, n_showers=7), expected)
+    text = tmp_path / "e.txt"
+    text.write_text("\n".join(f"{e!r}" for e in expected.tolist()) + "\n# the end\n")
+    assert np.array_equal(energies_from_file(text), expected)
+    assert np.array_equal(energies_from_file(text, n_showers=3), expected[:3])
+    with pytest.raises(InputFileError, match="fewer than -n 8"):
+        energies_from_file(text, n_showers=8)
+    (tmp_path / "bad.txt").write_text("12\nfifty\n")
+    with pytest.raises(InputFileError, match="line 2"):
+        energies_from_file(tmp_path / "bad.txt")

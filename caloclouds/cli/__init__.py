@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from caloclouds.cli.options import add_threads_argument, apply_deprecated, apply_threads
 
-__all__ = ["main", "verb_parser", "VERBS"]
+__all__ = ["DEPRECATED_VERBS", "SECTIONS", "VERBS", "main", "verb_parser"]
 
 # verb -> (module under caloclouds.cli, one-line summary shown by `caloclouds --help`)
 VERBS: dict[str, tuple[str, str]] = {
@@ -30,34 +30,51 @@ VERBS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "convert EDM4hep ROOT, CaloClouds HDF5 or raw Geant4 steps to our HDF5/ROOT"),
     "project": ("project", "bin point-cloud showers into the cells of a geometry (ILD, HGCal, hex, file)"),
     "plot-shower": ("plot_shower", "draw one shower layer by layer on the cells of a geometry"),
-    "bench-projection": ("bench_projection", "measure projection speed (points per second)"),
+    "voxelize": ("voxelize", "bin showers into a cylindrical voxel mesh and write CaloChallenge HDF5"),
     "train-flow": ("train_flow", "train the Shower Flow on a shower file"),
     "check-flow": ("check_flow", "compare Shower Flow samples with a reference file (standardised W1)"),
-    "bench-flow": ("bench_flow", "measure Shower Flow sampling time per shower"),
     "train-diffusion": ("train_diffusion", "train the PointWise Net EDM teacher"),
     "distill": ("distill", "distil the EDM teacher into a one-step consistency model"),
-    "bench-diffusion": ("bench_diffusion", "measure PointWise Net / CM evaluation time"),
-    "evaluate": ("evaluate", "cell-level validation against Geant4: W1, classifier AUC, FPD/KPD, report"),
+    "train-voxel": ("train_voxel", "train the voxel (CaloChallenge-style U-Net) diffusion model, or distil it"),
+    "bundle": ("bundle", "assemble, validate and calibrate a model bundle from training runs"),
     "calibrate": ("calibrate", "fit the N-points calibration of a model bundle on Geant4"),
     "generate": ("generate", "generate showers with a model bundle to ROOT or HDF5"),
+    "bench": ("bench", "measure speed: generation end to end (default), or bench flow|diffusion|projection|all"),
     "produce": ("produce", "large productions: resumable shards on a Dask cluster (local, Slurm, HTCondor)"),
     "merge": ("merge", "merge the shards of a production folder into one shower file"),
-    "bench": ("bench", "measure end-to-end generation speed (CPU single shower, GPU throughput)"),
+    "evaluate": ("evaluate", "cell-level validation against Geant4: W1, classifier AUC, FPD/KPD, report"),
     "export": ("export", "export a model bundle for DDML/Geant4: TorchScript (libtorch) or ONNX"),
-    "bundle": ("bundle", "assemble, validate and calibrate a model bundle from training runs"),
-    "train-voxel": ("train_voxel", "train the voxel (CaloChallenge-style U-Net) diffusion model, or distil it"),
-    "voxelize": ("voxelize", "bin showers into a cylindrical voxel mesh and write CaloChallenge HDF5"),
+}
+
+# the table of contents of `caloclouds --help`: every verb once, in the order of the work
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "data": ("info", "convert", "project", "plot-shower", "voxelize"),
+    "training": ("train-flow", "check-flow", "train-diffusion", "distill", "train-voxel", "bundle", "calibrate"),
+    "generation": ("generate", "bench"),
+    "production": ("produce", "merge"),
+    "evaluation": ("evaluate",),
+    "export": ("export",),
+}
+
+# old verb -> the verb and arguments that replaced it (still accepted, with a note)
+DEPRECATED_VERBS: dict[str, tuple[str, ...]] = {
+    "bench-flow": ("bench", "flow"),
+    "bench-diffusion": ("bench", "diffusion"),
+    "bench-projection": ("bench", "projection"),
 }
 
 
 def _top_parser() -> argparse.ArgumentParser:
     width = max(len(v) for v in VERBS)
-    verbs = "\n".join(f"  {name:<{width}}  {summary}" for name, (_, summary) in VERBS.items())
+    contents = "\n\n".join(
+        f"{section}:\n" + "\n".join(f"  {verb:<{width}}  {VERBS[verb][1]}" for verb in verbs)
+        for section, verbs in SECTIONS.items()
+    )
     return argparse.ArgumentParser(
         prog="caloclouds",
         usage="caloclouds VERB [options]",
         description="Fast calorimeter shower simulation with generative point-cloud models.",
-        epilog=f"verbs:\n{verbs}\n\nRun `caloclouds VERB --help` for the options of one verb.",
+        epilog=f"{contents}\n\nRun `caloclouds VERB --help` for the options of one verb.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -119,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"caloclouds {__version__}")
         return 0
     verb, rest = argv[0], argv[1:]
+    if verb in DEPRECATED_VERBS:
+        new_verb, *words = DEPRECATED_VERBS[verb]
+        print(
+            f"caloclouds {verb}: note: {verb} is deprecated; use caloclouds {shlex.join(DEPRECATED_VERBS[verb])}",
+            file=sys.stderr,
+        )
+        verb, rest = new_verb, [*words, *rest]
     if verb not in VERBS:
         top.print_usage(sys.stderr)
         print(f"caloclouds: error: unknown verb {verb!r}; valid verbs are: {', '.join(VERBS)}", file=sys.stderr)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import argparse
 
-from caloclouds.cli.train_diffusion import add_common_arguments, print_result, time_budget
+from caloclouds.cli.options import add_training_arguments
+from caloclouds.cli.train_diffusion import print_result, time_budget
 
 __all__ = ["add_arguments", "run"]
 
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="distillation: consistency distillation with teacher ODE steps (default); training: consistency "
         "training (no teacher steps; the teacher only initialises the student)",
     )
-    add_common_arguments(parser)
+    add_training_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

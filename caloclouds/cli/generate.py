@@ -2,18 +2,19 @@
 
 Examples:
   caloclouds generate --energy-range 10 90 -n 1000 -o showers.root
-  caloclouds generate --energies 10 50 90 -n 100 --cells ild -o showers.h5
-  caloclouds generate --energies-file energies.txt --model-part teacher --steps 13 -o showers.root
+  caloclouds generate --energies 10 50 90 -n 100 --geometry ild -o showers.h5
+  caloclouds generate --energies-from energies.txt --model-part teacher --steps 13 -o showers.root
   caloclouds generate --energies 50 -n 100 --model-part teacher --solver euler --steps 40 -o euler.h5
   caloclouds generate --energies-from g4_photons_val_uniform.h5 -o matched.h5
   caloclouds generate --model voxel_cm.pt --energies 50 -n 100 -o voxel_showers.h5
 
 --model also takes a voxel model checkpoint (caloclouds train-voxel); its showers are written as
-points sampled inside the voxels (HDF5 only, CPU, no --cells).
+points sampled inside the voxels (HDF5 only, CPU, no --geometry).
 
 --model-part says which weights draw the points (cm: the consistency model, teacher: the EDM
 teacher), --solver which algorithm (consistency for cm; heun, the default, or euler for the
-teacher). --sampler cm|edm is the deprecated spelling of both (edm = --model-part teacher --solver heun).
+teacher). Deprecated spellings still work, with a note: --sampler cm|edm (edm = --model-part
+teacher --solver heun), --cells (= --geometry), --energies-file (= --energies-from).
 
 The output is written in chunks of --batch-size showers (constant memory), to a temporary file
 that is renamed when complete. The same --seed and options give the same showers.
@@ -24,55 +25,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from caloclouds.cli.options import add_overwrite_argument
+from caloclouds.cli.options import (
+    add_energy_arguments,
+    add_geometry_argument,
+    add_model_argument,
+    add_model_part_arguments,
+    add_overwrite_argument,
+    geometry_or_none,
+)
 from caloclouds.config import COG_MODES
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default="default",
-        metavar="DIR",
-        help="model bundle folder, 'default' (the shipped model), or a voxel model .pt",
-    )
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument(
-        "--energy-range", nargs=2, type=float, metavar=("LO_GEV", "HI_GEV"), help="-n energies uniform in [LO, HI] GeV"
-    )
-    src.add_argument(
-        "--energies", nargs="+", type=float, metavar="E_GEV", help="-n showers at each of these energies (GeV)"
-    )
-    src.add_argument(
-        "--energies-file", metavar="FILE", help="text file, one energy in GeV per line: one shower per line"
-    )
-    src.add_argument(
-        "--energies-from",
-        metavar="REF.h5",
-        help="one shower at each incident energy of this shower file, in its order (a sample matched to "
-        "that reference for caloclouds evaluate); -n takes the first N",
-    )
-    parser.add_argument(
-        "-n", "--n-showers", type=int, metavar="N", help="number of showers (per energy with --energies)"
-    )
-    parser.add_argument(
-        "--model-part",
-        choices=["cm", "teacher"],
-        help="which weights: cm, the consistency model "
-        "(default), or teacher, the EDM teacher (a voxel .pt is one part: this must match it)",
-    )
-    # no argparse choices: the solvers are the table caloclouds.diffusion.sampling.SOLVERS, checked there
-    parser.add_argument(
-        "--solver",
-        metavar="NAME",
-        help="which algorithm: consistency (cm, default), heun "
-        "(teacher, default) or euler (teacher): a name of caloclouds.diffusion.sampling.SOLVERS",
-    )
-    parser.add_argument("--sampler", choices=["cm", "edm"], help=argparse.SUPPRESS)  # deprecated: apply_deprecated
-    parser.add_argument(
-        "--steps", type=int, metavar="K", help="CM steps (default 1) or Heun / Euler steps (default 13)"
-    )
+    add_model_argument(parser, "model bundle folder, 'default' (the shipped model), or a voxel model .pt")
+    add_energy_arguments(parser)
+    add_model_part_arguments(parser, what="draw the points (a voxel .pt is one part: this must match it)")
     parser.add_argument(
         "--cog",
         choices=COG_MODES,
@@ -80,11 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "flow: shift its CoG to the Shower Flow's (CaloClouds II); none. Default: the "
         "model's generation.cog (flow for the shipped model)",
     )
-    parser.add_argument(
-        "--cells",
-        choices=["ild", "hgcal", "none"],
-        default="none",
-        help="also project onto cells and write the cell hits",
+    add_geometry_argument(
+        parser,
+        help="also project onto these cells and write the cell hits: ild, hgcal, hex:PITCH_MM, a cell file, ... "
+        "(default: none, points only)",
+        deprecated_cells=True,
     )
     parser.add_argument(
         "--batch-size",
@@ -122,18 +91,13 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_path(
         args.output, suffixes=(".root", ".h5", ".hdf5"), option="--output", overwrite=args.overwrite
     )
-    if args.energies_from:
-        from caloclouds.evaluation.spectrum import energies_of_file
-
-        energies = energies_of_file(args.energies_from, n_showers=args.n_showers)
-    else:
-        energies = incident_energies(
-            energy_range_gev=tuple(args.energy_range) if args.energy_range else None,
-            energies_gev=args.energies,
-            energies_file=args.energies_file,
-            n_showers=args.n_showers,
-            seed=args.seed,
-        )
+    energies = incident_energies(
+        energy_range_gev=tuple(args.energy_range) if args.energy_range else None,
+        energies_gev=args.energies,
+        energies_from=args.energies_from,
+        n_showers=args.n_showers,
+        seed=args.seed,
+    )
     from caloclouds.voxel.model import is_voxel_checkpoint
 
     if is_voxel_checkpoint(args.model):
@@ -148,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         solver=args.solver,
         steps=args.steps,
         cog=args.cog,
-        cells=None if args.cells == "none" else args.cells,
+        cells=geometry_or_none(args.geometry),
         batch_size=args.batch_size,
         device=args.device,
         seed=args.seed,
@@ -164,8 +128,8 @@ def _generate_voxels(args: argparse.Namespace, energies: object, out: Path) -> i
     from caloclouds.errors import CaloCloudsError
     from caloclouds.voxel.generate import generate_voxel_file
 
-    if out.suffix == ".root" or args.cells != "none" or args.device != "cpu":
-        raise CaloCloudsError("a voxel model writes HDF5 points on the CPU: use -o OUT.h5, no --cells, no --device")
+    if out.suffix == ".root" or geometry_or_none(args.geometry) or args.device != "cpu":
+        raise CaloCloudsError("a voxel model writes HDF5 points on the CPU: use -o OUT.h5, no --geometry, no --device")
     from caloclouds.voxel.model import load_voxel_model
 
     model = load_voxel_model(args.model)

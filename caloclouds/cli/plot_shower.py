@@ -14,8 +14,7 @@ import argparse
 import math
 from pathlib import Path
 
-from caloclouds.cli.options import add_overwrite_argument
-from caloclouds.cli.project import add_geometry_arguments, placement_options
+from caloclouds.cli.options import add_overwrite_argument, add_placement_arguments, placement_options
 
 __all__ = ["add_arguments", "run"]
 
@@ -23,7 +22,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, metavar="FILE", help="shower file")
     parser.add_argument("--index", type=int, default=0, metavar="I", help="shower index in the file (default 0)")
-    add_geometry_arguments(parser)
+    add_placement_arguments(parser)
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="PNG", help="image file (.png, .pdf, .svg)")
     add_overwrite_argument(parser, "the image")
     parser.add_argument(

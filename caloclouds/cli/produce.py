@@ -2,7 +2,7 @@
 
 Examples:
   caloclouds produce --n 10000000 --energy-range 10 90 --shard-size 50000 -o prod/
-  caloclouds produce --n 200000 --energy-range 10 90 --cells ild --format root -o prod/ --workers 2
+  caloclouds produce --n 200000 --energy-range 10 90 --geometry ild --format root -o prod/ --workers 2
   caloclouds produce --n 1000000 --energy-range 10 90 -o prod/ --scheduler tcp://10.0.0.5:8786
   caloclouds produce --n 10000000 --energy-range 10 90 -o /scratch/prod/ \\
       --cluster slurm --cluster-config configs/cluster_slurm.yaml --workers 100
@@ -33,6 +33,13 @@ import sys
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from caloclouds.cli.options import (
+    add_energy_arguments,
+    add_geometry_argument,
+    add_model_argument,
+    add_model_part_arguments,
+    geometry_or_none,
+)
 from caloclouds.config import COG_MODES
 
 if TYPE_CHECKING:
@@ -42,17 +49,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument(
-        "--energy-range", nargs=2, type=float, metavar=("LO_GEV", "HI_GEV"), help="energies uniform in [LO, HI] GeV"
-    )
-    src.add_argument(
-        "--energies", nargs="+", type=float, metavar="E_GEV", help="-n showers at each of these energies (GeV)"
-    )
-    parser.add_argument(
-        "-n", "--n", "--n-showers", dest="n_showers", type=int, required=True, metavar="N",
-        help="showers in all (per energy with --energies)",
-    )  # fmt: skip
+    add_energy_arguments(parser, from_file=False, n_required=True)
     parser.add_argument(
         "--shard-size",
         type=int,
@@ -63,13 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="production folder (created if missing)")
     parser.add_argument("--format", choices=["h5", "root"], default="h5", help="shard files: h5 (default) or root")
     parser.add_argument("--seed", type=int, default=0, help="production seed, 0 to 2^63-1 (default 0)")
-    parser.add_argument("--model", default="default", metavar="DIR", help="model bundle folder, or 'default'")
-    parser.add_argument(
-        "--cells", choices=["ild", "hgcal", "none"], default="none", help="also project onto cells and write the hits"
+    add_model_argument(parser)
+    add_geometry_argument(
+        parser,
+        help="also project onto these cells and write the hits, as for generate (default: none)",
+        deprecated_cells=True,
     )
-    parser.add_argument("--model-part", choices=["cm", "teacher"], help="which weights (default cm), as for generate")
-    parser.add_argument("--solver", metavar="NAME", help="consistency, heun or euler, as for generate")
-    parser.add_argument("--steps", type=int, metavar="K", help="CM or Heun / Euler steps, as for generate")
+    add_model_part_arguments(parser)
     parser.add_argument("--cog", choices=COG_MODES, help="transverse position, as for generate")
     parser.add_argument(
         "--allow-extrapolation", action="store_true", help="energies outside the training range, as for generate"
@@ -115,7 +112,7 @@ def _request(args: argparse.Namespace) -> ProductionRequest:
     from caloclouds.diffusion.sampling import resolve_sampling
     from caloclouds.production.plan import DEFAULT_BATCH_SIZE, ProductionRequest
 
-    resolve_sampling(model_part=args.model_part, solver=args.solver, sampler=None)  # clashes: one line, now
+    resolve_sampling(model_part=args.model_part, solver=args.solver)  # clashes: one line, before any shard
     return ProductionRequest(
         n_showers=args.n_showers,
         shard_size=args.shard_size,
@@ -123,7 +120,7 @@ def _request(args: argparse.Namespace) -> ProductionRequest:
         energy_range_gev=tuple(args.energy_range) if args.energy_range else None,
         energies_gev=tuple(args.energies) if args.energies else None,
         format=args.format,
-        cells=None if args.cells == "none" else args.cells,
+        cells=geometry_or_none(args.geometry),
         model=args.model,
         model_part=args.model_part,
         solver=args.solver,

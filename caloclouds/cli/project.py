@@ -17,106 +17,16 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
-from caloclouds.cli.options import add_overwrite_argument
+from caloclouds.cli.options import add_overwrite_argument, add_placement_arguments, placement_options
 
 __all__ = ["add_arguments", "run"]
 
 
-def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `project` and `plot-shower`."""
-    parser.add_argument(
-        "--geometry",
-        required=True,
-        metavar="GEOMETRY",
-        help="ild | ild-real | hgcal | hex:PITCH_MM[:pointy] | square:PITCH_MM[:EVERY:GAP_MM] | FILE.npz",
-    )
-    parser.add_argument(
-        "--impact",
-        nargs=2,
-        type=float,
-        default=(0.0, 0.0),
-        metavar=("X_MM", "Y_MM"),
-        help="where the shower axis hits the geometry (mm, default 0 0)",
-    )
-    parser.add_argument(
-        "--rotation-deg",
-        type=float,
-        default=0.0,
-        metavar="DEG",
-        help="rotate the shower about its axis (counter-clockwise, degrees)",
-    )
-    parser.add_argument(
-        "--layer-map",
-        default=None,
-        metavar="MAP",
-        help="identity | linear | comma-separated detector layer per shower layer (-1 drops); "
-        "default: the geometry's (linear for hgcal)",
-    )
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--threshold-mev", type=float, default=None, metavar="MEV", help="drop cells below this energy")
-    group.add_argument(
-        "--threshold-mip", type=float, default=None, metavar="MIPS", help="drop cells below this many MIPs"
-    )
-    parser.add_argument(
-        "--mip-mev",
-        type=float,
-        default=None,
-        metavar="MEV",
-        help="MIP energy for --threshold-mip (default: the detector's, 0.147 for the ILD-like one)",
-    )
-    parser.add_argument(
-        "--data-dir", type=Path, default=None, help="folder with the geometry data files (default ../shared/data)"
-    )
-
-
-def _check_finite(option: str, value: float | None, *, positive: bool = False, non_negative: bool = False) -> None:
-    from caloclouds.errors import ConfigError
-
-    if value is None:
-        return
-    if not math.isfinite(value) or (positive and value <= 0) or (non_negative and value < 0):
-        bound = " > 0" if positive else " >= 0" if non_negative else ""
-        raise ConfigError(f"{option} must be a finite number{bound}, got {value}")
-
-
-def placement_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of projection.project from the shared options (checked: one-line errors)."""
-    from caloclouds.errors import ConfigError
-
-    for value in args.impact:
-        _check_finite("--impact", value)
-    _check_finite("--rotation-deg", args.rotation_deg)
-    _check_finite("--threshold-mev", args.threshold_mev, non_negative=True)
-    _check_finite("--threshold-mip", args.threshold_mip, non_negative=True)
-    _check_finite("--mip-mev", args.mip_mev, positive=True)
-    if args.mip_mev is not None and args.threshold_mip is None:
-        raise ConfigError("--mip-mev is used only with --threshold-mip")
-    layer_map = args.layer_map
-    if layer_map is not None and layer_map not in ("identity", "linear"):
-        try:
-            layer_map = [int(v) for v in layer_map.split(",")]
-        except ValueError:
-            raise ConfigError(
-                f"--layer-map {args.layer_map!r} is not identity, linear or comma-separated integers"
-            ) from None
-    options = dict(
-        impact_mm=tuple(args.impact),
-        rotation_rad=math.radians(args.rotation_deg),
-        layer_map=layer_map,
-        threshold_mev=args.threshold_mev,
-        threshold_mip=args.threshold_mip,
-    )
-    if args.mip_mev is not None:
-        options["mip_mev"] = args.mip_mev
-    return options
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_geometry_arguments(parser)
+    add_placement_arguments(parser)
     parser.add_argument("--in", dest="input", required=True, type=Path, metavar="SHOWERS", help="input shower file")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="CELLS", help="output .h5 or .root")
     add_overwrite_argument(parser, "the output file")

@@ -15,68 +15,14 @@ from __future__ import annotations
 
 import argparse
 
+from caloclouds.cli.options import add_training_arguments
+
 __all__ = ["add_arguments", "run"]
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by train-diffusion and distill."""
-    parser.add_argument(
-        "--data",
-        required=True,
-        nargs="+",
-        metavar="TRAIN.h5",
-        help="training shower file(s), read as one set (e.g. g4_photons_train.h5 g4_photons_train2.h5)",
-    )
-    parser.add_argument(
-        "--val",
-        default=None,
-        metavar="VAL.h5",
-        help="validation shower file: a validation loss (fixed showers and noise, EMA weights) "
-        "joins the loss in OUT/metrics.csv and OUT/curve.png at every checkpoint",
-    )
-    parser.add_argument(
-        "--out", required=True, metavar="DIR", help="run folder (checkpoints, config, metrics.csv, curve.png)"
-    )
-    parser.add_argument(
-        "--time-budget",
-        default=None,
-        metavar="T",
-        help="stop cleanly after a checkpoint before this much time, e.g. 2h30m, 90m, 3600 (s); "
-        "continue later with --resume",
-    )
-    parser.add_argument("--steps", type=int, default=None, metavar="N", help="total optimiser steps (default: config)")
-    parser.add_argument(
-        "--batch-size", type=int, default=None, metavar="B", help="showers per step over all ranks (default: config)"
-    )
-    parser.add_argument(
-        "--lr",
-        type=float,
-        default=None,
-        metavar="LR",
-        help="learning rate (default: config; on --resume it replaces the saved one)",
-    )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue OUT/checkpoint.pt exactly (weights, optimiser, EMA, random stream); an error when there is none",
-    )
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the network")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the training step (GPU)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--init-from",
-        default=None,
-        metavar="MODEL.pt",
-        help="warm start a fresh run from this trained EDM / CM model.pt (its weights and normaliser); "
-        "condition columns the config adds (e.g. diffusion.direction) start at zero",
-    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, metavar="CFG.yaml", help="run config (default: built-in defaults)")
-    add_common_arguments(parser)
+    add_training_arguments(parser)
 
 
 def print_result(verb: str, result: object, command: str | None = None, *, unit: str = "points") -> int:

@@ -17,7 +17,9 @@ import argparse
 import signal
 from pathlib import Path
 
-__all__ = ["add_arguments", "add_run_control_arguments", "run"]
+from caloclouds.cli.options import add_run_control_arguments
+
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,20 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, batches and augmentation (default: 0)")
     add_run_control_arguments(parser)
-
-
-def add_run_control_arguments(parser: argparse.ArgumentParser) -> None:
-    """--resume, --time-budget and --no-progress, as every training verb has them."""
-    parser.add_argument(
-        "--resume", action="store_true", help="continue OUT/checkpoint.pt exactly (an error when there is none)"
-    )
-    parser.add_argument(
-        "--time-budget",
-        default=None,
-        metavar="T",
-        help="stop cleanly after a checkpoint before this much time, e.g. 2h30m, 90m, 3600 (s)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:

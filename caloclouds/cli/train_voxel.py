@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from caloclouds.cli.train_flow import add_run_control_arguments
+from caloclouds.cli.options import add_run_control_arguments
 
 __all__ = ["add_arguments", "run"]
 

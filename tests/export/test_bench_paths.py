@@ -18,7 +18,7 @@ def test_bench_times_every_path_and_writes_json(tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     text = capsys.readouterr().out
-    assert "generate --batch-size 1 --cells ild -o x.root" in text and "TorchScript export" in text
+    assert "generate --batch-size 1 --geometry ild -o x.root" in text and "TorchScript export" in text
     assert "generate to ROOT / model only" in text and "speed-up vs Geant4" in text
     report = json.loads(out.read_text())
     ms = report["ms_per_shower"]
