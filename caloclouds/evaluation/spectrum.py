@@ -34,7 +34,6 @@ __all__ = [
     "compare_spectra",
     "check_spectra",
     "energy_bin_label",
-    "energies_of_file",
 ]
 
 #: The energy ranges of the score breakdown, GeV: low, medium, high third of the 10-90 GeV range.
@@ -200,41 +199,3 @@ def theta_bin_label(lo_deg: float, hi_deg: float) -> str:
 def energy_bin_label(lo_gev: float, hi_gev: float) -> str:
     """``"10-30 GeV"``: the key of an energy bin in ``scores.json``."""
     return f"{lo_gev:g}-{hi_gev:g} GeV"
-
-
-def energies_of_file(path: str, *, n_showers: int | None = None) -> np.ndarray:
-    """The incident energies (GeV, float32) of a shower file, in file order: one shower each.
-
-    Our HDF5 files are read lazily (only ``incident_energy_gev``); any other supported format
-    through :func:`caloclouds.io.iter_any`.
-
-    Args:
-        path: a shower file (e.g. the Geant4 reference).
-        n_showers: take only the first ``n_showers`` energies (None: all).
-
-    Raises:
-        InputFileError: missing or unreadable file, no showers, or fewer than ``n_showers``.
-    """
-    from caloclouds.errors import InputFileError
-    from caloclouds.io import ShowerFile, detect_format, iter_any
-
-    if n_showers is not None and n_showers < 1:
-        raise InputFileError(path, f"-n must be >= 1 with --energies-from, got {n_showers}")
-    if detect_format(path) == "hdf5":
-        with ShowerFile(path) as f:
-            energies = np.asarray(f.incident_energy_gev, dtype=np.float32)
-    else:
-        parts, n = [], 0
-        for chunk in iter_any(path):
-            parts.append(chunk.incident_energy_gev)
-            n += len(chunk)
-            if n_showers is not None and n >= n_showers:
-                break
-        energies = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
-    if len(energies) == 0:
-        raise InputFileError(path, "holds no showers")
-    if n_showers is not None:
-        if n_showers > len(energies):
-            raise InputFileError(path, f"holds {len(energies)} showers, fewer than -n {n_showers}")
-        energies = energies[:n_showers]
-    return energies

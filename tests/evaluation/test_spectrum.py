@@ -1,4 +1,4 @@
-"""Incident-energy spectra: the KS check, energies_of_file and generate --energies-from."""
+"""Incident-energy spectra: the KS check, energies_from_file on shower files and generate --energies-from."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from caloclouds.evaluation.spectrum import (
     SpectrumMismatchError,
     check_spectra,
     compare_spectra,
-    energies_of_file,
     energy_bin_label,
 )
 
@@ -33,24 +32,25 @@ def test_ks_accepts_one_spectrum_and_refuses_another() -> None:
     assert energy_bin_label(10.0, 30.0) == "10-30 GeV"
 
 
-def test_energies_of_file(shared, tmp_path) -> None:
+def test_energies_of_a_shower_file(shared, tmp_path) -> None:
     from caloclouds.errors import InputFileError
+    from caloclouds.generation.energies import energies_from_file
     from caloclouds.io import ShowerFile, read_showers
     from caloclouds.io.root import write_root
 
     path = shared("g4_photons_val_uniform.h5")
     with ShowerFile(path) as f:
         expected = np.asarray(f.incident_energy_gev)
-    energies = energies_of_file(str(path))
+    energies = energies_from_file(str(path))
     assert energies.dtype == np.float32 and np.array_equal(energies, expected)
-    assert np.array_equal(energies_of_file(str(path), n_showers=7), expected[:7])
+    assert np.array_equal(energies_from_file(str(path), n_showers=7), expected[:7])
     root = tmp_path / "few.root"
     write_root(root, read_showers(path, 0, 5))
-    assert np.array_equal(energies_of_file(str(root)), expected[:5])
+    assert np.array_equal(energies_from_file(str(root)), expected[:5])
     with pytest.raises(InputFileError, match="fewer than -n 6"):
-        energies_of_file(str(root), n_showers=6)
+        energies_from_file(str(root), n_showers=6)
     with pytest.raises(InputFileError, match="missing.h5"):
-        energies_of_file(str(tmp_path / "missing.h5"))
+        energies_from_file(str(tmp_path / "missing.h5"))
 
 
 def test_generate_energies_from_rejects_bad_files(shared, tmp_path, capsys) -> None:
