@@ -140,6 +140,9 @@ def test_old_bench_verbs_run_bench_with_a_target(capsys) -> None:
     new = capsys.readouterr().out
     assert old.splitlines()[0] == new.splitlines()[0] and "ms per call" in new and "1 thread(s)" in new
     assert main(["bench", "diffusion", "--model", "nowhere.pt"]) == 2
+    capsys.readouterr()
+    assert main(["bench", "--edm-steps", "2", "--teacher-steps", "3", "--json", "x.txt"]) == 2  # one shim, for all
+    assert "--edm-steps is the deprecated spelling of --teacher-steps: give one of them" in capsys.readouterr().err
 
 
 def test_deprecated_cells_and_energies_file_write_the_same_file(tmp_path, capsys) -> None:

@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"caloclouds: error: verb {verb!r} is not implemented yet", file=sys.stderr)
             return 2
         raise
-    args = verb_parser(verb, module).parse_args(rest)
+    parser = verb_parser(verb, module)
+    args = parser.parse_args(rest)
 
     from caloclouds.errors import CaloCloudsError, Terminated
     from caloclouds.io.atomic import install_termination_handler, restore_termination_handler
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _warning_printer(verb)  # one line above any progress bar, not Python's file:line form
     try:
         args.threads = apply_threads(args.threads)
-        apply_deprecated(args, verb)
+        apply_deprecated(args, verb, parser)
         args.command = shlex.join(["caloclouds", verb, *rest])  # for provenance records
         if getattr(args, "device", None) not in (None, "numpy"):
             _check_device(args.device)

@@ -164,41 +164,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     projection.add_argument("--data-dir", type=Path, default=None, help="folder with the geometry data files")
     parser.add_argument("--json", metavar="FILE", help="also write all figures to this JSON file")
     add_overwrite_argument(parser, "the --json file")
-    # deprecated spellings (hidden), mapped below with a note
+    # deprecated spellings (hidden), mapped by cli.options.apply_deprecated with a note
     for old in ("--edm-steps", "--edm-n", "--showers", "--gpu-batch"):
         parser.add_argument(old, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--flow", help=argparse.SUPPRESS)
     for old in ("--no-files", "--no-torchscript", "--no-timing"):
         parser.add_argument(old, action="store_true", default=None, help=argparse.SUPPRESS)
-
-
-_RENAMED = {
-    "edm_steps": "--teacher-steps",
-    "edm_n": "--teacher-n",
-    "showers": "--batch",
-    "gpu_batch": "--batch",
-    "flow": "--model",
-}
-_SKIPS = {"no_files": "files", "no_torchscript": "torchscript", "no_timing": "timing"}
-
-
-def _deprecated(args: argparse.Namespace) -> None:
-    """The old bench verbs' spellings onto the new options, with a note each."""
-    import sys
-
-    for old, new in _RENAMED.items():
-        value = getattr(args, old)
-        if value is not None:
-            setattr(args, new.lstrip("-").replace("-", "_"), value)
-            print(f"caloclouds bench: note: --{old.replace('_', '-')} is deprecated; use {new}", file=sys.stderr)
-    for old, part in _SKIPS.items():
-        if getattr(args, old):
-            args.skip = [*args.skip, part]
-            print(
-                f"caloclouds bench: note: --{old.replace('_', '-')} is deprecated; use --skip {part}", file=sys.stderr
-            )
-    if isinstance(args.geometry, str):  # --cells SPEC
-        args.geometry = [args.geometry]
 
 
 def _option(args: argparse.Namespace, name: str, target: str) -> Any:
@@ -233,7 +204,6 @@ def run(args: argparse.Namespace) -> int:
     from caloclouds.errors import CaloCloudsError
     from caloclouds.io.atomic import atomic_path, check_output_path
 
-    _deprecated(args)
     for name in ("repeats", "batch", "steps", "points", "n_showers", "teacher_n"):
         value = getattr(args, name)
         if value is not None and value < 1:

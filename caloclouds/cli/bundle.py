@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cm", required=True, metavar="RUN", help="distillation run folder (its model.pt) or checkpoint"
     )
     parser.add_argument(
-        "--teacher", metavar="RUN", help="EDM teacher run folder or checkpoint (optional; for --sampler edm)"
+        "--teacher", metavar="RUN", help="EDM teacher run folder or checkpoint (optional; for --model-part teacher)"
     )
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="new bundle folder")
     parser.add_argument(

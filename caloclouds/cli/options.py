@@ -331,31 +331,46 @@ def _note(verb: str, old: str, new: str) -> None:
     print(f"caloclouds {verb}: note: {old} is deprecated; use {new}", file=sys.stderr)
 
 
-def _rename(args: argparse.Namespace, verb: str, old: str, new: str) -> None:
-    """Move the deprecated option ``old`` (its dest) onto ``new`` (whose default must be None)."""
+# deprecated option (its dest) -> the option that replaced it (its flag), wherever a verb parses the old one
+RENAMED_OPTIONS: dict[str, str] = {
+    "cells": "--geometry",  # generate, produce, bench
+    "energies_file": "--energies-from",  # generate
+    "edm_steps": "--teacher-steps",  # bench
+    "edm_n": "--teacher-n",  # bench
+    "flow": "--model",  # bench-flow
+    "showers": "--batch",  # bench-projection
+    "gpu_batch": "--batch",  # bench
+}
+# deprecated switch -> the --skip choice that replaced it (bench)
+RENAMED_SWITCHES: dict[str, str] = {"no_files": "files", "no_torchscript": "torchscript", "no_timing": "timing"}
+
+
+def _rename(args: argparse.Namespace, verb: str, parser: argparse.ArgumentParser, old: str, flag: str) -> None:
+    """Move the deprecated option ``old`` (its dest) onto the option ``flag``, unless that was given too."""
     from caloclouds.errors import ConfigError
 
     value = getattr(args, old, None)
     if value is None:
         return
-    flag, new_flag = "--" + old.replace("_", "-"), "--" + new.replace("_", "-")
-    if getattr(args, new, None) is not None:
-        raise ConfigError(f"{flag} is the deprecated spelling of {new_flag}: give one of them")
-    setattr(args, new, value)
+    action = parser._option_string_actions[flag]
+    if getattr(args, action.dest) != action.default:
+        raise ConfigError(f"--{old.replace('_', '-')} is the deprecated spelling of {flag}: give one of them")
+    setattr(args, action.dest, [value] if action.nargs == "+" else value)
     setattr(args, old, None)
-    _note(verb, flag, new_flag)
+    _note(verb, f"--{old.replace('_', '-')}", flag)
 
 
-def apply_deprecated(args: argparse.Namespace, verb: str) -> None:
-    """Map the deprecated spellings in ``args`` onto the options that replaced them, in place, with a
-    one-line note on stderr for each; the verbs read only the new names.
+def apply_deprecated(args: argparse.Namespace, verb: str, parser: argparse.ArgumentParser) -> None:
+    """The one shim for deprecated spellings: map them in ``args`` onto the options that replaced them,
+    in place, with a one-line note on stderr for each; the verbs read only the new names.
 
     * ``--sampler cm|edm``: ``--model-part cm`` / ``--model-part teacher --solver heun``;
-    * ``--cells SPEC``: ``--geometry SPEC``;
-    * ``--energies-file FILE``: ``--energies-from FILE`` (which reads text and shower files).
+    * the options of :data:`RENAMED_OPTIONS` (``--cells`` is ``--geometry``, ``--energies-file`` is
+      ``--energies-from``, ``--edm-steps`` is ``--teacher-steps``, ...);
+    * the switches of :data:`RENAMED_SWITCHES` (``--no-files`` is ``--skip files``, ...).
 
     Raises:
-        ConfigError: an old spelling that contradicts the new option given beside it.
+        ConfigError: an old spelling beside the new option it stands for.
     """
     from caloclouds.errors import ConfigError
 
@@ -369,5 +384,10 @@ def apply_deprecated(args: argparse.Namespace, verb: str) -> None:
             args.solver = solver
         _note(verb, f"--sampler {sampler}", f"--model-part {part}" + (f" --solver {solver}" if solver else ""))
         args.sampler = None
-    for old, new in (("cells", "geometry"), ("energies_file", "energies_from")):
-        _rename(args, verb, old, new)
+    for old, flag in RENAMED_OPTIONS.items():
+        _rename(args, verb, parser, old, flag)
+    for old, part in RENAMED_SWITCHES.items():
+        if getattr(args, old, None):
+            args.skip = [*args.skip, part]
+            setattr(args, old, None)
+            _note(verb, f"--{old.replace('_', '-')}", f"--skip {part}")
