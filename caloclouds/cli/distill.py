@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 
-from caloclouds.cli.options import add_training_arguments
-from caloclouds.cli.train_diffusion import print_result, time_budget
+from caloclouds.cli.options import add_training_arguments, training_options
+from caloclouds.cli.train_diffusion import print_result
 
 __all__ = ["add_arguments", "run"]
 
@@ -51,22 +51,6 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config) if args.config else None
     result = distill(
-        args.teacher,
-        args.data,
-        args.out,
-        val=args.val,
-        time_budget_s=time_budget(args),
-        config=config,
-        objective=args.objective,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        device=args.device,
-        seed=args.seed,
-        resume=args.resume,
-        bf16=args.bf16,
-        compile=args.compile,
-        progress=not args.no_progress,
-        init_from=args.init_from,
+        args.teacher, args.data, args.out, config=config, objective=args.objective, **training_options(args)
     )
     return print_result("distill", result, getattr(args, "command", None))

@@ -39,6 +39,8 @@ __all__ = [
     "apply_threads",
     "geometry_or_none",
     "placement_options",
+    "time_budget_s",
+    "training_options",
 ]
 
 DEFAULT_THREADS = 1  # one intra-op thread per process: on a shared machine a second core serves a second job
@@ -323,6 +325,32 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_control_arguments(parser)
 
 
+def time_budget_s(args: argparse.Namespace) -> float | None:
+    """``--time-budget`` (:func:`add_run_control_arguments`) in seconds, or None."""
+    from caloclouds.runcontrol import parse_duration
+
+    return None if args.time_budget is None else parse_duration(args.time_budget)
+
+
+def training_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of a PointWise Net training run from :func:`add_training_arguments`'s
+    options (``train_diffusion`` and ``distill`` of :mod:`caloclouds.diffusion.training`)."""
+    return dict(
+        val=args.val,
+        time_budget_s=time_budget_s(args),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        device=args.device,
+        seed=args.seed,
+        resume=args.resume,
+        bf16=args.bf16,
+        compile=args.compile,
+        progress=not args.no_progress,
+        init_from=args.init_from,
+    )
+
+
 # --sampler NAME (deprecated) -> (--model-part, --solver or None for the part's default)
 _SAMPLER_ALIASES = {"cm": ("cm", None), "edm": ("teacher", "heun")}
 
@@ -331,7 +359,8 @@ def _note(verb: str, old: str, new: str) -> None:
     print(f"caloclouds {verb}: note: {old} is deprecated; use {new}", file=sys.stderr)
 
 
-# deprecated option (its dest) -> the option that replaced it (its flag), wherever a verb parses the old one
+# deprecated option (its dest) -> the option that replaced it (its flag), where a verb parses the old one
+# hidden (argparse.SUPPRESS)
 RENAMED_OPTIONS: dict[str, str] = {
     "cells": "--geometry",  # generate, produce, bench
     "energies_file": "--energies-from",  # generate
@@ -350,7 +379,8 @@ def _rename(args: argparse.Namespace, verb: str, parser: argparse.ArgumentParser
     from caloclouds.errors import ConfigError
 
     value = getattr(args, old, None)
-    if value is None:
+    hidden = any(a.dest == old and a.help is argparse.SUPPRESS for a in parser._actions)
+    if value is None or not hidden:  # a verb's own option of that name (check-flow --flow) is no alias
         return
     action = parser._option_string_actions[flag]
     if getattr(args, action.dest) != action.default:
@@ -387,7 +417,7 @@ def apply_deprecated(args: argparse.Namespace, verb: str, parser: argparse.Argum
     for old, flag in RENAMED_OPTIONS.items():
         _rename(args, verb, parser, old, flag)
     for old, part in RENAMED_SWITCHES.items():
-        if getattr(args, old, None):
+        if getattr(args, old, None) and hasattr(args, "skip"):
             args.skip = [*args.skip, part]
             setattr(args, old, None)
             _note(verb, f"--{old.replace('_', '-')}", f"--skip {part}")

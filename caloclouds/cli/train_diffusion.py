@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 
-from caloclouds.cli.options import add_training_arguments
+from caloclouds.cli.options import add_training_arguments, training_options
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "print_result", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,33 +46,11 @@ def print_result(verb: str, result: object, command: str | None = None, *, unit:
     return 128 + int(getattr(signal, r.stopped)) if r.stopped.startswith("SIG") else 0
 
 
-def time_budget(args: argparse.Namespace) -> float | None:
-    from caloclouds.runcontrol import parse_duration
-
-    return None if args.time_budget is None else parse_duration(args.time_budget)
-
-
 def run(args: argparse.Namespace) -> int:
 
     from caloclouds.config import RunConfig, load_config
     from caloclouds.diffusion.training import train_diffusion
 
     config = load_config(args.config) if args.config else RunConfig()
-    result = train_diffusion(
-        config,
-        args.data,
-        args.out,
-        val=args.val,
-        time_budget_s=time_budget(args),
-        steps=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        device=args.device,
-        seed=args.seed,
-        resume=args.resume,
-        bf16=args.bf16,
-        compile=args.compile,
-        progress=not args.no_progress,
-        init_from=args.init_from,
-    )
+    result = train_diffusion(config, args.data, args.out, **training_options(args))
     return print_result("train-diffusion", result, getattr(args, "command", None))

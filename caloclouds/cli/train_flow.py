@@ -17,7 +17,7 @@ import argparse
 import signal
 from pathlib import Path
 
-from caloclouds.cli.options import add_run_control_arguments
+from caloclouds.cli.options import add_run_control_arguments, time_budget_s
 
 __all__ = ["add_arguments", "run"]
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from caloclouds.config import RunConfig, load_config
     from caloclouds.errors import ConfigError
-    from caloclouds.runcontrol import format_duration, parse_duration
+    from caloclouds.runcontrol import format_duration
     from caloclouds.training.rundir import record_command
     from flows.training import train_shower_flow
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
     config = load_config(args.config) if args.config is not None else RunConfig()
-    budget = None if args.time_budget is None else parse_duration(args.time_budget)
+    budget = time_budget_s(args)
     result = train_shower_flow(
         config,
         data=args.data[0] if len(args.data) == 1 else args.data,

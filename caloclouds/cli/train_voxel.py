@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from caloclouds.cli.train_diffusion import print_result, time_budget
+    from caloclouds.cli.options import time_budget_s
+    from caloclouds.cli.train_diffusion import print_result
     from caloclouds.errors import CaloCloudsError
     from caloclouds.voxel.config import VoxelConfig, load_voxel_config, voxel_config_to_dict
     from caloclouds.voxel.training import train_voxel_from_file
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise CaloCloudsError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     out, export = _run_dir(args)
-    budget = time_budget(args)
+    budget = time_budget_s(args)
     config = load_voxel_config(args.config) if args.config else VoxelConfig()
     overrides = {k: v for k, v in (("mesh", args.mesh), ("batch_size", args.batch_size)) if v is not None}
     config = dataclasses.replace(config, **overrides)
