@@ -6,10 +6,21 @@ Examples:
   caloclouds generate --energies-from energies.txt --model-part teacher --steps 13 -o showers.root
   caloclouds generate --energies 50 -n 100 --model-part teacher --solver euler --steps 40 -o euler.h5
   caloclouds generate --energies-from g4_photons_val_uniform.h5 -o matched.h5
+  caloclouds generate --energies 50 -n 100 --theta-deg 20 --phi-deg 30 -o angled.h5
+  caloclouds generate --energy-range 10 90 -n 1000 --theta-range 0 40 --phi-range 0 360 -o angled.h5
+  caloclouds generate --conditions-from g4_photons_angled_val.h5 -o matched_angled.h5
   caloclouds generate --model voxel_cm.pt --energies 50 -n 100 -o voxel_showers.h5
 
 --model also takes a voxel model checkpoint (caloclouds train-voxel); its showers are written as
 points sampled inside the voxels (HDF5 only, CPU, no --geometry).
+
+Direction of incidence (key4hep DDML's local angles, degrees): theta = acos(d_z), 0 = normal
+incidence, z into the calorimeter; phi = atan2(d_y, d_x), any value (wrapped into (-180, 180]).
+--theta-deg/--phi-deg fix them, --theta-range/--phi-range draw them uniformly (seeded), and
+--conditions-from takes each shower's energy and direction from a shower file. The output then has
+theta_deg and phi_deg per shower; points stay in the detector frame (the photon enters at x = y = 0
+of the front face). theta outside the model's trained range is refused unless --allow-extrapolation;
+a normal-incidence model refuses any theta > 0.
 
 --model-part says which weights draw the points (cm: the consistency model, teacher: the EDM
 teacher), --solver which algorithm (consistency for cm; heun, the default, or euler for the
@@ -40,7 +51,16 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_argument(parser, "model bundle folder, 'default' (the shipped model), or a voxel model .pt")
-    add_energy_arguments(parser)
+    add_energy_arguments(parser, conditions=True)
+    direction = parser.add_argument_group("direction of incidence (default: normal incidence, no angles written)")
+    direction.add_argument("--theta-deg", type=float, metavar="DEG", help="polar angle theta = acos(d_z) in degrees")
+    direction.add_argument("--phi-deg", type=float, metavar="DEG", help="azimuth phi = atan2(d_y, d_x) in degrees")
+    direction.add_argument(
+        "--theta-range", nargs=2, type=float, metavar=("LO", "HI"), help="theta uniform in [LO, HI] degrees"
+    )
+    direction.add_argument(
+        "--phi-range", nargs=2, type=float, metavar=("LO", "HI"), help="phi uniform in [LO, HI] degrees"
+    )
     add_model_part_arguments(parser, what="draw the points (a voxel .pt is one part: this must match it)")
     parser.add_argument(
         "--cog",
@@ -67,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-extrapolation",
         action="store_true",
-        help="generate energies outside the model's training range (refused by default; "
+        help="generate energies and polar angles outside the model's training range (refused by default; "
         "the output is still checked for NaN/inf)",
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT.{root,h5}", help="output file (.root or .h5)")
@@ -94,13 +114,16 @@ def run(args: argparse.Namespace) -> int:
     energies = incident_energies(
         energy_range_gev=tuple(args.energy_range) if args.energy_range else None,
         energies_gev=args.energies,
-        energies_from=args.energies_from,
+        energies_from=args.energies_from or args.conditions_from,
         n_showers=args.n_showers,
         seed=args.seed,
     )
+    directions = _directions(args, len(energies))
     from caloclouds.voxel.model import is_voxel_checkpoint
 
     if is_voxel_checkpoint(args.model):
+        if directions is not None:
+            raise CaloCloudsError("a voxel model knows only normal incidence: no angle options")
         return _generate_voxels(args, energies, out)
     from caloclouds.generation.pipeline import generate_to_file
 
@@ -117,9 +140,31 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         allow_extrapolation=args.allow_extrapolation,
+        theta_deg=None if directions is None else directions[0],
+        phi_deg=None if directions is None else directions[1],
     )
     print(summary.text())
     return 0
+
+
+def _directions(args: argparse.Namespace, n_showers: int) -> tuple[object, object] | None:
+    """(theta, phi) per shower from the angle options or --conditions-from, or None (normal incidence)."""
+    from caloclouds.errors import CaloCloudsError
+    from caloclouds.generation.directions import directions_of_file, incident_directions
+
+    options = (args.theta_deg, args.phi_deg, args.theta_range, args.phi_range)
+    if args.conditions_from:
+        if any(v is not None for v in options):
+            raise CaloCloudsError("--conditions-from takes the directions from the file: no angle options with it")
+        return directions_of_file(args.conditions_from, n_showers=n_showers)
+    return incident_directions(
+        n_showers,
+        theta_deg=args.theta_deg,
+        phi_deg=args.phi_deg,
+        theta_range_deg=tuple(args.theta_range) if args.theta_range else None,
+        phi_range_deg=tuple(args.phi_range) if args.phi_range else None,
+        seed=args.seed,
+    )
 
 
 def _generate_voxels(args: argparse.Namespace, energies: object, out: Path) -> int:

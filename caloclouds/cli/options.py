@@ -123,11 +123,14 @@ def add_model_part_arguments(parser: argparse.ArgumentParser, *, what: str = "dr
     parser.add_argument("--sampler", choices=["cm", "edm"], help=argparse.SUPPRESS)  # deprecated
 
 
-def add_energy_arguments(parser: argparse.ArgumentParser, *, from_file: bool = True, n_required: bool = False) -> None:
+def add_energy_arguments(
+    parser: argparse.ArgumentParser, *, from_file: bool = True, n_required: bool = False, conditions: bool = False
+) -> None:
     """Where the incident energies come from (exactly one): ``--energy-range LO HI``, ``--energies
     E...`` or, with ``from_file``, ``--energies-from FILE`` (a text file or a shower file, read by
     :func:`caloclouds.generation.energies.energies_from_file`); ``-n`` showers (per energy with
-    ``--energies``; the first N of a file)."""
+    ``--energies``; the first N of a file). With ``conditions``, also ``--conditions-from REF``: the
+    energies and, where REF has them, the directions of a shower file."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--energy-range", nargs=2, type=float, metavar=("LO_GEV", "HI_GEV"), help="-n energies uniform in [LO, HI] GeV"
@@ -143,6 +146,13 @@ def add_energy_arguments(parser: argparse.ArgumentParser, *, from_file: bool = T
             "# comments) or a shower file (e.g. the reference of caloclouds evaluate); -n takes the first N",
         )
         source.add_argument("--energies-file", dest="energies_file", help=argparse.SUPPRESS)  # deprecated
+    if conditions:
+        source.add_argument(
+            "--conditions-from",
+            metavar="REF",
+            help="one shower per shower of this shower file, at its energy and, where REF has them, its "
+            "direction (theta_deg, phi_deg, written to the output too); -n takes the first N",
+        )
     parser.add_argument(
         "-n",
         "--n-showers",

@@ -147,6 +147,8 @@ def generate_to_file(
     seed: int = 0,
     progress: bool = True,
     allow_extrapolation: bool = False,
+    theta_deg: np.ndarray | None = None,
+    phi_deg: np.ndarray | None = None,
 ) -> GenerationSummary:
     """Generate one shower per energy and stream them to ``path`` (.root or .h5).
 
@@ -157,12 +159,19 @@ def generate_to_file(
     ``allow_extrapolation`` (:func:`flows.sampling.check_energy_range`, once for the whole run); every
     chunk is checked for NaN/inf and negative energies before it is written (:func:`check_generated`),
     so an invalid shower never reaches a file.
+
+    ``theta_deg`` and ``phi_deg`` (one per energy, or None: normal incidence) give each shower's
+    direction of incidence; the file then has them per shower. Polar angles outside the model's
+    trained range are refused unless ``allow_extrapolation``
+    (:func:`caloclouds.generation.directions.check_theta_range`).
     """
     import torch
     from tqdm.auto import tqdm
 
     setup = time.perf_counter()
 
+    from caloclouds.errors import CaloCloudsError
+    from caloclouds.generation.directions import check_theta_range
     from caloclouds.io.writers import open_writer  # HDF5: cells in the 'cells' group; ROOT: cells_* branches
     from flows.sampling import check_energy_range
 
@@ -170,6 +179,13 @@ def generate_to_file(
     bundle = load_bundle(model)
     training_range = tuple(bundle.flow(device="cpu").energy_range_gev)
     check_energy_range(incident_energy_gev, training_range, allow_extrapolation=allow_extrapolation)
+    if theta_deg is not None or phi_deg is not None:
+        n = len(incident_energy_gev)
+        theta_deg = np.zeros(n, np.float32) if theta_deg is None else np.asarray(theta_deg, np.float32)
+        phi_deg = np.zeros(n, np.float32) if phi_deg is None else np.asarray(phi_deg, np.float32)
+        if theta_deg.shape != (n,) or phi_deg.shape != (n,):
+            raise CaloCloudsError(f"theta_deg and phi_deg must have one value per energy ({n})")
+        check_theta_range(theta_deg, bundle.theta_range_deg, allow_extrapolation=allow_extrapolation)
     generator = ShowerGenerator(
         bundle, model_part=model_part, solver=solver, steps=steps, device=device, cog=cog, check_range=False
     )
@@ -196,6 +212,9 @@ def generate_to_file(
         "allow_extrapolation": allow_extrapolation,
         "energy_source": ENERGY_SOURCE if cells in (None, "ild") else f"{ENERGY_SOURCE}; cells re-binned onto {cells}",
     }
+    if bundle.direction_aware or theta_deg is not None:  # (a normal-incidence model's files are as before)
+        attrs["direction"] = "normal incidence" if theta_deg is None else "theta_deg, phi_deg per shower (DDML)"
+        attrs["theta_range_deg"] = list(bundle.theta_range_deg)
     n_points = 0
     visible_fraction = 0.0
     n_cells = 0
@@ -221,6 +240,8 @@ def generate_to_file(
             seed=seed,
             project=project,
             callback=solver_step if progress else None,
+            theta_deg=theta_deg,
+            phi_deg=phi_deg,
         ):
             check_generated(showers, n_layers=n_layers)
             writer.write(showers, cells=hits)
