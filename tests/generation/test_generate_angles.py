@@ -64,3 +64,20 @@ def test_ranges_and_refusals(tmp_path: Path, direction_bundle: Path, capsys: pyt
     assert main(["generate", "--energies", "50", "-n", "2", "--theta-deg", "10", "-o", str(tmp_path / "y.h5")]) == 2
     assert "knows only normal incidence" in capsys.readouterr().err  # the shipped normal-incidence model
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.h5").exists()
+
+
+def test_at_normal_incidence_phi_is_only_a_turn(direction_bundle: Path) -> None:  # noqa: F811
+    """At theta = 0 the showers for one seed at phi and at phi + 90 deg are the same showers turned."""
+    import torch
+
+    from caloclouds.generation.bundle import load_bundle
+    from caloclouds.generation.generator import ShowerGenerator
+
+    generator = ShowerGenerator(load_bundle(direction_bundle))
+    energies = np.array([15.0, 50.0, 85.0])
+    a = generator.generate(energies, theta_deg=0.0, phi_deg=10.0, generator=torch.Generator().manual_seed(5))
+    b = generator.generate(energies, theta_deg=0.0, phi_deg=100.0, generator=torch.Generator().manual_seed(5))
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    np.testing.assert_allclose(b.x_mm, -a.y_mm, atol=2e-3)
+    np.testing.assert_allclose(b.y_mm, a.x_mm, atol=2e-3)
+    np.testing.assert_array_equal(b.points[:, 2:], a.points[:, 2:])
