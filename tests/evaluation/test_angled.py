@@ -190,3 +190,19 @@ def test_the_angle_figure(angled, tmp_path) -> None:
     obs = cell_observables(angled[:80], config=DEFAULT_EVALUATION, impact="corner")
     angle_figure(tmp_path / "angles.png", {"A": obs.take(np.arange(40)), "B": obs.take(np.arange(40, 80))})
     assert (tmp_path / "angles.png").stat().st_size > 10_000
+
+
+def test_cli_names_the_file_whose_angles_differ(angled, tmp_path, capsys) -> None:
+    from caloclouds.cli import main
+    from caloclouds.io.hdf5 import write_showers
+
+    write_showers(tmp_path / "ref.h5", angled[:300])
+    write_showers(tmp_path / "steep.h5", angled[300:600][angled[300:600].theta_deg > 20.0])
+    ref, out = str(tmp_path / "ref.h5"), str(tmp_path / "out")
+    assert main(["evaluate", "--reference", ref, "--generated", ref, "--floor-halves", "--out", out]) == 2
+    assert "--floor-halves needs --floor-reference" in capsys.readouterr().err
+    argv = ["evaluate", "--reference", ref, "--generated", str(tmp_path / "steep.h5"), "--no-low-level", "--out", out]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "steep.h5: theta_deg distribution differs from the reference's" in err and "--conditions-from" in err
+    assert len(err.strip().splitlines()) == 1
