@@ -147,7 +147,7 @@ class ProductionRequest:
         words += ["--shard-size", str(self.shard_size), "--seed", str(self.seed), "--format", self.format]
         options = {
             "--model": None if self.model == "default" else self.model,
-            "--cells": self.cells,
+            "--geometry": self.cells,
             "--model-part": self.model_part,
             "--solver": self.solver,
             "--steps": self.steps,
