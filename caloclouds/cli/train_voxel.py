@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         metavar="MODEL.pt",
-        help="deprecated: run folder MODEL (without .pt), its model.pt also copied to MODEL.pt",
+        help=argparse.SUPPRESS,  # deprecated: run folder MODEL (without .pt), its model.pt also copied to MODEL.pt
     )
     parser.add_argument("--config", metavar="FILE.yaml", help="voxel config (default: built-in defaults)")
     parser.add_argument("--mesh", metavar="MESH", help="override the config's mesh: ds2, ds1 or a YAML/JSON file")
