@@ -39,7 +39,7 @@ __all__ = [
     "apply_threads",
     "geometry_or_none",
     "placement_options",
-    "time_budget_s",
+    "run_control_options",
     "training_options",
 ]
 
@@ -335,11 +335,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_control_arguments(parser)
 
 
-def time_budget_s(args: argparse.Namespace) -> float | None:
-    """``--time-budget`` (:func:`add_run_control_arguments`) in seconds, or None."""
+def run_control_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``resume``, ``progress`` and ``time_budget_s`` (seconds or None) from
+    :func:`add_run_control_arguments`'s options, as every training function takes them."""
     from caloclouds.runcontrol import parse_duration
 
-    return None if args.time_budget is None else parse_duration(args.time_budget)
+    budget = None if args.time_budget is None else parse_duration(args.time_budget)
+    return dict(resume=args.resume, progress=not args.no_progress, time_budget_s=budget)
 
 
 def training_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -347,17 +349,15 @@ def training_options(args: argparse.Namespace) -> dict[str, Any]:
     options (``train_diffusion`` and ``distill`` of :mod:`caloclouds.diffusion.training`)."""
     return dict(
         val=args.val,
-        time_budget_s=time_budget_s(args),
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
         device=args.device,
         seed=args.seed,
-        resume=args.resume,
         bf16=args.bf16,
         compile=args.compile,
-        progress=not args.no_progress,
         init_from=args.init_from,
+        **run_control_options(args),
     )
 
 

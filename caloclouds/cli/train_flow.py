@@ -17,7 +17,7 @@ import argparse
 import signal
 from pathlib import Path
 
-from caloclouds.cli.options import add_run_control_arguments, time_budget_s
+from caloclouds.cli.options import add_run_control_arguments, run_control_options
 
 __all__ = ["add_arguments", "run"]
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
     config = load_config(args.config) if args.config is not None else RunConfig()
-    budget = time_budget_s(args)
+    controls = run_control_options(args)
     result = train_shower_flow(
         config,
         data=args.data[0] if len(args.data) == 1 else args.data,
@@ -72,9 +72,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         device=args.device,
         seed=args.seed,
-        resume=args.resume,
-        progress=not args.no_progress,
-        time_budget_s=budget,
+        **controls,
     )
     print(
         f"trained to step {result['step']}; best validation loss {result['best_val_loss']:.4f}; "

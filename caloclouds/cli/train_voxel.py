@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from caloclouds.cli.options import time_budget_s
+    from caloclouds.cli.options import run_control_options
     from caloclouds.cli.train_diffusion import print_result
     from caloclouds.errors import CaloCloudsError
     from caloclouds.voxel.config import VoxelConfig, load_voxel_config, voxel_config_to_dict
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise CaloCloudsError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     out, export = _run_dir(args)
-    budget = time_budget_s(args)
+    controls = run_control_options(args)  # a bad --time-budget fails before any work
     config = load_voxel_config(args.config) if args.config else VoxelConfig()
     overrides = {k: v for k, v in (("mesh", args.mesh), ("batch_size", args.batch_size)) if v is not None}
     config = dataclasses.replace(config, **overrides)
@@ -96,10 +96,8 @@ def run(args: argparse.Namespace) -> int:
         max_showers=args.max_showers,
         distill_from=args.distill,
         seed=args.seed,
-        progress=not args.no_progress,
-        resume=args.resume,
-        time_budget_s=budget,
         export=export,
+        **controls,
     )
     if export is not None:
         print(f"train-voxel: model.pt copied to {export}")
