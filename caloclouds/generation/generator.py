@@ -177,7 +177,8 @@ class ShowerGenerator:
             raise CaloCloudsError(f"theta_deg and phi_deg must be one value or one per shower ({n})")
         if not self.direction_aware and bool((theta != 0).any()):
             raise CaloCloudsError(
-                "this model knows only normal incidence (theta_deg = 0); use a direction-aware bundle for angled showers"
+                "this model knows only normal incidence (theta_deg = 0); "
+                "use a direction-aware bundle for angled showers"
             )
         return torch.deg2rad(theta).to(self.device, torch.float32), torch.deg2rad(phi).to(self.device, torch.float32)
 
