@@ -41,7 +41,7 @@ def variant_bundle(bundle, name: str, data: str):  # noqa: ANN001, ANN201 - a sc
 
         with ShowerFile(f"{data}/g4_photons_train.h5") as f:
             reference = f.read(0, 2000)
-        report = fit_calibrations(bundle, reference, sampler="cm", device="cpu", seed=0)
+        report = fit_calibrations(bundle, reference, model_part="cm", device="cpu", seed=0)
         print(report.text(), flush=True)
         return bundle.with_calibration(report.calibration, report.radial)
     if name == "nosharing":

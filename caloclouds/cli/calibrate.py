@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     report = fit_calibrations(
         bundle,
         reference,
-        sampler="cm" if args.model_part == "cm" else "edm",
+        model_part=args.model_part,
         device=args.device,
         seed=args.seed,
         radial=not args.no_radial,

@@ -20,7 +20,6 @@ from caloclouds.diffusion.edm import EDMDenoiser, RaggedCond
 from caloclouds.diffusion.preprocessing import PointNormaliser
 from caloclouds.diffusion.sampling import (
     MODEL_PARTS,
-    SAMPLERS,
     Callback,
     Solver,
     resolve_sampling,
@@ -95,7 +94,7 @@ class PointModel:
         steps: int | None = None,
         generator: torch.Generator | None = None,
         extra_conditions: Tensor | None = None,
-        sampler: str | None = None,
+        model_part: str | None = None,
         callback: Callback | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Generate the points of B showers.
@@ -109,7 +108,7 @@ class PointModel:
                 (default ``diffusion.heun_steps``).
             generator: random source (on the model's device, or CPU).
             extra_conditions: (B, extra_conditions) when the model was trained with extras.
-            sampler: deprecated alias: ``"cm"`` or ``"edm"``, which must be this model's kind.
+            model_part: ``"cm"`` or ``"teacher"``, which must be this model's part (a check).
             callback: called after each solver step with the solver's dict (``x``, ``i``, ``sigma``,
                 ...) and ``steps``, the number of steps (e.g. for a progress bar).
 
@@ -121,7 +120,13 @@ class PointModel:
             raise CaloCloudsError("this PointWise Net is per layer: use sample_layers with the flow's layer counts")
         cond, offsets = self.conditioning(n_points, incident_energy_gev, extra_conditions=extra_conditions)
         x = self._draw(
-            cond, int(offsets[-1]), solver=solver, sampler=sampler, steps=steps, generator=generator, callback=callback
+            cond,
+            int(offsets[-1]),
+            solver=solver,
+            model_part=model_part,
+            steps=steps,
+            generator=generator,
+            callback=callback,
         )
         return self.normaliser.inverse(x), offsets.to(self.device)
 
@@ -141,7 +146,7 @@ class PointModel:
         steps: int | None = None,
         generator: torch.Generator | None = None,
         condition_points_per_layer: Tensor | None = None,
-        sampler: str | None = None,
+        model_part: str | None = None,
         callback: Callback | None = None,
         tan_theta: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
@@ -152,7 +157,7 @@ class PointModel:
             energy_per_layer_mev: (B, L) energy of each layer (a condition: the network draws the
                 point energies of a layer around E_l / n_l; rescale them to E_l afterwards).
             incident_energy_gev: (B,) incident energies.
-            solver, steps, generator, sampler, callback: as in :meth:`sample`.
+            solver, steps, generator, model_part, callback: as in :meth:`sample`.
             condition_points_per_layer: (B, L) the counts the rows are conditioned on, when they
                 differ from the counts drawn (the N calibration draws more or fewer points than the
                 Geant4-like counts of the flow); default ``points_per_layer``.
@@ -169,7 +174,9 @@ class PointModel:
         cond, total, row_layer, row_counts, offsets = self.layer_rows(
             points_per_layer, energy_per_layer_mev, incident_energy_gev, condition_points_per_layer, tan_theta
         )
-        x = self._draw(cond, total, solver=solver, sampler=sampler, steps=steps, generator=generator, callback=callback)
+        x = self._draw(
+            cond, total, solver=solver, model_part=model_part, steps=steps, generator=generator, callback=callback
+        )
         # the layer of each point: the row's, gathered with the row index the network already has
         dev = x.device
         row_layer = row_layer.to(dev)
@@ -231,19 +238,24 @@ class PointModel:
         """The model part: ``"cm"`` (kind ``"cm"``) or ``"teacher"`` (kind ``"edm"``)."""
         return next(part for part, kind in MODEL_PARTS.items() if kind == self.kind)
 
-    def resolve_solver(self, solver: str | None = None, *, sampler: str | None = None) -> str:
-        """The solver to use: ``solver``, the deprecated ``sampler``'s, or this model part's default.
+    def resolve_solver(self, solver: str | None = None, *, model_part: str | None = None) -> str:
+        """The solver to use: ``solver``, or this model part's default; ``model_part``, when given, must
+        be this model's.
 
         Raises:
-            CaloCloudsError: the solver needs the other model part, or ``sampler`` is not this kind.
+            CaloCloudsError: the solver needs the other model part, or ``model_part`` is not this one.
         """
-        if sampler is not None:
-            if sampler not in SAMPLERS:
-                raise CaloCloudsError(f"unknown sampler {sampler!r}; valid samplers are {tuple(SAMPLERS)}")
-            if sampler != self.kind:
-                need = "a distilled consistency checkpoint (cm.pt)" if sampler == "cm" else "an EDM teacher checkpoint"
-                raise CaloCloudsError(f"sampler {sampler!r} needs {need}, but this model is kind {self.kind!r}")
-        part, solver = resolve_sampling(solver=solver, sampler=sampler, model_part=None if solver else self.part)
+        if model_part is not None:
+            if model_part not in MODEL_PARTS:
+                raise CaloCloudsError(f"unknown model part {model_part!r}; valid parts are {sorted(MODEL_PARTS)}")
+            if model_part != self.part:
+                need = (
+                    "a distilled consistency checkpoint (cm.pt)" if model_part == "cm" else "an EDM teacher checkpoint"
+                )
+                raise CaloCloudsError(
+                    f"model part {model_part!r} needs {need}, but this model is the {self.part!r} (kind {self.kind!r})"
+                )
+        part, solver = resolve_sampling(solver=solver, model_part=None if solver else self.part)
         if part != self.part:
             raise CaloCloudsError(
                 f"solver {solver!r} needs the {part!r} weights, but this model is the "
@@ -257,13 +269,13 @@ class PointModel:
         total: int,
         *,
         solver: str | None,
-        sampler: str | None,
+        model_part: str | None,
         steps: int | None,
         generator: torch.Generator | None,
         callback: Callback | None = None,
     ) -> Tensor:
         """``total`` points in the diffusion space, drawn by ``solver`` given the row conditions."""
-        solver = self.resolve_solver(solver, sampler=sampler)
+        solver = self.resolve_solver(solver, model_part=model_part)
         cfg = self.config.diffusion
         if steps is None:
             steps = self.config.distillation.sample_steps if self.kind == "cm" else cfg.heun_steps

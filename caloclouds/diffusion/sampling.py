@@ -15,8 +15,8 @@ Two choices are kept apart:
 
 Adding a solver touches only this file: write ``sample_<name>`` with the shared signature (``heun``
 and ``euler`` are one function, :func:`sample_ode`, with and without the second-order correction)
-and add a :class:`SolverSpec` to :data:`SOLVERS`. The old ``sampler`` strings map onto the two choices through
-:func:`resolve_sampling` (``"cm"`` = cm + consistency, ``"edm"`` = teacher + heun).
+and add a :class:`SolverSpec` to :data:`SOLVERS`. The deprecated ``sampler`` keyword (``"cm"``, or ``"edm"`` for
+the teacher) names a model part; it goes through the one shim :func:`deprecated_sampler`.
 
 References:
     Karras, Aittala, Aila, Laine, "Elucidating the Design Space of Diffusion-Based Generative
@@ -26,6 +26,7 @@ References:
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,13 +38,13 @@ from caloclouds.errors import ConfigError
 
 __all__ = [
     "MODEL_PARTS",
-    "SAMPLERS",
     "SOLVERS",
     "ModelPart",
     "Solver",
     "SolverSpec",
     "consistency_sigmas",
     "default_solver",
+    "deprecated_sampler",
     "karras_sigmas",
     "resolve_sampling",
     "sample",
@@ -60,8 +61,8 @@ Solver = Literal["heun", "euler", "consistency"]
 
 #: The model parts, and the checkpoint kind that holds each one.
 MODEL_PARTS: dict[str, str] = {"cm": "cm", "teacher": "edm"}
-#: The deprecated ``sampler`` strings as (model part, solver).
-SAMPLERS: dict[str, tuple[str, str]] = {"cm": ("cm", "consistency"), "edm": ("teacher", "heun")}
+# The deprecated ``sampler`` keyword's values and the model part each names; read only by deprecated_sampler.
+_SAMPLER_PARTS: dict[str, str] = {"cm": "cm", "edm": "teacher"}
 
 
 def karras_sigmas(
@@ -220,22 +221,32 @@ def default_solver(part: str) -> str:
     return next(name for name, spec in SOLVERS.items() if spec.part == part)
 
 
-def resolve_sampling(
-    *, model_part: str | None = None, solver: str | None = None, sampler: str | None = None
-) -> tuple[str, str]:
-    """``(model_part, solver)`` from the options as given; the deprecated ``sampler`` is an alias.
+def deprecated_sampler(sampler: str, *, model_part: str | None = None, stacklevel: int = 3) -> str:
+    """The one shim for the deprecated ``sampler`` keyword: the model part it names (``"cm"``, or
+    ``"teacher"`` for ``"edm"``, the teacher's old name), with a :class:`FutureWarning`. Each part's
+    default solver is the old sampler's (consistency, heun).
+
+    Raises:
+        ConfigError: an unknown ``sampler``, or one that contradicts ``model_part``.
+    """
+    if sampler not in _SAMPLER_PARTS:
+        raise ConfigError(
+            f"unknown model part {sampler!r}; valid parts are {sorted(MODEL_PARTS)} "
+            f"(and the deprecated sampler names {sorted(_SAMPLER_PARTS)})"
+        )
+    part = _SAMPLER_PARTS[sampler]
+    if model_part is not None and model_part != part:
+        raise ConfigError(f"sampler {sampler!r} means model part {part!r}, not {model_part!r}")
+    warnings.warn(f"sampler={sampler!r} is deprecated; use model_part={part!r}", FutureWarning, stacklevel=stacklevel)
+    return part
+
+
+def resolve_sampling(*, model_part: str | None = None, solver: str | None = None) -> tuple[str, str]:
+    """``(model_part, solver)`` from the options as given.
 
     Without any option: the consistency model with its solver. A solver alone picks its part; a
     part alone its default solver. Options that contradict each other raise :class:`ConfigError`.
     """
-    if sampler is not None:
-        if sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {sampler!r}; valid samplers are {sorted(SAMPLERS)}")
-        alias_part, alias_solver = SAMPLERS[sampler]
-        if model_part is not None and model_part != alias_part:
-            raise ConfigError(f"sampler {sampler!r} means model part {alias_part!r}, not {model_part!r}")
-        model_part = alias_part
-        solver = solver if solver is not None else alias_solver
     if model_part is not None and model_part not in MODEL_PARTS:
         raise ConfigError(f"unknown model part {model_part!r}; valid parts are {sorted(MODEL_PARTS)}")
     if solver is None:

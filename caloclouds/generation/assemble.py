@@ -84,7 +84,7 @@ def assemble_bundle(
         out: the new bundle folder.
         flow: a Shower Flow run folder (its ``best.pt``) or checkpoint.
         cm: a distillation run folder (its ``model.pt``) or checkpoint.
-        teacher: optional EDM teacher run folder or checkpoint (for ``--sampler edm``).
+        teacher: optional EDM teacher run folder or checkpoint (for ``--model-part teacher``).
         data_files: training data files whose SHA-256 go into the provenance.
         reference: Geant4 showers to fit the N calibration on (none: identity calibration).
         command: the command line that made the bundle (provenance).
@@ -155,8 +155,8 @@ def assemble_bundle(
         write_bundle_manifest(tmp, config, provenance=provenance)
         bundle = load_bundle(tmp)
         bundle.flow()  # validation: every part loads with its config
-        for sampler in ("cm", "edm") if teacher is not None else ("cm",):
-            bundle.point_model(sampler)
+        for part in ("cm", "teacher") if teacher is not None else ("cm",):
+            bundle.point_model(part)
         report = None
         if reference is not None:
             from caloclouds.generation.calibrate import fit_calibrations
@@ -164,7 +164,7 @@ def assemble_bundle(
 
             with ShowerFile(reference) as f:
                 showers = f.read(0, min(len(f), 2000))
-            report = fit_calibrations(bundle, showers, sampler="cm", device="cpu", seed=seed)
+            report = fit_calibrations(bundle, showers, model_part="cm", device="cpu", seed=seed)
             provenance["calibration_reference"] = {
                 "file": relative_path(reference),
                 "sha256": file_sha256(Path(reference)),

@@ -5,7 +5,7 @@
     bundle.json   format version, config (plain dict), file names, N and radial calibrations, provenance
     flow.pt       Shower Flow checkpoint          (flows.load_shower_flow)
     cm.pt         consistency model checkpoint     (caloclouds.diffusion.load_point_model)
-    teacher.pt    EDM teacher checkpoint           (optional for generation with --sampler edm)
+    teacher.pt    EDM teacher checkpoint           (optional for generation with --model-part teacher)
 
 Every ``.pt`` loads with ``torch.load(..., weights_only=True)``. :func:`load_bundle` validates the
 folder and names the missing or incompatible part.
@@ -42,7 +42,6 @@ __all__ = [
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST = "bundle.json"
 PARTS = {"flow": "flow.pt", "cm": "cm.pt", "teacher": "teacher.pt"}
-SAMPLER_PART = {"cm": "cm", "teacher": "teacher", "edm": "teacher"}  # model part, or the deprecated sampler name
 
 
 def default_bundle_path() -> Path:
@@ -106,13 +105,15 @@ class ModelBundle:
 
         return self._load("flow", device, load_shower_flow)
 
-    def point_model(self, sampler: str, *, device: str = "cpu") -> PointModel:
-        """The PointWise Net of a model part ("cm" or "teacher"; "edm" is the teacher's old name), on ``device``."""
+    def point_model(self, model_part: str, *, device: str = "cpu") -> PointModel:
+        """The PointWise Net of a model part (``"cm"`` or ``"teacher"``), on ``device``; ``"edm"``, the
+        teacher's deprecated name, goes through :func:`caloclouds.diffusion.sampling.deprecated_sampler`."""
         from caloclouds.diffusion import load_point_model
+        from caloclouds.diffusion.sampling import MODEL_PARTS, deprecated_sampler
 
-        if sampler not in SAMPLER_PART:
-            raise ConfigError(f"unknown sampler {sampler!r}; valid samplers are {sorted(SAMPLER_PART)}")
-        return self._load(SAMPLER_PART[sampler], device, load_point_model)
+        if model_part not in MODEL_PARTS:
+            model_part = deprecated_sampler(model_part)
+        return self._load(model_part, device, load_point_model)
 
     def _load(self, part: str, device: str, loader: Callable[..., Any]) -> Any:
         if not self.has(part):

@@ -109,9 +109,16 @@ class CalibrationReport:
 
 
 def _generate(
-    bundle: ModelBundle, energies: np.ndarray, *, sampler: str, device: str, seed: int, batch_size: int, **options: Any
+    bundle: ModelBundle,
+    energies: np.ndarray,
+    *,
+    model_part: str,
+    device: str,
+    seed: int,
+    batch_size: int,
+    **options: Any,
 ) -> Showers:
-    gen = ShowerGenerator(bundle, sampler=sampler, device=device, **options)  # type: ignore[arg-type]
+    gen = ShowerGenerator(bundle, model_part=model_part, device=device, **options)  # type: ignore[arg-type]
     g = torch.Generator(device=device).manual_seed(seed)
     return Showers.concatenate(
         [gen.generate(energies[i : i + batch_size], generator=g) for i in range(0, len(energies), batch_size)]
@@ -156,7 +163,7 @@ def fit_radial_calibration(
     bundle: ModelBundle,
     reference: Showers,
     *,
-    sampler: str = "cm",
+    model_part: str = "cm",
     device: str = "cpu",
     seed: int = 0,
     batch_size: int = 500,
@@ -176,7 +183,7 @@ def fit_radial_calibration(
     model = _generate(
         bundle,
         energies,
-        sampler=sampler,
+        model_part=model_part,
         device=device,
         seed=seed,
         batch_size=batch_size,
@@ -202,7 +209,7 @@ def fit_calibrations(
     reference: Showers,
     *,
     geometry: str = "ild",
-    sampler: str = "cm",
+    model_part: str = "cm",
     device: str = "cpu",
     seed: int = 0,
     radial: bool = True,
@@ -213,7 +220,7 @@ def fit_calibrations(
         fit_radial_calibration(
             bundle.with_calibration(PointCountCalibration(), identity),
             reference,
-            sampler=sampler,
+            model_part=model_part,
             device=device,
             seed=seed,
         )
@@ -224,7 +231,7 @@ def fit_calibrations(
         bundle.with_calibration(PointCountCalibration(), fitted),
         reference,
         geometry=geometry,
-        sampler=sampler,
+        model_part=model_part,
         device=device,
         seed=seed,
     )
@@ -236,7 +243,7 @@ def fit_point_count_calibration(
     reference: Showers,
     *,
     geometry: str = "ild",
-    sampler: str = "cm",
+    model_part: str = "cm",
     device: str = "cpu",
     seed: int = 0,
     batch_size: int = 500,
@@ -259,7 +266,7 @@ def fit_point_count_calibration(
         drawn = _generate(
             b,
             energies,
-            sampler=sampler,
+            model_part=model_part,
             device=device,
             seed=seed,
             batch_size=batch_size,

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from caloclouds.diffusion.sampling import SAMPLERS, Callback, resolve_sampling
+from caloclouds.diffusion.sampling import Callback, deprecated_sampler, resolve_sampling
 from caloclouds.direction import from_axis_frame
 from caloclouds.errors import CaloCloudsError
 from caloclouds.generation.bundle import ModelBundle
@@ -76,7 +76,8 @@ class ShowerGenerator:
         model_part: which weights: ``"cm"`` (the consistency model, default) or ``"teacher"``.
         solver: ``"consistency"`` (the cm's), ``"heun"`` (the teacher's default) or ``"euler"``
             (see :func:`caloclouds.diffusion.sampling.resolve_sampling`).
-        sampler: deprecated alias of the two: ``"cm"`` (cm + consistency) or ``"edm"`` (teacher + heun).
+        sampler: deprecated alias of ``model_part`` (``"edm"`` is the teacher), through
+            :func:`caloclouds.diffusion.sampling.deprecated_sampler` (a FutureWarning).
         steps: CM steps (default 1) or Heun / Euler steps (default from the config).
         device: torch device.
         calibrate_n: apply the bundle's N calibration (off to fit it).
@@ -111,9 +112,9 @@ class ShowerGenerator:
             raise CaloCloudsError(f"unknown cog mode {cog!r}; choose one of {COG_MODES}")
         self.cog = cog
         self.bundle = bundle
-        self.model_part, self.solver = resolve_sampling(model_part=model_part, solver=solver, sampler=sampler)
-        # the deprecated name of the weights, still written to the files' metadata
-        self.sampler = next(name for name, (part, _) in SAMPLERS.items() if part == self.model_part)
+        if sampler is not None:
+            model_part = deprecated_sampler(sampler, model_part=model_part)
+        self.model_part, self.solver = resolve_sampling(model_part=model_part, solver=solver)
         self.steps = steps
         self.check_range = check_range
         self.device = torch.device(device)

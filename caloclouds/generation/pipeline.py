@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from caloclouds.config import DetectorConfig, RunConfig
+from caloclouds.diffusion.sampling import MODEL_PARTS
 from caloclouds.generation.bundle import file_sha256, inside_package, load_bundle, relative_path
 from caloclouds.generation.generator import ShowerGenerator, StageTimes
 from caloclouds.showers import Showers
@@ -197,7 +198,8 @@ def generate_to_file(
         "generator": "caloclouds generate",
         "model": "default" if inside_package(bundle.path) else relative_path(bundle.path),
         "model_sha256": file_sha256(bundle.path / "bundle.json"),
-        "sampler": generator.sampler,
+        # the file format keeps the weights' old name (the checkpoint kind: "cm" or "edm") under "sampler"
+        "sampler": MODEL_PARTS[generator.model_part],
         "model_part": generator.model_part,
         "solver": generator.solver,
         "steps": steps,

@@ -20,6 +20,7 @@ from caloclouds.diffusion.checkpoint import build_denoiser
 from caloclouds.diffusion.sampling import (
     SOLVERS,
     consistency_sigmas,
+    deprecated_sampler,
     karras_sigmas,
     resolve_sampling,
     sample,
@@ -63,15 +64,15 @@ def _point_model(kind: str, *, per_layer: bool = False) -> PointModel:
     return PointModel(denoiser, normaliser, config, kind=kind)
 
 
-def _old_point_draw(model: PointModel, cond, total: int, *, sampler: str, steps: int | None, generator):  # noqa: ANN001
+def _old_point_draw(model: PointModel, cond, total: int, *, kind: str, steps: int | None, generator):  # noqa: ANN001
     """``PointModel._draw`` before the sampling entry point (the frozen reference)."""
     cfg = model.config.diffusion
     if steps is None:
-        steps = model.config.distillation.sample_steps if sampler == "cm" else cfg.heun_steps
+        steps = model.config.distillation.sample_steps if kind == "cm" else cfg.heun_steps
     dev = model.device
     gen_dev = generator.device if generator is not None else dev
     noise = torch.randn(total, model.normaliser.n_features, generator=generator, device=gen_dev).to(dev)
-    if sampler == "cm":
+    if kind == "cm":
         levels = karras_sigmas(
             model.config.distillation.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho, append_zero=False, device=dev
         )
@@ -92,12 +93,14 @@ def test_point_model_sample_is_bit_identical_to_the_old_path(kind: str, steps: i
     with torch.inference_mode():
         ref = model.normaliser.inverse(
             _old_point_draw(
-                model, cond, int(offsets[-1]), sampler=kind, steps=steps, generator=torch.Generator().manual_seed(7)
+                model, cond, int(offsets[-1]), kind=kind, steps=steps, generator=torch.Generator().manual_seed(7)
             )
         )
     new, _ = model.sample(n_points, energy, steps=steps, generator=torch.Generator().manual_seed(7))
-    alias, _ = model.sample(n_points, energy, sampler=kind, steps=steps, generator=torch.Generator().manual_seed(7))
-    assert torch.equal(new, ref) and torch.equal(alias, ref)
+    named, _ = model.sample(
+        n_points, energy, model_part=model.part, steps=steps, generator=torch.Generator().manual_seed(7)
+    )
+    assert torch.equal(new, ref) and torch.equal(named, ref)
 
 
 @pytest.mark.parametrize("kind", ["cm", "edm"])
@@ -120,7 +123,7 @@ def test_point_model_sample_layers_is_bit_identical_to_the_old_path(kind: str) -
             model,
             captured["cond"],
             captured["total"],
-            sampler=kind,
+            kind=kind,
             steps=2,
             generator=torch.Generator().manual_seed(3),
         )
@@ -177,7 +180,9 @@ def test_the_teacher_runs_with_euler_and_each_part_refuses_the_others_solvers() 
     with pytest.raises(CaloCloudsError, match="needs the 'cm' weights"):
         teacher.sample(n_points, energy, solver="consistency")
     with pytest.raises(CaloCloudsError, match="needs an EDM teacher checkpoint"):
-        cm.sample(n_points, energy, sampler="edm")
+        cm.sample(n_points, energy, model_part="teacher")
+    with pytest.raises(CaloCloudsError, match="valid parts"):
+        cm.sample(n_points, energy, model_part="edm")  # the teacher's deprecated name is no model part
     with pytest.raises(ConfigError, match="valid solvers"):
         teacher.sample(n_points, energy, solver="rk4")  # type: ignore[arg-type]
     voxel = _voxel_model("edm")
@@ -191,9 +196,6 @@ def test_the_teacher_runs_with_euler_and_each_part_refuses_the_others_solvers() 
     ("given", "expected"),
     [
         ({}, ("cm", "consistency")),
-        ({"sampler": "cm"}, ("cm", "consistency")),
-        ({"sampler": "edm"}, ("teacher", "heun")),
-        ({"sampler": "edm", "solver": "euler"}, ("teacher", "euler")),
         ({"model_part": "teacher"}, ("teacher", "heun")),
         ({"solver": "euler"}, ("teacher", "euler")),
         ({"model_part": "cm", "solver": "consistency"}, ("cm", "consistency")),
@@ -206,9 +208,8 @@ def test_resolve_sampling(given: dict, expected: tuple[str, str]) -> None:
 @pytest.mark.parametrize(
     ("given", "match"),
     [
-        ({"sampler": "edm", "model_part": "cm"}, "sampler 'edm' means model part 'teacher'"),
         ({"model_part": "cm", "solver": "heun"}, "solver 'heun' runs on the 'teacher' weights"),
-        ({"sampler": "ddim"}, "valid samplers"),
+        ({"model_part": "edm"}, "valid parts"),
         ({"model_part": "student"}, "valid parts"),
         ({"solver": "rk4"}, "valid solvers"),
     ],
@@ -216,6 +217,19 @@ def test_resolve_sampling(given: dict, expected: tuple[str, str]) -> None:
 def test_resolve_sampling_refuses_clashes_and_unknown_names(given: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         resolve_sampling(**given)
+
+
+@pytest.mark.parametrize(("sampler", "part"), [("cm", "cm"), ("edm", "teacher")])
+def test_the_deprecated_sampler_is_a_warning_and_its_model_part(sampler: str, part: str) -> None:
+    with pytest.warns(FutureWarning, match=f"sampler='{sampler}' is deprecated; use model_part='{part}'"):
+        assert deprecated_sampler(sampler) == part
+    with pytest.warns(FutureWarning):
+        assert deprecated_sampler(sampler, model_part=part) == part
+    other = "cm" if part == "teacher" else "teacher"
+    with pytest.raises(ConfigError, match=f"sampler '{sampler}' means model part '{part}', not '{other}'"):
+        deprecated_sampler(sampler, model_part=other)
+    with pytest.raises(ConfigError, match="deprecated sampler names"):
+        deprecated_sampler("ddim")
 
 
 @pytest.mark.parametrize("solver", sorted(SOLVERS))

@@ -28,7 +28,7 @@ def test_tiny_model_trains_and_both_samplers_return_finite_points(tmp_path, toy_
     n = torch.tensor([0, 50, 7])
     energy = torch.tensor([20.0, 50.0, 80.0])
     edm = load_point_model(tmp_path / "teacher")
-    pts, offsets = edm.sample(n, energy, sampler="edm", steps=4, generator=torch.Generator().manual_seed(0))
+    pts, offsets = edm.sample(n, energy, model_part="teacher", steps=4, generator=torch.Generator().manual_seed(0))
     assert pts.shape == (57, 4) and pts.dtype == torch.float32 and offsets.tolist() == [0, 0, 50, 57]
     assert torch.isfinite(pts).all() and (pts[:, 3] > 0).all()
     assert 0 <= float(pts[:, 2].min()) and float(pts[:, 2].max()) < 30
@@ -37,12 +37,12 @@ def test_tiny_model_trains_and_both_samplers_return_finite_points(tmp_path, toy_
     assert cm_run.step == 20
     cm = load_point_model(tmp_path / "cm" / "model.pt")
     for steps in (None, 2):
-        pts, offsets = cm.sample(n, energy, sampler="cm", steps=steps, generator=torch.Generator().manual_seed(0))
+        pts, offsets = cm.sample(n, energy, model_part="cm", steps=steps, generator=torch.Generator().manual_seed(0))
         assert pts.shape == (57, 4) and torch.isfinite(pts).all()
     with pytest.raises(CaloCloudsError, match="needs an EDM teacher"):
-        cm.sample(n, energy, sampler="edm")
+        cm.sample(n, energy, model_part="teacher")
     with pytest.raises(CaloCloudsError, match="needs a distilled"):
-        edm.sample(n, energy, sampler="cm")
+        edm.sample(n, energy, model_part="cm")
 
 
 def test_resume_continues_step_count_and_loss_curve(tmp_path, toy_data, tiny_config) -> None:  # noqa: ANN001

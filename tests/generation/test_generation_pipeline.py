@@ -32,9 +32,9 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, make_tiny_bundle, tiny
     return make_tiny_bundle(root, tiny_config(RunConfig()), data, flow_data=data, teacher_steps=20)
 
 
-@pytest.mark.parametrize("sampler,steps", [("cm", None), ("cm", 2), ("edm", 3)])
-def test_generated_showers_obey_the_flow(tiny_bundle, sampler, steps):
-    gen = ShowerGenerator(load_bundle(tiny_bundle), sampler=sampler, steps=steps, cog="flow")
+@pytest.mark.parametrize("model_part,steps", [("cm", None), ("cm", 2), ("teacher", 3)])
+def test_generated_showers_obey_the_flow(tiny_bundle, model_part, steps):
+    gen = ShowerGenerator(load_bundle(tiny_bundle), model_part=model_part, steps=steps, cog="flow")
     # the untrained tiny teacher scatters points metres away; clipped to the calorimeter, they would
     # move the CoG (clipping has its own test below)
     gen.half_width_mm = float("inf")
@@ -49,6 +49,25 @@ def test_generated_showers_obey_the_flow(tiny_bundle, sampler, steps):
     np.testing.assert_allclose(showers.visible_energy_mev(), stats.visible_energy_mev.numpy(), rtol=1e-4)
     np.testing.assert_allclose(showers.layer_sums(N_LAYERS), stats.energy_per_layer_mev.numpy(), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(showers.centre_of_gravity_mm(), stats.cog_mm.numpy(), atol=1e-2)
+
+
+def test_the_deprecated_sampler_keyword_goes_through_the_one_shim(tiny_bundle):
+    """``ShowerGenerator(sampler="edm")`` and ``point_model("edm")`` are the teacher, with a FutureWarning."""
+    bundle = load_bundle(tiny_bundle)
+    energies = np.array([20.0, 50.0], np.float32)
+    new = ShowerGenerator(bundle, model_part="teacher", steps=2)
+    with pytest.warns(FutureWarning, match="sampler='edm' is deprecated; use model_part='teacher'"):
+        old = ShowerGenerator(bundle, sampler="edm", steps=2)
+    assert (old.model_part, old.solver) == (new.model_part, new.solver) == ("teacher", "heun")
+    a = old.generate(energies, generator=torch.Generator().manual_seed(5))
+    b = new.generate(energies, generator=torch.Generator().manual_seed(5))
+    assert np.array_equal(a.points, b.points) and np.array_equal(a.offsets, b.offsets)
+    with pytest.warns(FutureWarning, match="use model_part='teacher'"):
+        assert bundle.point_model("edm") is bundle.point_model("teacher")
+    with pytest.raises(CaloCloudsError, match="means model part 'teacher', not 'cm'"):
+        ShowerGenerator(bundle, sampler="edm", model_part="cm")
+    with pytest.raises(CaloCloudsError, match="valid parts are \\['cm', 'teacher'\\]"):
+        bundle.point_model("student")
 
 
 def test_rotation_keeps_radii_and_the_flow_values(tiny_bundle):

@@ -106,9 +106,9 @@ def test_sample_layers_gives_the_asked_counts_in_layer_order(layer_bundle) -> No
         model.sample_layers(counts[:, :5], energy_l[:, :5], torch.tensor([20.0, 80.0]))
 
 
-@pytest.mark.parametrize("sampler", ["cm", "edm"])
-def test_generated_layers_are_the_flows(layer_bundle, sampler) -> None:  # noqa: ANN001
-    gen = ShowerGenerator(load_bundle(layer_bundle), sampler=sampler, steps=None if sampler == "cm" else 3)
+@pytest.mark.parametrize("model_part", ["cm", "teacher"])
+def test_generated_layers_are_the_flows(layer_bundle, model_part) -> None:  # noqa: ANN001
+    gen = ShowerGenerator(load_bundle(layer_bundle), model_part=model_part, steps=None if model_part == "cm" else 3)
     assert gen.point_model.per_layer
     energies = np.array([15.0, 50.0, 85.0], np.float32)
     showers = gen.generate(energies, generator=torch.Generator().manual_seed(3))
