@@ -205,35 +205,21 @@ def fit_radial_calibration(
 
 
 def fit_calibrations(
-    bundle: ModelBundle,
-    reference: Showers,
-    *,
-    geometry: str = "ild",
-    model_part: str = "cm",
-    device: str = "cpu",
-    seed: int = 0,
-    radial: bool = True,
+    bundle: ModelBundle, reference: Showers, *, geometry: str = "ild", radial: bool = True, **options: Any
 ) -> CalibrationReport:
-    """The radial calibration (unless ``radial`` is false), then the N calibration with it applied."""
+    """The radial calibration (unless ``radial`` is false), then the N calibration with it applied.
+
+    ``options`` (``model_part``, ``device``, ``seed``, ``batch_size``) go to both fits, with their
+    defaults there.
+    """
     identity = RadialCalibration()
     fitted = (
-        fit_radial_calibration(
-            bundle.with_calibration(PointCountCalibration(), identity),
-            reference,
-            model_part=model_part,
-            device=device,
-            seed=seed,
-        )
+        fit_radial_calibration(bundle.with_calibration(PointCountCalibration(), identity), reference, **options)
         if radial
         else identity
     )
     report = fit_point_count_calibration(
-        bundle.with_calibration(PointCountCalibration(), fitted),
-        reference,
-        geometry=geometry,
-        model_part=model_part,
-        device=device,
-        seed=seed,
+        bundle.with_calibration(PointCountCalibration(), fitted), reference, geometry=geometry, **options
     )
     return dataclasses.replace(report, radial=fitted)
 
