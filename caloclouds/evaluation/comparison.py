@@ -167,17 +167,13 @@ def pd_sizes(n: int, config: EvaluationConfig) -> tuple[int, int, int]:
     return min_s, max_s, max(2, min(config.kpd_batch_size, n // 2))
 
 
+#: The options of :func:`classifier_auc` that the evaluation config holds as ``classifier_<name>``.
+CLASSIFIER_OPTIONS = ("folds", "hidden", "epochs", "batch_size", "learning_rate")
+
+
 def _auc(real: np.ndarray, gen: np.ndarray, config: EvaluationConfig) -> dict[str, Any]:
-    return classifier_auc(
-        real,
-        gen,
-        folds=config.classifier_folds,
-        hidden=config.classifier_hidden,
-        epochs=config.classifier_epochs,
-        batch_size=config.classifier_batch_size,
-        learning_rate=config.classifier_learning_rate,
-        seed=config.seed,
-    ).to_dict()
+    options = {name: getattr(config, f"classifier_{name}") for name in CLASSIFIER_OPTIONS}
+    return classifier_auc(real, gen, seed=config.seed, **options).to_dict()
 
 
 #: Feature subsets scored with the same classifier: they tell where a high AUC comes from.
