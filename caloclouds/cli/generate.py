@@ -37,14 +37,15 @@ import argparse
 from pathlib import Path
 
 from caloclouds.cli.options import (
+    add_cog_argument,
     add_energy_arguments,
     add_geometry_argument,
     add_model_argument,
     add_model_part_arguments,
     add_overwrite_argument,
+    generation_options,
     geometry_or_none,
 )
-from caloclouds.config import COG_MODES
 
 __all__ = ["add_arguments", "run"]
 
@@ -62,13 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--phi-range", nargs=2, type=float, metavar=("LO", "HI"), help="phi uniform in [LO, HI] degrees"
     )
     add_model_part_arguments(parser, what="draw the points (a voxel .pt is one part: this must match it)")
-    parser.add_argument(
-        "--cog",
-        choices=COG_MODES,
-        help="transverse position: rotate each shower by a random angle about the beam axis; "
-        "flow: shift its CoG to the Shower Flow's (CaloClouds II); none. Default: the "
-        "model's generation.cog (flow for the shipped model)",
-    )
+    add_cog_argument(parser)
     add_geometry_argument(
         parser,
         help="also project onto these cells and write the cell hits: ild, hgcal, hex:PITCH_MM, a cell file, ... "
@@ -130,12 +125,7 @@ def run(args: argparse.Namespace) -> int:
     summary = generate_to_file(
         out,
         energies,
-        model=args.model,
-        model_part=args.model_part,
-        solver=args.solver,
-        steps=args.steps,
-        cog=args.cog,
-        cells=geometry_or_none(args.geometry),
+        **generation_options(args),
         batch_size=args.batch_size,
         device=args.device,
         seed=args.seed,

@@ -4,6 +4,8 @@
 * verbs that write files: ``--overwrite`` (:func:`add_overwrite_argument`);
 * a model bundle and its parts: ``--model`` (:func:`add_model_argument`), ``--model-part``,
   ``--solver`` and ``--steps`` (:func:`add_model_part_arguments`);
+* generation (generate, produce): ``--cog`` (:func:`add_cog_argument`); the model, sampling, cog and
+  geometry options as keyword arguments of a generation (:func:`generation_options`);
 * incident energies (generate, produce): :func:`add_energy_arguments`;
 * cells: ``--geometry SPEC`` (:func:`add_geometry_argument`) and, for project and plot-shower, the
   placement and threshold on the cells (:func:`add_placement_arguments`, :func:`placement_options`);
@@ -26,6 +28,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_THREADS",
+    "add_cog_argument",
     "add_energy_arguments",
     "add_geometry_argument",
     "add_model_argument",
@@ -37,6 +40,7 @@ __all__ = [
     "add_training_arguments",
     "apply_deprecated",
     "apply_threads",
+    "generation_options",
     "geometry_or_none",
     "placement_options",
     "run_control_options",
@@ -121,6 +125,33 @@ def add_model_part_arguments(parser: argparse.ArgumentParser, *, what: str = "dr
         "--steps", type=int, metavar="K", help="CM steps (default 1) or Heun / Euler steps (default: the config's)"
     )
     parser.add_argument("--sampler", choices=["cm", "edm"], help=argparse.SUPPRESS)  # deprecated
+
+
+def add_cog_argument(parser: argparse.ArgumentParser) -> None:
+    """``--cog rotate|flow|none``: the transverse position of the generated showers."""
+    from caloclouds.config import COG_MODES
+
+    parser.add_argument(
+        "--cog",
+        choices=COG_MODES,
+        help="transverse position: rotate each shower by a random angle about the beam axis; "
+        "flow: shift its CoG to the Shower Flow's (CaloClouds II); none. Default: the "
+        "model's generation.cog (flow for the shipped model)",
+    )
+
+
+def generation_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of a generation (:func:`caloclouds.generation.pipeline.generate_to_file`,
+    :class:`caloclouds.production.plan.ProductionRequest`) from the options of :func:`add_model_argument`,
+    :func:`add_model_part_arguments`, :func:`add_cog_argument` and :func:`add_geometry_argument`."""
+    return dict(
+        model=args.model,
+        model_part=args.model_part,
+        solver=args.solver,
+        steps=args.steps,
+        cog=args.cog,
+        cells=geometry_or_none(args.geometry),
+    )
 
 
 def add_energy_arguments(

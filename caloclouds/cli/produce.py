@@ -34,13 +34,13 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from caloclouds.cli.options import (
+    add_cog_argument,
     add_energy_arguments,
     add_geometry_argument,
     add_model_argument,
     add_model_part_arguments,
-    geometry_or_none,
+    generation_options,
 )
-from caloclouds.config import COG_MODES
 
 if TYPE_CHECKING:
     from caloclouds.production.plan import ProductionRequest
@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         deprecated_cells=True,
     )
     add_model_part_arguments(parser)
-    parser.add_argument("--cog", choices=COG_MODES, help="transverse position, as for generate")
+    add_cog_argument(parser)
     parser.add_argument(
         "--allow-extrapolation", action="store_true", help="energies outside the training range, as for generate"
     )
@@ -120,12 +120,7 @@ def _request(args: argparse.Namespace) -> ProductionRequest:
         energy_range_gev=tuple(args.energy_range) if args.energy_range else None,
         energies_gev=tuple(args.energies) if args.energies else None,
         format=args.format,
-        cells=geometry_or_none(args.geometry),
-        model=args.model,
-        model_part=args.model_part,
-        solver=args.solver,
-        steps=args.steps,
-        cog=args.cog,
+        **generation_options(args),
         batch_size=args.batch_size or DEFAULT_BATCH_SIZE[args.worker_device],
         device=args.worker_device,
         allow_extrapolation=args.allow_extrapolation,
