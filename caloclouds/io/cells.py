@@ -24,8 +24,15 @@ import numpy as np
 
 from caloclouds.errors import CaloCloudsError, InputFileError
 from caloclouds.io.atomic import check_output_path, temp_path_for
-from caloclouds.io.checks import check_input_file, check_numeric, check_stored
-from caloclouds.io.hdf5 import BufferedDatasets, BufferedH5Writer, add_cell_hits, create_cell_datasets
+from caloclouds.io.checks import check_numeric, check_stored
+from caloclouds.io.hdf5 import (
+    BufferedDatasets,
+    BufferedH5Writer,
+    H5Reader,
+    _open_h5,
+    add_cell_hits,
+    create_cell_datasets,
+)
 from caloclouds.io.metadata import SCHEMA_VERSION, decode_attrs, typed_metadata
 from caloclouds.showers import Showers
 
@@ -105,22 +112,17 @@ class CellWriter(BufferedH5Writer):
         self._pending = 0
 
 
-class CellsReader:
+class CellsReader(H5Reader):
     """Lazy reader of the cell hits in ``path`` (the whole file, or its group ``group``)."""
 
     def __init__(self, path: str | Path, *, group: str = "/") -> None:
-        import h5py
-
-        self.path = check_input_file(path, "cells file")
+        self.path = Path(path)
+        self._file = _open_h5(self.path, "cells file")
         try:
-            self._h5 = h5py.File(self.path, "r")
-        except OSError as exc:
-            raise InputFileError(self.path, f"not a readable HDF5 file (truncated or another format?): {exc}") from None
-        try:
-            self._group = self._h5[group]
+            self._group = self._file[group]
             self._check()
         except Exception:
-            self._h5.close()
+            self._file.close()
             raise
 
     def _check(self) -> None:
@@ -143,19 +145,7 @@ class CellsReader:
             raise InputFileError(
                 path, f"offsets run from {ends[0]} to {ends[-1]}, expected 0 to {n_hits}", where="offsets"
             )
-        self.attrs = decode_attrs(self._h5.attrs)
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __enter__(self) -> CellsReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._h5.close()
+        self.attrs = decode_attrs(self._file.attrs)
 
     def read(self, start: int, stop: int) -> Any:
         """Cell hits of showers ``start:stop``: a CellHits-like namespace with offsets from 0."""

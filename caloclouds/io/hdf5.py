@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -69,10 +69,10 @@ def gzip_options(level: int = GZIP_LEVEL) -> dict[str, Any]:
     return {"compression": "gzip", "compression_opts": level, "shuffle": True}
 
 
-def _open_h5(path: Path) -> Any:
+def _open_h5(path: Path, what: str = "HDF5 file") -> Any:
     import h5py
 
-    check_input_file(path, "HDF5 file")
+    check_input_file(path, what)
     try:
         return h5py.File(path, "r")
     except OSError as exc:
@@ -100,7 +100,31 @@ def _as_offsets(path: Path, values: np.ndarray) -> np.ndarray:
     return values.astype(np.int64)
 
 
-class ShowerFile:
+_Reader = TypeVar("_Reader", bound="H5Reader")
+
+
+class H5Reader:
+    """What the lazy HDF5 readers (:class:`ShowerFile`, :class:`caloclouds.io.cells.CellsReader`) share:
+    the open file ``_file`` (from :func:`_open_h5`) of ``_n`` showers. Use as a context manager or call
+    :meth:`close`."""
+
+    _file: Any
+    _n: int
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __enter__(self: _Reader) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class ShowerFile(H5Reader):
     """Lazy reader of a shower HDF5 file. Use as a context manager or call :meth:`close`.
 
     Opening checks the layout (datasets, dtypes, shapes, that the data is really stored, the ends of
@@ -176,19 +200,6 @@ class ShowerFile:
         problem = direction_problem({k: f[k] for k in (THETA, PHI) if k in f}, n, values=False)
         if problem:
             raise InputFileError(path, problem[1], where=problem[0])
-
-    # context manager ------------------------------------------------------------------------------
-    def __enter__(self) -> ShowerFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __len__(self) -> int:
-        return self._n
 
     # the whole index, read on first use (memory: 12 bytes per shower) ------------------------------
     @property
