@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -136,24 +137,11 @@ class TrainingData:
     def n_points(self) -> Tensor:
         return self.offsets[1:] - self.offsets[:-1]
 
-    def fit_normaliser(
-        self,
-        *,
-        n_layers: int,
-        subcell_pitch_mm: float,
-        sigma_data: float,
-        per_layer: bool = False,
-        direction: bool = False,
-    ) -> PointNormaliser:
+    def fit_normaliser(self, **options: Any) -> PointNormaliser:
+        """:meth:`PointNormaliser.fit` on these showers; ``options`` (``n_layers``, ``subcell_pitch_mm``,
+        ``sigma_data``, ``per_layer``, ``direction``) as there."""
         return PointNormaliser.fit(
-            self.points.numpy(),
-            self.offsets.numpy(),
-            self.incident_energy_gev.numpy(),
-            n_layers=n_layers,
-            subcell_pitch_mm=subcell_pitch_mm,
-            sigma_data=sigma_data,
-            per_layer=per_layer,
-            direction=direction,
+            self.points.numpy(), self.offsets.numpy(), self.incident_energy_gev.numpy(), **options
         )
 
     def layer_totals(self, n_layers: int) -> tuple[Tensor, Tensor]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from caloclouds.config import DetectorConfig
 from caloclouds.errors import CaloCloudsError, InputFileError
@@ -201,16 +201,10 @@ def iter_any(
         )
 
 
-def read_any(
-    path: str | Path,
-    *,
-    format: str | None = None,
-    detector: DetectorConfig | None = None,
-    box_mm: float | None = None,
-    collections: Sequence[str] | None = None,
-) -> Showers:
-    """Read a whole file of any supported format into one :class:`Showers` (see :func:`iter_any`)."""
-    parts = list(iter_any(path, format=format, detector=detector, box_mm=box_mm, collections=collections))
+def read_any(path: str | Path, **options: Any) -> Showers:
+    """Read a whole file of any supported format into one :class:`Showers`; ``options`` (``format``,
+    ``detector``, ``box_mm``, ``collections``) as in :func:`iter_any`."""
+    parts = list(iter_any(path, **options))
     return Showers.concatenate(parts) if parts else Showers.empty()
 
 
