@@ -59,10 +59,12 @@ from pathlib import Path
 from typing import Any
 
 from caloclouds.cli.options import (
+    add_device_argument,
     add_geometry_argument,
     add_model_argument,
     add_model_part_arguments,
     add_overwrite_argument,
+    add_seed_argument,
     geometry_or_none,
 )
 
@@ -136,7 +138,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     flow = parser.add_argument_group("flow")
     flow.add_argument("--warmup", type=int, default=50, metavar="N", help="untimed calls first (default 50)")
-    flow.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_argument(flow)
     diffusion = parser.add_argument_group("diffusion")
     diffusion.add_argument("--points", type=int, default=3000, help="points of the timed shower (default 3000)")
     diffusion.add_argument("--reference", metavar="G4.h5", help="Geant4 file for the W1 check")
@@ -151,7 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     diffusion.add_argument(
         "--n-showers", type=int, default=1000, metavar="N", help="generated showers for the W1 check (default 1000)"
     )
-    diffusion.add_argument("--seed", type=int, default=0, help="seed of the W1 check (default 0)")
+    add_seed_argument(diffusion, "seed of the W1 check")
     projection = parser.add_argument_group("projection")
     projection.add_argument("--in", dest="input", type=Path, metavar="SHOWERS", help="shower file projected")
     projection.add_argument(

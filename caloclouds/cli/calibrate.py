@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 
+from caloclouds.cli.options import add_device_argument, add_seed_argument
+
 __all__ = ["add_arguments", "run", "fit_problems", "MIN_SHOWERS", "MIN_R2", "MAX_AFTER_PERCENT"]
 
 MIN_SHOWERS = 500  # fewer reference showers do not constrain a cubic over 10-90 GeV
@@ -61,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the weights whose showers are calibrated: cm, the consistency model (default), or teacher",
     )
     parser.add_argument("--sampler", choices=["cm", "edm"], help=argparse.SUPPRESS)  # deprecated: apply_deprecated
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    add_device_argument(parser)
+    add_seed_argument(parser, "seed of the generated showers")
     parser.add_argument(
         "--no-radial",
         action="store_true",

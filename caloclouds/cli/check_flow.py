@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from caloclouds.cli.options import add_overwrite_argument
+from caloclouds.cli.options import add_device_argument, add_overwrite_argument, add_seed_argument
 
 __all__ = ["add_arguments", "run"]
 
@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="flow samples per reference energy (default: 10)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the samples and the half split (default: 0)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_seed_argument(parser, "seed of the samples and the half split")
+    add_device_argument(parser)
     parser.add_argument(
         "--floor-factor",
         type=float,

@@ -38,11 +38,13 @@ from pathlib import Path
 
 from caloclouds.cli.options import (
     add_cog_argument,
+    add_device_argument,
     add_energy_arguments,
     add_geometry_argument,
     add_model_argument,
     add_model_part_arguments,
     add_overwrite_argument,
+    add_seed_argument,
     generation_options,
     geometry_or_none,
 )
@@ -77,8 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="B",
         help="showers per batch and per written chunk (default 1000)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed, 0 to 2^63-1 (default 0)")
+    add_device_argument(parser)
+    add_seed_argument(parser, "random seed, 0 to 2^63-1")
     parser.add_argument(
         "--allow-extrapolation",
         action="store_true",

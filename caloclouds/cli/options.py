@@ -1,6 +1,7 @@
 """Option groups that several verbs share, written once, and the one shim for deprecated spellings.
 
 * every verb: ``--threads`` (added by :func:`caloclouds.cli.verb_parser` where a verb has none);
+* ``--device`` and ``--seed`` (:func:`add_device_argument`, :func:`add_seed_argument`);
 * verbs that write files: ``--overwrite`` (:func:`add_overwrite_argument`);
 * a model bundle and its parts: ``--model`` (:func:`add_model_argument`), ``--model-part``,
   ``--solver`` and ``--steps`` (:func:`add_model_part_arguments`);
@@ -29,6 +30,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_THREADS",
     "add_cog_argument",
+    "add_device_argument",
     "add_energy_arguments",
     "add_geometry_argument",
     "add_model_argument",
@@ -36,6 +38,7 @@ __all__ = [
     "add_overwrite_argument",
     "add_placement_arguments",
     "add_run_control_arguments",
+    "add_seed_argument",
     "add_threads_argument",
     "add_training_arguments",
     "apply_deprecated",
@@ -94,6 +97,16 @@ def apply_threads(threads: int | None) -> int:
     else:
         torch.set_num_threads(n)
     return n
+
+
+def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--device``: the torch device (default cpu)."""
+    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
+
+
+def add_seed_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, what: str = "random seed") -> None:
+    """``--seed N`` (default 0); ``what`` says what it seeds, in the help."""
+    parser.add_argument("--seed", type=int, default=0, help=f"{what} (default: 0)")
 
 
 def add_model_argument(parser: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -352,8 +365,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LR",
         help="learning rate (default: config; on --resume it replaces the saved one)",
     )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_device_argument(parser)
+    add_seed_argument(parser)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast of the network")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step (GPU)")
     parser.add_argument(

@@ -39,6 +39,7 @@ from caloclouds.cli.options import (
     add_geometry_argument,
     add_model_argument,
     add_model_part_arguments,
+    add_seed_argument,
     generation_options,
 )
 
@@ -59,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="production folder (created if missing)")
     parser.add_argument("--format", choices=["h5", "root"], default="h5", help="shard files: h5 (default) or root")
-    parser.add_argument("--seed", type=int, default=0, help="production seed, 0 to 2^63-1 (default 0)")
+    add_seed_argument(parser, "production seed, 0 to 2^63-1")
     add_model_argument(parser)
     add_geometry_argument(
         parser,

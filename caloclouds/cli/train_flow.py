@@ -17,7 +17,7 @@ import argparse
 import signal
 from pathlib import Path
 
-from caloclouds.cli.options import add_run_control_arguments, run_control_options
+from caloclouds.cli.options import add_device_argument, add_run_control_arguments, add_seed_argument
 
 __all__ = ["add_arguments", "run"]
 
@@ -44,14 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps", type=int, default=None, metavar="N", help="total optimiser steps (default: flow.steps)"
     )
-    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights, batches and augmentation (default: 0)")
+    add_device_argument(parser)
+    add_seed_argument(parser, "seed of weights, batches and augmentation")
     add_run_control_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from caloclouds.cli.options import run_control_options
     from caloclouds.config import RunConfig, load_config
     from caloclouds.errors import ConfigError
     from caloclouds.runcontrol import format_duration

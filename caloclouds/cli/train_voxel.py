@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from caloclouds.cli.options import add_run_control_arguments
+from caloclouds.cli.options import add_run_control_arguments, add_seed_argument
 
 __all__ = ["add_arguments", "run"]
 
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="B", help="override the config's batch size")
     parser.add_argument("--max-showers", type=int, metavar="N", help="use only the first N training showers")
     parser.add_argument("--distill", metavar="TEACHER", help="distil this teacher (run folder or .pt) into a CM")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_seed_argument(parser)
     add_run_control_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
 

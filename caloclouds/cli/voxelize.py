@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from caloclouds.cli.options import add_overwrite_argument
+from caloclouds.cli.options import add_overwrite_argument, add_seed_argument
 
 __all__ = ["add_arguments", "run"]
 
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold-mev", type=float, default=0.0, metavar="MEV", help="voxels <= this make no points (default 0)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed of --mode uniform (default 0)")
+    add_seed_argument(parser, "random seed of --mode uniform")
 
 
 def run(args: argparse.Namespace) -> int:
