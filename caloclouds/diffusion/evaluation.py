@@ -64,7 +64,6 @@ def evaluate_points(
     reference: Showers,
     *,
     n_showers: int = 1000,
-    model_part: str | None = None,
     steps: int | None = None,
     solver: str | None = None,
     energy_gev: float | None = None,
@@ -77,7 +76,7 @@ def evaluate_points(
         model: the PointWise Net.
         reference: Geant4 showers (e.g. the 200 showers at 50 GeV of g4_photons_val_fixed.h5).
         n_showers: showers to generate.
-        model_part, steps, solver: passed to :meth:`PointModel.sample` (default: the model's own solver).
+        steps, solver: passed to :meth:`PointModel.sample` (default: the model's own solver).
         energy_gev: incident energy of the generated showers (default: the reference energies, cycled).
         batch_showers: showers per sampling call; default 1 on the CPU (a single shower folds the
             context gates into the weights, which is fastest there) and 100 on a GPU.
@@ -102,7 +101,7 @@ def evaluate_points(
     t0 = time.perf_counter()
     for lo in range(0, n_showers, batch_showers):
         hi = min(lo + batch_showers, n_showers)
-        kw = dict(solver=solver, model_part=model_part, steps=steps, generator=gen)
+        kw = dict(solver=solver, steps=steps, generator=gen)
         if model.per_layer:
             pts, _ = model.sample_layers(layer_counts[lo:hi], torch.from_numpy(layer_mev[lo:hi]), energy_t[lo:hi], **kw)
             pts = _rescale_layers(pts.cpu().numpy(), layer_counts[lo:hi].numpy(), layer_mev[lo:hi])
@@ -146,7 +145,6 @@ def time_sampling(
     *,
     n_points: int = 3000,
     energy_gev: float = 50.0,
-    model_part: str | None = None,
     steps: int | None = None,
     solver: str | None = None,
     repeats: int = 50,
@@ -174,14 +172,10 @@ def time_sampling(
         counts = torch.full((1, layers), n_points // layers, dtype=torch.int64)
         counts[0, : n_points - int(counts.sum())] += 1
         energy_l = counts * (TYPICAL_SAMPLING_FRACTION * energy_gev * 1000.0 / n_points)
-        full = timed(
-            lambda: model.sample_layers(
-                counts, energy_l, e, solver=solver, model_part=model_part, steps=steps, generator=gen
-            )
-        )
+        full = timed(lambda: model.sample_layers(counts, energy_l, e, solver=solver, steps=steps, generator=gen))
         cond = model.layer_rows(counts, energy_l, e)[0]
     else:
-        full = timed(lambda: model.sample(n, e, solver=solver, model_part=model_part, steps=steps, generator=gen))
+        full = timed(lambda: model.sample(n, e, solver=solver, steps=steps, generator=gen))
         cond, _ = model.conditioning(n, e)
     x = torch.randn(n_points, model.normaliser.n_features, generator=gen) * model.config.diffusion.sigma_max
     sigma = torch.tensor(model.config.diffusion.sigma_max)
