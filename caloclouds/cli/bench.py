@@ -367,10 +367,11 @@ def _bench_diffusion(args: argparse.Namespace) -> dict[str, Any]:
         solver = default_solver(args.model_part)  # a checkpoint is one part: a --model-part must be that one
     solver = model.resolve_solver(solver)  # the checkpoint's own unless asked; a clash is one line, before any work
     print(f"model: {model} from {args.model}; solver {solver}, steps {args.steps or 'default'}")
-    out: dict[str, Any] = {"solver": solver, "steps": args.steps}
+    sampling = {"solver": solver, "steps": args.steps}  # for the timing, the W1 check and the record
+    out: dict[str, Any] = dict(sampling)
     if "timing" not in args.skip:
         points, repeats = args.points, _option(args, "repeats", "diffusion")
-        t = time_sampling(model, n_points=points, solver=solver, steps=args.steps, repeats=repeats)
+        t = time_sampling(model, n_points=points, repeats=repeats, **sampling)
         print(
             f"one shower of {points} points, {torch.get_num_threads()} thread(s) on "
             f"{platform.processor() or platform.machine()}: "
@@ -384,15 +385,7 @@ def _bench_diffusion(args: argparse.Namespace) -> dict[str, Any]:
             raise CaloCloudsError(
                 f"{args.reference}: fewer than 2 showers within {args.tolerance} GeV of {args.energy} GeV"
             )
-        res = evaluate_points(
-            model,
-            ref,
-            n_showers=args.n_showers,
-            solver=solver,
-            steps=args.steps,
-            energy_gev=args.energy,
-            seed=args.seed,
-        )
+        res = evaluate_points(model, ref, n_showers=args.n_showers, energy_gev=args.energy, seed=args.seed, **sampling)
         print(
             f"{res.n_generated} generated vs {res.n_reference} Geant4 showers at {args.energy:g} GeV "
             f"(sampling took {res.seconds:.1f} s):"
