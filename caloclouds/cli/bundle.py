@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "calibrations on, as caloclouds calibrate does (default: none); not the showers you validate with",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration's generated showers")
+    parser.add_argument(
+        "--config",
+        metavar="CFG.yaml",
+        help="take the generation settings (generation section: cog, core sharing) from this run config "
+        "instead of the CM's; the calibrations are fitted with them",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     parser.add_argument(
         "--into-package", action="store_true", help="allow -o inside the installed package (replaces a shipped model)"
@@ -58,6 +64,7 @@ def _command(args: argparse.Namespace) -> list[str]:
     words += ["-o", args.output]
     words += ["--data", *args.data] if args.data else []
     words += ["--reference", args.reference, "--seed", str(args.seed)] if args.reference else []
+    words += ["--config", args.config] if args.config else []
     return words
 
 
@@ -71,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
     from flows.checkpoint import resolve_flow_file
 
     torch.set_num_threads(1)
+    generation = None
+    if args.config:
+        from caloclouds.config import load_config
+
+        generation = load_config(args.config).generation
     bundle, report = assemble_bundle(
         args.output,
         flow=resolve_flow_file(args.flow) if Path(args.flow).is_dir() else args.flow,
@@ -82,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         into_package=args.into_package,
         overwrite=args.overwrite,
         seed=args.seed,
+        generation=generation,
     )
     if report is not None:
         print(report.text())

@@ -216,7 +216,9 @@ def distill(
         batch_size=opts.batch_size,
         learning_rate=opts.learning_rate,
     )
-    run_config = dataclasses.replace(run_config, distillation=dcfg)
+    # the teacher's model; the distillation and generation settings of --config when one is given
+    generation = run_config.generation if config is None else config.generation
+    run_config = dataclasses.replace(run_config, distillation=dcfg, generation=generation)
     cfg = run_config.diffusion
     check_steps(dcfg.steps, dcfg.batch_size, dist_info.world)
     ckpt_path = prepare_out_dir(out_dir, opts.resume)  # after the settings are known to be valid

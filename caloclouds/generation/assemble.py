@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from caloclouds.config import config_from_dict
+from caloclouds.config import GenerationConfig, config_from_dict
 from caloclouds.errors import ConfigError, InputFileError
 from caloclouds.generation.bundle import (
     PARTS,
@@ -75,6 +75,7 @@ def assemble_bundle(
     into_package: bool = False,
     overwrite: bool = False,
     seed: int = 0,
+    generation: GenerationConfig | None = None,
 ) -> tuple[ModelBundle, CalibrationReport | None]:
     """Copy trained checkpoints into a new bundle folder, validate it, calibrate it, record provenance.
 
@@ -90,6 +91,8 @@ def assemble_bundle(
         command: the command line that made the bundle (provenance).
         into_package: allow ``out`` inside the installed package's ``models`` folder.
         overwrite: replace an existing bundle folder.
+        generation: the generation settings of the bundle (default: the CM's config's); the
+            calibrations are fitted with them.
 
     Returns:
         (the opened bundle, the calibration report or None).
@@ -129,6 +132,8 @@ def assemble_bundle(
             )
     config = config_from_dict(ckpts["cm"]["config"])
     config = dataclasses.replace(config, flow=config_from_dict({"flow": ckpts["flow"]["config"]["flow"]}).flow)
+    if generation is not None:
+        config = dataclasses.replace(config, generation=generation)
     flow_layers = int(ckpts["flow"]["preprocessing"]["n_layers"])
     if flow_layers != config.detector.n_layers:
         raise InputFileError(
