@@ -114,10 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             if _steps_done(run) < target:
                 print(f"rebuild: {stage} stopped at step {_steps_done(run)}/{target}; run the same command again")
                 return 3
+    angled = args.profile == "angled"
     bundle = ["bundle", "--flow", str(args.out / "flow"), "--cm", str(args.out / "cm"), "--teacher",
               str(args.out / "teacher"), "-o", str(args.out / "bundle"), "--data",
               f"{args.data}/g4_photons_train.h5", f"{args.data}/g4_photons_train2.h5",
-              "--reference", f"{args.data}/g4_photons_train.h5", "--seed", "0", "--overwrite"]  # fmt: skip
+              *([f"{args.data}/g4_photons_angled_train.h5"] if angled else []),
+              "--reference", f"{args.data}/g4_photons_train.h5", "--seed", "0", "--overwrite",
+              "--config", ANGLED_CONFIG if angled else CONFIG]  # fmt: skip
     print(f"rebuild: caloclouds {shlex.join(bundle)}", flush=True)
     if not args.dry_run:
         subprocess.run([caloclouds, *bundle], cwd=ROOT, check=True)
