@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 
+from caloclouds.cli.options import add_overwrite_argument, add_seed_argument
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -44,14 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Geant4 training showers to fit the radial and N "
         "calibrations on, as caloclouds calibrate does (default: none); not the showers you validate with",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the calibration's generated showers")
+    add_seed_argument(parser, "seed of the calibration's generated showers")
     parser.add_argument(
         "--config",
         metavar="CFG.yaml",
         help="take the generation settings (generation section: cog, core sharing) from this run config "
         "instead of the CM's; the calibrations are fitted with them",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
+    add_overwrite_argument(parser, "the bundle folder")
     parser.add_argument(
         "--into-package", action="store_true", help="allow -o inside the installed package (replaces a shipped model)"
     )

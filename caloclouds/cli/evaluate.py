@@ -49,6 +49,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from caloclouds.cli.options import add_geometry_argument
 from caloclouds.errors import CaloCloudsError, ConfigError, InputFileError
 
 if TYPE_CHECKING:
@@ -111,9 +112,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CONFIG.yaml",
         help="run config whose 'evaluation' section is used (default: built-in defaults)",
     )
-    parser.add_argument(
-        "--geometry",
-        metavar="SPEC",
+    add_geometry_argument(
+        parser,
         help="cells of the evaluation: ild (default, or the config's evaluation.geometry), hgcal, "
         "hex:PITCH_MM, ild-real, square:PITCH_MM or a geometry .npz file",
     )
