@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from caloclouds.cli.options import add_overwrite_argument, add_seed_argument
+from caloclouds.cli.options import add_config_argument, add_overwrite_argument, add_seed_argument
 
 __all__ = ["add_arguments", "run"]
 
@@ -47,10 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "calibrations on, as caloclouds calibrate does (default: none); not the showers you validate with",
     )
     add_seed_argument(parser, "seed of the calibration's generated showers")
-    parser.add_argument(
-        "--config",
-        metavar="CFG.yaml",
-        help="take the generation settings (generation section: cog, core sharing) from this run config "
+    add_config_argument(
+        parser,
+        "take the generation settings (generation section: cog, core sharing) from this run config "
         "instead of the CM's; the calibrations are fitted with them",
     )
     add_overwrite_argument(parser, "the bundle folder")

@@ -15,7 +15,7 @@ import math
 import sys
 from pathlib import Path
 
-from caloclouds.cli.options import add_overwrite_argument
+from caloclouds.cli.options import add_config_argument, add_overwrite_argument
 
 __all__ = ["add_arguments", "run"]
 
@@ -53,12 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help=f"EDM4hep SimCalorimeterHit collections (default: {' '.join(DEFAULT_COLLECTIONS)})",
     )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        metavar="YAML",
-        help="run config whose 'detector' section gives layers and grid "
+    add_config_argument(
+        parser,
+        "run config whose 'detector' section gives layers and grid "
         "(default: the built-in ILD-like detector, as configs/ild_photons.yaml)",
     )
 

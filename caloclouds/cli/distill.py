@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from caloclouds.cli.options import add_training_arguments, training_options
+from caloclouds.cli.options import add_config_argument, add_training_arguments, training_options
 from caloclouds.cli.train_diffusion import print_result
 
 __all__ = ["add_arguments", "run"]
@@ -28,12 +28,7 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", required=True, metavar="DIR|FILE", help="EDM teacher run folder or checkpoint")
-    parser.add_argument(
-        "--config",
-        default=None,
-        metavar="CFG.yaml",
-        help="take the distillation section from this config (default: the teacher's)",
-    )
+    add_config_argument(parser, "take the distillation section from this config (default: the teacher's)")
     parser.add_argument(
         "--objective",
         choices=("distillation", "training"),

@@ -49,7 +49,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from caloclouds.cli.options import add_geometry_argument
+from caloclouds.cli.options import add_config_argument, add_geometry_argument
 from caloclouds.errors import CaloCloudsError, ConfigError, InputFileError
 
 if TYPE_CHECKING:
@@ -107,11 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="use only the first N showers of every file (--self-test: N per sample)",
     )
-    parser.add_argument(
-        "--config",
-        metavar="CONFIG.yaml",
-        help="run config whose 'evaluation' section is used (default: built-in defaults)",
-    )
+    add_config_argument(parser, "run config whose 'evaluation' section is used (default: built-in defaults)")
     add_geometry_argument(
         parser,
         help="cells of the evaluation: ild (default, or the config's evaluation.geometry), hgcal, "

@@ -1,7 +1,8 @@
 """Option groups that several verbs share, written once, and the one shim for deprecated spellings.
 
 * every verb: ``--threads`` (added by :func:`caloclouds.cli.verb_parser` where a verb has none);
-* ``--device`` and ``--seed`` (:func:`add_device_argument`, :func:`add_seed_argument`);
+* ``--config``, ``--device`` and ``--seed`` (:func:`add_config_argument`, :func:`add_device_argument`,
+  :func:`add_seed_argument`);
 * verbs that write files: ``--overwrite`` (:func:`add_overwrite_argument`);
 * a model bundle and its parts: ``--model`` (:func:`add_model_argument`), ``--model-part``,
   ``--solver`` and ``--steps`` (:func:`add_model_part_arguments`);
@@ -30,6 +31,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_THREADS",
     "add_cog_argument",
+    "add_config_argument",
     "add_device_argument",
     "add_energy_arguments",
     "add_geometry_argument",
@@ -97,6 +99,12 @@ def apply_threads(threads: int | None) -> int:
     else:
         torch.set_num_threads(n)
     return n
+
+
+def add_config_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--config CFG.yaml``: a config file; ``help`` says which of its sections the verb reads, and
+    what it does without one."""
+    parser.add_argument("--config", metavar="CFG.yaml", help=help)
 
 
 def add_device_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

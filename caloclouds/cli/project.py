@@ -20,7 +20,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from caloclouds.cli.options import add_overwrite_argument, add_placement_arguments, placement_options
+from caloclouds.cli.options import (
+    add_config_argument,
+    add_overwrite_argument,
+    add_placement_arguments,
+    placement_options,
+)
 
 __all__ = ["add_arguments", "run"]
 
@@ -32,12 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_overwrite_argument(parser, "the output file")
     parser.add_argument("--device", default="numpy", help="numpy (default), cpu or cuda (torch)")
     parser.add_argument("--chunk", type=int, default=1000, metavar="SHOWERS", help="showers per chunk (default 1000)")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        metavar="YAML",
-        help="run config whose detector section describes the showers (default: the ILD-like detector)",
+    add_config_argument(
+        parser, "run config whose detector section describes the showers (default: the ILD-like detector)"
     )
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 
-from caloclouds.cli.options import add_training_arguments, training_options
+from caloclouds.cli.options import add_config_argument, add_training_arguments, training_options
 
 __all__ = ["add_arguments", "print_result", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, metavar="CFG.yaml", help="run config (default: built-in defaults)")
+    add_config_argument(parser, "run config (default: built-in defaults)")
     add_training_arguments(parser)
 
 

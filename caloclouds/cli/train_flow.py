@@ -17,19 +17,18 @@ import argparse
 import signal
 from pathlib import Path
 
-from caloclouds.cli.options import add_device_argument, add_run_control_arguments, add_seed_argument
+from caloclouds.cli.options import (
+    add_config_argument,
+    add_device_argument,
+    add_run_control_arguments,
+    add_seed_argument,
+)
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        metavar="YAML",
-        help="run config (its detector and flow sections); default: built-in defaults",
-    )
+    add_config_argument(parser, "run config (its detector and flow sections); default: built-in defaults")
     parser.add_argument(
         "--data",
         type=Path,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from caloclouds.cli.options import add_run_control_arguments, add_seed_argument
+from caloclouds.cli.options import add_config_argument, add_run_control_arguments, add_seed_argument
 
 __all__ = ["add_arguments", "run"]
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL.pt",
         help=argparse.SUPPRESS,  # deprecated: run folder MODEL (without .pt), its model.pt also copied to MODEL.pt
     )
-    parser.add_argument("--config", metavar="FILE.yaml", help="voxel config (default: built-in defaults)")
+    add_config_argument(parser, "voxel config (default: built-in defaults)")
     parser.add_argument("--mesh", metavar="MESH", help="override the config's mesh: ds2, ds1 or a YAML/JSON file")
     parser.add_argument("--steps", type=int, metavar="N", help="optimiser steps (default from the config)")
     parser.add_argument("--batch-size", type=int, metavar="B", help="override the config's batch size")
