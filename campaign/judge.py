@@ -9,7 +9,8 @@ Usage (repository root, venv)::
 2. ``geometries``: the same showers on ``hex:5.0`` and ``hgcal`` at random impact;
 3. ``angled``: one shower per shower of ``g4_photons_angled_val.h5`` at its energy and direction
    (``generate --conditions-from``), evaluated at random impact, floor from two halves of
-   ``g4_photons_angled_train.h5``, both classifiers, with the theta breakdown.
+   ``g4_photons_angled_train.h5`` (the whole file is read, so that each half has as many showers as
+   the comparison: no ``--max-showers``), both classifiers, with the theta breakdown.
 
 Every command is printed and run with one thread; the scores go to OUT/<part>/scores.json.
 """
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                  "-n", n, "--seed", "1", "-o", str(angled)])  # fmt: skip
         run(["evaluate", "--reference", f"{data}/g4_photons_angled_val.h5", "--floor-reference",
              f"{data}/g4_photons_angled_train.h5", "--floor-halves", "--generated", str(angled), "--label", "model",
-             "--max-showers", n, "--impact", "random", "--max-auc", "0.70", *limits,
+             "--impact", "random", "--max-auc", "0.70", *limits,
              "--out", str(out / "angled")])  # fmt: skip
     return 0
 

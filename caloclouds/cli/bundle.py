@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Geant4 training showers to fit the radial and N "
         "calibrations on, as caloclouds calibrate does (default: none); not the showers you validate with",
     )
+    parser.add_argument(
+        "--axis-reference",
+        metavar="ANGLED.h5",
+        help="angled Geant4 training showers to fit a direction-aware bundle's axis calibration on "
+        "(each layer's centre leans as Geant4's; default: none, the axis through the layers' middles)",
+    )
     add_seed_argument(parser, "seed of the calibration's generated showers")
     add_config_argument(
         parser,
@@ -65,6 +71,7 @@ def _command(args: argparse.Namespace) -> list[str]:
     words += ["-o", args.output]
     words += ["--data", *args.data] if args.data else []
     words += ["--reference", args.reference, "--seed", str(args.seed)] if args.reference else []
+    words += ["--axis-reference", args.axis_reference] if args.axis_reference else []
     words += ["--config", args.config] if args.config else []
     return words
 
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         teacher=args.teacher,
         data_files=tuple(args.data),
         reference=args.reference,
+        axis_reference=args.axis_reference,
         command=shlex.join(_command(args)),
         into_package=args.into_package,
         overwrite=args.overwrite,

@@ -145,7 +145,7 @@ class ScriptShowerPipeline(nn.Module):
             raise ValueError(f"the flow {flow_is} conditioned on {THETA}, the bundle config disagrees")
         lo, hi, _ = trained_theta_range_deg(bundle)
         self.theta_min_deg, self.theta_max_deg = lo, hi
-        self.register_buffer("layer_z_mm", torch.tensor(bundle.config.detector.layer_centre_z_mm, dtype=torch.float32))
+        self.register_buffer("layer_z_mm", torch.tensor(bundle.axis_depth_mm, dtype=torch.float32))
 
     def calibrate_n(self, n_points: Tensor) -> Tensor:
         """(B,) int64 numbers of points to draw (``PointCountCalibration`` then >= 1)."""

@@ -71,6 +71,7 @@ def assemble_bundle(
     teacher: str | Path | None = None,
     data_files: tuple[str | Path, ...] = (),
     reference: str | Path | None = None,
+    axis_reference: str | Path | None = None,
     command: str | None = None,
     into_package: bool = False,
     overwrite: bool = False,
@@ -88,6 +89,8 @@ def assemble_bundle(
         teacher: optional EDM teacher run folder or checkpoint (for ``--model-part teacher``).
         data_files: training data files whose SHA-256 go into the provenance.
         reference: Geant4 showers to fit the N calibration on (none: identity calibration).
+        axis_reference: angled Geant4 showers to fit the axis calibration of a direction-aware bundle
+            on (:mod:`caloclouds.generation.calibrate_axis`; none: the layers' middles), after the others.
         command: the command line that made the bundle (provenance).
         into_package: allow ``out`` inside the installed package's ``models`` folder.
         overwrite: replace an existing bundle folder.
@@ -119,7 +122,7 @@ def assemble_bundle(
     }
     if teacher is not None:
         sources["teacher"] = _run_checkpoint(teacher, ("model.pt",), "EDM teacher")
-    for f in (*data_files, *([reference] if reference else [])):
+    for f in (*data_files, *([reference] if reference else []), *([axis_reference] if axis_reference else [])):
         if not Path(f).is_file():
             raise InputFileError(f, "data file not found")
     ckpts = {part: torch.load(path, map_location="cpu", weights_only=True) for part, path in sources.items()}
@@ -177,6 +180,27 @@ def assemble_bundle(
             }
             write_bundle_manifest(
                 tmp, config, calibration=report.calibration, radial=report.radial, provenance=provenance
+            )
+        if axis_reference is not None:
+            from caloclouds.generation.calibrate_axis import fit_axis_depth
+            from caloclouds.io import ShowerFile
+
+            calibrated = load_bundle(tmp)
+            with ShowerFile(axis_reference) as f:
+                angled = f.read(0, min(len(f), 2000))
+            depth = fit_axis_depth(calibrated, angled, seed=seed)
+            provenance["axis_reference"] = {
+                "file": relative_path(axis_reference),
+                "sha256": file_sha256(Path(axis_reference)),
+                "showers": len(angled),
+            }
+            write_bundle_manifest(
+                tmp,
+                config,
+                calibration=calibrated.calibration,
+                radial=calibrated.radial,
+                provenance=provenance,
+                axis_depth_mm=depth,
             )
         if out.exists():
             shutil.rmtree(out)

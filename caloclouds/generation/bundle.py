@@ -96,6 +96,19 @@ class ModelBundle:
         lo, hi = ranges.get("theta_deg", (0.0, 40.0))  # bundles made before the record: the angled files' range
         return (float(lo), float(hi))
 
+    @property
+    def axis_depth_mm(self) -> tuple[float, ...]:
+        """The depth (mm) at which each layer meets the inclined axis when points go back to the
+        detector frame: the axis calibration (:mod:`caloclouds.generation.calibrate_axis`) where the
+        bundle has one, else the middle of each silicon layer."""
+        fitted = self.manifest.get("axis_depth_mm")
+        return tuple(float(v) for v in fitted) if fitted else tuple(self.config.detector.layer_centre_z_mm)
+
+    def with_axis_depth(self, depth_mm: tuple[float, ...]) -> ModelBundle:
+        """The same bundle with another axis calibration (the networks are shared)."""
+        manifest = {**self.manifest, "axis_depth_mm": [float(v) for v in depth_mm]}
+        return ModelBundle(self.path, self.config, self.calibration, self.files, manifest, self.radial, self._cache)
+
     def has(self, part: str) -> bool:
         return part in self.files and (self.path / self.files[part]).is_file()
 
@@ -200,8 +213,10 @@ def write_bundle_manifest(
     calibration: PointCountCalibration | None = None,
     radial: RadialCalibration | None = None,
     provenance: dict[str, Any] | None = None,
+    axis_depth_mm: tuple[float, ...] | None = None,
 ) -> Path:
-    """Write (atomically) the ``bundle.json`` of a bundle folder whose .pt files are already there."""
+    """Write (atomically) the ``bundle.json`` of a bundle folder whose .pt files are already there
+    (``axis_depth_mm``: the axis calibration of a direction-aware bundle, written only when given)."""
     path = Path(path)
     files = {k: v for k, v in PARTS.items() if (path / v).is_file()}
     manifest = {
@@ -212,6 +227,8 @@ def write_bundle_manifest(
         "radial_calibration": (radial or RadialCalibration()).to_dict(),
         "provenance": provenance or {},
     }
+    if axis_depth_mm is not None:
+        manifest["axis_depth_mm"] = [float(v) for v in axis_depth_mm]
     with atomic_path(path / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     return path / MANIFEST

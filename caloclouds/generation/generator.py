@@ -136,7 +136,7 @@ class ShowerGenerator:
         self._clipped = torch.zeros((), dtype=torch.int64, device=self.device)
         config = bundle.config
         self.direction_aware = bool(config.diffusion.direction) and THETA in tuple(config.flow.condition_names)
-        self._layer_z = torch.tensor(config.detector.layer_centre_z_mm, dtype=torch.float32, device=self.device)
+        self._layer_z = torch.tensor(bundle.axis_depth_mm, dtype=torch.float32, device=self.device)
         self._warm_up()  # the TorchScript compiles go into loading, not into the first shower
 
     def _warm_up(self) -> None:

@@ -1,0 +1,85 @@
+"""The axis calibration of a direction-aware bundle, fitted on angled Geant4 showers.
+
+A direction-aware model works in the frame of the inclined axis, which crosses silicon layer l at
+``z_l tan θ`` from the entry point (``z_l`` the layer's middle, :mod:`caloclouds.direction`). A real
+shower does not follow that line exactly: its energy-weighted centre leads the axis in the first
+layers and lags it in the last (about 0.92 tan θ per mm of depth overall at 50 GeV, ``../shared/data``
+section 4), and a network learns only part of that. The axis calibration replaces ``z_l`` by an
+effective depth per layer when the points go back to the detector frame, so that each layer's mean
+centre follows Geant4's:
+
+    depth_l = z_l + (s_l(Geant4) - s_l(model)),
+
+where ``s_l`` is the slope of the layer's energy-weighted centre along φ against tan θ (a weighted
+least-squares fit through the origin over the angled showers, weights the layer energies). It is one
+table of L depths, used alike by the generator and the export (``ModelBundle.axis_depth_mm``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from caloclouds.errors import CaloCloudsError
+from caloclouds.generation.bundle import ModelBundle
+from caloclouds.generation.generator import ShowerGenerator
+from caloclouds.showers import Showers
+
+__all__ = ["AXIS_MIN_SHOWERS", "AXIS_MIN_THETA_DEG", "fit_axis_depth", "layer_lean_mm"]
+
+AXIS_MIN_THETA_DEG = 5.0  # showers this steep or steeper constrain the slopes (tan 5 deg = 0.09)
+AXIS_MIN_SHOWERS = 200  # fewer angled reference showers: no axis calibration
+
+
+def layer_lean_mm(showers: Showers, n_layers: int) -> np.ndarray:
+    """(L,) slope s_l of each layer's energy-weighted centre along φ against tan θ, in mm."""
+    shower = showers.shower_index
+    phi = np.radians(showers.phi_deg)[shower]
+    along = showers.x_mm * np.cos(phi) + showers.y_mm * np.sin(phi)
+    layer = np.clip(showers.layer.astype(np.int64), 0, n_layers - 1)
+    row = shower * n_layers + layer
+    size = len(showers) * n_layers
+    energy = np.bincount(row, weights=showers.e_mev, minlength=size).reshape(len(showers), n_layers)
+    moment = np.bincount(row, weights=showers.e_mev * along, minlength=size).reshape(len(showers), n_layers)
+    tan = np.tan(np.radians(showers.theta_deg))[:, None]
+    # per shower and layer the centre is moment / energy; weighted by energy: sum(moment tan) / sum(energy tan^2)
+    denominator = (energy * tan**2).sum(axis=0)
+    return np.where(denominator > 0, (moment * tan).sum(axis=0) / np.maximum(denominator, 1e-30), 0.0)
+
+
+def fit_axis_depth(
+    bundle: ModelBundle,
+    reference: Showers,
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    batch_size: int = 500,
+) -> tuple[float, ...]:
+    """The effective depth (mm) of each layer's axis: the bundle's, corrected so that the model's
+    layer centres lean as the angled showers of ``reference`` do (module docstring).
+
+    The model (its consistency model, with every calibration of ``bundle``) is run at the energies
+    and directions of the reference's showers with θ >= ``AXIS_MIN_THETA_DEG``.
+    """
+    if not bundle.direction_aware:
+        raise CaloCloudsError("the axis calibration is for direction-aware bundles")
+    angled = reference[reference.theta_deg >= AXIS_MIN_THETA_DEG]
+    if len(angled) < AXIS_MIN_SHOWERS:
+        raise CaloCloudsError(
+            f"the axis calibration needs at least {AXIS_MIN_SHOWERS} angled reference showers "
+            f"(theta >= {AXIS_MIN_THETA_DEG:g} deg), got {len(angled)}"
+        )
+    generator = ShowerGenerator(bundle, device=device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    parts = [
+        generator.generate(
+            angled.incident_energy_gev[i : i + batch_size],
+            theta_deg=angled.theta_deg[i : i + batch_size],
+            phi_deg=angled.phi_deg[i : i + batch_size],
+            generator=g,
+        )
+        for i in range(0, len(angled), batch_size)
+    ]
+    n_layers = bundle.config.detector.n_layers
+    correction = layer_lean_mm(angled, n_layers) - layer_lean_mm(Showers.concatenate(parts), n_layers)
+    return tuple(float(v) for v in np.asarray(bundle.axis_depth_mm) + correction)
