@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.data}/g4_photons_train.h5", f"{args.data}/g4_photons_train2.h5",
               *([f"{args.data}/g4_photons_angled_train.h5"] if angled else []),
               "--reference", f"{args.data}/g4_photons_train.h5", "--seed", "0", "--overwrite",
+              *(["--axis-reference", f"{args.data}/g4_photons_angled_train.h5"] if angled else []),
               "--config", ANGLED_CONFIG if angled else CONFIG]  # fmt: skip
     print(f"rebuild: caloclouds {shlex.join(bundle)}", flush=True)
     if not args.dry_run:
