@@ -8,11 +8,15 @@ section 4), and a network learns only part of that. The axis calibration replace
 effective depth per layer when the points go back to the detector frame, so that each layer's mean
 centre follows Geant4's:
 
-    depth_l = z_l + (s_l(Geant4) - s_l(model)),
+    depth_l = z_l + a + b z_l,
 
-where ``s_l`` is the slope of the layer's energy-weighted centre along φ against tan θ (a weighted
-least-squares fit through the origin over the angled showers, weights the layer energies). It is one
-table of L depths, used alike by the generator and the export (``ModelBundle.axis_depth_mm``).
+a straight line in depth fitted to the per-layer differences ``s_l(Geant4) - s_l(model)``, where
+``s_l`` is the slope of the layer's energy-weighted centre along φ against tan θ (a weighted
+least-squares fit through the origin over the angled showers, weights the layer energies); the line
+is weighted by Geant4's layer energies. A line, not a free value per layer: the first layers' centres
+are pulled far along φ by a little energy scattered back from the shower maximum, and moving their
+whole core by that much would widen it about the axis. It is one table of L depths, used alike by the
+generator and the export (``ModelBundle.axis_depth_mm``).
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ AXIS_MIN_THETA_DEG = 5.0  # showers this steep or steeper constrain the slopes (
 AXIS_MIN_SHOWERS = 200  # fewer angled reference showers: no axis calibration
 
 
-def layer_lean_mm(showers: Showers, n_layers: int) -> np.ndarray:
-    """(L,) slope s_l of each layer's energy-weighted centre along φ against tan θ, in mm."""
+def layer_lean_mm(showers: Showers, n_layers: int, *, weights: bool = False) -> np.ndarray:
+    """(L,) slope s_l of each layer's energy-weighted centre along φ against tan θ, in mm (with
+    ``weights``: ``(s_l, w_l)``, w_l the fit's weight of each layer, sum of E_l tan² θ)."""
     shower = showers.shower_index
     phi = np.radians(showers.phi_deg)[shower]
     along = showers.x_mm * np.cos(phi) + showers.y_mm * np.sin(phi)
@@ -44,7 +49,8 @@ def layer_lean_mm(showers: Showers, n_layers: int) -> np.ndarray:
     tan = np.tan(np.radians(showers.theta_deg))[:, None]
     # per shower and layer the centre is moment / energy; weighted by energy: sum(moment tan) / sum(energy tan^2)
     denominator = (energy * tan**2).sum(axis=0)
-    return np.where(denominator > 0, (moment * tan).sum(axis=0) / np.maximum(denominator, 1e-30), 0.0)
+    lean = np.where(denominator > 0, (moment * tan).sum(axis=0) / np.maximum(denominator, 1e-30), 0.0)
+    return (lean, denominator) if weights else lean
 
 
 def fit_axis_depth(
@@ -81,5 +87,8 @@ def fit_axis_depth(
         for i in range(0, len(angled), batch_size)
     ]
     n_layers = bundle.config.detector.n_layers
-    correction = layer_lean_mm(angled, n_layers) - layer_lean_mm(Showers.concatenate(parts), n_layers)
-    return tuple(float(v) for v in np.asarray(bundle.axis_depth_mm) + correction)
+    g4_lean, weight = layer_lean_mm(angled, n_layers, weights=True)
+    difference = g4_lean - layer_lean_mm(Showers.concatenate(parts), n_layers)
+    depth = np.asarray(bundle.axis_depth_mm, np.float64)
+    slope, offset = np.polyfit(depth, difference, 1, w=np.sqrt(weight))  # a line, weighted by Geant4's energy
+    return tuple(float(v) for v in depth + offset + slope * depth)
