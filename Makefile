@@ -26,10 +26,15 @@ venv: $(VENV)/.installed
 BUNDLE := caloclouds/models/default
 
 # The main job: 1000 ILD photon showers (10-90 GeV) with the bundled model, projected onto ILD
-# cells, written to demo_showers.root. Without a bundled model it converts the EDM4hep event.
+# cells, written to demo_showers.root; then 200 photons arriving at an angle (theta 0-40 deg, any
+# phi), written with their directions to demo_showers_angled.root. Without a bundled model it
+# converts the EDM4hep event.
 demo: venv
 	@if [ -f $(BUNDLE)/bundle.json ]; then \
-	  $(VENV)/bin/caloclouds generate --energy-range 10 90 -n 1000 --cells ild -o demo_showers.root; \
+	  $(VENV)/bin/caloclouds generate --energy-range 10 90 -n 1000 --geometry ild -o demo_showers.root --overwrite && \
+	  $(VENV)/bin/caloclouds generate --energy-range 10 90 -n 200 --theta-range 0 40 --phi-range 0 360 \
+	    --geometry ild -o demo_showers_angled.root --overwrite && \
+	  $(VENV)/bin/caloclouds info demo_showers_angled.root; \
 	else \
 	  echo "no bundled model yet: converting the shared EDM4hep event instead"; \
 	  $(VENV)/bin/caloclouds convert $(DATA)/ild_single_photon.edm4hep.root -o demo_edm4hep.h5 && \

@@ -81,8 +81,41 @@ def test_flow_warm_up_leaves_the_random_state_alone(bundle) -> None:  # noqa: AN
     np.testing.assert_array_equal(first.points, again.points)
 
 
-def test_configs_hold_the_exact_config_of_the_shipped_model() -> None:
+@pytest.mark.parametrize(
+    ("folder", "config"),
+    [
+        ("default", "ild_photons_angled.yaml"),  # the shipped model: normal and oblique incidence
+        ("ild_normal_incidence", "ild_photons_per_layer.yaml"),  # the one it replaced, its warm start
+    ],
+)
+def test_configs_hold_the_exact_config_of_the_shipped_models(folder: str, config: str) -> None:
     from caloclouds.config import config_from_dict, load_config
 
-    shipped = config_from_dict(json.loads((BUNDLE / "bundle.json").read_text())["config"])
-    assert load_config(BUNDLE.parents[2] / "configs" / "ild_photons_per_layer.yaml") == shipped
+    path = BUNDLE.parent / folder / "bundle.json"
+    shipped = config_from_dict(json.loads(path.read_text())["config"])
+    assert load_config(BUNDLE.parents[2] / "configs" / config) == shipped
+
+
+def test_the_shipped_model_knows_the_direction(bundle) -> None:  # noqa: ANN001
+    """Issue 25: one model for normal and oblique incidence, with its axis calibration; the normal-
+    incidence model it replaced stays beside it (the warm start of campaign/rebuild.py --profile angled)."""
+    assert bundle.direction_aware and bundle.theta_range_deg == (0.0, 40.0)
+    assert bundle.manifest.get("axis_depth_mm") and len(bundle.axis_depth_mm) == N_LAYERS
+    assert not load_bundle(BUNDLE.parent / "ild_normal_incidence").direction_aware
+
+
+def test_the_shipped_model_leans_with_the_direction(bundle) -> None:  # noqa: ANN001
+    """Issue 25 item 5: the per-layer CoG follows depth x tan(theta) as Geant4's does (0.92 tan(theta) per
+    mm at 50 GeV, ../shared/data/README.md section 4), along phi and not across it."""
+    from caloclouds.generation.calibrate_axis import layer_lean_mm
+
+    torch.set_num_threads(1)
+    gen = ShowerGenerator(bundle)
+    z = np.asarray(bundle.config.detector.layer_centre_z_mm)
+    for theta in (20.0, 40.0):
+        showers = gen.generate(
+            np.full(60, 50.0), theta_deg=theta, phi_deg=30.0, generator=torch.Generator().manual_seed(1)
+        )
+        lean = layer_lean_mm(showers, N_LAYERS)
+        slope = np.polyfit(z[2:26], lean[2:26], 1)[0]  # mm of lean per mm of depth, per unit tan(theta)
+        assert 0.85 < slope < 1.0, (theta, slope)

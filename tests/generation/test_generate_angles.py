@@ -15,6 +15,7 @@ from caloclouds.io.formats import read_any
 from tests.export.conftest import direction_bundle  # noqa: F401 - the session fixture, shared
 
 LAYER_Z = np.asarray(ILD_LIKE_DETECTOR.layer_centre_z_mm)
+NORMAL_INCIDENCE = Path(__file__).resolve().parents[2] / "caloclouds" / "models" / "ild_normal_incidence"
 
 
 def _generate(tmp_path: Path, name: str, *args: str) -> Path:
@@ -61,8 +62,9 @@ def test_ranges_and_refusals(tmp_path: Path, direction_bundle: Path, capsys: pyt
     assert np.all((-180 < showers.phi_deg) & (showers.phi_deg <= 180))  # wrapped
     assert main(["generate", *model, "--theta-deg", "60", "-o", str(tmp_path / "x.h5")]) == 2
     assert "outside this model's trained range" in capsys.readouterr().err
-    assert main(["generate", "--energies", "50", "-n", "2", "--theta-deg", "10", "-o", str(tmp_path / "y.h5")]) == 2
-    assert "knows only normal incidence" in capsys.readouterr().err  # the shipped normal-incidence model
+    normal_incidence = ["--model", str(NORMAL_INCIDENCE), "--energies", "50", "-n", "2"]
+    assert main(["generate", *normal_incidence, "--theta-deg", "10", "-o", str(tmp_path / "y.h5")]) == 2
+    assert "knows only normal incidence" in capsys.readouterr().err  # the model the shipped one replaced
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.h5").exists()
 
 
