@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from caloclouds.config import FlowConfig
 from caloclouds.errors import CaloCloudsError
+from caloclouds.showers import THETA
 from flows.features import ShowerFeatures
 from flows.preprocessing import FeaturePreprocessing
 from flows.script import TransformChain
@@ -145,6 +146,8 @@ class ShowerFlow(nn.Module):
         extra = None
         if extra_conditions is not None:
             extra = torch.as_tensor(extra_conditions, dtype=torch.float32, device=device).reshape(energy.shape[0], -1)
+        elif tuple(self.config.condition_names) == (THETA,):  # a direction-aware flow: normal incidence
+            extra = torch.zeros(energy.shape[0], 1, device=device)
         return energy, self.preprocessing.encode_condition(energy, extra)
 
     def sample(
@@ -160,7 +163,8 @@ class ShowerFlow(nn.Module):
         Args:
             incident_energy_gev: (B,) photon energies in GeV (> 0). Energies outside the training
                 range give an :class:`EnergyRangeWarning` (:func:`check_energy_range`).
-            extra_conditions: (B, K) extra conditions, if the flow was trained with K > 0.
+            extra_conditions: (B, K) extra conditions, if the flow was trained with K > 0; a flow
+                conditioned on the direction alone (``theta_deg``) takes None as normal incidence.
             generator: the random source; the same generator state gives the same sample.
             check_range: False where the caller has checked the energies with
                 :func:`check_energy_range` already (once for a whole run, not once per batch).

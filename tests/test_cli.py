@@ -44,13 +44,13 @@ def test_unavailable_and_unknown_devices(tmp_path, capsys):
 
 
 def test_energies_outside_the_training_range_are_refused_unless_asked_for(tmp_path, capsys) -> None:
-    """One rule: outside the flow's training range (10.01-89.97 GeV, 1 % of its width of tolerance)
+    """One rule: outside the flow's training range (10-89.99 GeV, 1 % of its width of tolerance)
     generate refuses, before writing anything; --allow-extrapolation generates there with one warning,
     in one line above the progress bar (not Python's file:line form), not one per batch."""
     out = tmp_path / "w.h5"
     assert main(["generate", "--energies", "96", "-n", "1", "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "incident energy 96 GeV is outside the model's training range 10.01-89.97 GeV" in err, err
+    assert "incident energy 96 GeV is outside the model's training range 10-89.99 GeV" in err, err
     assert "--allow-extrapolation" in err and not out.exists()
     # inside the tolerance: no warning at all
     with warnings.catch_warnings():

@@ -196,7 +196,8 @@ def generate_to_file(
 
     attrs = {
         "generator": "caloclouds generate",
-        "model": "default" if inside_package(bundle.path) else relative_path(bundle.path),
+        # a shipped model by its folder name ("default", "ild_normal_incidence"), else a relative path
+        "model": bundle.path.resolve().name if inside_package(bundle.path) else relative_path(bundle.path),
         "model_sha256": file_sha256(bundle.path / "bundle.json"),
         # the file format keeps the weights' old name (the checkpoint kind: "cm" or "edm") under "sampler"
         "sampler": MODEL_PARTS[generator.model_part],

@@ -16,8 +16,9 @@ from tests.conftest import shared_file
 
 @pytest.fixture
 def runs(tmp_path):
-    """Run folders laid out as train-flow, train-diffusion and distill leave them (from the shipped parts)."""
-    src = default_bundle_path()
+    """Run folders laid out as train-flow, train-diffusion and distill leave them (from the parts of the
+    normal-incidence model shipped beside the default, whose flow records no training files)."""
+    src = default_bundle_path().parent / "ild_normal_incidence"
     for run, name, part in (
         ("flow", "best.pt", "flow.pt"),
         ("teacher", "model.pt", "teacher.pt"),
@@ -62,7 +63,10 @@ def test_bundle_from_runs_with_calibration_and_provenance(runs, tmp_path, capsys
     prov = bundle.manifest["provenance"]
     assert prov["command"].startswith("caloclouds bundle --flow")
     shipped = {
-        part: torch.load(default_bundle_path() / f"{part}.pt", weights_only=True) for part in ("flow", "cm", "teacher")
+        part: torch.load(
+            runs.parent / runs.name / {"flow": "flow/best.pt"}.get(part, f"{part}/model.pt"), weights_only=True
+        )
+        for part in ("flow", "cm", "teacher")
     }
     steps = {
         "flow": shipped["flow"]["training"]["step"],

@@ -77,14 +77,16 @@ def test_output_layout_and_reproducibility(exported):
     assert torch.all(header[:, 1:] == 0)
 
 
-def test_angles_are_accepted_and_ignored(exported):
+def test_the_shipped_export_uses_the_angles(exported):
+    """The shipped model is direction-aware (issue 25): the export's showers lean with theta along phi;
+    a normal-incidence bundle's export ignores the angles (tests/export/test_export_direction.py)."""
     module, meta = load_export(exported)
+    assert meta["angles"]["direction_aware"] is True
     torch.manual_seed(3)
     normal = _call(module, 40.0, 0.0, 0.0)
     torch.manual_seed(3)
-    tilted = _call(module, 40.0, 45.0, 30.0)
-    assert torch.equal(normal, tilted)
-    assert "ignored" in meta["angles"]["theta_deg_phi_deg"]
+    tilted = _call(module, 40.0, 30.0, 90.0)
+    assert not torch.equal(normal, tilted)
 
 
 def test_metadata_in_extra_files(default_bundle, exported):

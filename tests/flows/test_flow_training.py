@@ -220,7 +220,8 @@ def test_flow_training_command_from_new_and_old_run_folders(tiny_run, tmp_path) 
     assert command.startswith("caloclouds train-flow --data ") and "--val " in command and "(steps 200)" in command
     old = tmp_path / "old"
     old.mkdir()
-    shutil.copy(default_flow_path(), old / "best.pt")
+    # an earlier version's flow, which recorded no training files: the normal-incidence model's
+    shutil.copy(default_flow_path().parents[1] / "ild_normal_incidence" / "flow.pt", old / "best.pt")
     assert flow_training_command(old) is None
     (old / "config.json").write_text(json.dumps({"data": "train.h5", "val": "val.h5", "steps": 1200}))
     assert flow_training_command(old) == f"caloclouds train-flow --data train.h5 --val val.h5 --out {old} (steps 1200)"

@@ -15,7 +15,8 @@ from caloclouds.generation.calibration import share_core_energy
 from caloclouds.generation.generator import ShowerGenerator
 from caloclouds.showers import shower_index_torch
 
-SHIPPED = Path(__file__).resolve().parents[2] / "caloclouds" / "models" / "default"
+# the normal-incidence model shipped until 2026-12-08, whose generation shares its core (cog: flow)
+SHIPPED = Path(__file__).resolve().parents[2] / "caloclouds" / "models" / "ild_normal_incidence"
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,7 +19,8 @@ from caloclouds.generation.calibration import map_radii as _map_radii
 from caloclouds.generation.generator import ShowerGenerator
 from caloclouds.io import ShowerFile
 
-SHIPPED = Path(__file__).resolve().parents[2] / "caloclouds" / "models" / "default"
+# the normal-incidence model shipped until 2026-12-08, whose generation shares its core (cog: flow)
+SHIPPED = Path(__file__).resolve().parents[2] / "caloclouds" / "models" / "ild_normal_incidence"
 LEVELS = torch.linspace(0.0, 1.0, 5)
 
 
