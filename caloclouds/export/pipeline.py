@@ -57,41 +57,18 @@ from caloclouds.showers import THETA
 
 __all__ = ["ScriptShowerPipeline", "calibration_table", "is_direction_aware", "trained_theta_range_deg"]
 
-# θ of the angled Geant4 training files (../shared/data/README.md, section 4: θ uniform in 0-40°),
-# for a direction-aware bundle whose manifest does not record its own range (``theta_range_deg``)
-ANGLED_FILES_THETA_RANGE_DEG = (0.0, 40.0)
-
 
 def is_direction_aware(bundle: Any) -> bool:
-    """Whether ``bundle`` knows the direction of incidence, as ``ShowerGenerator`` decides it."""
-    config = bundle.config
-    return bool(config.diffusion.direction) and THETA in tuple(config.flow.condition_names)
+    """Whether ``bundle`` knows the direction of incidence (:attr:`ModelBundle.direction_aware`)."""
+    return bool(bundle.direction_aware)
 
 
 def trained_theta_range_deg(bundle: Any) -> tuple[float, float, str]:
-    """(lo, hi, where it comes from): the θ range (degrees) a direction-aware bundle was trained on.
-
-    The bundle manifest's ``theta_range_deg`` [lo, hi] where it has one; otherwise 0-40°, the θ of
-    the angled Geant4 files the direction-aware configs train on (with the normal-incidence files,
-    θ = 0). A normal-incidence bundle: (0, 0).
-    """
-    if not is_direction_aware(bundle):
-        return 0.0, 0.0, "normal incidence only (the model has no direction conditioning)"
-    recorded = bundle.manifest.get("theta_range_deg")
-    if recorded is not None:
-        lo, hi = (float(v) for v in recorded)
-        if not 0.0 <= lo <= hi < 90.0:
-            raise ValueError(f"the bundle's theta_range_deg {recorded} is not a range within [0, 90) degrees")
-        return lo, hi, "the bundle manifest (theta_range_deg)"
-    lo, hi = ANGLED_FILES_THETA_RANGE_DEG
-    return (
-        lo,
-        hi,
-        (
-            "not recorded in the bundle: the theta range of the angled Geant4 training files "
-            "(g4_photons_angled_*.h5, theta uniform in 0-40 deg) with the normal-incidence files (theta = 0)"
-        ),
-    )
+    """(lo, hi, where it comes from): the θ range (degrees) the bundle was trained on, as the bundle
+    says it (:attr:`ModelBundle.theta_range_deg`, :attr:`ModelBundle.theta_range_source`); a
+    normal-incidence bundle: (0, 0)."""
+    lo, hi = bundle.theta_range_deg
+    return lo, hi, bundle.theta_range_source
 
 
 def calibration_table(calibration: Any) -> tuple[Tensor, float, int]:

@@ -89,12 +89,35 @@ class ModelBundle:
 
     @property
     def theta_range_deg(self) -> tuple[float, float]:
-        """The polar angles the model was trained on: (0, 0) for a normal-incidence model."""
+        """The polar angles (degrees) the model was trained on: (0, 0) for a normal-incidence model;
+        where it comes from: :attr:`theta_range_source`."""
         if not self.direction_aware:
             return (0.0, 0.0)
-        ranges = (self.manifest.get("provenance") or {}).get("trained_condition_ranges") or {}
-        lo, hi = ranges.get("theta_deg", (0.0, 40.0))  # bundles made before the record: the angled files' range
+        lo, hi = self._recorded_theta_range() or ANGLED_FILES_THETA_RANGE_DEG
         return (float(lo), float(hi))
+
+    @property
+    def theta_range_source(self) -> str:
+        """Where :attr:`theta_range_deg` comes from, in words (the export's metadata says it)."""
+        if not self.direction_aware:
+            return "normal incidence only (the model has no direction conditioning)"
+        if self._recorded_theta_range():
+            return "the flow's training record (bundle.json provenance: trained_condition_ranges)"
+        return (
+            "not recorded in the bundle: the theta range of the angled Geant4 training files "
+            "(g4_photons_angled_*.h5, theta uniform in 0-40 deg) with the normal-incidence files (theta = 0)"
+        )
+
+    def _recorded_theta_range(self) -> tuple[float, float] | None:
+        ranges = (self.manifest.get("provenance") or {}).get("trained_condition_ranges") or {}
+        recorded = ranges.get("theta_deg")
+        if recorded is None:
+            return None
+        lo, hi = (float(v) for v in recorded)
+        if not 0.0 <= lo <= hi < 90.0:
+            msg = f"trained_condition_ranges.theta_deg {recorded} is not a range within [0, 90) degrees"
+            raise InputFileError(self.path / MANIFEST, msg, where="provenance")
+        return lo, hi
 
     @property
     def axis_depth_mm(self) -> tuple[float, ...]:
@@ -149,6 +172,11 @@ class ModelBundle:
             self.radial if radial is None else radial,
             self._cache,
         )
+
+
+# θ of the angled Geant4 training files (../shared/data/README.md, section 4: θ uniform in 0-40°), for a
+# direction-aware bundle whose flow did not record its training range
+ANGLED_FILES_THETA_RANGE_DEG = (0.0, 40.0)
 
 
 def load_bundle(spec: str | Path = "default") -> ModelBundle:

@@ -50,7 +50,7 @@ from caloclouds.generation.calibration import (
     random_angles,
 )
 from caloclouds.rounding import largest_remainder
-from caloclouds.showers import THETA, Showers, shower_index_torch
+from caloclouds.showers import Showers, shower_index_torch
 
 __all__ = ["ShowerGenerator", "StageTimes"]
 
@@ -134,8 +134,7 @@ class ShowerGenerator:
         self.times = StageTimes()
         self.half_width_mm = float(bundle.config.detector.half_width_mm)
         self._clipped = torch.zeros((), dtype=torch.int64, device=self.device)
-        config = bundle.config
-        self.direction_aware = bool(config.diffusion.direction) and THETA in tuple(config.flow.condition_names)
+        self.direction_aware = bundle.direction_aware
         self._layer_z = torch.tensor(bundle.axis_depth_mm, dtype=torch.float32, device=self.device)
         self._warm_up()  # the TorchScript compiles go into loading, not into the first shower
 

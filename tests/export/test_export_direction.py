@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from caloclouds.errors import InputFileError
 from caloclouds.export.drift import drift_per_mm, layer_centres_mm
 from caloclouds.export.torchscript import decode_output, export_torchscript, load_export
 from caloclouds.generation.bundle import load_bundle
@@ -152,23 +153,23 @@ def test_metadata_states_the_convention_and_the_trained_range(direction_exported
 
 
 def test_a_range_recorded_in_the_bundle_is_the_clamp(direction_bundle, tmp_path):
-    """A bundle manifest with ``theta_range_deg`` sets the range the export clamps to and states it."""
+    """The flow's training range recorded in the bundle sets the range the export clamps to and states it."""
     copy = tmp_path / "bundle"
     shutil.copytree(direction_bundle, copy)
     manifest = json.loads((copy / "bundle.json").read_text())
-    manifest["theta_range_deg"] = [0.0, 30.0]
+    manifest["provenance"]["trained_condition_ranges"] = {"theta_deg": [0.0, 30.0]}
     (copy / "bundle.json").write_text(json.dumps(manifest))
     meta = export_torchscript(load_bundle(copy), tmp_path / "m.pt")
     assert meta["angles"]["theta_range_deg"] == [0.0, 30.0]
-    assert meta["angles"]["theta_range_source"] == "the bundle manifest (theta_range_deg)"
+    assert meta["angles"]["theta_range_source"].startswith("the flow's training record")
     module, _ = load_export(tmp_path / "m.pt")
     torch.manual_seed(1)
     at_edge = _call(module, 50.0, 30.0, 10.0)
     torch.manual_seed(1)
     assert torch.equal(_call(module, 50.0, 38.0, 10.0), at_edge)
-    manifest["theta_range_deg"] = [0.0, 95.0]
+    manifest["provenance"]["trained_condition_ranges"] = {"theta_deg": [0.0, 95.0]}
     (copy / "bundle.json").write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match="theta_range_deg"):
+    with pytest.raises(InputFileError, match="theta_deg"):
         export_torchscript(load_bundle(copy), tmp_path / "bad.pt")
 
 
