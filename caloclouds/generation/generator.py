@@ -166,9 +166,10 @@ class ShowerGenerator:
         return points.clone(), offsets.clone()
 
     def _directions(self, n: int, theta_deg: Any, phi_deg: Any) -> tuple[Tensor, Tensor] | None:
-        """(θ, φ) in radians as (B,) tensors on the device, or None for normal incidence with a model
-        that knows no direction (then nothing of the direction runs: the same bits as before)."""
-        if theta_deg is None and phi_deg is None and not self.direction_aware:
+        """(θ, φ) in radians as (B,) tensors on the device, or None when no angle is given: normal
+        incidence, where nothing of the direction stage runs (a direction-aware model's flow and network
+        then take θ = 0; the same showers as with θ = φ = 0 given, without the identity operations)."""
+        if theta_deg is None and phi_deg is None:  # normal incidence: the direction stage is the identity
             return None
         theta = torch.as_tensor(0.0 if theta_deg is None else theta_deg, dtype=torch.float64).reshape(-1)
         phi = torch.as_tensor(0.0 if phi_deg is None else phi_deg, dtype=torch.float64).reshape(-1)
@@ -193,8 +194,6 @@ class ShowerGenerator:
         """:meth:`generate_tensors` as inference tensors; ``callback`` after each solver step;
         ``direction`` (θ, φ) in radians per shower (:meth:`_directions`)."""
         energy = incident_energy_gev.to(self.device, torch.float32).reshape(-1)
-        if direction is None and self.direction_aware:
-            direction = self._directions(len(energy), None, None)
         extra = None if direction is None or not self.direction_aware else torch.rad2deg(direction[0])[:, None]
         tan_theta = None if extra is None else torch.tan(direction[0])
         t0 = time.perf_counter()
