@@ -15,20 +15,15 @@ from caloclouds.direction import check_direction, from_axis_frame, tan_theta, to
 from caloclouds.errors import InputFileError
 from caloclouds.showers import Showers
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-ANGLED = DATA / "g4_photons_angled_val.h5"
-NORMAL = DATA / "g4_photons_val_fixed.h5"
 LAYER_Z = np.asarray(ILD_LIKE_DETECTOR.layer_centre_z_mm)
 ROOT = Path(__file__).resolve().parents[1]
 
-needs_data = pytest.mark.skipif(not ANGLED.is_file() or not NORMAL.is_file(), reason="../shared/data not present")
-
 
 @pytest.fixture(scope="module")
-def angled() -> Showers:
+def angled(shared) -> Showers:  # noqa: ANN001
     from caloclouds.io.formats import read_any
 
-    return read_any(ANGLED)[:200]
+    return read_any(shared("g4_photons_angled_val.h5"))[:200]
 
 
 def _layer_cog_x(showers: Showers, layer: int) -> np.ndarray:
@@ -40,7 +35,6 @@ def _layer_cog_x(showers: Showers, layer: int) -> np.ndarray:
         return showers.per_shower_sum(showers.x_mm * e) / e_sum
 
 
-@needs_data
 def test_axis_frame_centres_every_layer(angled: Showers) -> None:
     """In the axis frame the per-layer CoG stays near 0; in the detector frame it drifts by z tan theta."""
     frame = to_axis_frame(angled, LAYER_Z)
@@ -53,7 +47,6 @@ def test_axis_frame_centres_every_layer(angled: Showers) -> None:
     assert np.median(detector_r[steep]) > 10.0  # the detector-frame CoG is far from the beam axis
 
 
-@needs_data
 def test_axis_frame_round_trip(angled: Showers) -> None:
     frame = to_axis_frame(angled, LAYER_Z)
     shower = torch.from_numpy(angled.shower_index)
@@ -69,7 +62,6 @@ def test_axis_frame_round_trip(angled: Showers) -> None:
     np.testing.assert_allclose(y.numpy(), angled.y_mm, atol=1e-3)
 
 
-@needs_data
 def test_turning_a_shower_and_phi_leaves_the_axis_frame_unchanged(angled: Showers) -> None:
     """The detector is symmetric about the beam axis: a shower turned by alpha is the shower at phi + alpha."""
     alpha = np.radians(73.0)
@@ -98,23 +90,25 @@ def test_angle_checks_and_wrapping() -> None:
     )
 
 
-@needs_data
-def test_training_data_mixes_angled_and_normal_files() -> None:
+def test_training_data_mixes_angled_and_normal_files(shared) -> None:  # noqa: ANN001
     from caloclouds.diffusion.data import TrainingData
 
-    data = TrainingData.from_files([ANGLED, NORMAL], limit=1100, layer_z_mm=LAYER_Z)
+    angled_path, normal_path = shared("g4_photons_angled_val.h5"), shared("g4_photons_val_fixed.h5")
+
+    data = TrainingData.from_files([angled_path, normal_path], limit=1100, layer_z_mm=LAYER_Z)
     assert len(data) == 1100
     assert float(data.tan_theta[:1000].max()) > 0.5 and float(data.tan_theta[1000:].abs().max()) == 0.0
     with pytest.raises(InputFileError, match="g4_photons_angled_val.h5.*not conditioned on the direction"):
-        TrainingData.from_files([ANGLED], limit=10)
+        TrainingData.from_files([angled_path], limit=10)
 
 
-@needs_data
-def test_augmentation_of_angled_showers_is_a_mirror() -> None:
+def test_augmentation_of_angled_showers_is_a_mirror(shared) -> None:  # noqa: ANN001
     """Angled showers keep x (the lean of the axis frame) and flip y at random; normal ones turn."""
     from caloclouds.diffusion.data import TrainingData
 
-    data = TrainingData.from_files([ANGLED], limit=50, layer_z_mm=LAYER_Z)
+    angled_path = shared("g4_photons_angled_val.h5")
+
+    data = TrainingData.from_files([angled_path], limit=50, layer_z_mm=LAYER_Z)
     idx = torch.arange(50)
     gen = torch.Generator().manual_seed(3)
     pts, _, _ = data._gather(idx, rotate=True, generator=gen)
@@ -148,13 +142,14 @@ def test_warm_start_keeps_the_network_at_normal_incidence() -> None:
         warm_start(normal, angled.state_dict())
 
 
-@needs_data
-def test_flow_features_of_mixed_files() -> None:
+def test_flow_features_of_mixed_files(shared) -> None:  # noqa: ANN001
     from caloclouds.io.formats import read_any
     from flows.features import compute_features
 
-    angled = read_any(ANGLED)[:100]
-    normal = read_any(NORMAL)[:100]
+    angled_path, normal_path = shared("g4_photons_angled_val.h5"), shared("g4_photons_val_fixed.h5")
+
+    angled = read_any(angled_path)[:100]
+    normal = read_any(normal_path)[:100]
     f_angled = compute_features(angled, n_layers=30, condition_names=("theta_deg",), layer_z_mm=LAYER_Z)
     f_normal = compute_features(normal, n_layers=30, condition_names=("theta_deg",), layer_z_mm=LAYER_Z)
     np.testing.assert_allclose(f_angled.conditions[:, 0], angled.theta_deg)

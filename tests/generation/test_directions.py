@@ -11,10 +11,6 @@ import pytest
 from caloclouds.errors import CaloCloudsError, InputFileError
 from caloclouds.generation.directions import check_theta_range, directions_of_file, incident_directions
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-ANGLED = DATA / "g4_photons_angled_val.h5"
-NORMAL = DATA / "g4_photons_val_fixed.h5"
-
 
 def test_no_angle_option_is_normal_incidence_without_angles() -> None:
     assert incident_directions(5) is None
@@ -60,13 +56,13 @@ def test_one_theta_range_rule() -> None:
         check_theta_range(np.array([5.0]), (0.0, 0.0), allow_extrapolation=True)
 
 
-@pytest.mark.skipif(not ANGLED.is_file() or not NORMAL.is_file(), reason="../shared/data not present")
-def test_directions_of_real_files(tmp_path: Path) -> None:
-    theta, phi = directions_of_file(ANGLED, n_showers=10)
-    with h5py.File(ANGLED, "r") as f:
+def test_directions_of_real_files(tmp_path: Path, shared) -> None:  # noqa: ANN001
+    angled_path, normal_path = shared("g4_photons_angled_val.h5"), shared("g4_photons_val_fixed.h5")
+    theta, phi = directions_of_file(angled_path, n_showers=10)
+    with h5py.File(angled_path, "r") as f:
         np.testing.assert_array_equal(theta, f["theta_deg"][:10])
         np.testing.assert_array_equal(phi, f["phi_deg"][:10])
-    assert directions_of_file(NORMAL) is None
+    assert directions_of_file(normal_path) is None
     bad = tmp_path / "bad.h5"
     with h5py.File(bad, "w") as f:
         f["theta_deg"] = np.array([10.0, np.nan], np.float32)
