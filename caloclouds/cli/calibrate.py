@@ -144,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
             bundle.config,
             calibration=report.calibration,
             radial=report.radial,
+            # a direction-aware bundle keeps its axis calibration unless the reference refitted it
+            axis_depth_mm=report.axis_depth_mm or bundle.manifest.get("axis_depth_mm"),
             provenance={
                 **bundle.manifest.get("provenance", {}),
                 "calibration_reference": {

@@ -83,6 +83,7 @@ class CalibrationReport:
     mean_cells_before: float
     mean_cells_after: float
     radial: RadialCalibration = RadialCalibration()
+    axis_depth_mm: tuple[float, ...] | None = None  # a direction-aware bundle's axis calibration, when fitted
 
     def text(self) -> str:
         c = self.calibration
@@ -96,6 +97,11 @@ class CalibrationReport:
                 f"x {len(self.radial.levels)} energy-weighted radial quantiles"
             ]
         )
+        if self.axis_depth_mm is not None:
+            radial.append(
+                f"axis calibration: depth of each layer's axis {self.axis_depth_mm[0]:.2f} ... "
+                f"{self.axis_depth_mm[-1]:.2f} mm (angled reference showers)"
+            )
         return "\n".join(
             radial
             + [
@@ -207,11 +213,24 @@ def fit_radial_calibration(
 def fit_calibrations(
     bundle: ModelBundle, reference: Showers, *, geometry: str = "ild", radial: bool = True, **options: Any
 ) -> CalibrationReport:
-    """The radial calibration (unless ``radial`` is false), then the N calibration with it applied.
+    """The radial calibration (unless ``radial`` is false), then the N calibration with it applied,
+    both on the normal-incidence showers of ``reference``; then, for a direction-aware bundle and a
+    reference with enough angled showers, the axis calibration on those
+    (:func:`caloclouds.generation.calibrate_axis.fit_axis_depth`).
 
     ``options`` (``model_part``, ``device``, ``seed``, ``batch_size``) go to both fits, with their
     defaults there.
     """
+    from caloclouds.generation.calibrate_axis import AXIS_MIN_SHOWERS, AXIS_MIN_THETA_DEG, fit_axis_depth
+
+    whole = reference
+    if reference.has_direction:
+        reference = reference[reference.theta_deg == 0]
+        if len(reference) == 0:
+            raise CaloCloudsError(
+                "the radial and N calibrations are fitted on normal-incidence showers (theta = 0): "
+                "the reference has none; give a normal-incidence file too"
+            )
     identity = RadialCalibration()
     fitted = (
         fit_radial_calibration(bundle.with_calibration(PointCountCalibration(), identity), reference, **options)
@@ -221,7 +240,12 @@ def fit_calibrations(
     report = fit_point_count_calibration(
         bundle.with_calibration(PointCountCalibration(), fitted), reference, geometry=geometry, **options
     )
-    return dataclasses.replace(report, radial=fitted)
+    axis = None
+    if bundle.direction_aware and whole.has_direction:
+        if int(np.sum(whole.theta_deg >= AXIS_MIN_THETA_DEG)) >= AXIS_MIN_SHOWERS:
+            calibrated = bundle.with_calibration(report.calibration, fitted)
+            axis = fit_axis_depth(calibrated, whole, device=options.get("device", "cpu"), seed=options.get("seed", 0))
+    return dataclasses.replace(report, radial=fitted, axis_depth_mm=axis)
 
 
 def fit_point_count_calibration(

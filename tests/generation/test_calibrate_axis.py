@@ -66,3 +66,20 @@ def test_the_fitted_axis_makes_the_model_lean_as_the_reference(direction_bundle:
         fit_axis_depth(bundle, reference[:50])
     with pytest.raises(CaloCloudsError, match="direction-aware"):
         fit_axis_depth(load_bundle(NORMAL_INCIDENCE), reference)
+
+
+def test_calibrate_takes_a_mix_of_normal_and_angled_showers(direction_bundle: Path, shared) -> None:  # noqa: ANN001, F811
+    """The radial and N calibrations on the normal-incidence showers, the axis on the angled ones."""
+    from caloclouds.generation.calibrate import fit_calibrations
+
+    with ShowerFile(shared("g4_photons_angled_train.h5")) as f:
+        angled = f.read(0, 250)
+    with ShowerFile(shared("g4_photons_train.h5")) as f:
+        normal = f.read(0, 120)
+    bundle = load_bundle(direction_bundle)
+    report = fit_calibrations(bundle, Showers.concatenate([angled, normal]), seed=2)
+    assert report.n_showers == 120 and report.axis_depth_mm is not None and len(report.axis_depth_mm) == 30
+    assert "axis calibration" in report.text()
+    assert fit_calibrations(bundle, normal, seed=2).axis_depth_mm is None
+    with pytest.raises(CaloCloudsError, match="normal-incidence showers"):
+        fit_calibrations(bundle, angled, seed=2)
