@@ -22,6 +22,7 @@ function :func:`from_axis_frame` is TorchScript-compatible (the generator and th
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_THETA_DEG",
+    "augmentation_turn",
     "axis_offset_mm",
     "check_direction",
     "from_axis_frame",
@@ -98,6 +100,18 @@ def from_axis_frame(
     x = x_mm + layer_z_mm.to(x_mm.dtype).index_select(0, index) * tan_theta_per_point.to(x_mm.dtype)
     cos, sin = phi_rad_per_point.cos().to(x_mm.dtype), phi_rad_per_point.sin().to(x_mm.dtype)
     return cos * x - sin * y_mm, sin * x + cos * y_mm
+
+
+def augmentation_turn(angle_rad: Tensor, angled: Tensor) -> tuple[Tensor, Tensor]:
+    """The training augmentation of a batch of showers, given one uniform angle in [0, 2π) each.
+
+    A normal-incidence shower is turned by its angle. An angled one, held in its axis frame, is not
+    turned but mirrored in y when its angle is below π (the symmetry of that frame, as likely as not).
+    Returns ``(turn angles, sign of y after the turn)``, the sign ±1 in the angles' dtype; all (B,).
+    Tensor methods only, as :func:`from_axis_frame`.
+    """
+    flip = angled & (angle_rad < math.pi)
+    return angle_rad.masked_fill(angled, 0.0), 1.0 - 2.0 * flip.to(angle_rad.dtype)
 
 
 def check_direction(theta_deg: np.ndarray, phi_deg: np.ndarray, source: str) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from caloclouds.config import DetectorConfig, FlowConfig, RunConfig, config_from_dict, config_to_dict
+from caloclouds.direction import augmentation_turn
 from caloclouds.errors import ConfigError
 from caloclouds.runcontrol import cosine_lr, set_lr
 from caloclouds.showers import THETA
@@ -82,24 +83,19 @@ class _Batches:
         idx = torch.randint(len(energy), (cfg.batch_size,), generator=gen).to(self.device)
         cog = cog[idx]
         angle = (torch.rand(cfg.batch_size, generator=gen) * 2 * math.pi).to(self.device)
-        if cfg.rotate_cog:
-            angled = self._angled(extra[idx])
-            if angled is not None:  # the axis frame of angled showers: a mirror of y, not a turn
-                mirror = torch.where(angled & (angle < math.pi), -1.0, 1.0).to(cog.dtype)
-                angle = torch.where(angled, torch.zeros_like(angle), angle)
+        if cfg.rotate_cog:  # angled showers: a mirror of y, the symmetry of their axis frame, not a turn
+            angle, y_sign = augmentation_turn(angle, self._angled(extra[idx]))
             c, s = torch.cos(angle), torch.sin(angle)
-            cog = torch.stack([c * cog[:, 0] - s * cog[:, 1], s * cog[:, 0] + c * cog[:, 1]], dim=1)
-            if angled is not None:
-                cog = torch.stack([cog[:, 0], cog[:, 1] * mirror], dim=1)
+            cog = torch.stack([c * cog[:, 0] - s * cog[:, 1], (s * cog[:, 0] + c * cog[:, 1]) * y_sign], dim=1)
         x = pre.encode(n_l[idx], e_l[idx], cog, energy[idx], dequantise=gen)
         x = x + torch.randn(x.shape, generator=gen).to(self.device) * cfg.target_noise
         return x, pre.encode_condition(energy[idx], extra[idx])
 
-    def _angled(self, extra: torch.Tensor) -> torch.Tensor | None:
-        """(B,) True for the angled showers of a batch (θ > 0), None when the flow knows no direction."""
+    def _angled(self, extra: torch.Tensor) -> torch.Tensor:
+        """(B,) True for the angled showers of a batch (θ > 0); none when the flow knows no direction."""
         names = tuple(self.config.condition_names)
         if THETA not in names:
-            return None
+            return torch.zeros(extra.shape[0], dtype=torch.bool, device=extra.device)
         return extra[:, names.index(THETA)] > 0
 
 

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from caloclouds.diffusion.edm import RaggedCond
 from caloclouds.diffusion.preprocessing import PointNormaliser, layer_totals
+from caloclouds.direction import augmentation_turn, check_direction, tan_theta, to_axis_frame
 from caloclouds.errors import InputFileError
 from caloclouds.showers import ragged_take_torch, rotate_about_beam_axis, shower_index_torch
 
@@ -97,7 +98,6 @@ class TrainingData:
         angled showers are moved into the frame of their inclined axis and keep tan θ; files without
         a direction are normal incidence. Without it, angled files are refused (a model that does not
         know the direction cannot learn them)."""
-        from caloclouds.direction import check_direction, tan_theta, to_axis_frame
         from caloclouds.io.formats import iter_training_showers
         from caloclouds.showers import Showers
 
@@ -205,16 +205,11 @@ class TrainingData:
             offsets = torch.zeros_like(offsets)
             torch.cumsum(torch.bincount(shower_index, minlength=len(idx)), 0, out=offsets[1:])
         pts = self.points[point_idx]
-        if rotate:
+        if rotate:  # angled showers: a mirror of y, the symmetry of their axis frame, not a turn
             angle = torch.rand(len(idx), generator=generator) * (2 * math.pi)
-            angled = self.tan_theta[idx] > 0
-            if bool(angled.any()):  # the axis frame's symmetry is a mirror of y, not a turn
-                mirror = torch.where(angled[shower_index] & (angle[shower_index] < math.pi), -1.0, 1.0)
-                angle = torch.where(angled, torch.zeros_like(angle), angle)
+            angle, y_sign = augmentation_turn(angle, self.tan_theta[idx] > 0)
             x, y = rotate_about_beam_axis(pts[:, 0], pts[:, 1], angle, shower_index)
-            if bool(angled.any()):
-                y = y * mirror
-            pts = torch.stack([x, y, pts[:, 2], pts[:, 3]], dim=-1)
+            pts = torch.stack([x, y * y_sign[shower_index], pts[:, 2], pts[:, 3]], dim=-1)
         return pts, offsets, shower_index
 
     def layer_batch(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from caloclouds.direction import tan_theta
 from caloclouds.errors import CaloCloudsError
 from caloclouds.generation.bundle import ModelBundle
 from caloclouds.generation.generator import ShowerGenerator
@@ -46,7 +47,7 @@ def layer_lean_mm(showers: Showers, n_layers: int, *, weights: bool = False) -> 
     size = len(showers) * n_layers
     energy = np.bincount(row, weights=showers.e_mev, minlength=size).reshape(len(showers), n_layers)
     moment = np.bincount(row, weights=showers.e_mev * along, minlength=size).reshape(len(showers), n_layers)
-    tan = np.tan(np.radians(showers.theta_deg))[:, None]
+    tan = tan_theta(showers.theta_deg)[:, None]
     # per shower and layer the centre is moment / energy; weighted by energy: sum(moment tan) / sum(energy tan^2)
     denominator = (energy * tan**2).sum(axis=0)
     lean = np.where(denominator > 0, (moment * tan).sum(axis=0) / np.maximum(denominator, 1e-30), 0.0)
