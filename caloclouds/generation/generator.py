@@ -165,23 +165,26 @@ class ShowerGenerator:
         # plain tensors, which callers may modify in place or use with autograd
         return points.clone(), offsets.clone()
 
-    def _directions(self, n: int, theta_deg: Any, phi_deg: Any) -> tuple[Tensor, Tensor] | None:
-        """(θ, φ) in radians as (B,) tensors on the device, or None when no angle is given: normal
-        incidence, where nothing of the direction stage runs (a direction-aware model's flow and network
-        then take θ = 0; the same showers as with θ = φ = 0 given, without the identity operations)."""
-        if theta_deg is None and phi_deg is None:  # normal incidence: the direction stage is the identity
+    def _directions(self, n: int, theta_deg: Any, phi_deg: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """(θ, φ) in degrees, float64 (n,) arrays, from one value or one per shower each, or None when
+        no angle is given: normal incidence, where nothing of the direction stage runs (a
+        direction-aware model's flow and network then take θ = 0; the same showers as with θ = φ = 0
+        given, without the identity operations)."""
+        if theta_deg is None and phi_deg is None:
             return None
-        theta = torch.as_tensor(0.0 if theta_deg is None else theta_deg, dtype=torch.float64).reshape(-1)
-        phi = torch.as_tensor(0.0 if phi_deg is None else phi_deg, dtype=torch.float64).reshape(-1)
-        theta, phi = theta.expand(n) if len(theta) == 1 else theta, phi.expand(n) if len(phi) == 1 else phi
-        if theta.shape != (n,) or phi.shape != (n,):
-            raise CaloCloudsError(f"theta_deg and phi_deg must be one value or one per shower ({n})")
-        if not self.direction_aware and bool((theta != 0).any()):
+        angles = []
+        for value in (theta_deg, phi_deg):
+            a = np.asarray(0.0 if value is None else value, np.float64).reshape(-1)
+            if a.shape not in ((1,), (n,)):
+                raise CaloCloudsError(f"theta_deg and phi_deg must be one value or one per shower ({n})")
+            angles.append(np.broadcast_to(a, (n,)))
+        theta, phi = angles
+        if not self.direction_aware and np.any(theta != 0):
             raise CaloCloudsError(
                 "this model knows only normal incidence (theta_deg = 0); "
                 "use a direction-aware bundle for angled showers"
             )
-        return torch.deg2rad(theta).to(self.device, torch.float32), torch.deg2rad(phi).to(self.device, torch.float32)
+        return theta, phi
 
     @torch.inference_mode()
     def _generate(
@@ -192,7 +195,7 @@ class ShowerGenerator:
         direction: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """:meth:`generate_tensors` as inference tensors; ``callback`` after each solver step;
-        ``direction`` (θ, φ) in radians per shower (:meth:`_directions`)."""
+        ``direction`` (θ, φ) in radians per shower (:meth:`generate`)."""
         energy = incident_energy_gev.to(self.device, torch.float32).reshape(-1)
         extra = None if direction is None or not self.direction_aware else torch.rad2deg(direction[0])[:, None]
         tan_theta = None if extra is None else torch.tan(direction[0])
@@ -313,15 +316,13 @@ class ShowerGenerator:
         ``theta_deg`` and ``phi_deg`` (one value or one per shower) give the direction of incidence
         (a direction-aware bundle); the showers then carry them as ``theta_deg`` and ``phi_deg``."""
         energy = torch.as_tensor(np.asarray(incident_energy_gev, dtype=np.float32)).reshape(-1)
-        direction = self._directions(len(energy), theta_deg, phi_deg)
+        angles = self._directions(len(energy), theta_deg, phi_deg)
+        direction = None
+        if angles is not None:  # radians on the device, for the direction stage
+            direction = tuple(torch.deg2rad(torch.tensor(a)).to(self.device, torch.float32) for a in angles)
         points, offsets = self._generate(energy, generator, callback, direction)
         showers = Showers(points.cpu().numpy(), offsets.cpu().numpy(), energy.numpy())
-        if theta_deg is None and phi_deg is None:
-            return showers
-        n = len(energy)
-        theta = np.broadcast_to(np.asarray(0.0 if theta_deg is None else theta_deg, np.float32).reshape(-1), (n,))
-        phi = np.broadcast_to(np.asarray(0.0 if phi_deg is None else phi_deg, np.float32).reshape(-1), (n,))
-        return showers.with_direction(theta, phi)
+        return showers if angles is None else showers.with_direction(*angles)
 
     def stream(
         self,
