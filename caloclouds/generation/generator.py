@@ -49,6 +49,7 @@ from caloclouds.generation.calibration import (
     compiled,
     random_angles,
 )
+from caloclouds.generation.directions import check_theta_range
 from caloclouds.rounding import largest_remainder
 from caloclouds.showers import Showers, shower_index_torch
 
@@ -179,11 +180,8 @@ class ShowerGenerator:
                 raise CaloCloudsError(f"theta_deg and phi_deg must be one value or one per shower ({n})")
             angles.append(np.broadcast_to(a, (n,)))
         theta, phi = angles
-        if not self.direction_aware and np.any(theta != 0):
-            raise CaloCloudsError(
-                "this model knows only normal incidence (theta_deg = 0); "
-                "use a direction-aware bundle for angled showers"
-            )
+        if not self.direction_aware:  # generate's one rule: a normal-incidence model refuses any theta > 0
+            check_theta_range(theta, self.bundle.theta_range_deg, allow_extrapolation=True)
         return theta, phi
 
     @torch.inference_mode()

@@ -83,3 +83,15 @@ def test_at_normal_incidence_phi_is_only_a_turn(direction_bundle: Path) -> None:
     np.testing.assert_allclose(b.x_mm, -a.y_mm, atol=2e-3)
     np.testing.assert_allclose(b.y_mm, a.x_mm, atol=2e-3)
     np.testing.assert_array_equal(b.points[:, 2:], a.points[:, 2:])
+
+
+def test_a_normal_incidence_generator_refuses_a_lean() -> None:
+    """The library path keeps generate's rule: a normal-incidence model turns by phi but never leans."""
+    from caloclouds.errors import CaloCloudsError
+    from caloclouds.generation.bundle import load_bundle
+    from caloclouds.generation.generator import ShowerGenerator
+
+    generator = ShowerGenerator(load_bundle(NORMAL_INCIDENCE))
+    assert generator.generate(np.array([50.0]), theta_deg=0.0, phi_deg=40.0).phi_deg.tolist() == [40.0]
+    with pytest.raises(CaloCloudsError, match="knows only normal incidence"):
+        generator.generate(np.array([50.0]), theta_deg=10.0)
