@@ -43,7 +43,7 @@ the metadata).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -113,6 +113,12 @@ class ScriptShowerPipeline(nn.Module):
         nodes, table = bundle.radial.tensors() if self.calibrate_radii else (torch.zeros(1), torch.zeros(1, 2))
         self.register_buffer("radial_nodes_gev", nodes)
         self.register_buffer("radial_table", table)
+        energy = bundle.energy_calibration
+        self.calibrate_energies = not energy.is_identity
+        # the point-energy map, (2, G) float64 (a placeholder, unused, without one)
+        self.register_buffer(
+            "energy_table", energy.table() if self.calibrate_energies else torch.zeros(2, 2, dtype=torch.float64)
+        )
         self.check_inputs = True
         self.direction_aware = is_direction_aware(bundle)
         if self.direction_aware and not getattr(self.points, "direction", False):
@@ -196,6 +202,9 @@ class ScriptShowerPipeline(nn.Module):
         """:meth:`calibrate_points` without the clip (a direction-aware bundle clips in the layers'
         frame, after :func:`~caloclouds.direction.from_axis_frame`)."""
         layer = raw[:, 2].long()
+        energy_table: Optional[Tensor] = None  # noqa: UP045 (TorchScript reads Optional in a function body)
+        if self.calibrate_energies:
+            energy_table = self.energy_table
         points, _ = calibrate_drawn_points(
             raw,
             layer,
@@ -210,6 +219,7 @@ class ScriptShowerPipeline(nn.Module):
             self.calibrate_radii,
             self.core_radius_mm,
             self.core_spread_mm,
+            energy_table,
         )
         return points
 

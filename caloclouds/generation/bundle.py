@@ -2,7 +2,7 @@
 
 ::
 
-    bundle.json   format version, config (plain dict), file names, N and radial calibrations, provenance
+    bundle.json   format version, config (plain dict), file names, N, radial and point-energy calibrations, provenance
     flow.pt       Shower Flow checkpoint          (flows.load_shower_flow)
     cm.pt         consistency model checkpoint     (caloclouds.diffusion.load_point_model)
     teacher.pt    EDM teacher checkpoint           (optional for generation with --model-part teacher)
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from caloclouds.config import RunConfig, config_from_dict, config_to_dict
 from caloclouds.errors import ConfigError, InputFileError
-from caloclouds.generation.calibration import PointCountCalibration, RadialCalibration
+from caloclouds.generation.calibration import PointCountCalibration, PointEnergyCalibration, RadialCalibration
 from caloclouds.io.atomic import atomic_path
 
 if TYPE_CHECKING:  # for the annotations only: the networks' modules are imported when a part is loaded
@@ -132,6 +132,19 @@ class ModelBundle:
         manifest = {**self.manifest, "axis_depth_mm": [float(v) for v in depth_mm]}
         return ModelBundle(self.path, self.config, self.calibration, self.files, manifest, self.radial, self._cache)
 
+    @property
+    def energy_calibration(self) -> PointEnergyCalibration:
+        """The point-energy calibration (:mod:`caloclouds.generation.calibration.energy`); the identity
+        for a bundle without one (checked when the bundle is loaded)."""
+        return PointEnergyCalibration.from_dict(self.manifest.get("energy_calibration"))
+
+    def with_energy_calibration(self, energy: PointEnergyCalibration) -> ModelBundle:
+        """The same bundle with another point-energy calibration (the networks are shared)."""
+        manifest = {k: v for k, v in self.manifest.items() if k != "energy_calibration"}
+        if not energy.is_identity:
+            manifest["energy_calibration"] = energy.to_dict()
+        return ModelBundle(self.path, self.config, self.calibration, self.files, manifest, self.radial, self._cache)
+
     def has(self, part: str) -> bool:
         return part in self.files and (self.path / self.files[part]).is_file()
 
@@ -217,20 +230,18 @@ def load_bundle(spec: str | Path = "default") -> ModelBundle:
         raise InputFileError(path, "the bundle has no Shower Flow (flow.pt)")
     if not any((path / files[p]).is_file() for p in ("cm", "teacher") if p in files):
         raise InputFileError(path, "the bundle has neither a consistency model (cm.pt) nor a teacher (teacher.pt)")
-    try:
-        calibration = PointCountCalibration.from_dict(manifest.get("calibration") or {})
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise InputFileError(
-            manifest_path, f"invalid N calibration: {exc} (refit it with caloclouds calibrate)", where="calibration"
-        ) from None
-    try:
-        radial = RadialCalibration.from_dict(manifest.get("radial_calibration"))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise InputFileError(
-            manifest_path,
-            f"invalid radial calibration: {exc} (refit it with caloclouds calibrate)",
-            where="radial_calibration",
-        ) from None
+
+    def checked(parse: Callable[[Any], Any], key: str, what: str) -> Any:
+        try:
+            return parse(manifest.get(key))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InputFileError(
+                manifest_path, f"invalid {what}: {exc} (refit it with caloclouds calibrate)", where=key
+            ) from None
+
+    calibration = checked(lambda v: PointCountCalibration.from_dict(v or {}), "calibration", "N calibration")
+    radial = checked(RadialCalibration.from_dict, "radial_calibration", "radial calibration")
+    checked(PointEnergyCalibration.from_dict, "energy_calibration", "point-energy calibration")
     return ModelBundle(path, config, calibration, files, manifest, radial)
 
 
@@ -242,9 +253,11 @@ def write_bundle_manifest(
     radial: RadialCalibration | None = None,
     provenance: dict[str, Any] | None = None,
     axis_depth_mm: tuple[float, ...] | None = None,
+    energy: PointEnergyCalibration | None = None,
 ) -> Path:
     """Write (atomically) the ``bundle.json`` of a bundle folder whose .pt files are already there
-    (``axis_depth_mm``: the axis calibration of a direction-aware bundle, written only when given)."""
+    (``axis_depth_mm``: the axis calibration of a direction-aware bundle, and ``energy``: the
+    point-energy calibration, each written only when given)."""
     path = Path(path)
     files = {k: v for k, v in PARTS.items() if (path / v).is_file()}
     manifest = {
@@ -257,6 +270,8 @@ def write_bundle_manifest(
     }
     if axis_depth_mm is not None:
         manifest["axis_depth_mm"] = [float(v) for v in axis_depth_mm]
+    if energy is not None and not energy.is_identity:
+        manifest["energy_calibration"] = energy.to_dict()
     with atomic_path(path / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     return path / MANIFEST

@@ -53,7 +53,7 @@ from caloclouds.generation.directions import check_theta_range
 from caloclouds.rounding import largest_remainder
 from caloclouds.showers import Showers, shower_index_torch
 
-__all__ = ["ShowerGenerator", "StageTimes"]
+__all__ = ["ShowerGenerator", "StageTimes", "generate_in_batches"]
 
 
 @dataclass
@@ -90,6 +90,7 @@ class ShowerGenerator:
         check_range: check each batch's energies against the flow's training range (a warning
             outside it); False where the caller checked all of them once
             (:func:`flows.sampling.check_energy_range`, as :func:`generate_to_file` does).
+        calibrate_energies: apply the bundle's point-energy calibration (off to fit it).
     """
 
     def __init__(
@@ -106,6 +107,7 @@ class ShowerGenerator:
         share_core: bool = True,
         calibrate_radii: bool = True,
         check_range: bool = True,
+        calibrate_energies: bool = True,
     ) -> None:
         settings = bundle.config.generation
         cog = settings.cog if cog is None else cog
@@ -130,6 +132,9 @@ class ShowerGenerator:
             if self.radial.is_identity
             else self.radial.tensors(self.device)
         )
+        energy = bundle.energy_calibration
+        # the point-energy map as (2, G) float64, or None without one
+        self._energy_table = energy.table(self.device) if calibrate_energies and not energy.is_identity else None
         self.core_radius_mm = settings.core_radius_mm if share_core else 0.0
         self.core_spread_mm = settings.core_spread_mm
         self.times = StageTimes()
@@ -297,6 +302,7 @@ class ShowerGenerator:
             not self.radial.is_identity,
             self.core_radius_mm,
             self.core_spread_mm,
+            self._energy_table,
         )
 
     def generate(
@@ -352,3 +358,22 @@ class ShowerGenerator:
                 cells = project(showers)
                 self.times.projection += time.perf_counter() - t0
             yield showers, cells
+
+
+def generate_in_batches(
+    bundle: ModelBundle,
+    energies: np.ndarray,
+    *,
+    model_part: str = "cm",
+    device: str = "cpu",
+    seed: int = 0,
+    batch_size: int = 500,
+    **options: Any,
+) -> Showers:
+    """Showers at ``energies`` from one seeded :class:`ShowerGenerator` (``options`` go to it), in
+    batches of ``batch_size``: how ``caloclouds calibrate`` runs the model."""
+    gen = ShowerGenerator(bundle, model_part=model_part, device=device, **options)
+    g = torch.Generator(device=device).manual_seed(seed)
+    return Showers.concatenate(
+        [gen.generate(energies[i : i + batch_size], generator=g) for i in range(0, len(energies), batch_size)]
+    )

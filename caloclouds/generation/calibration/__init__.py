@@ -11,7 +11,10 @@ generator, the export and the tests:
 * :mod:`~caloclouds.generation.calibration.points`: the point stage.
 
   1. :func:`assign_layers_by_depth`: sort each shower's points by depth; layer l receives exactly n_l.
-  2. :func:`rescale_layer_energies`: negative energies go to 0, then each layer is scaled to E_l.
+  2. :func:`rescale_layer_energies`: negative energies go to 0, then each layer is scaled to E_l;
+     with a point-energy calibration (:mod:`~caloclouds.generation.calibration.energy`, fitted by
+     ``caloclouds calibrate``) each point's energy is then mapped so that the cell-energy spectrum
+     is Geant4's, and each layer scaled to E_l again.
   3. the transverse position, one of (``COG_MODES``):
 
      * ``rotate``: :func:`rotate_showers` turns each shower by a random angle
@@ -51,6 +54,7 @@ from __future__ import annotations
 
 from caloclouds.config import COG_MODES  # re-exported: the generator's modes are the config's
 from caloclouds.generation.calibration.count import PointCountCalibration
+from caloclouds.generation.calibration.energy import PointEnergyCalibration, map_point_energies
 from caloclouds.generation.calibration.points import (
     assign_layers_by_depth,
     calibrate_points,
@@ -66,10 +70,12 @@ from caloclouds.generation.calibration.tensors import compiled, per_point
 __all__ = [
     "COG_MODES",
     "PointCountCalibration",
+    "PointEnergyCalibration",
     "RadialCalibration",
     "assign_layers_by_depth",
     "calibrate_points",
     "compiled",
+    "map_point_energies",
     "map_radii",
     "per_point",
     "radial_grid",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from caloclouds.generation.calibration.energy import map_point_energies
 from caloclouds.generation.calibration.radial import map_radii
 from caloclouds.generation.calibration.tensors import per_point
 from caloclouds.showers import shower_index_torch
@@ -179,12 +180,15 @@ def calibrate_points(
     calibrate_radii: bool,
     core_radius_mm: float,
     core_spread_mm: float,
+    energy_table: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The generator's whole calibration of a ragged batch of drawn points, in one TorchScript-compatible call.
 
-    Layer energies (:func:`rescale_layer_energies`), radii (:func:`map_radii`, if
-    ``calibrate_radii``), the transverse position by ``cog_mode`` (:func:`rotate_showers` by
-    ``angle_rad`` or :func:`shift_showers_to_cog` to ``cog_mm``), points without energy dropped,
+    Layer energies (:func:`rescale_layer_energies`), the point energies
+    (:func:`~caloclouds.generation.calibration.energy.map_point_energies`, if ``energy_table``),
+    radii (:func:`map_radii`, if ``calibrate_radii``), the transverse position by ``cog_mode``
+    (:func:`rotate_showers` by ``angle_rad`` or :func:`shift_showers_to_cog` to ``cog_mm``), points
+    without energy dropped,
     core sharing (:func:`share_core_energy`, if ``core_radius_mm`` > 0): the same operations as
     the functions one by one, so the same bits, without recomputing the shower of each point.
 
@@ -193,11 +197,16 @@ def calibrate_points(
         layer, shower: (P,) int64 layer and shower of each point.
         energy_per_layer_mev: (B, L); incident_energy_gev: (B,); cog_mm: (B, 2); angle_rad: (B,).
         nodes_gev, table: :meth:`RadialCalibration.tensors` (unused unless ``calibrate_radii``).
+        energy_table: :meth:`PointEnergyCalibration.table`, or None (no point-energy map).
 
     Returns:
         ``(points, offsets)``: (P', 4) float32 ``x_mm, y_mm, layer, e_MeV`` and (B+1,) int64 offsets.
     """
     e = rescale_layer_energies(raw[:, 3], layer, shower, energy_per_layer_mev)
+    if energy_table is not None:
+        n_showers, n_layers = energy_per_layer_mev.shape
+        row = layer if n_showers == 1 else shower * n_layers + layer
+        e = map_point_energies(e, row, n_showers * n_layers, energy_table)
     x, y = raw[:, 0], raw[:, 1]
     if calibrate_radii:
         x, y = map_radii(x, y, layer, incident_energy_gev, nodes_gev, table, shower=shower)
