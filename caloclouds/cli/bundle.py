@@ -2,8 +2,8 @@
 
 Copies the Shower Flow (a train-flow run's model.pt, or best.pt in a run of an earlier version),
 the consistency model (a distill run's model.pt) and optionally the EDM teacher into a new folder,
-checks that every part loads and that they describe the same detector, fits the radial and N
-calibrations on Geant4 showers when --reference is given, and writes bundle.json with the
+checks that every part loads and that they describe the same detector, fits the radial, N and
+point-energy calibrations on Geant4 showers when --reference is given, and writes bundle.json with the
 provenance: this command, the training steps and SHA-256 of every checkpoint, the train-flow
 command, the data files' SHA-256 and the date. The folder is built under a temporary name and
 renamed when complete. It never writes into the installed package unless --into-package is given.
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference",
         metavar="TRAIN.h5",
-        help="Geant4 training showers to fit the radial and N "
+        help="Geant4 training showers to fit the radial, N and point-energy "
         "calibrations on, as caloclouds calibrate does (default: none); not the showers you validate with",
     )
     parser.add_argument(
@@ -108,5 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if report is not None:
         print(report.text())
     parts = ", ".join(f"{p} (step {v['training_step']})" for p, v in bundle.manifest["provenance"]["parts"].items())
-    print(f"wrote bundle {bundle.path}: {parts}; radial and N calibrations {'fitted' if report else 'none (identity)'}")
+    print(
+        f"wrote bundle {bundle.path}: {parts}; radial, N and point-energy calibrations {'fitted' if report else 'none (identity)'}"
+    )
     return 0

@@ -7,8 +7,12 @@
    radial calibration applied) onto the ILD cells with the evaluation threshold, fits the cubic
    N_cells(N_points) on Geant4 and on the model (the model then generates P_model^-1(P_g4(N))
    points). Prints the fit quality and the mean number of cells before and after.
+3. Point energies: both samples on the ILD cells without threshold, each shower at its own impact
+   position (uniform in a cell); each point's energy is mapped so that the model has as many cells
+   per shower above every energy as Geant4 (the layers' energies are kept). Prints the cells per
+   shower by cell energy before and after (--no-energy-map: skipped).
 
-Both are written to the bundle's bundle.json. Fit them on training showers, not on the showers you
+All are written to the bundle's bundle.json. Fit them on training showers, not on the showers you
 validate with.
 
 Example:
@@ -70,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fit the N calibration only (no radial calibration: the network's radial profile is kept)",
     )
+    parser.add_argument(
+        "--no-energy-map",
+        action="store_true",
+        help="no point-energy calibration (the network's point energies are kept, only scaled per layer)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="fit and print, but do not write the bundle")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the bundle's existing calibration (refused otherwise)"
@@ -115,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
                 f"--model {args.model} is the model shipped in the package ({bundle.path}); pass --into-package "
                 "to re-calibrate it, or copy it and calibrate the copy"
             )
-        if not (bundle.calibration.is_identity and bundle.radial.is_identity) and not args.overwrite:
+        calibrated = not (bundle.calibration.is_identity and bundle.radial.is_identity)
+        if (calibrated or not bundle.energy_calibration.is_identity) and not args.overwrite:
             raise CaloCloudsError(f"{bundle.path} is calibrated already; pass --overwrite to replace its calibration")
     bundle = bundle.with_calibration(PointCountCalibration(), RadialCalibration())
     with ShowerFile(args.reference) as f:
@@ -131,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         radial=not args.no_radial,
+        energy=not args.no_energy_map,
     )
     print(report.text())
     problems = fit_problems(report)
@@ -144,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
             bundle.config,
             calibration=report.calibration,
             radial=report.radial,
+            energy=report.energy_calibration,
             # a direction-aware bundle keeps its axis calibration unless the reference refitted it
             axis_depth_mm=report.axis_depth_mm or bundle.manifest.get("axis_depth_mm"),
             provenance={

@@ -165,7 +165,7 @@ def assemble_bundle(
         bundle.flow()  # validation: every part loads with its config
         for part in ("cm", "teacher") if teacher is not None else ("cm",):
             bundle.point_model(part)
-        report = None
+        report, depth, calibrated = None, None, bundle
         if reference is not None:
             from caloclouds.generation.calibrate import fit_calibrations
             from caloclouds.io import ShowerFile
@@ -173,32 +173,32 @@ def assemble_bundle(
             with ShowerFile(reference) as f:
                 showers = f.read(0, min(len(f), 2000))
             report = fit_calibrations(bundle, showers, model_part="cm", device="cpu", seed=seed)
+            calibrated = bundle.with_calibration(report.calibration, report.radial)
+            calibrated = calibrated.with_energy_calibration(report.energy_calibration)
             provenance["calibration_reference"] = {
                 "file": relative_path(reference),
                 "sha256": file_sha256(Path(reference)),
                 "showers": len(showers),
             }
-            write_bundle_manifest(
-                tmp, config, calibration=report.calibration, radial=report.radial, provenance=provenance
-            )
         if axis_reference is not None:
             from caloclouds.generation.calibrate_axis import fit_axis_depth
             from caloclouds.io import ShowerFile
 
-            calibrated = load_bundle(tmp)
             with ShowerFile(axis_reference) as f:
                 angled = f.read(0, min(len(f), 2000))
-            depth = fit_axis_depth(calibrated, angled, seed=seed)
+            depth = fit_axis_depth(calibrated, angled, seed=seed)  # with the calibrations just fitted
             provenance["axis_reference"] = {
                 "file": relative_path(axis_reference),
                 "sha256": file_sha256(Path(axis_reference)),
                 "showers": len(angled),
             }
+        if report is not None or depth is not None:
             write_bundle_manifest(
                 tmp,
                 config,
                 calibration=calibrated.calibration,
                 radial=calibrated.radial,
+                energy=calibrated.energy_calibration,
                 provenance=provenance,
                 axis_depth_mm=depth,
             )

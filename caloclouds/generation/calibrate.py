@@ -7,6 +7,9 @@
    and on the uncalibrated model we fit N_cells(N_points), both cubic (CaloClouds II, Sec. 3.3),
    and store the pair in the bundle (see PointCountCalibration). It is fitted with the radial
    calibration applied, since the cells depend on where the points lie.
+3. The point-energy calibration (:mod:`caloclouds.generation.calibrate_energy`): a map of the point
+   energies that gives the cells Geant4's energy spectrum, fitted with the other two applied; the
+   radial calibration is then fitted again with the map and the N calibration applied.
 """
 
 from __future__ import annotations
@@ -23,8 +26,15 @@ import torch
 
 from caloclouds.errors import CaloCloudsError
 from caloclouds.generation.bundle import ModelBundle
-from caloclouds.generation.calibration import PointCountCalibration, RadialCalibration, compiled, share_core_energy
-from caloclouds.generation.generator import ShowerGenerator
+from caloclouds.generation.calibrate_energy import EnergyCalibrationReport, cell_spectrum, fit_energy_calibration
+from caloclouds.generation.calibration import (
+    PointCountCalibration,
+    PointEnergyCalibration,
+    RadialCalibration,
+    compiled,
+    share_core_energy,
+)
+from caloclouds.generation.generator import generate_in_batches
 from caloclouds.generation.pipeline import cell_projector
 from caloclouds.showers import Showers, shower_index
 
@@ -84,6 +94,12 @@ class CalibrationReport:
     mean_cells_after: float
     radial: RadialCalibration = RadialCalibration()
     axis_depth_mm: tuple[float, ...] | None = None  # a direction-aware bundle's axis calibration, when fitted
+    energy: EnergyCalibrationReport | None = None  # the point-energy calibration, when fitted
+
+    @property
+    def energy_calibration(self) -> PointEnergyCalibration:
+        """The fitted point-energy calibration (the identity when none was fitted)."""
+        return PointEnergyCalibration() if self.energy is None else self.energy.calibration
 
     def text(self) -> str:
         c = self.calibration
@@ -102,8 +118,10 @@ class CalibrationReport:
                 f"axis calibration: depth of each layer's axis {self.axis_depth_mm[0]:.2f} ... "
                 f"{self.axis_depth_mm[-1]:.2f} mm (angled reference showers)"
             )
+        energy = [] if self.energy is None else [self.energy.text()]
         return "\n".join(
             radial
+            + energy
             + [
                 f"N calibration fitted on {self.n_showers} showers (cubic fits, ILD cells above threshold)",
                 f"  Geant4: N_cells(N_points)   R^2 = {self.r2_g4:.4f}  coeffs {np.round(c.g4_cells_from_points, 6).tolist()}",
@@ -112,23 +130,6 @@ class CalibrationReport:
                 f"({rel(self.mean_cells_before):+.1f} %), after {self.mean_cells_after:.1f} ({rel(self.mean_cells_after):+.1f} %)",
             ]
         )
-
-
-def _generate(
-    bundle: ModelBundle,
-    energies: np.ndarray,
-    *,
-    model_part: str,
-    device: str,
-    seed: int,
-    batch_size: int,
-    **options: Any,
-) -> Showers:
-    gen = ShowerGenerator(bundle, model_part=model_part, device=device, **options)  # type: ignore[arg-type]
-    g = torch.Generator(device=device).manual_seed(seed)
-    return Showers.concatenate(
-        [gen.generate(energies[i : i + batch_size], generator=g) for i in range(0, len(energies), batch_size)]
-    )
 
 
 def _radial_quantiles(
@@ -173,11 +174,13 @@ def fit_radial_calibration(
     device: str = "cpu",
     seed: int = 0,
     batch_size: int = 500,
+    calibrate_n: bool = False,
 ) -> RadialCalibration:
     """Energy-weighted radial quantiles per (energy bin, layer) of ``reference`` and of the model.
 
-    The model is run at the reference energies without the N calibration, the core sharing and a
-    radial calibration (the radial profile of a layer does not depend on how many points are drawn).
+    The model is run at the reference energies without the core sharing and a radial calibration,
+    and without the N calibration unless ``calibrate_n`` (without a point-energy calibration the
+    radial profile of a layer does not depend on how many points are drawn; with one it does).
     """
     detector = bundle.config.detector
     energies = reference.incident_energy_gev
@@ -186,14 +189,14 @@ def fit_radial_calibration(
         raise CaloCloudsError(
             "cannot fit the radial calibration: the reference showers have (almost) one incident energy"
         )
-    model = _generate(
+    model = generate_in_batches(
         bundle,
         energies,
         model_part=model_part,
         device=device,
         seed=seed,
         batch_size=batch_size,
-        calibrate_n=False,
+        calibrate_n=calibrate_n,
         share_core=False,
         calibrate_radii=False,
         cog="none",
@@ -211,14 +214,21 @@ def fit_radial_calibration(
 
 
 def fit_calibrations(
-    bundle: ModelBundle, reference: Showers, *, geometry: str = "ild", radial: bool = True, **options: Any
+    bundle: ModelBundle,
+    reference: Showers,
+    *,
+    geometry: str = "ild",
+    radial: bool = True,
+    energy: bool = True,
+    **options: Any,
 ) -> CalibrationReport:
     """The radial calibration (unless ``radial`` is false), then the N calibration with it applied,
-    both on the normal-incidence showers of ``reference``; then, for a direction-aware bundle and a
+    then the point-energy calibration with both (unless ``energy`` is false), all on the
+    normal-incidence showers of ``reference``; then, for a direction-aware bundle and a
     reference with enough angled showers, the axis calibration on those
     (:func:`caloclouds.generation.calibrate_axis.fit_axis_depth`).
 
-    ``options`` (``model_part``, ``device``, ``seed``, ``batch_size``) go to both fits, with their
+    ``options`` (``model_part``, ``device``, ``seed``, ``batch_size``) go to every fit, with their
     defaults there.
     """
     from caloclouds.generation.calibrate_axis import AXIS_MIN_SHOWERS, AXIS_MIN_THETA_DEG, fit_axis_depth
@@ -232,6 +242,7 @@ def fit_calibrations(
                 "the reference has none; give a normal-incidence file too"
             )
     identity = RadialCalibration()
+    bundle = bundle.with_energy_calibration(PointEnergyCalibration())  # the fits below see the raw energies
     fitted = (
         fit_radial_calibration(bundle.with_calibration(PointCountCalibration(), identity), reference, **options)
         if radial
@@ -240,12 +251,24 @@ def fit_calibrations(
     report = fit_point_count_calibration(
         bundle.with_calibration(PointCountCalibration(), fitted), reference, geometry=geometry, **options
     )
+    calibrated = bundle.with_calibration(report.calibration, fitted)
+    energy_report = None
+    if energy:
+        energy_report = fit_energy_calibration(calibrated, reference, geometry=geometry, **options)
+        calibrated = calibrated.with_energy_calibration(energy_report.calibration)
+        if radial:
+            # the map moves energy between light (halo) and heavy (core) points: the radial profile is
+            # fitted again with it (and the N calibration) applied
+            refit = calibrated.with_calibration(report.calibration, identity)
+            fitted = fit_radial_calibration(refit, reference, calibrate_n=True, **options)
+            calibrated = calibrated.with_calibration(report.calibration, fitted)
+        after = cell_spectrum(calibrated, reference, geometry=geometry, **options)
+        energy_report = dataclasses.replace(energy_report, cells_after=after)
     axis = None
     if bundle.direction_aware and whole.has_direction:
         if int(np.sum(whole.theta_deg >= AXIS_MIN_THETA_DEG)) >= AXIS_MIN_SHOWERS:
-            calibrated = bundle.with_calibration(report.calibration, fitted)
             axis = fit_axis_depth(calibrated, whole, device=options.get("device", "cpu"), seed=options.get("seed", 0))
-    return dataclasses.replace(report, radial=fitted, axis_depth_mm=axis)
+    return dataclasses.replace(report, radial=fitted, axis_depth_mm=axis, energy=energy_report)
 
 
 def fit_point_count_calibration(
@@ -273,7 +296,7 @@ def fit_point_count_calibration(
     def model_counts(b: ModelBundle, calibrated: bool) -> tuple[np.ndarray, np.ndarray]:
         # N is the number of points the network draws: the core sharing comes after, so it is applied
         # here to the cells only
-        drawn = _generate(
+        drawn = generate_in_batches(
             b,
             energies,
             model_part=model_part,
