@@ -37,7 +37,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "distill": ("distill", "distil the EDM teacher into a one-step consistency model"),
     "train-voxel": ("train_voxel", "train the voxel (CaloChallenge-style U-Net) diffusion model, or distil it"),
     "bundle": ("bundle", "assemble, validate and calibrate a model bundle from training runs"),
-    "calibrate": ("calibrate", "fit the N-points calibration of a model bundle on Geant4"),
+    "calibrate": ("calibrate", "fit the radial, N-points and point-energy calibrations of a bundle on Geant4"),
     "generate": ("generate", "generate showers with a model bundle to ROOT or HDF5"),
     "bench": ("bench", "measure speed: generation end to end (default), or bench flow|diffusion|projection|all"),
     "produce": ("produce", "large productions: resumable shards on a Dask cluster (local, Slurm, HTCondor)"),

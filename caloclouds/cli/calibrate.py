@@ -1,4 +1,4 @@
-"""Fit the radial and N-points calibrations of a model bundle on Geant4 showers and store them in the bundle.
+"""Fit the radial, N-points and point-energy calibrations of a model bundle on Geant4 showers and store them in the bundle.
 
 1. Radial: the energy-weighted radial quantiles of every layer, in 5 bins of incident energy, of the
    reference and of the model at the same energies; the model's points are then moved along their
@@ -10,7 +10,8 @@
 3. Point energies: both samples on the ILD cells without threshold, each shower at its own impact
    position (uniform in a cell); each point's energy is mapped so that the model has as many cells
    per shower above every energy as Geant4 (the layers' energies are kept). Prints the cells per
-   shower by cell energy before and after (--no-energy-map: skipped).
+   shower by cell energy before and after (--no-energy-map: skipped). The radial calibration is
+   then fitted again with the map and the N calibration applied.
 
 All are written to the bundle's bundle.json. Fit them on training showers, not on the showers you
 validate with.
