@@ -151,3 +151,22 @@ def test_fit_on_geant4_brings_the_cell_spectrum_to_geant4(shared) -> None:  # no
     assert off["after"].max() < 0.1, off
     with pytest.raises(CaloCloudsError, match="at least 20 reference showers"):
         fit_energy_calibration(bundle, fit_showers[:5])
+
+
+def test_calibrate_refuses_to_replace_a_point_energy_map_without_overwrite(tmp_path, shared, capsys) -> None:  # noqa: ANN001
+    """A bundle whose only calibration is a point-energy map is calibrated already: the CLI says so
+    before any fit, and names --overwrite."""
+    from caloclouds.cli import main
+    from caloclouds.generation.calibration import PointCountCalibration, RadialCalibration
+
+    bundle = load_bundle(SHIPPED)
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    for name in bundle.files.values():
+        shutil.copyfile(SHIPPED / name, folder / name)
+    write_bundle_manifest(
+        folder, bundle.config, calibration=PointCountCalibration(), radial=RadialCalibration(), energy=_stretch(1.1)
+    )
+    code = main(["calibrate", "--model", str(folder), "--reference", str(shared("g4_photons_train.h5"))])
+    assert code != 0
+    assert "calibrated already" in capsys.readouterr().err
