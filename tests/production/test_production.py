@@ -222,10 +222,17 @@ def test_a_shard_that_keeps_failing_stops_the_production(client, tmp_path):
     done = {s["file"] for s in manifest["shards"] if s["status"] == "done"}
     assert "shard-00002.h5" not in done
     assert all((tmp_path / name).is_file() for name in done)
+
     # this cluster outlives the production (a shared client), so a shard still being made when shard 2
-    # failed finishes on it and renames its file into place: wait for that event, not a fixed time
+    # failed finishes on it and renames its file into place: wait for that event, not a fixed time. The
+    # scheduler forgets a cancelled task at once (processing() is empty) while its worker thread still
+    # writes the shard, so the workers' own running threads are asked too
+    def running() -> bool:
+        threads = client.run(lambda dask_worker: len(dask_worker.active_threads))
+        return any(client.processing().values()) or any(threads.values())
+
     deadline = time.monotonic() + 120
-    while any(client.processing().values()) and time.monotonic() < deadline:
+    while running() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not leftovers(tmp_path)
 
