@@ -134,21 +134,23 @@ def fit_energy_calibration(
     n_rows = len(model) * detector.n_layers  # the generator's rows: (shower, layer)
     row = torch.from_numpy(model.shower_index).long() * detector.n_layers + points[:, 2].long()
 
-    def mapped(calibration: PointEnergyCalibration) -> tuple[Showers, np.ndarray]:
+    def cells_with(calibration: PointEnergyCalibration) -> np.ndarray:
+        """The model's cell energies with ``calibration`` applied to its points."""
         e = points[:, 3]
         if not calibration.is_identity:
             e = map_point_energies(e, row, n_rows, calibration.table())
-        moved = Showers(
+        mapped = Showers(
             torch.cat([points[:, :3], e.float().unsqueeze(1)], 1).numpy(), model.offsets, model.incident_energy_gev
         )
-        return moved, cell_energies_mev(moved, project, pitch, np.random.default_rng([seed, 2]))
+        return cell_energies_mev(mapped, project, pitch, np.random.default_rng([seed, 2]))
 
     curve = grid.copy()
     calibration = PointEnergyCalibration()
-    before = None
-    for _ in range(iterations):
-        _, model_e = mapped(calibration)
-        before = model_e if before is None else before
+    before = cells_with(calibration)
+    model_e = before
+    for step in range(iterations):
+        if step:
+            model_e = cells_with(calibration)
         model_above = _cells_above(np.log(model_e[model_e > 0]), grid)
         # the Geant4 energy with as many cells per shower above it as the model has above grid[k]
         target = np.interp(-model_above / len(model), -g4_above, grid)
@@ -156,7 +158,7 @@ def fit_energy_calibration(
         change = np.where(valid, target - grid, 0.0)
         curve = np.maximum.accumulate(curve + damping * np.interp(curve, grid, change))
         calibration = PointEnergyCalibration(GRID_LOG_E_MEV, tuple(float(v) for v in curve))
-    _, after = mapped(calibration)
+    after = cells_with(calibration)
     mip = detector.mip_mev
     return EnergyCalibrationReport(
         calibration,
