@@ -115,10 +115,8 @@ class ScriptShowerPipeline(nn.Module):
         self.register_buffer("radial_table", table)
         energy = bundle.energy_calibration
         self.calibrate_energies = not energy.is_identity
-        # the point-energy map, (2, G) float64 (a placeholder, unused, without one)
-        self.register_buffer(
-            "energy_table", energy.table() if self.calibrate_energies else torch.zeros(2, 2, dtype=torch.float64)
-        )
+        # the point-energy map (PointEnergyCalibration.table; a placeholder, unused, without one)
+        self.register_buffer("energy_table", energy.table() if self.calibrate_energies else torch.zeros(3, 2))
         self.check_inputs = True
         self.direction_aware = is_direction_aware(bundle)
         if self.direction_aware and not getattr(self.points, "direction", False):

@@ -22,12 +22,11 @@ generator and the export (``ModelBundle.axis_depth_mm``).
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from caloclouds.direction import tan_theta
 from caloclouds.errors import CaloCloudsError
 from caloclouds.generation.bundle import ModelBundle
-from caloclouds.generation.generator import ShowerGenerator
+from caloclouds.generation.generator import generate_in_batches
 from caloclouds.showers import Showers
 
 __all__ = ["AXIS_MIN_SHOWERS", "AXIS_MIN_THETA_DEG", "fit_axis_depth", "layer_lean_mm"]
@@ -76,20 +75,18 @@ def fit_axis_depth(
             f"the axis calibration needs at least {AXIS_MIN_SHOWERS} angled reference showers "
             f"(theta >= {AXIS_MIN_THETA_DEG:g} deg), got {len(angled)}"
         )
-    generator = ShowerGenerator(bundle, device=device)
-    g = torch.Generator(device=device).manual_seed(seed)
-    parts = [
-        generator.generate(
-            angled.incident_energy_gev[i : i + batch_size],
-            theta_deg=angled.theta_deg[i : i + batch_size],
-            phi_deg=angled.phi_deg[i : i + batch_size],
-            generator=g,
-        )
-        for i in range(0, len(angled), batch_size)
-    ]
+    model = generate_in_batches(
+        bundle,
+        angled.incident_energy_gev,
+        theta_deg=angled.theta_deg,
+        phi_deg=angled.phi_deg,
+        device=device,
+        seed=seed,
+        batch_size=batch_size,
+    )
     n_layers = bundle.config.detector.n_layers
     g4_lean, weight = layer_lean_mm(angled, n_layers, weights=True)
-    difference = g4_lean - layer_lean_mm(Showers.concatenate(parts), n_layers)
+    difference = g4_lean - layer_lean_mm(model, n_layers)
     depth = np.asarray(bundle.axis_depth_mm, np.float64)
     slope, offset = np.polyfit(depth, difference, 1, w=np.sqrt(weight))  # a line, weighted by Geant4's energy
     return tuple(float(v) for v in depth + offset + slope * depth)

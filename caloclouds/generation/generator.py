@@ -133,7 +133,7 @@ class ShowerGenerator:
             else self.radial.tensors(self.device)
         )
         energy = bundle.energy_calibration
-        # the point-energy map as (2, G) float64, or None without one
+        # the point-energy map (PointEnergyCalibration.table), or None without one
         self._energy_table = energy.table(self.device) if calibrate_energies and not energy.is_identity else None
         self.core_radius_mm = settings.core_radius_mm if share_core else 0.0
         self.core_spread_mm = settings.core_spread_mm
@@ -368,12 +368,14 @@ def generate_in_batches(
     device: str = "cpu",
     seed: int = 0,
     batch_size: int = 500,
+    theta_deg: np.ndarray | None = None,
+    phi_deg: np.ndarray | None = None,
     **options: Any,
 ) -> Showers:
-    """Showers at ``energies`` from one seeded :class:`ShowerGenerator` (``options`` go to it), in
-    batches of ``batch_size``: how ``caloclouds calibrate`` runs the model."""
+    """Showers at ``energies`` (and directions ``theta_deg``, ``phi_deg``, one per shower, or None)
+    from one :class:`ShowerGenerator` (``options`` go to it), by :meth:`ShowerGenerator.stream` in
+    batches of ``batch_size`` with one generator seeded by ``seed``, as one batch: how the
+    calibration fits run the model."""
     gen = ShowerGenerator(bundle, model_part=model_part, device=device, **options)
-    g = torch.Generator(device=device).manual_seed(seed)
-    return Showers.concatenate(
-        [gen.generate(energies[i : i + batch_size], generator=g) for i in range(0, len(energies), batch_size)]
-    )
+    batches = gen.stream(energies, batch_size=batch_size, seed=seed, theta_deg=theta_deg, phi_deg=phi_deg)
+    return Showers.concatenate([showers for showers, _ in batches])
